@@ -2,7 +2,7 @@
 // Bundles each executable into one ESM file with esbuild, so that starting it
 // costs one file read instead of resolving hundreds of modules (the daemon's
 // startup and fc-sim's spawn time are measured). Skips entries not written yet.
-import { existsSync } from "node:fs";
+import { chmodSync, existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { build } from "esbuild";
 
@@ -33,6 +33,6 @@ await Promise.all(
           js: "#!/usr/bin/env node\nimport { createRequire as __vmmCreateRequire } from 'node:module'; const require = __vmmCreateRequire(import.meta.url);",
         },
         loader: { ".yaml": "text" },
-      }),
+      }).then(() => chmodSync(resolve(root, out), 0o755)),
     ),
 );

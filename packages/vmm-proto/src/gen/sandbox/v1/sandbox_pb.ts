@@ -161,7 +161,7 @@ export const TerminalSizeSchema: GenMessage<TerminalSize> = /*@__PURE__*/
 export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & {
   /**
    * id is chosen by the caller to make Create idempotent; empty means the
-   * daemon generates one. 1-63 characters of [a-z0-9-], starting with a
+   * daemon generates one. 1-48 characters of [a-z0-9-], starting with a
    * letter or digit.
    *
    * @generated from field: string id = 1;

@@ -1,0 +1,5 @@
+// esbuild (scripts/build.mjs) loads `.yaml` imports as text.
+declare module "*.yaml" {
+  const text: string;
+  export default text;
+}

@@ -1,0 +1,325 @@
+import { Agent, request as httpRequest } from "node:http";
+import type {
+  ApiErrorBody,
+  Balloon,
+  BalloonStats,
+  BalloonUpdate,
+  BootSource,
+  Drive,
+  EntropyDevice,
+  FirecrackerVersion,
+  FullVmConfiguration,
+  InstanceActionInfo,
+  InstanceInfo,
+  Logger,
+  MachineConfiguration,
+  Metrics,
+  MmdsConfig,
+  MmdsContents,
+  NetworkInterface,
+  PartialDrive,
+  PartialNetworkInterface,
+  SnapshotCreateParams,
+  SnapshotLoadParams,
+  Vm,
+  Vsock,
+} from "./api-types.js";
+import { FirecrackerApiError, FirecrackerConnectionError } from "./errors.js";
+
+/** Options of {@link createFirecrackerClient}. */
+export interface FirecrackerClientOptions {
+  /** Absolute (or cwd-relative) path of the API socket. Required. */
+  socketPath: string;
+  /**
+   * Default per-call timeout in milliseconds, covering the wait behind earlier calls of this client
+   * and the request itself. Default 60000: snapshot create/load of big guests blocks the API for
+   * seconds (NOTES.md §0).
+   */
+  timeoutMs?: number;
+}
+
+/** Per-call options of every {@link FirecrackerClient} method. */
+export interface CallOptions {
+  /** Aborts the call (and rejects with the signal's reason). */
+  signal?: AbortSignal;
+  /** Overrides the client's `timeoutMs` for this call. */
+  timeoutMs?: number;
+}
+
+/**
+ * Typed client of one Firecracker process's API (v1.14.2), one method per OpenAPI operationId.
+ * Calls are serialized (one connection, kept alive): Firecracker accepts only ~10 connections and
+ * processes requests one at a time anyway. Every method rejects with {@link FirecrackerApiError}
+ * on a non-2xx answer and {@link FirecrackerConnectionError} when the socket cannot be used.
+ */
+export interface FirecrackerClient {
+  readonly socketPath: string;
+  /** `GET /` */
+  describeInstance(options?: CallOptions): Promise<InstanceInfo>;
+  /** `GET /version` */
+  getFirecrackerVersion(options?: CallOptions): Promise<FirecrackerVersion>;
+  /** `GET /vm/config` */
+  getExportVmConfig(options?: CallOptions): Promise<FullVmConfiguration>;
+  /** `GET /machine-config` */
+  getMachineConfiguration(options?: CallOptions): Promise<MachineConfiguration>;
+  /** `PUT /machine-config` (pre-boot; omitted optionals are reset). */
+  putMachineConfiguration(body: MachineConfiguration, options?: CallOptions): Promise<void>;
+  /** `PATCH /machine-config` (pre-boot). */
+  patchMachineConfiguration(
+    body: Partial<MachineConfiguration>,
+    options?: CallOptions,
+  ): Promise<void>;
+  /** `PUT /boot-source` (pre-boot). */
+  putGuestBootSource(body: BootSource, options?: CallOptions): Promise<void>;
+  /** `PUT /drives/{drive_id}` with `drive_id` taken from the body (pre-boot). */
+  putGuestDriveByID(body: Drive, options?: CallOptions): Promise<void>;
+  /** `PATCH /drives/{drive_id}` (post-boot). */
+  patchGuestDriveByID(body: PartialDrive, options?: CallOptions): Promise<void>;
+  /** `PUT /network-interfaces/{iface_id}` (pre-boot). */
+  putGuestNetworkInterfaceByID(body: NetworkInterface, options?: CallOptions): Promise<void>;
+  /** `PATCH /network-interfaces/{iface_id}` (post-boot). */
+  patchGuestNetworkInterfaceByID(
+    body: PartialNetworkInterface,
+    options?: CallOptions,
+  ): Promise<void>;
+  /** `PUT /vsock` (pre-boot; Firecracker binds `uds_path` now). */
+  putGuestVsock(body: Vsock, options?: CallOptions): Promise<void>;
+  /** `PUT /mmds` (replaces the store). */
+  putMmds(body: MmdsContents, options?: CallOptions): Promise<void>;
+  /** `PATCH /mmds` (JSON merge patch). */
+  patchMmds(body: MmdsContents, options?: CallOptions): Promise<void>;
+  /** `GET /mmds` */
+  getMmds(options?: CallOptions): Promise<MmdsContents>;
+  /** `PUT /mmds/config` (pre-boot). */
+  putMmdsConfig(body: MmdsConfig, options?: CallOptions): Promise<void>;
+  /** `PUT /logger` (pre-boot or before load). */
+  putLogger(body: Logger, options?: CallOptions): Promise<void>;
+  /** `PUT /metrics` (once per process). */
+  putMetrics(body: Metrics, options?: CallOptions): Promise<void>;
+  /** `PUT /actions` */
+  createSyncAction(body: InstanceActionInfo, options?: CallOptions): Promise<void>;
+  /** `PATCH /vm` (pause / resume; idempotent). */
+  patchVm(body: Vm, options?: CallOptions): Promise<void>;
+  /** `PUT /snapshot/create` (VM paused). */
+  createSnapshot(body: SnapshotCreateParams, options?: CallOptions): Promise<void>;
+  /** `PUT /snapshot/load` (fresh process only). */
+  loadSnapshot(body: SnapshotLoadParams, options?: CallOptions): Promise<void>;
+  /** `PUT /balloon` (pre-boot). */
+  putBalloon(body: Balloon, options?: CallOptions): Promise<void>;
+  /** `PATCH /balloon` (post-boot). */
+  patchBalloon(body: BalloonUpdate, options?: CallOptions): Promise<void>;
+  /** `GET /balloon` */
+  describeBalloonConfig(options?: CallOptions): Promise<Balloon>;
+  /** `GET /balloon/statistics` */
+  describeBalloonStats(options?: CallOptions): Promise<BalloonStats>;
+  /** `PUT /entropy` (pre-boot). */
+  putEntropyDevice(body: EntropyDevice, options?: CallOptions): Promise<void>;
+  /** Closes the kept-alive connection. Calls made afterwards open a new one. */
+  close(): void;
+}
+
+const defaultTimeoutMs = 60_000;
+
+/**
+ * Creates a {@link FirecrackerClient} for the API socket at `socketPath`. Nothing is connected
+ * until the first call.
+ *
+ * @example
+ * const fc = createFirecrackerClient({ socketPath: "/var/lib/vmm/sandboxes/a/api.sock" });
+ * await fc.putMachineConfiguration({ vcpu_count: 1, mem_size_mib: 128 });
+ */
+export function createFirecrackerClient(options: FirecrackerClientOptions): FirecrackerClient {
+  const { socketPath } = options;
+  const clientTimeoutMs = options.timeoutMs ?? defaultTimeoutMs;
+  // One socket: calls are serialized below, so a second one would only idle.
+  const agent = new Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 });
+  let tail: Promise<void> = Promise.resolve();
+
+  async function call(
+    operation: string,
+    method: "GET" | "PUT" | "PATCH",
+    path: string,
+    body: unknown,
+    callOptions: CallOptions | undefined,
+  ): Promise<unknown> {
+    const timeoutMs = callOptions?.timeoutMs ?? clientTimeoutMs;
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const signal = callOptions?.signal ? AbortSignal.any([callOptions.signal, timeout]) : timeout;
+    const translate = (err: unknown): Error => {
+      if (callOptions?.signal?.aborted) return toError(callOptions.signal.reason);
+      if (timeout.aborted) {
+        return new FirecrackerConnectionError(
+          operation,
+          socketPath,
+          `no answer to ${method} ${path} within ${timeoutMs} ms`,
+          { cause: err },
+        );
+      }
+      if (err instanceof FirecrackerApiError || err instanceof FirecrackerConnectionError) {
+        return err;
+      }
+      const e = toError(err);
+      return new FirecrackerConnectionError(operation, socketPath, e.message, { cause: e });
+    };
+
+    let release!: () => void;
+    const mine = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const previous = tail;
+    tail = previous.then(() => mine);
+    try {
+      await raceAbort(previous, signal);
+      return await send(operation, method, path, body, signal);
+    } catch (err) {
+      throw translate(err);
+    } finally {
+      release();
+    }
+  }
+
+  function send(
+    operation: string,
+    method: string,
+    path: string,
+    body: unknown,
+    signal: AbortSignal,
+  ): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      signal.throwIfAborted();
+      const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+      const headers: Record<string, string | number> = { Accept: "application/json" };
+      if (payload) {
+        headers["Content-Type"] = "application/json";
+        // Firecracker reads bodies strictly by Content-Length; chunked is not decoded (NOTES.md §0).
+        headers["Content-Length"] = payload.length;
+      }
+      const req = httpRequest({ socketPath, agent, method, path, headers });
+      const onAbort = () => req.destroy(toError(signal.reason));
+      signal.addEventListener("abort", onAbort, { once: true });
+      const done = () => signal.removeEventListener("abort", onAbort);
+      req.on("error", (err) => {
+        done();
+        reject(err);
+      });
+      req.on("response", (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", (err) => {
+          done();
+          reject(err);
+        });
+        res.on("end", () => {
+          done();
+          const text = Buffer.concat(chunks).toString("utf8");
+          const status = res.statusCode ?? 0;
+          if (status >= 200 && status < 300) {
+            resolve(text.length > 0 ? parseJson(text) : undefined);
+            return;
+          }
+          reject(
+            new FirecrackerApiError({
+              operation,
+              method,
+              path,
+              status,
+              faultMessage: faultMessageOf(text),
+            }),
+          );
+        });
+      });
+      req.end(payload);
+    });
+  }
+
+  const get = <T>(operation: string, path: string, o?: CallOptions) =>
+    call(operation, "GET", path, undefined, o) as Promise<T>;
+  const put = async (operation: string, path: string, body: unknown, o?: CallOptions) => {
+    await call(operation, "PUT", path, body, o);
+  };
+  const patch = async (operation: string, path: string, body: unknown, o?: CallOptions) => {
+    await call(operation, "PATCH", path, body, o);
+  };
+
+  return {
+    socketPath,
+    describeInstance: (o) => get("describeInstance", "/", o),
+    getFirecrackerVersion: (o) => get("getFirecrackerVersion", "/version", o),
+    getExportVmConfig: (o) => get("getExportVmConfig", "/vm/config", o),
+    getMachineConfiguration: (o) => get("getMachineConfiguration", "/machine-config", o),
+    putMachineConfiguration: (b, o) => put("putMachineConfiguration", "/machine-config", b, o),
+    patchMachineConfiguration: (b, o) =>
+      patch("patchMachineConfiguration", "/machine-config", b, o),
+    putGuestBootSource: (b, o) => put("putGuestBootSource", "/boot-source", b, o),
+    putGuestDriveByID: (b, o) => put("putGuestDriveByID", `/drives/${pathId(b.drive_id)}`, b, o),
+    patchGuestDriveByID: (b, o) =>
+      patch("patchGuestDriveByID", `/drives/${pathId(b.drive_id)}`, b, o),
+    putGuestNetworkInterfaceByID: (b, o) =>
+      put("putGuestNetworkInterfaceByID", `/network-interfaces/${pathId(b.iface_id)}`, b, o),
+    patchGuestNetworkInterfaceByID: (b, o) =>
+      patch("patchGuestNetworkInterfaceByID", `/network-interfaces/${pathId(b.iface_id)}`, b, o),
+    putGuestVsock: (b, o) => put("putGuestVsock", "/vsock", b, o),
+    putMmds: (b, o) => put("putMmds", "/mmds", b, o),
+    patchMmds: (b, o) => patch("patchMmds", "/mmds", b, o),
+    getMmds: (o) => get("getMmds", "/mmds", o),
+    putMmdsConfig: (b, o) => put("putMmdsConfig", "/mmds/config", b, o),
+    putLogger: (b, o) => put("putLogger", "/logger", b, o),
+    putMetrics: (b, o) => put("putMetrics", "/metrics", b, o),
+    createSyncAction: (b, o) => put("createSyncAction", "/actions", b, o),
+    patchVm: (b, o) => patch("patchVm", "/vm", b, o),
+    createSnapshot: (b, o) => put("createSnapshot", "/snapshot/create", b, o),
+    loadSnapshot: (b, o) => put("loadSnapshot", "/snapshot/load", b, o),
+    putBalloon: (b, o) => put("putBalloon", "/balloon", b, o),
+    patchBalloon: (b, o) => patch("patchBalloon", "/balloon", b, o),
+    describeBalloonConfig: (o) => get("describeBalloonConfig", "/balloon", o),
+    describeBalloonStats: (o) => get("describeBalloonStats", "/balloon/statistics", o),
+    putEntropyDevice: (b, o) => put("putEntropyDevice", "/entropy", b, o),
+    close: () => agent.destroy(),
+  };
+}
+
+/** Ids are `[A-Za-z0-9_]` for Firecracker; encoding keeps anything else from breaking the path. */
+function pathId(id: string): string {
+  return encodeURIComponent(id);
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** API faults carry `fault_message`, HTTP-parser faults `error` (NOTES.md §0); else the raw body. */
+function faultMessageOf(text: string): string {
+  const parsed = parseJson(text);
+  if (parsed && typeof parsed === "object") {
+    const b = parsed as ApiErrorBody;
+    if (typeof b.fault_message === "string") return b.fault_message;
+    if (typeof b.error === "string") return b.error;
+  }
+  return text.trim() || "(empty body)";
+}
+
+function toError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}
+
+function raceAbort(p: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(toError(signal.reason));
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(toError(signal.reason));
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      () => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
+}

@@ -1,0 +1,59 @@
+import { chown, constants, copyFile, link, mkdir } from "node:fs/promises";
+import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
+import { FirecrackerLaunchError } from "./errors.js";
+
+/** Where the jailer puts one instance (NOTES.md §1.2). */
+export interface JailPaths {
+  /** `<chrootBaseDir>/<exec basename>/<id>`: removed whole by cleanup. */
+  jailDir: string;
+  /** `<jailDir>/root`: Firecracker's `/` and cwd. */
+  rootDir: string;
+}
+
+/** Computes the jail directories the jailer will use for `binaryPath` and `id`. */
+export function jailPaths(options: {
+  chrootBaseDir: string;
+  binaryPath: string;
+  id: string;
+}): JailPaths {
+  const jailDir = resolve(options.chrootBaseDir, basename(options.binaryPath), options.id);
+  return { jailDir, rootDir: resolve(jailDir, "root") };
+}
+
+/** One file to place in a jail. */
+export interface JailFile {
+  /** Host path of the file. */
+  source: string;
+  /** Path inside the jail, relative to its root (e.g. `rootfs.ext4`, `images/vmlinux`). */
+  target: string;
+}
+
+/**
+ * Places `files` under a jail's `rootDir` (`FirecrackerProcess.rootDir`, after `launch` — the launcher
+ * removes a stale jail before starting, and Firecracker opens files only at API-call time): hard link
+ * when source and jail share a filesystem, else a reflink-or-copy (`COPYFILE_FICLONE`). Parent
+ * directories are created. With `owner`, the placed file is chowned — note that a hard link shares
+ * its inode, so the source changes owner too; give read-only images group/other read permission
+ * instead. Targets may not escape the root.
+ */
+export async function linkIntoJail(
+  rootDir: string,
+  files: readonly JailFile[],
+  owner?: { uid: number; gid: number },
+): Promise<void> {
+  for (const f of files) {
+    const target = resolve(rootDir, f.target);
+    const rel = relative(rootDir, target);
+    if (isAbsolute(f.target) || rel.startsWith("..") || rel === "") {
+      throw new FirecrackerLaunchError(
+        `jail file target ${JSON.stringify(f.target)} must be a path relative to the jail root ${rootDir}`,
+      );
+    }
+    await mkdir(dirname(target), { recursive: true });
+    await link(f.source, target).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EXDEV" && err.code !== "EPERM") throw err;
+      await copyFile(f.source, target, constants.COPYFILE_FICLONE);
+    });
+    if (owner) await chown(target, owner.uid, owner.gid);
+  }
+}

@@ -1,0 +1,102 @@
+// Test harness: the built `vmm` binary as a subprocess, and the daemon it
+// talks to: the in-test fake (default) or, with VMM_E2E_DAEMON=1, the real
+// daemon (packages/vmm-daemon/dist/vmm-daemon.mjs) started with the arguments
+// in VMM_E2E_DAEMON_ARGS (space-separated, "{socket}" replaced by the socket
+// path), or an already running one at VMM_E2E_SOCKET.
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type FakeDaemon, startFakeDaemon } from "./fake-daemon.js";
+
+/** Repository root. */
+export const root = resolve(import.meta.dirname, "../../..");
+/** The bundled CLI, built by the vitest global setup (scripts/build.mjs). */
+export const vmmBin = join(root, "packages/vmm-cli/dist/vmm.mjs");
+
+/** True when the suites run against the real daemon. */
+export const e2e = process.env.VMM_E2E_DAEMON === "1";
+
+/** A daemon under test. `fake` is set only for the in-test fake. */
+export interface TestDaemon {
+  readonly socket: string;
+  readonly fake: FakeDaemon | undefined;
+  close(): Promise<void>;
+}
+
+/** Starts the daemon the suite runs against (see the file header). */
+export async function startTestDaemon(opts: { bootDelayMs?: number } = {}): Promise<TestDaemon> {
+  if (!e2e) {
+    const fake = await startFakeDaemon(opts);
+    return { socket: fake.socket, fake, close: () => fake.close() };
+  }
+  if (process.env.VMM_E2E_SOCKET) {
+    return { socket: process.env.VMM_E2E_SOCKET, fake: undefined, close: async () => {} };
+  }
+  const bin = join(root, "packages/vmm-daemon/dist/vmm-daemon.mjs");
+  if (!existsSync(bin)) throw new Error(`VMM_E2E_DAEMON=1 but ${bin} is not built`);
+  const dir = mkdtempSync(join(tmpdir(), "vmm-cli-e2e-"));
+  const socket = join(dir, "vmm.sock");
+  const args = (process.env.VMM_E2E_DAEMON_ARGS ?? "--socket {socket}")
+    .split(" ")
+    .filter((a) => a !== "")
+    .map((a) => a.replaceAll("{socket}", socket).replaceAll("{dir}", dir));
+  const child: ChildProcess = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "inherit", "inherit"] });
+  const deadline = Date.now() + 30_000;
+  while (!existsSync(socket)) {
+    if (child.exitCode !== null) throw new Error(`the daemon exited with ${child.exitCode} before listening`);
+    if (Date.now() > deadline) {
+      child.kill("SIGKILL");
+      throw new Error(`the daemon did not create ${socket} within 30s`);
+    }
+    await sleep(50);
+  }
+  return {
+    socket,
+    fake: undefined,
+    async close() {
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once("exit", r));
+        child.kill("SIGTERM");
+        await Promise.race([exited, sleep(10_000)]);
+        if (child.exitCode === null) child.kill("SIGKILL");
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The outcome of one `vmm` run. */
+export interface VmmResult {
+  readonly code: number | null;
+  readonly stdout: Buffer;
+  readonly stderr: string;
+  /** stdout as UTF-8. */
+  readonly out: string;
+}
+
+/**
+ * Runs the built `vmm` with `args` (asynchronously: the fake daemon lives in
+ * this process and must keep serving). VMM_SOCKET points at `socket` unless
+ * `env` overrides it; a run longer than `timeoutMs` is killed and fails the test.
+ */
+export async function runVmm(
+  args: readonly string[],
+  opts: { socket?: string; env?: Record<string, string | undefined>; input?: string | Buffer; timeoutMs?: number } = {},
+): Promise<VmmResult> {
+  const env: Record<string, string | undefined> = { ...process.env, VMM_SOCKET: opts.socket, VMM_ADDRESS: undefined, VMM_TOKEN: undefined, ...opts.env };
+  for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
+  const child = spawn(process.execPath, [vmmBin, ...args], { env: env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on("data", (b: Buffer) => out.push(b));
+  child.stderr.on("data", (b: Buffer) => err.push(b));
+  child.stdin.end(opts.input ?? "");
+  const timeoutMs = opts.timeoutMs ?? 20_000;
+  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
+  clearTimeout(timer);
+  const stdout = Buffer.concat(out);
+  return { code, stdout, out: stdout.toString("utf8"), stderr: Buffer.concat(err).toString("utf8") };
+}

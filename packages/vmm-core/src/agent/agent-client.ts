@@ -1,0 +1,277 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { DeadlineExceededError, InvalidArgumentError, isVmmError } from "../errors.js";
+import { AgentProcess, decodeExit } from "./agent-process.js";
+import { AgentConnection } from "./connection.js";
+import { type AgentEndpoint, describeEndpoint } from "./dial.js";
+import { AgentProtocolError, AgentUnavailableError } from "./errors.js";
+import { decodeTlv, readUint, TlvWriter } from "./frame.js";
+import { FrameType, InfoTag, MAX_FRAME_LENGTH, RunTag } from "./protocol.js";
+
+/** What the agent reports about itself (HEALTH → INFO). */
+export interface AgentInfo {
+  readonly agentVersion: string;
+  readonly protocolVersion: number;
+  /** Random per agent start: a different value means the guest (or agent) restarted. */
+  readonly bootId: string;
+  /** Milliseconds since the agent started. */
+  readonly uptimeMs: number;
+  /** The agent's pid (1 when it is the guest's init). */
+  readonly pid: number;
+  readonly hostname: string;
+  /** "init" (PID 1), "agent" (vsock, not init) or "unix" (simulator/test socket). */
+  readonly mode: string;
+}
+
+/** Options of AgentClient. */
+export interface AgentClientOptions {
+  /** Where the agent listens. Required. */
+  readonly endpoint: AgentEndpoint;
+  /** Limit for connect + handshake + first reply of one operation, ms. Default 5000. */
+  readonly requestTimeoutMs?: number;
+}
+
+/** Options of AgentClient.waitReady. */
+export interface WaitReadyOptions {
+  /** Overall limit, ms. Default 10000. */
+  readonly timeoutMs?: number;
+  /** Limit of each health attempt, ms. Default 1000. */
+  readonly attemptTimeoutMs?: number;
+  /** First retry delay, ms (doubles up to `maxBackoffMs`). Default 5. */
+  readonly initialBackoffMs?: number;
+  /** Longest retry delay, ms. Default 100. */
+  readonly maxBackoffMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** Options of AgentClient.run. */
+export interface RunOptions {
+  /** Program and arguments; argv[0] is looked up in PATH. Required, non-empty. */
+  readonly argv: readonly string[];
+  /** Added to (and overriding) the default env (PATH, HOME, USER, LOGNAME, SHELL, TERM with a TTY). */
+  readonly env?: Readonly<Record<string, string>>;
+  /** Working directory. Default: the user's home, else "/". */
+  readonly cwd?: string;
+  /** User name or uid (looked up in the guest's /etc/passwd). Default: the agent's user (root). */
+  readonly user?: string | number;
+  /** Run on a new pty of this size (stdout then carries all output). Default: pipes. */
+  readonly tty?: { readonly cols: number; readonly rows: number };
+  /** Kill the process group after this many ms (exit reports timedOut). Default: no limit. */
+  readonly timeoutMs?: number;
+  /** Give the process a stdin pipe (true) or /dev/null (false). Default true. */
+  readonly stdin?: boolean;
+  /** Aborting closes the session; the agent then kills the process. */
+  readonly signal?: AbortSignal;
+}
+
+/**
+ * Client of the in-guest agent (docs/agent-protocol.md). Stateless: each
+ * operation opens its own connection, so calls may run concurrently and a
+ * restored VM needs no reconnect logic beyond the next call.
+ *
+ * @example
+ * const agent = new AgentClient({ endpoint: { kind: "vsock", udsPath: "vsock.sock" } });
+ * await agent.waitReady({ timeoutMs: 5000, signal });
+ * const proc = await agent.run({ argv: ["uname", "-a"] });
+ * for await (const ev of proc) if ("exit" in ev) console.log(ev.exit.code);
+ */
+export class AgentClient {
+  readonly endpoint: AgentEndpoint;
+  readonly requestTimeoutMs: number;
+
+  constructor(options: AgentClientOptions) {
+    this.endpoint = options.endpoint;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
+  }
+
+  /** Asks the agent for its INFO. Throws AgentUnavailableError when nothing answers (retryable). */
+  async health(signal?: AbortSignal): Promise<AgentInfo> {
+    return this.withRequestTimeout(signal, this.requestTimeoutMs, async (s) => {
+      const conn = await AgentConnection.open(
+        this.endpoint,
+        { type: FrameType.health, payload: new Uint8Array(0) },
+        s,
+      );
+      try {
+        const frame = await conn.readFrame();
+        if (!frame || frame.type !== FrameType.info) {
+          throw new AgentProtocolError(
+            `expected INFO, got ${frame ? `type 0x${frame.type.toString(16)}` : "EOF"}`,
+          );
+        }
+        return decodeInfo(frame.payload);
+      } finally {
+        conn.close();
+      }
+    });
+  }
+
+  /**
+   * Retries `health` with backoff until the agent answers (the guest boots).
+   * Throws DeadlineExceededError naming the socket and the last failure, or the
+   * signal's reason when aborted. Errors other than AgentUnavailableError
+   * (e.g. a protocol mismatch) are thrown at once.
+   */
+  async waitReady(options: WaitReadyOptions = {}): Promise<AgentInfo> {
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    const attemptMs = options.attemptTimeoutMs ?? 1000;
+    const maxBackoff = options.maxBackoffMs ?? 100;
+    let backoff = options.initialBackoffMs ?? 5;
+    const deadline = AbortSignal.timeout(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([options.signal, deadline]) : deadline;
+    let last: unknown;
+    const fail = () => {
+      if (options.signal?.aborted) return options.signal.reason;
+      const why = last instanceof Error ? last.message : "no attempt finished";
+      return new DeadlineExceededError(
+        `agent at ${describeEndpoint(this.endpoint)} not ready after ${timeoutMs} ms; last error: ${why}`,
+        { cause: last },
+      );
+    };
+    for (;;) {
+      try {
+        return await this.withRequestTimeout(signal, attemptMs, (s) => this.health(s));
+      } catch (err) {
+        if (signal.aborted) throw fail();
+        if (!(err instanceof AgentUnavailableError)) throw err;
+        last = err;
+      }
+      try {
+        await sleep(backoff, undefined, { signal });
+      } catch {
+        throw fail();
+      }
+      backoff = Math.min(backoff * 2, maxBackoff);
+    }
+  }
+
+  /**
+   * Starts a process and resolves once the agent reports it started (or that
+   * it could not start: then the process's only event is an exit with
+   * `error`). Throws AgentError (invalid_argument) for e.g. an unknown user.
+   */
+  async run(options: RunOptions): Promise<AgentProcess> {
+    const payload = encodeRun(options);
+    const outer = options.signal ?? new AbortController().signal;
+    // The session lives under the caller's signal only; its start also has a time limit.
+    let conn: AgentConnection | undefined;
+    const first = await this.withRequestTimeout(outer, this.requestTimeoutMs, async (s) => {
+      conn = await AgentConnection.open(this.endpoint, { type: FrameType.run, payload }, outer, s);
+      return await conn.readFrame();
+    }).catch((err: unknown) => {
+      conn?.close();
+      throw err;
+    });
+    const c = conn!;
+    c.markStarted();
+    if (first?.type === FrameType.started && first.payload.length === 4) {
+      return new AgentProcess(c, readUint(first.payload));
+    }
+    if (first?.type === FrameType.exit)
+      return new AgentProcess(c, undefined, decodeExit(first.payload));
+    c.close();
+    throw new AgentProtocolError(
+      `expected STARTED or EXIT, got ${first ? `type 0x${first.type.toString(16)}` : "EOF"}`,
+    );
+  }
+
+  /** Runs fn under `signal` plus a time limit; a timeout becomes AgentUnavailableError. */
+  private async withRequestTimeout<T>(
+    signal: AbortSignal | undefined,
+    ms: number,
+    fn: (signal: AbortSignal) => Promise<T>,
+  ): Promise<T> {
+    const timeout = AbortSignal.timeout(ms);
+    const combined = signal ? AbortSignal.any([signal, timeout]) : timeout;
+    try {
+      return await fn(combined);
+    } catch (err) {
+      if (timeout.aborted && !signal?.aborted) {
+        throw new AgentUnavailableError(
+          describeEndpoint(this.endpoint),
+          `no answer within ${ms} ms`,
+          { cause: isVmmError(err) ? err : undefined },
+        );
+      }
+      throw err;
+    }
+  }
+}
+
+function checkString(field: string, v: string): string {
+  if (v.includes("\0")) throw new InvalidArgumentError(field, "must not contain NUL");
+  return v;
+}
+
+/** Encodes a RUN request's TLV payload, validating the options. */
+function encodeRun(o: RunOptions): Uint8Array {
+  if (o.argv.length === 0 || o.argv[0] === "") {
+    throw new InvalidArgumentError("argv", "must name a program");
+  }
+  const w = new TlvWriter();
+  for (const [i, a] of o.argv.entries()) w.string(RunTag.arg, checkString(`argv[${i}]`, a));
+  for (const [k, v] of Object.entries(o.env ?? {})) {
+    if (k === "" || k.includes("=")) throw new InvalidArgumentError(`env.${k}`, "invalid name");
+    w.string(RunTag.env, checkString(`env.${k}`, `${k}=${v}`));
+  }
+  if (o.cwd !== undefined) w.string(RunTag.cwd, checkString("cwd", o.cwd));
+  if (o.user !== undefined) {
+    if (typeof o.user === "number" && (!Number.isInteger(o.user) || o.user < 0)) {
+      throw new InvalidArgumentError("user", `uid must be a non-negative integer, got ${o.user}`);
+    }
+    w.string(RunTag.user, checkString("user", String(o.user)));
+  }
+  if (o.tty) {
+    const { cols, rows } = o.tty;
+    for (const [f, v] of [
+      ["tty.cols", cols],
+      ["tty.rows", rows],
+    ] as const) {
+      if (!Number.isInteger(v) || v < 1 || v > 0xffff) {
+        throw new InvalidArgumentError(f, `must be an integer 1..65535, got ${v}`);
+      }
+    }
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint16(0, cols);
+    new DataView(b.buffer).setUint16(2, rows);
+    w.bytes(RunTag.tty, b);
+  }
+  if (o.timeoutMs !== undefined && o.timeoutMs > 0) {
+    if (!Number.isInteger(o.timeoutMs) || o.timeoutMs > 0xffffffff) {
+      throw new InvalidArgumentError(
+        "timeoutMs",
+        `must be an integer ms ≤ 2^32-1, got ${o.timeoutMs}`,
+      );
+    }
+    w.u32(RunTag.timeoutMs, o.timeoutMs);
+  }
+  if (o.stdin === false) w.u8(RunTag.stdin, 0);
+  const payload = w.finish();
+  if (payload.length + 1 > MAX_FRAME_LENGTH) {
+    throw new InvalidArgumentError("argv", "argv + env + cwd exceed the 1 MiB request limit");
+  }
+  return payload;
+}
+
+function decodeInfo(payload: Uint8Array): AgentInfo {
+  const info = {
+    agentVersion: "",
+    protocolVersion: 0,
+    bootId: "",
+    uptimeMs: 0,
+    pid: 0,
+    hostname: "",
+    mode: "",
+  };
+  const text = (v: Uint8Array) => new TextDecoder().decode(v);
+  for (const { tag, value } of decodeTlv(payload)) {
+    if (tag === InfoTag.agentVersion) info.agentVersion = text(value);
+    else if (tag === InfoTag.protocolVersion) info.protocolVersion = readUint(value);
+    else if (tag === InfoTag.bootId) info.bootId = text(value);
+    else if (tag === InfoTag.uptimeMs) info.uptimeMs = readUint(value);
+    else if (tag === InfoTag.pid) info.pid = readUint(value);
+    else if (tag === InfoTag.hostname) info.hostname = text(value);
+    else if (tag === InfoTag.mode) info.mode = text(value);
+  }
+  if (!info.bootId) throw new AgentProtocolError("INFO without a boot id");
+  return info;
+}

@@ -1,0 +1,24 @@
+// Host-side client of the in-guest agent (docs/agent-protocol.md).
+export type {
+  AgentClientOptions,
+  AgentInfo,
+  RunOptions,
+  WaitReadyOptions,
+} from "./agent-client.js";
+export { AgentClient } from "./agent-client.js";
+export type { ExitStatus, OutputEvent } from "./agent-process.js";
+export { AgentProcess } from "./agent-process.js";
+export type { AgentEndpoint } from "./dial.js";
+export { describeEndpoint } from "./dial.js";
+export { AgentError, AgentProtocolError, AgentUnavailableError } from "./errors.js";
+// For sibling packages and tests (fc-sim, fuzz-style specs): the wire format.
+export type { Frame, Tlv } from "./frame.js";
+export { decodeTlv, encodeFrame, FrameDecoder, TlvWriter } from "./frame.js";
+export {
+  AGENT_PROTOCOL_VERSION,
+  AgentErrorCode,
+  DEFAULT_AGENT_PORT,
+  FrameType,
+  MAX_FRAME_LENGTH,
+  RunTag,
+} from "./protocol.js";

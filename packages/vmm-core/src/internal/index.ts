@@ -1,0 +1,18 @@
+// Private helpers shared inside vmm-core. Not re-exported by vmm-core's index.
+export {
+  isDeletingName,
+  removeDeletingLeftovers,
+  removeDirAtomic,
+  removeMatching,
+} from "./atomic-delete.js";
+export {
+  fsyncDir,
+  fsyncFile,
+  readJsonFile,
+  type WriteFileAtomicOptions,
+  writeFileAtomic,
+} from "./atomic-file.js";
+export { generateId, ID_MAX_LENGTH, type IdKind, isValidId, validateId } from "./ids.js";
+export { KeyedMutex } from "./keyed-mutex.js";
+export { type Logger, silentLogger } from "./logger.js";
+export { type FileDigest, sha256File } from "./sha256-file.js";

@@ -1,0 +1,144 @@
+/** The states of the sandbox.v1 contract, in the order a sandbox normally goes through them. */
+export const SANDBOX_STATES = [
+  "starting",
+  "ready",
+  "running",
+  "stopping",
+  "stopped",
+  "failed",
+] as const;
+export type SandboxStateName = (typeof SANDBOX_STATES)[number];
+
+/**
+ * Event actions. The first eight are the sandbox.v1 contract; `checkpointed`
+ * and `restored` are vmm additions (documented in the proto header).
+ */
+export const EVENT_ACTIONS = [
+  "created",
+  "ready",
+  "running",
+  "idle",
+  "stopping",
+  "stopped",
+  "failed",
+  "removed",
+  "checkpointed",
+  "restored",
+] as const;
+export type EventAction = (typeof EVENT_ACTIONS)[number];
+
+export function isSandboxState(value: string): value is SandboxStateName {
+  return (SANDBOX_STATES as readonly string[]).includes(value);
+}
+
+export function isEventAction(value: string): value is EventAction {
+  return (EVENT_ACTIONS as readonly string[]).includes(value);
+}
+
+/** How a sandbox came to be: booted, restored from a snapshot, or restored from a golden snapshot. */
+export type CreatedFrom = "boot" | "restore" | "golden";
+
+export type NetworkMode = "tap" | "none";
+
+/** What a caller asks for in Create. Absent fields take the daemon's defaults. */
+export interface CreateSandboxSpec {
+  /** Caller-chosen id (idempotency key); generated when absent. */
+  readonly id?: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly kernel?: string;
+  readonly rootfs?: string;
+  readonly bootArgs?: string;
+  readonly vcpus?: number;
+  readonly memoryMib?: number;
+  readonly network?: NetworkMode;
+  /** 0 = never expires. */
+  readonly ttlSeconds: number;
+  /** Initial workload, started once the sandbox is ready; empty = none. */
+  readonly workload?: ProcessSpec;
+  readonly sshPublicKey?: string;
+}
+
+/** A process to start in a sandbox's guest. */
+export interface ProcessSpec {
+  readonly cmd: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+  readonly workingDir?: string;
+  readonly user?: string;
+  readonly tty: boolean;
+  readonly ttySize?: { readonly cols: number; readonly rows: number };
+  /** 0 = no timeout. */
+  readonly timeoutSeconds: number;
+}
+
+/** The network a sandbox is reachable at. */
+export interface SandboxNetworkView {
+  /** Host-reachable address (DNATed to the guest). */
+  readonly ipAddress: string;
+  readonly gateway: string;
+  readonly tapName: string;
+  readonly guestIp: string;
+  readonly netns: string;
+}
+
+/** A read-only snapshot of one sandbox, as Inspect returns it. */
+export interface SandboxView {
+  readonly id: string;
+  readonly state: SandboxStateName;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly vcpus: number;
+  readonly memoryMib: number;
+  readonly network: SandboxNetworkView | undefined;
+  readonly kernel: string;
+  readonly rootfs: string;
+  readonly bootArgs: string;
+  readonly createdAt: Date;
+  readonly readyAt: Date | undefined;
+  readonly lastExitedAt: Date | undefined;
+  readonly lastExitCode: number | undefined;
+  readonly error: string | undefined;
+  readonly createdFrom: CreatedFrom;
+  readonly snapshotId: string | undefined;
+  readonly pid: number | undefined;
+  readonly expiresAt: Date | undefined;
+}
+
+/** One lifecycle event. */
+export interface SandboxEvent {
+  readonly sandboxId: string;
+  readonly action: EventAction;
+  /** Unix time in nanoseconds. */
+  readonly timestampNs: bigint;
+  readonly attributes: Readonly<Record<string, string>>;
+}
+
+/** Output of a process running in a guest, in order; `exit` is always last. */
+export type ProcessOutput =
+  | { readonly kind: "stdout" | "stderr"; readonly data: Uint8Array }
+  | {
+      readonly kind: "exit";
+      /** Exit status; 128+N when killed by signal N. */
+      readonly exitCode: number;
+      readonly signal: string | undefined;
+      readonly timedOut: boolean;
+    };
+
+/** An interactive process in a guest. */
+export interface ProcessSession {
+  readonly output: AsyncIterable<ProcessOutput>;
+  writeStdin(data: Uint8Array): Promise<void>;
+  closeStdin(): Promise<void>;
+  resize(cols: number, rows: number): Promise<void>;
+}
+
+/** A read-only description of one snapshot in the catalog. */
+export interface SnapshotView {
+  readonly id: string;
+  readonly originSandboxId: string;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly dir: string;
+  readonly createdAt: Date;
+  readonly usable: boolean;
+  readonly unusableReason: string | undefined;
+  readonly sizeBytes: number;
+}

@@ -1,0 +1,29 @@
+export { isDiskFull, mapDiskError } from "./disk-errors.js";
+export { filesystemName } from "./filesystem.js";
+export {
+  type ImageIdentity,
+  type ResolvedImage,
+  resolveImage,
+  sameImageIdentity,
+} from "./image.js";
+export { type LinkMethod, linkOrClone } from "./link-or-clone.js";
+export { probeReflink, type ReflinkProbe } from "./probe-reflink.js";
+export {
+  assertSocketPathsFit,
+  longestSocketPathBytes,
+  MAX_SOCKET_PATH_BYTES,
+  maxSandboxIdLength,
+  SANDBOX_FILES,
+  SandboxDir,
+  type SandboxFile,
+  type SandboxPaths,
+  sandboxesDir,
+} from "./sandbox-dir.js";
+export {
+  type CloneMethod,
+  type CloneMode,
+  type CloneResult,
+  cloneFile,
+  createDiskCloner,
+  type DiskCloner,
+} from "./storage.js";

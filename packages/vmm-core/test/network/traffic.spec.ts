@@ -1,0 +1,197 @@
+/**
+ * Real traffic through the slot rules. A TAP has no peer without a VM, so each
+ * "guest" is a further namespace joined to the slot namespace by a veth pair
+ * whose slot end is named like the TAP (tap0, 172.16.0.1/30) and whose guest
+ * end holds 172.16.0.2 — the same addresses, names and therefore the same NAT
+ * and filter rules a Firecracker guest goes through. An "outside" namespace
+ * stands behind the host namespace's uplink.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  createNetworkManager,
+  type NetworkManager,
+  type TapSlot,
+} from "../../src/network/index.js";
+import { createTestHost, probe, sh, type TestHost } from "./netns-fixture.js";
+
+const isRoot = process.getuid?.() === 0;
+const GUEST_PORT = 8080;
+const HOST_PRIVATE_PORT = 9090;
+const HOST_ALLOWED_PORT = 9091;
+const OUTSIDE_PORT = 7070;
+const METADATA_IP = "169.254.169.254";
+
+/** Replaces the slot's TAP by a veth to a new "guest" namespace with the guest's address. */
+async function attachGuest(host: TestHost, slot: TapSlot, suffix: string): Promise<string> {
+  const guest = await host.addNetns(suffix);
+  await sh(["ip", "-n", slot.netns, "link", "del", slot.tapName]);
+  await sh(
+    ["ip", "-n", slot.netns, "-batch", "-"],
+    [
+      `link add ${slot.tapName} type veth peer name eth0 netns ${guest}`,
+      `addr add ${slot.gatewayIp}/${slot.prefixLength} dev ${slot.tapName}`,
+      `link set ${slot.tapName} up`,
+      "",
+    ].join("\n"),
+  );
+  await sh(
+    ["ip", "-n", guest, "-batch", "-"],
+    [
+      `addr add ${slot.guestIp}/${slot.prefixLength} dev eth0`,
+      "link set eth0 up",
+      `route add default via ${slot.gatewayIp}`,
+      "",
+    ].join("\n"),
+  );
+  return guest;
+}
+
+/** An "outside" namespace behind `up0` in the host namespace: 192.0.2.1 (host) ↔ 192.0.2.2, plus the metadata IP. */
+async function attachOutside(host: TestHost): Promise<string> {
+  const outside = await host.addNetns("out");
+  await sh(
+    ["ip", "-n", host.hostNetns, "-batch", "-"],
+    [
+      `link add up0 type veth peer name eth0 netns ${outside}`,
+      "addr add 192.0.2.1/24 dev up0",
+      "link set up0 up",
+      `route add ${METADATA_IP}/32 via 192.0.2.2`,
+      "",
+    ].join("\n"),
+  );
+  await sh(
+    ["ip", "-n", outside, "-batch", "-"],
+    [
+      "addr add 192.0.2.2/24 dev eth0",
+      `addr add ${METADATA_IP}/32 dev lo`,
+      "link set eth0 up",
+      // Without masquerading, replies to sandbox addresses would still find their way back:
+      // so a failed connection below is the host rules' doing, not a missing route.
+      "route add 10.200.0.0/24 via 192.0.2.1",
+      "",
+    ].join("\n"),
+  );
+  await host.serve(outside, "0.0.0.0", OUTSIDE_PORT, "outside");
+  await host.serve(outside, METADATA_IP, 80, "metadata");
+  return outside;
+}
+
+describe.skipIf(!isRoot)("sandbox traffic with an uplink", () => {
+  let host: TestHost;
+  let network: NetworkManager;
+  let a: TapSlot;
+  let b: TapSlot;
+  let guestA: string;
+
+  beforeAll(async () => {
+    host = await createTestHost();
+    network = createNetworkManager({
+      hostNetns: host.hostNetns,
+      namePrefix: host.prefix,
+      hostCidr: "10.200.0.0/24",
+      poolSize: 2,
+      uplink: "up0",
+      allowHostServices: [{ protocol: "tcp", port: HOST_ALLOWED_PORT }],
+    });
+    await attachOutside(host);
+    await network.recover([]);
+    a = (await network.acquire()) as TapSlot;
+    b = (await network.acquire()) as TapSlot;
+    guestA = await attachGuest(host, a, "ga");
+    const guestB = await attachGuest(host, b, "gb");
+    await host.serve(guestA, "0.0.0.0", GUEST_PORT, "guest-a");
+    await host.serve(guestB, "0.0.0.0", GUEST_PORT, "guest-b");
+    await host.serve(host.hostNetns, "0.0.0.0", HOST_PRIVATE_PORT, "host-private");
+    await host.serve(host.hostNetns, "0.0.0.0", HOST_ALLOWED_PORT, "host-allowed");
+  });
+
+  afterAll(async () => {
+    try {
+      await network?.close();
+    } finally {
+      await host?.dispose();
+    }
+    expect(await host.leftovers()).toEqual([]);
+  });
+
+  it("the host reaches each guest at its sandbox IP, with its own source address", async () => {
+    expect(await probe(host.hostNetns, a.hostIp, GUEST_PORT)).toBe(`guest-a ${a.vethHostIp}`);
+    expect(await probe(host.hostNetns, b.hostIp, GUEST_PORT)).toBe(`guest-b ${b.vethHostIp}`);
+  });
+
+  it("a guest cannot reach another sandbox, the host's services or the metadata IP", async () => {
+    // Sanity: the targets answer when asked from the host namespace itself.
+    expect(await probe(host.hostNetns, "127.0.0.1", HOST_PRIVATE_PORT)).toMatch(/^host-private/);
+    expect(await probe(host.hostNetns, METADATA_IP, 80)).toMatch(/^metadata/);
+    const [toB, toHostVeth, toHostUplink, toMetadata] = await Promise.all([
+      probe(guestA, b.hostIp, GUEST_PORT),
+      probe(guestA, a.vethHostIp, HOST_PRIVATE_PORT),
+      probe(guestA, "192.0.2.1", HOST_PRIVATE_PORT),
+      probe(guestA, METADATA_IP, 80),
+    ]);
+    expect({ toB, toHostVeth, toHostUplink, toMetadata }).toEqual({
+      toB: null,
+      toHostVeth: null,
+      toHostUplink: null,
+      toMetadata: null,
+    });
+  });
+
+  it("a guest reaches an allow-listed host service", async () => {
+    expect(await probe(guestA, a.vethHostIp, HOST_ALLOWED_PORT)).toBe(`host-allowed ${a.hostIp}`);
+  });
+
+  it("guest egress leaves through the uplink, masqueraded", async () => {
+    expect(await probe(guestA, "192.0.2.2", OUTSIDE_PORT)).toBe("outside 192.0.2.1");
+  });
+});
+
+describe.skipIf(!isRoot)("sandbox traffic without an uplink", () => {
+  let host: TestHost;
+  let network: NetworkManager;
+
+  beforeAll(async () => {
+    host = await createTestHost();
+    network = createNetworkManager({
+      hostNetns: host.hostNetns,
+      namePrefix: host.prefix,
+      hostCidr: "10.200.0.0/24",
+      poolSize: 1,
+    });
+    await attachOutside(host);
+    // Forwarding on, as on a real host: only vmm's rules stand in the way.
+    await sh([
+      "ip",
+      "netns",
+      "exec",
+      host.hostNetns,
+      "sysctl",
+      "-q",
+      "-w",
+      "net.ipv4.ip_forward=1",
+    ]);
+    await network.recover([]);
+  });
+
+  afterAll(async () => {
+    try {
+      await network?.close();
+    } finally {
+      await host?.dispose();
+    }
+    expect(await host.leftovers()).toEqual([]);
+  });
+
+  it("guest egress is dropped while ingress from the host still works", async () => {
+    const slot = (await network.acquire()) as TapSlot;
+    const guest = await attachGuest(host, slot, "g");
+    await host.serve(guest, "0.0.0.0", GUEST_PORT, "guest");
+    expect(await probe(host.hostNetns, slot.hostIp, GUEST_PORT)).toBe(`guest ${slot.vethHostIp}`);
+    expect(await probe(guest, "192.0.2.2", OUTSIDE_PORT)).toBeNull();
+    // The outside can reach the sandbox IP through the host (it routes 10.200.0.0/24 there) —
+    // proof that the drop above is the egress rule, not a missing path.
+    const outside = `${host.prefix}out`;
+    expect(await probe(outside, slot.hostIp, GUEST_PORT)).toBe("guest 192.0.2.2");
+    await network.release(slot);
+  });
+});

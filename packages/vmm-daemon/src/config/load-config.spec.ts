@@ -1,0 +1,86 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { renderExampleConfig } from "./example-config.js";
+import { ConfigError, lineOf, loadConfig } from "./load-config.js";
+import { envName, type KeySpec, schema } from "./schema.js";
+
+const repo = resolve(import.meta.dirname, "../../../..");
+let dir: string | undefined;
+afterEach(() => {
+  if (dir) rmSync(dir, { recursive: true, force: true });
+  dir = undefined;
+});
+const file = (toml: string) => {
+  dir = mkdtempSync(join(tmpdir(), "vmmcfg-"));
+  const f = join(dir, "c.toml");
+  writeFileSync(f, toml);
+  return f;
+};
+
+describe("loadConfig", () => {
+  it("config.example.toml is the rendered schema: every key documented with its default", () => {
+    expect(readFileSync(join(repo, "config.example.toml"), "utf8")).toBe(renderExampleConfig());
+  });
+
+  it("parsing config.example.toml yields exactly the defaults", () => {
+    const { config, sources } = loadConfig(join(repo, "config.example.toml"), {});
+    for (const [section, keys] of Object.entries(schema)) {
+      for (const [key, spec] of Object.entries(keys as Record<string, KeySpec>)) {
+        const v = (config as unknown as Record<string, Record<string, unknown>>)[section]![key];
+        if (spec.type.t === "path" && spec.default !== "")
+          expect(v).toBe(resolve(repo, spec.default as string));
+        else expect(v).toEqual(spec.default);
+        expect(sources.get(`${section}.${key}`)).toBe("file");
+      }
+    }
+  });
+
+  it("reads the [firecracker.jailer] table and resolves relative paths against the file", () => {
+    const f = file(
+      '[firecracker]\ndata_dir = "data"\n[firecracker.jailer]\nenabled = true\nuid = 123\n',
+    );
+    const { config } = loadConfig(f, {});
+    expect(config["firecracker.jailer"].enabled).toBe(true);
+    expect(config["firecracker.jailer"].uid).toBe(123);
+    expect(config.firecracker.data_dir).toBe(join(dir!, "data"));
+  });
+
+  it("lets VMM_<SECTION>_<KEY> override the file and records the source", () => {
+    const f = file("[agent]\nport = 5000\n");
+    const { config, sources } = loadConfig(f, {
+      VMM_AGENT_PORT: "6000",
+      VMM_NETWORK_DNS: "8.8.8.8, 9.9.9.9",
+      VMM_FIRECRACKER_JAILER_ENABLED: "true",
+    });
+    expect(config.agent.port).toBe(6000);
+    expect(sources.get("agent.port")).toBe("env");
+    expect(config.network.dns).toEqual(["8.8.8.8", "9.9.9.9"]);
+    expect(config["firecracker.jailer"].enabled).toBe(true);
+  });
+
+  it.each([
+    ["[grpc]\nmax_message_bytes = 1.5\n", "grpc.max_message_bytes must be an integer"],
+    ["[daemon]\nlog_level = 3\n", 'daemon.log_level must be one of "trace"'],
+    ['[firecracker]\nno_seccomp = "yes"\n', "firecracker.no_seccomp must be true or false"],
+    ['[network]\ndns = "1.1.1.1"\n', "network.dns must be an array of strings"],
+    ["[firecracker.jailer]\nbogus = 1\n", "unknown key firecracker.jailer.bogus"],
+    ["grpc = 1\n", "grpc must be a table"],
+  ])("rejects %j", (toml, message) => {
+    expect(() => loadConfig(file(toml), {})).toThrow(ConfigError);
+    expect(() => loadConfig(file(toml), {})).toThrow(message);
+  });
+
+  it("names env variables by section and key", () => {
+    expect(envName("grpc", "unix_socket")).toBe("VMM_GRPC_UNIX_SOCKET");
+    expect(envName("firecracker.jailer", "uid")).toBe("VMM_FIRECRACKER_JAILER_UID");
+  });
+
+  it("finds the line of a key inside its section", () => {
+    const text = "[a]\nx = 1\n\n[b]\ny = 2\nx = 3\n";
+    expect(lineOf(text, "b", "x")).toBe(6);
+    expect(lineOf(text, "a", "x")).toBe(2);
+    expect(lineOf(text, "b", undefined)).toBe(4);
+  });
+});

@@ -1,0 +1,254 @@
+/**
+ * The daemon's configuration schema: every key, its type, default and
+ * meaning. Parsing, environment overrides, `--check-config` and the test that
+ * keeps config.example.toml complete are all driven by this one table.
+ */
+
+export type KeyType =
+  | { readonly t: "string" }
+  | { readonly t: "path" }
+  | { readonly t: "int"; readonly min: number; readonly max: number }
+  | { readonly t: "bool" }
+  | { readonly t: "enum"; readonly values: readonly string[] }
+  | { readonly t: "strings" };
+
+export interface KeySpec {
+  readonly type: KeyType;
+  readonly default: string | number | boolean | readonly string[];
+  readonly doc: string;
+}
+
+const str = (def: string, doc: string) => ({ type: { t: "string" as const }, default: def, doc });
+const path = (def: string, doc: string) => ({ type: { t: "path" as const }, default: def, doc });
+const int = (def: number, min: number, max: number, doc: string) => ({
+  type: { t: "int" as const, min, max },
+  default: def,
+  doc,
+});
+const bool = (def: boolean, doc: string) => ({ type: { t: "bool" as const }, default: def, doc });
+const oneOf = <const V extends readonly string[]>(def: V[number], values: V, doc: string) => ({
+  type: { t: "enum" as const, values },
+  default: def,
+  doc,
+});
+const strings = (def: readonly string[], doc: string) => ({
+  type: { t: "strings" as const },
+  default: def,
+  doc,
+});
+
+const MAX_U32 = 4_294_967_295;
+
+/** Sections in file order; `firecracker.jailer` is the `[firecracker.jailer]` table. */
+export const schema = {
+  daemon: {
+    log_level: oneOf(
+      "info",
+      ["trace", "debug", "info", "warn", "error", "fatal"],
+      "Daemon log level.",
+    ),
+    log_format: oneOf(
+      "auto",
+      ["auto", "json", "pretty"],
+      "auto = pretty on a TTY, JSON otherwise.",
+    ),
+    on_shutdown: oneOf(
+      "stop",
+      ["stop", "keep"],
+      "What happens to running sandboxes when the daemon exits: stop them, or keep their microVMs running (their records stay; a restarted daemon lists them).",
+    ),
+  },
+  firecracker: {
+    binary: str(
+      "firecracker",
+      'Path or PATH name of the firecracker binary (v1.14.x). "auto" = firecracker from PATH when /dev/kvm is usable, otherwise the fc-sim simulator (development only: no isolation).',
+    ),
+    data_dir: path(
+      "/var/lib/vmm",
+      "Sandboxes, snapshots and images live here. Keep it short: Unix socket paths are limited to 107 bytes.",
+    ),
+    log_level: oneOf(
+      "Warning",
+      ["Error", "Warning", "Info", "Debug", "Trace", "Off"],
+      "Firecracker's own log level (--level).",
+    ),
+    no_seccomp: bool(
+      false,
+      "Disable Firecracker's seccomp filters (--no-seccomp). Never in production.",
+    ),
+    seccomp_filter: path(
+      "",
+      "A custom compiled seccomp filter (--seccomp-filter); empty = Firecracker's default.",
+    ),
+    http_api_max_payload_size: int(
+      51200,
+      1024,
+      1 << 30,
+      "Largest API request body Firecracker accepts, bytes.",
+    ),
+    mmds_size_limit: int(0, 0, 1 << 30, "Largest MMDS store, bytes; 0 = the payload limit."),
+    start_timeout_ms: int(
+      3000,
+      100,
+      600_000,
+      "How long to wait for a new Firecracker's API socket.",
+    ),
+    api_timeout_ms: int(
+      30_000,
+      100,
+      600_000,
+      "Deadline of one Firecracker API call (snapshots of big guests take seconds).",
+    ),
+  },
+  "firecracker.jailer": {
+    enabled: bool(
+      false,
+      "Run every Firecracker under the jailer (chroot, uid/gid, cgroups, new PID namespace).",
+    ),
+    binary: str("jailer", "Path or PATH name of the jailer binary (same release as firecracker)."),
+    chroot_base_dir: path("/srv/jailer", "Jail root base (keep it short: socket path limits)."),
+    uid: int(10000, 1, MAX_U32, "uid Firecracker runs as."),
+    gid: int(10000, 1, MAX_U32, "gid Firecracker runs as."),
+    cgroup_version: int(2, 1, 2, "cgroup version the jailer uses."),
+    parent_cgroup: str("vmm", "Parent cgroup of every sandbox's cgroup."),
+    new_pid_ns: bool(true, "Start Firecracker as PID 1 of a new PID namespace."),
+  },
+  network: {
+    mode: oneOf(
+      "tap",
+      ["tap", "none"],
+      'Default network mode of new sandboxes: "tap" (own namespace, TAP, NAT) or "none" (no NIC).',
+    ),
+    host_cidr: str(
+      "10.200.0.0/16",
+      "Block the host-reachable sandbox addresses and veth links are carved from.",
+    ),
+    guest_cidr: str(
+      "172.16.0.0/30",
+      "The guest's /30, the same in every sandbox (TAP = first host address, guest = second).",
+    ),
+    netns_prefix: str("vmm-", "Prefix of the per-sandbox network namespaces."),
+    pool_size: int(8, 0, 1024, "Namespaces kept pre-created for fast Create."),
+    dns: strings(["1.1.1.1"], "DNS servers given to guests (through the ip= kernel argument)."),
+    uplink: str("", "Host interface for sandbox egress (masquerade); empty = no egress."),
+  },
+  grpc: {
+    unix_socket: path(
+      "/run/vmm/vmm.sock",
+      "Unix socket the API listens on (parent directory created, mode socket_mode).",
+    ),
+    socket_mode: str("0660", "File mode of the Unix socket, octal."),
+    tcp_addr: str(
+      "",
+      'Optional TCP listener, "host:port"; empty = off. Requires auth_token or tls_cert+tls_key.',
+    ),
+    auth_token: str("", "Bearer token required on the TCP listener."),
+    tls_cert: path("", "PEM certificate for the TCP listener."),
+    tls_key: path("", "PEM private key for the TCP listener."),
+    max_message_bytes: int(
+      4 << 20,
+      1024,
+      1 << 30,
+      "Largest request message; bigger ones fail with RESOURCE_EXHAUSTED.",
+    ),
+    shutdown_grace_ms: int(
+      10_000,
+      0,
+      600_000,
+      "On SIGINT/SIGTERM, how long in-flight calls may finish before they are cancelled.",
+    ),
+  },
+  defaults: {
+    vcpus: int(1, 1, 32, "vCPUs of a sandbox that asks for none."),
+    memory_mib: int(256, 16, 1 << 20, "Memory of a sandbox that asks for none, MiB."),
+    kernel: str("vmlinux", "Guest kernel: a path, or a file name under <data_dir>/images."),
+    rootfs: str(
+      "rootfs.ext4",
+      "Base root filesystem: a path, or a file name under <data_dir>/images.",
+    ),
+    boot_args: str(
+      "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd",
+      "Kernel command line; the daemon appends ip= (network) and vmm.agent_port=.",
+    ),
+  },
+  agent: {
+    port: int(1024, 1, MAX_U32, "vsock port the in-guest agent listens on."),
+    readiness: oneOf(
+      "agent",
+      ["agent", "vmm"],
+      '"agent": ready when the guest agent answers; "vmm": ready when InstanceStart returned (images without our agent; Run/Exec then fail).',
+    ),
+    boot_timeout_ms: int(
+      30_000,
+      100,
+      3_600_000,
+      "Create fails (state failed) when the sandbox is not ready by then.",
+    ),
+    call_timeout_ms: int(
+      10_000,
+      100,
+      600_000,
+      "Deadline of one agent call (not of a command's run time).",
+    ),
+  },
+  limits: {
+    max_sandboxes: int(256, 1, 100_000, "Sandboxes that may exist at once."),
+    max_vcpus_per_sandbox: int(8, 1, 32, "Largest vCPU count one sandbox may ask for."),
+    max_memory_mib_per_sandbox: int(
+      8192,
+      16,
+      1 << 22,
+      "Largest memory one sandbox may ask for, MiB.",
+    ),
+    max_total_vcpus: int(0, 0, 1 << 20, "vCPUs of all sandboxes together; 0 = unlimited."),
+    max_total_memory_mib: int(
+      0,
+      0,
+      1 << 30,
+      "Memory of all sandboxes together, MiB; 0 = unlimited.",
+    ),
+    max_concurrent_creates: int(
+      32,
+      1,
+      10_000,
+      "Creates booting at once; more fail fast with RESOURCE_EXHAUSTED.",
+    ),
+  },
+  storage: {
+    rootfs_clone: oneOf(
+      "auto",
+      ["auto", "reflink", "copy"],
+      'How each sandbox gets its writable rootfs: "reflink" (fails where unsupported), "copy", or "auto" (reflink, else copy).',
+    ),
+    images_dir: path("", "Where kernel and rootfs names are looked up; empty = <data_dir>/images."),
+  },
+  golden: {
+    enabled: bool(
+      false,
+      "Create sandboxes by restoring a pre-booted golden snapshot of the same kernel/rootfs/size instead of booting.",
+    ),
+  },
+} as const satisfies Record<string, Record<string, KeySpec>>;
+
+export type Schema = typeof schema;
+export type SectionName = keyof Schema;
+
+type ValueOf<K extends KeySpec> = K["type"] extends { t: "int" }
+  ? number
+  : K["type"] extends { t: "bool" }
+    ? boolean
+    : K["type"] extends { t: "strings" }
+      ? readonly string[]
+      : K["type"] extends { t: "enum"; values: readonly (infer V)[] }
+        ? V
+        : string;
+
+/** The typed configuration: one readonly object per section. */
+export type Config = {
+  readonly [S in SectionName]: { readonly [K in keyof Schema[S]]: ValueOf<Schema[S][K] & KeySpec> };
+};
+
+/** `VMM_<SECTION>_<KEY>` in upper case; `firecracker.jailer` becomes `FIRECRACKER_JAILER`. */
+export function envName(section: string, key: string): string {
+  return `VMM_${section.replace(".", "_")}_${key}`.toUpperCase();
+}

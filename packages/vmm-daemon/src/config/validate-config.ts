@@ -1,0 +1,50 @@
+import { ConfigError, type LoadedConfig } from "./load-config.js";
+
+/**
+ * Checks rules that span keys (types were checked while loading). Throws a
+ * ConfigError naming the key.
+ */
+export function validateConfig({ config }: LoadedConfig): void {
+  const g = config.grpc;
+  if (!/^0?[0-7]{3}$/.test(g.socket_mode)) {
+    throw new ConfigError(
+      `grpc.socket_mode must be an octal file mode like "0660", got ${JSON.stringify(g.socket_mode)}`,
+    );
+  }
+  if (g.tcp_addr !== "") {
+    if (!/^.+:\d+$/.test(g.tcp_addr)) {
+      throw new ConfigError(`grpc.tcp_addr must be "host:port", got ${JSON.stringify(g.tcp_addr)}`);
+    }
+    const tls = g.tls_cert !== "" || g.tls_key !== "";
+    if (tls && (g.tls_cert === "" || g.tls_key === "")) {
+      throw new ConfigError("grpc.tls_cert and grpc.tls_key must be set together");
+    }
+    if (!tls && g.auth_token === "") {
+      throw new ConfigError(
+        "grpc.tcp_addr is set but neither grpc.auth_token nor grpc.tls_cert/tls_key is: the TCP listener would be open to anyone",
+      );
+    }
+  }
+  if (config.firecracker.seccomp_filter !== "" && config.firecracker.no_seccomp) {
+    throw new ConfigError(
+      "firecracker.seccomp_filter and firecracker.no_seccomp exclude each other",
+    );
+  }
+  if (config.defaults.vcpus > config.limits.max_vcpus_per_sandbox) {
+    throw new ConfigError("defaults.vcpus is larger than limits.max_vcpus_per_sandbox");
+  }
+  if (config.defaults.memory_mib > config.limits.max_memory_mib_per_sandbox) {
+    throw new ConfigError("defaults.memory_mib is larger than limits.max_memory_mib_per_sandbox");
+  }
+  // <data_dir>/sandboxes/<id, at most 48 chars>/vsock.sock_<agent port> must fit in sun_path.
+  const longest =
+    Buffer.byteLength(config.firecracker.data_dir) +
+    "/sandboxes/".length +
+    48 +
+    `/vsock.sock_${config.agent.port}`.length;
+  if (longest > 107) {
+    throw new ConfigError(
+      `firecracker.data_dir ${config.firecracker.data_dir} is too long: sandbox socket paths under it could reach ${longest} bytes and Unix sockets are limited to 107; use a shorter data_dir (at most ${107 - (longest - Buffer.byteLength(config.firecracker.data_dir))} bytes)`,
+    );
+  }
+}

@@ -1,0 +1,69 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+
+export const DAEMON_BIN = resolve(import.meta.dirname, "../dist/vmm-daemon.mjs");
+
+/** A daemon started from the built binary for a test, with its own temp dir and socket. */
+export interface DaemonProcess extends AsyncDisposable {
+  readonly dir: string;
+  readonly socket: string;
+  readonly child: ChildProcess;
+  /** Everything the daemon wrote to stderr so far. */
+  stderr(): string;
+  /** Sends `signal` and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts vmm-daemon with `toml` (appended to a [grpc] section pointing at a temp socket) and waits until it serves. */
+export async function startDaemonProcess(
+  toml = "",
+  env: NodeJS.ProcessEnv = {},
+): Promise<DaemonProcess> {
+  const dir = mkdtempSync(join(tmpdir(), "vmmd-"));
+  const socket = join(dir, "vmm.sock");
+  const config = join(dir, "vmm.toml");
+  writeFileSync(config, `[grpc]\nunix_socket = "${socket}"\n${toml}\n`);
+  let stderr = "";
+  const child = spawn(process.execPath, [DAEMON_BIN, "--config", config], {
+    env: {
+      ...process.env,
+      VMM_DAEMON_LOG_FORMAT: "json",
+      VMM_FIRECRACKER_DATA_DIR: join(dir, "d"),
+      ...env,
+    },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  child.stderr!.on("data", (b: Buffer) => {
+    stderr += b.toString();
+  });
+  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const deadline = Date.now() + 10_000;
+  while (!stderr.includes('"msg":"serving"')) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill("SIGKILL");
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`daemon did not start (exit ${child.exitCode}):\n${stderr}`);
+    }
+    await sleep(10);
+  }
+  const stop = async (signal: NodeJS.Signals = "SIGTERM") => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    return exited;
+  };
+  return {
+    dir,
+    socket,
+    child,
+    stderr: () => stderr,
+    stop,
+    async [Symbol.asyncDispose]() {
+      const t = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      await stop();
+      clearTimeout(t);
+      if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

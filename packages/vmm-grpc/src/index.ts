@@ -1,0 +1,11 @@
+// Public API of vmm-grpc: the sandbox.v1 services over vmm-core, health and reflection.
+export { toConnectError } from "./error-mapping.js";
+export { HealthStatus } from "./health-service.js";
+export type { ListenerKind } from "./interceptors.js";
+export { listenerKey } from "./interceptors.js";
+export type { Logger } from "./logger.js";
+export type { VmmRoutesOptions } from "./routes.js";
+export { createVmmRoutes, SERVICE_NAMES } from "./routes.js";
+export type { SandboxApi } from "./sandbox-api.js";
+export type { SnapshotApi } from "./snapshot-api.js";
+export { createUnbuiltSandboxApi } from "./unbuilt-sandbox-api.js";

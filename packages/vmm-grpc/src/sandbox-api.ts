@@ -1,0 +1,27 @@
+import type {
+  CreateSandboxSpec,
+  EventAction,
+  ProcessSession,
+  ProcessSpec,
+  SandboxEvent,
+  SandboxStateName,
+  SandboxView,
+} from "@vmm/core";
+
+/** What the SandboxService needs from vmm-core (SandboxManager implements it). */
+export interface SandboxApi {
+  create(spec: CreateSandboxSpec): Promise<SandboxView>;
+  run(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession>;
+  exec(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession>;
+  stop(id: string, timeoutSeconds: number): Promise<void>;
+  remove(id: string, options: { force: boolean }): Promise<void>;
+  inspect(id: string): SandboxView;
+  list(filter: {
+    state?: SandboxStateName;
+    labels: Readonly<Record<string, string>>;
+  }): SandboxView[];
+  events(
+    filter: { id?: string; action?: EventAction },
+    signal: AbortSignal,
+  ): AsyncIterable<SandboxEvent>;
+}
