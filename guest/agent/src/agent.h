@@ -2,6 +2,7 @@
 #ifndef VMM_AGENT_H
 #define VMM_AGENT_H
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "buf.h"
@@ -14,6 +15,7 @@ typedef struct {
   const char *mode;  /* "init", "agent" or "unix" */
   char boot_id[33];  /* random per agent start, hex */
   struct timespec start;
+  pid_t pid;         /* of the main (listening) process */
 } agent_state_t;
 
 extern agent_state_t g_agent;

@@ -197,6 +197,7 @@ int main(int argc, char **argv) {
   }
   clock_gettime(CLOCK_MONOTONIC, &g_agent.start);
   make_boot_id();
+  g_agent.pid = getpid();
   g_agent.mode = init_mode ? "init" : sim ? "unix" : "agent";
 
   pid_t parent = getppid();

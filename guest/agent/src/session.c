@@ -82,7 +82,7 @@ static void reply_info(int fd) {
   int64_t up = now_ms() - (int64_t)g_agent.start.tv_sec * 1000 - g_agent.start.tv_nsec / 1000000;
   int ok = tlv_put_str(&p, 1, AGENT_VERSION) == 0 && tlv_put_u16(&p, 2, PROTOCOL_VERSION) == 0 &&
            tlv_put_str(&p, 3, g_agent.boot_id) == 0 && tlv_put_u64(&p, 4, (uint64_t)(up < 0 ? 0 : up)) == 0 &&
-           tlv_put_u32(&p, 5, (uint32_t)getpid()) == 0 && tlv_put_str(&p, 6, host) == 0 &&
+           tlv_put_u32(&p, 5, (uint32_t)g_agent.pid) == 0 && tlv_put_str(&p, 6, host) == 0 &&
            tlv_put_str(&p, 7, g_agent.mode) == 0;
   if (ok && frame_put(&out, T_INFO, buf_head(&p), buf_size(&p)) == 0) (void)send_all(fd, &out, 5000);
   else send_error(fd, E_INTERNAL, "out of memory");

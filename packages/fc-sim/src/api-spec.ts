@@ -26,7 +26,10 @@ export type Operation = {
 
 type RawParam = { in?: string; name?: string; required?: boolean; schema?: Schema };
 type RawOp = { operationId?: string; parameters?: RawParam[] };
-type RawSpec = { paths: Record<string, Record<string, RawOp>>; definitions: Record<string, Schema> };
+type RawSpec = {
+  paths: Record<string, Record<string, RawOp>>;
+  definitions: Record<string, Schema>;
+};
 
 /** The Firecracker v1.14 OpenAPI (Swagger 2.0) document, bundled at build time. */
 export const spec: RawSpec = parse(specText) as RawSpec;
@@ -51,7 +54,8 @@ export function resolveSchema(schema: Schema): Schema {
   while (s.$ref) {
     const name = s.$ref.replace("#/definitions/", "");
     const def = spec.definitions[name];
-    if (!def) throw new Error(`fc-sim: spec reference ${s.$ref} not found in firecracker-v1.14.yaml`);
+    if (!def)
+      throw new Error(`fc-sim: spec reference ${s.$ref} not found in firecracker-v1.14.yaml`);
     s = def;
   }
   return s;

@@ -26,24 +26,10 @@ function describe(v: unknown): string {
   if (v === null) return "null";
   if (typeof v === "string") return `string ${JSON.stringify(v)}`;
   if (typeof v === "boolean") return `boolean \`${v}\``;
-  if (typeof v === "number") return Number.isInteger(v) ? `integer \`${v}\`` : `floating point \`${v}\``;
+  if (typeof v === "number")
+    return Number.isInteger(v) ? `integer \`${v}\`` : `floating point \`${v}\``;
   if (Array.isArray(v)) return "sequence";
   return "map";
-}
-
-function expected(schema: Schema, field: string): string {
-  switch (schema.type) {
-    case "integer":
-      return intTypes[field]?.name ?? "u64";
-    case "boolean":
-      return "a boolean";
-    case "string":
-      return "a string";
-    case "array":
-      return "a sequence";
-    default:
-      return "a map";
-  }
 }
 
 /**
@@ -59,8 +45,7 @@ export function validateBody(value: unknown, schema: Schema, field = "", optiona
     if (typeof value !== "string") throw invalidType(value, "a string");
     if (!s.enum.includes(value)) {
       const opts = s.enum.map((e) => `\`${String(e)}\``);
-      const list =
-        opts.length === 2 ? `${opts[0]} or ${opts[1]}` : `one of ${opts.join(", ")}`;
+      const list = opts.length === 2 ? `${opts[0]} or ${opts[1]}` : `one of ${opts.join(", ")}`;
       throw new BodyValidationError(`unknown variant \`${value}\`, expected ${list}`);
     }
     return;

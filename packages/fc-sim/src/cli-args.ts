@@ -29,20 +29,42 @@ export class ArgsError extends Error {
 }
 
 const valueFlags = new Set([
-  "api-sock", "id", "level", "log-path", "module", "metrics-path", "metadata", "seccomp-filter",
-  "http-api-max-payload-size", "mmds-size-limit", "config-file", "describe-snapshot",
-  "start-time-us", "start-time-cpu-us", "parent-cpu-time-us",
+  "api-sock",
+  "id",
+  "level",
+  "log-path",
+  "module",
+  "metrics-path",
+  "metadata",
+  "seccomp-filter",
+  "http-api-max-payload-size",
+  "mmds-size-limit",
+  "config-file",
+  "describe-snapshot",
+  "start-time-us",
+  "start-time-cpu-us",
+  "parent-cpu-time-us",
 ]);
 const boolFlags = new Set([
-  "show-level", "show-log-origin", "no-seccomp", "no-api", "boot-timer", "enable-pci",
-  "version", "help", "snapshot-version",
+  "show-level",
+  "show-log-origin",
+  "no-seccomp",
+  "no-api",
+  "boot-timer",
+  "enable-pci",
+  "version",
+  "help",
+  "snapshot-version",
 ]);
 
 /** Help text, as `firecracker --help` prints it (abridged descriptions). */
 export const helpText = `Firecracker v1.14.2
 
 optional arguments:
-${[...valueFlags, ...boolFlags].sort().map((f) => `  --${f}${valueFlags.has(f) ? ` <${f}>` : ""}`).join("\n")}
+${[...valueFlags, ...boolFlags]
+  .sort()
+  .map((f) => `  --${f}${valueFlags.has(f) ? ` <${f}>` : ""}`)
+  .join("\n")}
 `;
 
 function fail(msg: string): never {
@@ -58,7 +80,8 @@ export function parseFcArgs(argv: readonly string[]): FcArgs {
   const seen = new Map<string, string | true>();
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? "";
-    if (!a.startsWith("--")) fail(`Found argument '${a}' which wasn't expected, or isn't valid in this context.`);
+    if (!a.startsWith("--"))
+      fail(`Found argument '${a}' which wasn't expected, or isn't valid in this context.`);
     const name = a.slice(2);
     if (!valueFlags.has(name) && !boolFlags.has(name))
       fail(`Found argument '${name}' which wasn't expected, or isn't valid in this context.`);
@@ -115,7 +138,8 @@ export function parseFcArgs(argv: readonly string[]): FcArgs {
  * @returns the panic message text, or undefined when valid.
  */
 export function checkInstanceId(id: string): string | undefined {
-  if (id.length < 1 || id.length > 64) return `Invalid instance ID: InvalidLength(${id.length}, 1, 64)`;
+  if (id.length < 1 || id.length > 64)
+    return `Invalid instance ID: InvalidLength(${id.length}, 1, 64)`;
   for (let i = 0; i < id.length; i++) {
     const c = id[i] ?? "";
     if (!/[A-Za-z0-9-]/.test(c)) return `Invalid instance ID: InvalidChar('${c}', ${i})`;

@@ -28,14 +28,16 @@ const sections: [key: string, definition: string, list: boolean][] = [
  * @throws Error with Firecracker's "Configuration for VMM from one single json failed: ..." text.
  */
 export async function bootFromConfigFile(path: string, vmm: Vmm, logger: FcLogger): Promise<void> {
-  const fail = (m: string): Error => new Error(`Configuration for VMM from one single json failed: ${m}`);
+  const fail = (m: string): Error =>
+    new Error(`Configuration for VMM from one single json failed: ${m}`);
   let cfg: Obj;
   try {
     cfg = JSON.parse(readFileSync(path, "utf8")) as Obj;
   } catch (e) {
     throw fail(`Invalid JSON: ${(e as Error).message}`);
   }
-  if (typeof cfg !== "object" || cfg === null || Array.isArray(cfg)) throw fail("Invalid JSON: expected a map");
+  if (typeof cfg !== "object" || cfg === null || Array.isArray(cfg))
+    throw fail("Invalid JSON: expected a map");
   for (const k of Object.keys(cfg)) {
     if (!sections.some(([s]) => s === k)) throw fail(`Invalid JSON: unknown field \`${k}\``);
   }
@@ -44,9 +46,15 @@ export async function bootFromConfigFile(path: string, vmm: Vmm, logger: FcLogge
     const value = cfg[key];
     if (value === undefined || value === null) continue;
     let v: unknown = value;
-    if (key === "cpu-config" && typeof v === "string") v = JSON.parse(readFileSync(v, "utf8")) as unknown;
+    if (key === "cpu-config" && typeof v === "string")
+      v = JSON.parse(readFileSync(v, "utf8")) as unknown;
     try {
-      validateBody(v, list ? { type: "array", items: { $ref: `#/definitions/${def}` } } : { $ref: `#/definitions/${def}` });
+      validateBody(
+        v,
+        list
+          ? { type: "array", items: { $ref: `#/definitions/${def}` } }
+          : { $ref: `#/definitions/${def}` },
+      );
     } catch (e) {
       if (e instanceof BodyValidationError) throw fail(`Invalid JSON: ${e.message}`);
       throw e;
@@ -66,18 +74,34 @@ export async function bootFromConfigFile(path: string, vmm: Vmm, logger: FcLogge
 async function apply(vmm: Vmm, key: string, v: unknown, logger: FcLogger): Promise<void> {
   const o = v as Obj;
   switch (key) {
-    case "logger": return vmm.putLogger(o, logger);
-    case "metrics": return vmm.putMetrics(o);
-    case "machine-config": return vmm.putMachineConfiguration(o, false);
-    case "cpu-config": return vmm.putCpuConfiguration(o);
-    case "boot-source": return vmm.putGuestBootSource(o);
-    case "drives": for (const d of v as Obj[]) vmm.putGuestDriveById(d); return;
-    case "pmem": for (const d of v as Obj[]) vmm.putGuestPmemById(d); return;
-    case "network-interfaces": for (const d of v as Obj[]) vmm.putGuestNetworkInterfaceById(d); return;
-    case "mmds-config": return vmm.putMmdsConfig(o);
-    case "vsock": return vmm.putGuestVsock(o);
-    case "balloon": return vmm.putBalloon(o);
-    case "entropy": return vmm.putEntropyDevice(o);
-    case "memory-hotplug": return vmm.putMemoryHotplug(o);
+    case "logger":
+      return vmm.putLogger(o, logger);
+    case "metrics":
+      return vmm.putMetrics(o);
+    case "machine-config":
+      return vmm.putMachineConfiguration(o, false);
+    case "cpu-config":
+      return vmm.putCpuConfiguration(o);
+    case "boot-source":
+      return vmm.putGuestBootSource(o);
+    case "drives":
+      for (const d of v as Obj[]) vmm.putGuestDriveById(d);
+      return;
+    case "pmem":
+      for (const d of v as Obj[]) vmm.putGuestPmemById(d);
+      return;
+    case "network-interfaces":
+      for (const d of v as Obj[]) vmm.putGuestNetworkInterfaceById(d);
+      return;
+    case "mmds-config":
+      return vmm.putMmdsConfig(o);
+    case "vsock":
+      return vmm.putGuestVsock(o);
+    case "balloon":
+      return vmm.putBalloon(o);
+    case "entropy":
+      return vmm.putEntropyDevice(o);
+    case "memory-hotplug":
+      return vmm.putMemoryHotplug(o);
   }
 }

@@ -1,4 +1,4 @@
-import { openSync, writeSync, constants } from "node:fs";
+import { constants, openSync, writeSync } from "node:fs";
 
 /** Firecracker log levels, most to least severe. */
 export const logLevels = ["Off", "Error", "Warn", "Info", "Debug", "Trace"] as const;

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, rmSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -108,6 +108,23 @@ export class Guest {
       process.kill(-pid, sig);
     } catch {
       // already gone
+    }
+  }
+}
+
+/**
+ * Removes `/tmp/fcsim-<pid>` dirs whose fc-sim died by SIGKILL (no chance to clean up).
+ * Only dirs whose pid no longer exists are touched.
+ */
+export function sweepStaleGuestDirs(parent = "/tmp"): void {
+  for (const name of readdirSync(parent)) {
+    const m = /^fcsim-(\d+)$/.exec(name);
+    if (!m) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ESRCH")
+        rmSync(`${parent}/${name}`, { recursive: true, force: true });
     }
   }
 }

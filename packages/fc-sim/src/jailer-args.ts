@@ -21,7 +21,16 @@ export class JailerArgsError extends Error {
   override readonly name = "JailerArgsError";
 }
 
-const single = new Set(["id", "exec-file", "uid", "gid", "chroot-base-dir", "netns", "cgroup-version", "parent-cgroup"]);
+const single = new Set([
+  "id",
+  "exec-file",
+  "uid",
+  "gid",
+  "chroot-base-dir",
+  "netns",
+  "cgroup-version",
+  "parent-cgroup",
+]);
 const multi = new Set(["cgroup", "resource-limit"]);
 const flags = new Set(["daemonize", "new-pid-ns"]);
 
@@ -46,13 +55,17 @@ export function parseJailerArgs(argv: readonly string[]): JailerArgs {
       continue;
     }
     if (!single.has(name) && !multi.has(name)) {
-      throw new JailerArgsError(`Found argument '${a}' which wasn't expected, or isn't valid in this context.`);
+      throw new JailerArgsError(
+        `Found argument '${a}' which wasn't expected, or isn't valid in this context.`,
+      );
     }
     const v = argv[++i];
-    if (v === undefined) throw new JailerArgsError(`The argument '${name}' requires a value, but none was supplied.`);
+    if (v === undefined)
+      throw new JailerArgsError(`The argument '${name}' requires a value, but none was supplied.`);
     if (multi.has(name)) many.set(name, [...(many.get(name) ?? []), v]);
     else {
-      if (one.has(name)) throw new JailerArgsError(`The argument '${name}' was provided more than once.`);
+      if (one.has(name))
+        throw new JailerArgsError(`The argument '${name}' was provided more than once.`);
       one.set(name, v);
     }
   }
@@ -69,7 +82,8 @@ export function parseJailerArgs(argv: readonly string[]): JailerArgs {
   const cv = one.get("cgroup-version") ?? "1";
   if (cv !== "1" && cv !== "2") throw new JailerArgsError(`Invalid cgroup version: ${cv}`);
   for (const rl of many.get("resource-limit") ?? []) {
-    if (!/^(fsize|no-file)=\d+$/.test(rl)) throw new JailerArgsError(`Invalid resource limit: ${rl}`);
+    if (!/^(fsize|no-file)=\d+$/.test(rl))
+      throw new JailerArgsError(`Invalid resource limit: ${rl}`);
   }
   for (const cg of many.get("cgroup") ?? []) {
     if (!/^[a-z_]+\.[a-z_.]+=.+$/.test(cg)) throw new JailerArgsError(`Invalid cgroup: ${cg}`);

@@ -1,5 +1,15 @@
 import { spawn } from "node:child_process";
-import { accessSync, chownSync, constants, copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  accessSync,
+  chownSync,
+  constants,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import { JailerArgsError, parseJailerArgs } from "./jailer-args.js";
 
@@ -44,7 +54,10 @@ function applyCgroups(a: ReturnType<typeof parseJailerArgs>, execName: string): 
       const dir = join(mnt, parent, a.id);
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, file), cg.slice(eq + 1));
-      writeFileSync(join(dir, a.cgroupVersion === 2 ? "cgroup.procs" : "tasks"), String(process.pid));
+      writeFileSync(
+        join(dir, a.cgroupVersion === 2 ? "cgroup.procs" : "tasks"),
+        String(process.pid),
+      );
     } catch (e) {
       warn(`cgroup ${cg} not applied (best effort): ${(e as Error).message}`);
     }
@@ -90,15 +103,27 @@ export async function runJailer(argv: readonly string[]): Promise<void> {
 
   const env = { ...process.env };
   // The copy lives in the jail, so the default agent path (relative to fc-sim) would miss.
-  env.FC_SIM_AGENT ??= resolve(dirname(resolve(a.execFile)), "../../../guest/agent/build/vmm-agent");
+  env.FC_SIM_AGENT ??= resolve(
+    dirname(resolve(a.execFile)),
+    "../../../guest/agent/build/vmm-agent",
+  );
   env.FC_SIM_EXIT_WITH_PARENT = a.daemonize || a.newPidNs ? "0" : "1";
   const limits = a.resourceLimits.length > 0 ? a.resourceLimits : ["no-file=2048"];
-  let cmd: string[] = [jailedExec, "--id", a.id, "--start-time-us", String(Math.floor(performance.timeOrigin * 1000)), ...a.execArgs];
+  let cmd: string[] = [
+    jailedExec,
+    "--id",
+    a.id,
+    "--start-time-us",
+    String(Math.floor(performance.timeOrigin * 1000)),
+    ...a.execArgs,
+  ];
   cmd = ["prlimit", ...limits.map((l) => `--${l.replace("no-file", "nofile")}`), "--", ...cmd];
   if (a.netns) cmd = ["nsenter", `--net=${a.netns}`, "--", ...cmd];
   const dropPrivs = otherCanExec(process.execPath);
   if (!dropPrivs && (a.uid !== process.getuid?.() || a.gid !== process.getgid?.())) {
-    warn(`node (${process.execPath}) is not reachable for uid ${a.uid}; running as the current user`);
+    warn(
+      `node (${process.execPath}) is not reachable for uid ${a.uid}; running as the current user`,
+    );
   }
   const detach = a.daemonize || a.newPidNs;
   const child = spawn(cmd[0] ?? "", cmd.slice(1), {

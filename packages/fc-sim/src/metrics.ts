@@ -20,14 +20,27 @@ export class Metrics {
 
   /** Adds 1 to counter `group.name`. */
   inc(group: string, name: string): void {
-    const g = (this.counters[group] ??= {});
+    const g = this.counters[group] ?? {};
+    this.counters[group] = g;
     g[name] = (g[name] ?? 0) + 1;
   }
 
   /** Writes one line and resets the counters. No-op when not initialized. */
   flush(): void {
     if (this.fd === undefined) return;
-    const groups = ["api_server", "block", "get_api_requests", "put_api_requests", "patch_api_requests", "vmm", "vsock", "net", "mmds", "signals", "logger"];
+    const groups = [
+      "api_server",
+      "block",
+      "get_api_requests",
+      "put_api_requests",
+      "patch_api_requests",
+      "vmm",
+      "vsock",
+      "net",
+      "mmds",
+      "signals",
+      "logger",
+    ];
     const line: Record<string, unknown> = { utc_timestamp_ms: Date.now() };
     for (const g of groups) line[g] = this.counters[g] ?? {};
     this.counters = {};

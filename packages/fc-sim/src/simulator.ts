@@ -3,12 +3,12 @@ import { createApiHandler } from "./api-router.js";
 import { ArgsError, checkInstanceId, helpText, parseFcArgs } from "./cli-args.js";
 import { bootFromConfigFile } from "./config-file.js";
 import { FcLogger, parseLogLevel, simulatorBanner } from "./fc-logger.js";
-import { Guest } from "./guest.js";
+import { Guest, sweepStaleGuestDirs } from "./guest.js";
 import { Metrics } from "./metrics.js";
 import { createMicroHttpServer } from "./micro-http.js";
 import { osError } from "./os-error.js";
-import { describeVmstate, snapshotVersion } from "./vmstate-file.js";
 import { Vmm } from "./vmm.js";
+import { describeVmstate, snapshotVersion } from "./vmstate-file.js";
 
 /**
  * Runs fc-sim as the `firecracker` process: same flags, exit codes and API.
@@ -18,7 +18,13 @@ export async function runSimulator(argv: readonly string[]): Promise<void> {
   const logger = new FcLogger();
   const exitWith = (code: number, error?: string): never => {
     if (error) process.stderr.write(`Error: ${error}\n`);
-    logger.log("Error", "main", code === 0 ? "Firecracker exiting successfully. exit_code=0" : `Firecracker exiting with error. exit_code=${code}`);
+    logger.log(
+      "Error",
+      "main",
+      code === 0
+        ? "Firecracker exiting successfully. exit_code=0"
+        : `Firecracker exiting with error. exit_code=${code}`,
+    );
     process.exit(code);
   };
   let args: ReturnType<typeof parseFcArgs>;
@@ -31,7 +37,11 @@ export async function runSimulator(argv: readonly string[]): Promise<void> {
   }
   const idError = checkInstanceId(args.id);
   if (idError) {
-    logger.log("Error", "main", `Firecracker panicked at src/firecracker/src/main.rs:296:48:\n${idError}`);
+    logger.log(
+      "Error",
+      "main",
+      `Firecracker panicked at src/firecracker/src/main.rs:296:48:\n${idError}`,
+    );
     process.abort(); // the real binary panics → SIGABRT
   }
   logger.instanceId = args.id;
@@ -60,7 +70,11 @@ export async function runSimulator(argv: readonly string[]): Promise<void> {
   if (args.level !== undefined) {
     const l = parseLogLevel(args.level);
     if (!l) {
-      logger.log("Error", "main", `Invalid value for logger level: Failed to parse string to level filter: ${args.level}.Possible values: [Error, Warning, Info, Debug]`);
+      logger.log(
+        "Error",
+        "main",
+        `Invalid value for logger level: Failed to parse string to level filter: ${args.level}.Possible values: [Error, Warning, Info, Debug]`,
+      );
       return exitWith(152, "InvalidLogLevel");
     }
     logger.level = l;
@@ -89,10 +103,19 @@ export async function runSimulator(argv: readonly string[]): Promise<void> {
     }
   }
 
+  try {
+    sweepStaleGuestDirs();
+  } catch {
+    // best effort
+  }
   let exiting = false;
   const guest = new Guest({
     onExit: (code, signal) => {
-      logger.log("Info", "fc_vcpu 0", `Guest init exited (code ${code}, signal ${signal}): kernel panic, reboot=k`);
+      logger.log(
+        "Info",
+        "fc_vcpu 0",
+        `Guest init exited (code ${code}, signal ${signal}): kernel panic, reboot=k`,
+      );
       void shutdown(0);
     },
   });
@@ -144,7 +167,11 @@ export async function runSimulator(argv: readonly string[]): Promise<void> {
 
   if (!args.noApi) {
     if (existsSync(args.apiSock)) {
-      logger.log("Error", "main", `RunWithApiError error: Failed to open the API socket at: ${args.apiSock}. Check that it is not already used.`);
+      logger.log(
+        "Error",
+        "main",
+        `RunWithApiError error: Failed to open the API socket at: ${args.apiSock}. Check that it is not already used.`,
+      );
       return exitWith(1, `RunWithApi(FailedToBindSocket("${args.apiSock}"))`);
     }
     const server = createMicroHttpServer({
@@ -154,7 +181,11 @@ export async function runSimulator(argv: readonly string[]): Promise<void> {
         logger,
         metrics,
         onFatal: (message) => {
-          logger.log("Error", "main", `RunWithApiError error: Failed to build MicroVM: Loading snapshot failed.. ${message}`);
+          logger.log(
+            "Error",
+            "main",
+            `RunWithApiError error: Failed to build MicroVM: Loading snapshot failed.. ${message}`,
+          );
           void shutdown(1, "RunWithApi(BuildMicroVmError(Restore))");
         },
       }),
@@ -165,7 +196,11 @@ export async function runSimulator(argv: readonly string[]): Promise<void> {
         server.listen(args.apiSock, () => resolve());
       });
     } catch {
-      logger.log("Error", "main", `RunWithApiError error: Failed to open the API socket at: ${args.apiSock}. Check that it is not already used.`);
+      logger.log(
+        "Error",
+        "main",
+        `RunWithApiError error: Failed to open the API socket at: ${args.apiSock}. Check that it is not already used.`,
+      );
       return exitWith(1, `RunWithApi(FailedToBindSocket("${args.apiSock}"))`);
     }
     logger.log("Info", "fc_api", "API server started.");
@@ -175,7 +210,11 @@ export async function runSimulator(argv: readonly string[]): Promise<void> {
       await bootFromConfigFile(args.configFile, vmm, logger);
     } catch (e) {
       const mode = args.noApi ? "RunWithoutApiError" : "RunWithApiError";
-      logger.log("Error", "main", `${mode} error: Failed to build MicroVM from Json: ${(e as Error).message}`);
+      logger.log(
+        "Error",
+        "main",
+        `${mode} error: Failed to build MicroVM from Json: ${(e as Error).message}`,
+      );
       await shutdown(1, `${mode}(BuildMicroVMFromJson)`);
     }
   }

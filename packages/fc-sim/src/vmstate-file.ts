@@ -28,7 +28,8 @@ const table: bigint[] = (() => {
 export function crc64(data: Uint8Array): bigint {
   const mask = (1n << 64n) - 1n;
   let crc = 0n;
-  for (const b of data) crc = (table[Number(((crc >> 56n) ^ BigInt(b)) & 0xffn)]! ^ (crc << 8n)) & mask;
+  for (const b of data)
+    crc = (table[Number(((crc >> 56n) ^ BigInt(b)) & 0xffn)]! ^ (crc << 8n)) & mask;
   return crc;
 }
 
@@ -64,7 +65,8 @@ export function decodeVmstate(buf: Buffer): unknown {
   }
   const version = [buf.readUInt16LE(8), buf.readUInt16LE(10), buf.readUInt16LE(12)];
   const len = buf.readUInt32LE(14);
-  if (buf.length !== 18 + len + 8) throw new VmstateError("Failed to load snapshot state from file: CRC64 validation failed");
+  if (buf.length !== 18 + len + 8)
+    throw new VmstateError("Failed to load snapshot state from file: CRC64 validation failed");
   if (crc64(buf.subarray(0, 18 + len)) !== buf.readBigUInt64LE(18 + len)) {
     throw new VmstateError("Failed to load snapshot state from file: CRC64 validation failed");
   }

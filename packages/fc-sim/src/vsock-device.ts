@@ -1,5 +1,5 @@
-import * as net from "node:net";
 import { unlinkSync } from "node:fs";
+import * as net from "node:net";
 import { join } from "node:path";
 
 /** First host-side port Firecracker hands out in `OK <port>` (1 << 30). */

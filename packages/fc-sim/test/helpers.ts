@@ -25,11 +25,26 @@ export function tempDir(prefix = "fcs-"): string {
 export type Reply = { status: number; body: unknown; text: string };
 
 /** One request over the API socket, always with Content-Length. */
-export function request(sock: string, method: string, path: string, body?: unknown, rawBody?: string): Promise<Reply> {
+export function request(
+  sock: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  rawBody?: string,
+): Promise<Reply> {
   const data = rawBody ?? (body === undefined ? undefined : JSON.stringify(body));
   return new Promise((res, rej) => {
     const req = http.request(
-      { socketPath: sock, method, path, agent: false, headers: data === undefined ? {} : { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) } },
+      {
+        socketPath: sock,
+        method,
+        path,
+        agent: false,
+        headers:
+          data === undefined
+            ? {}
+            : { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(data) },
+      },
       (r) => {
         let text = "";
         r.on("data", (c) => {
@@ -102,7 +117,11 @@ export async function startVm(o: StartVmOptions = {}): Promise<Vm> {
   const dir = o.dir ?? tempDir();
   const sock = join(dir, "api.sock");
   const args = ["--api-sock", "api.sock", ...(o.args ?? [])];
-  const proc = spawn(o.bin ?? fcSimBin, args, { cwd: dir, env: { ...process.env, ...o.env }, stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(o.bin ?? fcSimBin, args, {
+    cwd: dir,
+    env: { ...process.env, ...o.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let output = "";
   const keep = (c: Buffer): void => {
     output = (output + c.toString()).slice(-4000);
@@ -126,7 +145,10 @@ export async function startVm(o: StartVmOptions = {}): Promise<Vm> {
   if (o.waitApi === false) return vm;
   const deadline = Date.now() + 15_000;
   for (;;) {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${o.bin ?? "fc-sim"} exited (${proc.exitCode ?? proc.signalCode}) before its API was up: ${output}`);
+    if (proc.exitCode !== null || proc.signalCode !== null)
+      throw new Error(
+        `${o.bin ?? "fc-sim"} exited (${proc.exitCode ?? proc.signalCode}) before its API was up: ${output}`,
+      );
     if (existsSync(sock)) {
       try {
         if ((await vm.call("GET", "/")).status === 200) return vm;

@@ -10,7 +10,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, linkSync, mkdtempSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { createDirectLauncher } from "../src/index.js";
 
@@ -28,7 +28,7 @@ if (!values.binary) {
   );
   process.exit(2);
 }
-const binary = values.binary;
+const binary = resolve(values.binary);
 const iterations = Number(values.iterations);
 const warmup = Number(values.warmup);
 const kernel = values.kernel;
@@ -115,8 +115,13 @@ async function viaRaw(): Promise<number> {
     stdio: "ignore",
   });
   const exited = new Promise((r) => child.once("exit", r));
+  let spawnError: Error | undefined;
+  child.once("error", (err) => {
+    spawnError = err;
+  });
   try {
     for (;;) {
+      if (spawnError) throw spawnError;
       if (existsSync(sock)) {
         const ok = await rawCall(agent, sock, "GET", "/").catch(() => 0);
         if (ok === 200) break;
@@ -134,7 +139,7 @@ async function viaRaw(): Promise<number> {
     return performance.now() - t0;
   } finally {
     child.kill("SIGKILL");
-    await exited;
+    if (!spawnError) await exited;
     agent.destroy();
     rmSync(dir, { recursive: true, force: true });
   }

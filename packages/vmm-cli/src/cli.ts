@@ -46,19 +46,7 @@ export function findCommand(name: string): CommandDefinition | undefined {
  * @throws UsageError for unknown commands, flags or missing arguments
  */
 export function parseCLI(argv: readonly string[]): ParsedCommandLine {
-  // Locate the command words ("list", or "snapshot" + "list").
-  const wordIdx: number[] = [];
-  for (let i = 0; i < argv.length && wordIdx.length < 2; i++) {
-    const a = argv[i]!;
-    if (a === "--") break;
-    if (a.startsWith("-")) {
-      if (valueFlagsBeforeCommand.has(a)) i++;
-      continue;
-    }
-    if (wordIdx.length === 1 && argv[wordIdx[0]!] !== "snapshot" && argv[wordIdx[0]!] !== "help")
-      break;
-    wordIdx.push(i);
-  }
+  const { wordIdx } = locateCommand(argv);
   const words = wordIdx.map((i) => argv[i]!);
   const restArgv = argv.filter((_, i) => !wordIdx.includes(i));
   const wantsHelp = restArgv.includes("--help") || restArgv.includes("-h");
@@ -85,7 +73,6 @@ export function parseCLI(argv: readonly string[]): ParsedCommandLine {
     );
   }
   const name = words.join(" ");
-  // A non-snapshot command took only one word: the second was an argument, put it back.
   const command = findCommand(name);
   if (!command) {
     throw new UsageError(`unknown command "${name}"`, "see 'vmm --help' for the list of commands");
@@ -125,6 +112,41 @@ export function parseCLI(argv: readonly string[]): ParsedCommandLine {
   return { kind: "command", command, name, args: checked, connection };
 }
 
+/** Same as parseCLI, but a usage error comes back as a result. */
+function parseCLIOrReport(argv: readonly string[]): ParsedCommandLine | CommandResult {
+  try {
+    return parseCLI(argv);
+  } catch (err) {
+    // run/exec report their own usage errors as 125 too (their exit codes belong to the guest command).
+    const { command } = locateCommand(argv);
+    return reportError(err, {
+      command: command?.names[0],
+      commandStatus: command?.commandStatus === true,
+    });
+  }
+}
+
+/** Finds the indexes of the command words ("list", or "snapshot" + "list") and the command. */
+function locateCommand(argv: readonly string[]): {
+  wordIdx: number[];
+  command: CommandDefinition | undefined;
+} {
+  const wordIdx: number[] = [];
+  for (let i = 0; i < argv.length && wordIdx.length < 2; i++) {
+    const a = argv[i]!;
+    if (a === "--") break;
+    if (a.startsWith("-")) {
+      if (valueFlagsBeforeCommand.has(a)) i++;
+      continue;
+    }
+    if (wordIdx.length === 1 && argv[wordIdx[0]!] !== "snapshot" && argv[wordIdx[0]!] !== "help")
+      break;
+    wordIdx.push(i);
+  }
+  const words = wordIdx.map((i) => argv[i]!);
+  return { wordIdx, command: findCommand(words.join(" ")) };
+}
+
 /** Checks positional counts and moves extra positionals into `rest` for run/exec/create. */
 function checkArgs(
   command: CommandDefinition,
@@ -160,12 +182,8 @@ function checkArgs(
  * message and exit code (describeError). Never throws; printing is the caller's.
  */
 export async function runCli(argv: readonly string[], io: Io): Promise<CommandResult> {
-  let parsed: ParsedCommandLine;
-  try {
-    parsed = parseCLI(argv);
-  } catch (err) {
-    return reportError(err, {});
-  }
+  const parsed = parseCLIOrReport(argv);
+  if ("exitCode" in parsed) return parsed;
   if (parsed.kind === "help") return { exitCode: ExitCode.ok, stdout: parsed.text };
   const { command, name, args, connection } = parsed;
   const errorCtx = { command: name, commandStatus: command.commandStatus === true };

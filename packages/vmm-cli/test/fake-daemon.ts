@@ -3,7 +3,7 @@
 // (shared/spec/sandbox-v1-wire.md) says for states, events and status codes.
 // Workloads are scripted instead of executed (see runScript and execScript).
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { type Http2Session, createServer } from "node:http2";
+import { createServer, type Http2Session } from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -15,8 +15,8 @@ import {
   type ExecInput,
   type ExecRequest,
   type RunRequest,
-  SandboxEventSchema,
   type SandboxEvent,
+  SandboxEventSchema,
   SandboxService,
   SandboxSnapshotService,
   type SnapshotSummary,
@@ -25,7 +25,20 @@ import {
 } from "@vmm/proto";
 
 const states = ["starting", "ready", "running", "stopping", "stopped", "failed"];
-const actions = ["created", "ready", "running", "idle", "stopping", "stopped", "failed", "removed", "paused", "resumed", "checkpointed", "restored"];
+const actions = [
+  "created",
+  "ready",
+  "running",
+  "idle",
+  "stopping",
+  "stopped",
+  "failed",
+  "removed",
+  "paused",
+  "resumed",
+  "checkpointed",
+  "restored",
+];
 
 /** The version the fake daemon reports in the vmm-version header. */
 export const fakeDaemonVersion = "9.8.7-fake";
@@ -55,6 +68,8 @@ export interface FakeRecord {
   resizes: TerminalSize[];
   authorization: (string | null)[];
   stops: { id: string; timeoutSeconds: number }[];
+  /** Exec calls that ended because the client cancelled them. */
+  execCancelled: number;
 }
 
 /** A running fake daemon; close() stops it and removes its temp dir. */
@@ -62,6 +77,8 @@ export interface FakeDaemon {
   readonly socket: string;
   readonly dir: string;
   readonly record: FakeRecord;
+  /** How many Events streams are open. */
+  subscriberCount(): number;
   /** Adds a sandbox directly (state as given). */
   seed(id: string, state: string, labels?: Record<string, string>): void;
   /** Adds a snapshot directly. */
@@ -81,12 +98,26 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
   const snapshots = new Map<string, SnapshotSummary>();
   const subscribers = new Set<(ev: SandboxEvent) => void>();
   const timers = new Set<NodeJS.Timeout>();
-  const record: FakeRecord = { creates: [], runs: [], execInits: [], execStdin: [], resizes: [], authorization: [], stops: [] };
+  const record: FakeRecord = {
+    creates: [],
+    runs: [],
+    execInits: [],
+    execStdin: [],
+    resizes: [],
+    authorization: [],
+    stops: [],
+    execCancelled: 0,
+  };
   let seq = 0;
   const now = () => BigInt(Math.floor(Date.now() / 1000));
 
   const emit = (sandboxId: string, action: string, attributes: Record<string, string> = {}) => {
-    const ev = create(SandboxEventSchema, { sandboxId, action, attributes, timestamp: BigInt(Date.now()) * 1_000_000n });
+    const ev = create(SandboxEventSchema, {
+      sandboxId,
+      action,
+      attributes,
+      timestamp: BigInt(Date.now()) * 1_000_000n,
+    });
     for (const s of subscribers) s(ev);
   };
   const get = (id: string): FakeSandbox => {
@@ -94,7 +125,12 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
     if (!sb) throw new ConnectError(`sandbox ${id} not found`, Code.NotFound);
     return sb;
   };
-  const setState = (sb: FakeSandbox, state: string, action: string, attrs?: Record<string, string>) => {
+  const setState = (
+    sb: FakeSandbox,
+    state: string,
+    action: string,
+    attrs?: Record<string, string>,
+  ) => {
     sb.state = state;
     emit(sb.id, action, attrs);
   };
@@ -105,18 +141,36 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
     }, ms);
     timers.add(t);
   };
-  const addSandbox = (id: string, state: string, labels: Record<string, string>, extra: Partial<FakeSandbox> = {}) => {
+  const addSandbox = (
+    id: string,
+    state: string,
+    labels: Record<string, string>,
+    extra: Partial<FakeSandbox> = {},
+  ) => {
     const n = ++seq;
     const sb: FakeSandbox = {
-      id, state, labels, ip: `10.200.0.${n + 1}`, createdAt: now() - 5n, readyAt: state === "ready" ? now() : 0n,
-      error: "", spec: "", vcpus: 1, memoryMib: 256n, kernel: "vmlinux", lastExitCode: 0, lastExitedAt: 0n, ...extra,
+      id,
+      state,
+      labels,
+      ip: `10.200.0.${n + 1}`,
+      createdAt: now() - 5n,
+      readyAt: state === "ready" ? now() : 0n,
+      error: "",
+      spec: "",
+      vcpus: 1,
+      memoryMib: 256n,
+      kernel: "vmlinux",
+      lastExitCode: 0,
+      lastExitedAt: 0n,
+      ...extra,
     };
     sandboxes.set(id, sb);
     return sb;
   };
 
   const validateLabels = (labels: Record<string, string>) => {
-    if (Object.keys(labels).some((k) => k === "")) throw new ConnectError("labels: empty key", Code.InvalidArgument);
+    if (Object.keys(labels).some((k) => k === ""))
+      throw new ConnectError("labels: empty key", Code.InvalidArgument);
   };
   const matches = (labels: Record<string, string>, want: Record<string, string>) =>
     Object.entries(want).every(([k, v]) => labels[k] === v);
@@ -125,18 +179,37 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
     router.service(SandboxService, {
       async create(req) {
         record.creates.push(req);
-        if (req.image !== "") throw new ConnectError("image: OCI images are not supported", Code.Unimplemented);
+        if (req.image !== "")
+          throw new ConnectError("image: OCI images are not supported", Code.Unimplemented);
         validateLabels(req.labels);
-        const spec = JSON.stringify({ k: req.kernel, r: req.rootfs, l: req.labels, c: req.cmd, v: req.limits?.vcpus ?? 0 });
+        const spec = JSON.stringify({
+          k: req.kernel,
+          r: req.rootfs,
+          l: req.labels,
+          c: req.cmd,
+          v: req.limits?.vcpus ?? 0,
+        });
         const id = req.id || `sb-${(++seq).toString(16).padStart(8, "0")}`;
         const existing = sandboxes.get(id);
         if (existing) {
-          if (existing.spec !== spec) throw new ConnectError(`sandbox ${id} exists with a different spec`, Code.AlreadyExists);
+          if (existing.spec !== spec)
+            throw new ConnectError(
+              `sandbox ${id} exists with a different spec`,
+              Code.AlreadyExists,
+            );
           return { id, ipAddress: existing.ip, state: "starting" };
         }
-        const sb = addSandbox(id, "starting", { ...req.labels }, {
-          spec, vcpus: req.limits?.vcpus || 1, memoryMib: req.limits?.memoryMib || 256n, kernel: req.kernel || "vmlinux",
-        });
+        const sb = addSandbox(
+          id,
+          "starting",
+          { ...req.labels },
+          {
+            spec,
+            vcpus: req.limits?.vcpus || 1,
+            memoryMib: req.limits?.memoryMib || 256n,
+            kernel: req.kernel || "vmlinux",
+          },
+        );
         if (req.network?.mode === "none") sb.ip = "";
         emit(id, "created");
         later(bootDelayMs, () => {
@@ -154,7 +227,11 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
       async *run(req, ctx) {
         record.runs.push(req);
         const sb = get(req.id);
-        if (sb.state !== "ready") throw new ConnectError(`sandbox ${req.id} is ${sb.state}, not ready`, Code.FailedPrecondition);
+        if (sb.state !== "ready")
+          throw new ConnectError(
+            `sandbox ${req.id} is ${sb.state}, not ready`,
+            Code.FailedPrecondition,
+          );
         setState(sb, "running", "running");
         let code = 0;
         try {
@@ -162,7 +239,10 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
             if ("sleep" in out) {
               await sleep(out.sleep, undefined, { signal: ctx.signal });
               if (req.timeoutSeconds > 0 && out.sleep >= req.timeoutSeconds * 1000) {
-                throw new ConnectError(`command timed out after ${req.timeoutSeconds}s`, Code.DeadlineExceeded);
+                throw new ConnectError(
+                  `command timed out after ${req.timeoutSeconds}s`,
+                  Code.DeadlineExceeded,
+                );
               }
               continue;
             }
@@ -172,7 +252,8 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
         } finally {
           sb.lastExitCode = code;
           sb.lastExitedAt = now();
-          if (sandboxes.get(sb.id) === sb && sb.state === "running") setState(sb, "ready", "idle", { exit_code: String(code) });
+          if (sandboxes.get(sb.id) === sb && (sb.state as string) === "running")
+            setState(sb, "ready", "idle", { exit_code: String(code) });
         }
       },
       async *exec(inputs, ctx) {
@@ -184,7 +265,11 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
         const init = first.value.payload.value;
         record.execInits.push(init);
         const sb = get(init.id);
-        if (sb.state !== "ready") throw new ConnectError(`sandbox ${init.id} is ${sb.state}, not ready`, Code.FailedPrecondition);
+        if (sb.state !== "ready")
+          throw new ConnectError(
+            `sandbox ${init.id} is ${sb.state}, not ready`,
+            Code.FailedPrecondition,
+          );
         yield* execScript(init, it, record, ctx.signal);
       },
       async stop(req) {
@@ -199,7 +284,10 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
       async remove(req) {
         const sb = get(req.id);
         if (sb.state === "running" && !req.force) {
-          throw new ConnectError(`sandbox ${req.id} is running a workload`, Code.FailedPrecondition);
+          throw new ConnectError(
+            `sandbox ${req.id} is running a workload`,
+            Code.FailedPrecondition,
+          );
         }
         sandboxes.delete(req.id);
         emit(req.id, "removed");
@@ -208,18 +296,46 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
       async inspect(req) {
         const sb = get(req.id);
         return {
-          id: sb.id, state: sb.state, labels: sb.labels, limits: { vcpus: sb.vcpus, memoryMib: sb.memoryMib },
-          ...(sb.ip ? { network: { ipAddress: sb.ip, gateway: "10.200.0.1", tapName: "tap0", guestIp: "172.16.0.2", netns: `vmm-${sb.id}` } } : {}),
-          createdAt: sb.createdAt, readyAt: sb.readyAt, error: sb.error, kernel: sb.kernel, createdFrom: "boot",
-          lastExitCode: sb.lastExitCode, lastExitedAt: sb.lastExitedAt,
+          id: sb.id,
+          state: sb.state,
+          labels: sb.labels,
+          limits: { vcpus: sb.vcpus, memoryMib: sb.memoryMib },
+          ...(sb.ip
+            ? {
+                network: {
+                  ipAddress: sb.ip,
+                  gateway: "10.200.0.1",
+                  tapName: "tap0",
+                  guestIp: "172.16.0.2",
+                  netns: `vmm-${sb.id}`,
+                },
+              }
+            : {}),
+          createdAt: sb.createdAt,
+          readyAt: sb.readyAt,
+          error: sb.error,
+          kernel: sb.kernel,
+          createdFrom: "boot",
+          lastExitCode: sb.lastExitCode,
+          lastExitedAt: sb.lastExitedAt,
         };
       },
       async list(req) {
         if (req.state !== "" && !states.includes(req.state)) {
           throw new ConnectError(`state: unknown state "${req.state}"`, Code.InvalidArgument);
         }
-        const out = [...sandboxes.values()].filter((s) => (req.state === "" || s.state === req.state) && matches(s.labels, req.labels));
-        return { sandboxes: out.map((s) => ({ id: s.id, state: s.state, labels: s.labels, ipAddress: s.ip, createdAt: s.createdAt })) };
+        const out = [...sandboxes.values()].filter(
+          (s) => (req.state === "" || s.state === req.state) && matches(s.labels, req.labels),
+        );
+        return {
+          sandboxes: out.map((s) => ({
+            id: s.id,
+            state: s.state,
+            labels: s.labels,
+            ipAddress: s.ip,
+            createdAt: s.createdAt,
+          })),
+        };
       },
       async *events(req, ctx) {
         if (req.action !== "" && !actions.includes(req.action)) {
@@ -228,13 +344,18 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
         const queue: SandboxEvent[] = [];
         let wake: (() => void) | undefined;
         const sub = (ev: SandboxEvent) => {
-          if ((req.id === "" || ev.sandboxId === req.id) && (req.action === "" || ev.action === req.action)) {
+          if (
+            (req.id === "" || ev.sandboxId === req.id) &&
+            (req.action === "" || ev.action === req.action)
+          ) {
             queue.push(ev);
             wake?.();
           }
         };
         subscribers.add(sub);
-        const aborted = new Promise<void>((resolve) => ctx.signal.addEventListener("abort", () => resolve(), { once: true }));
+        const aborted = new Promise<void>((resolve) =>
+          ctx.signal.addEventListener("abort", () => resolve(), { once: true }),
+        );
         try {
           while (!ctx.signal.aborted) {
             const ev = queue.shift();
@@ -252,12 +373,26 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
     router.service(SandboxSnapshotService, {
       async checkpoint(req) {
         const sb = get(req.sandboxId);
-        if (sb.state !== "ready") throw new ConnectError(`sandbox ${sb.id} is ${sb.state}, not ready`, Code.FailedPrecondition);
+        if (sb.state !== "ready")
+          throw new ConnectError(
+            `sandbox ${sb.id} is ${sb.state}, not ready`,
+            Code.FailedPrecondition,
+          );
         const id = `snap-${(++seq).toString(16).padStart(8, "0")}`;
         const createdAt = new Date().toISOString();
-        snapshots.set(id, create(SnapshotSummarySchema, {
-          id, sandboxId: sb.id, name: req.name, labels: req.labels, snapshotDir: join(dir, "snapshots", id), createdAt, usable: true, sizeBytes: 268435456n,
-        }));
+        snapshots.set(
+          id,
+          create(SnapshotSummarySchema, {
+            id,
+            sandboxId: sb.id,
+            name: req.name,
+            labels: req.labels,
+            snapshotDir: join(dir, "snapshots", id),
+            createdAt,
+            usable: true,
+            sizeBytes: 268435456n,
+          }),
+        );
         emit(sb.id, "checkpointed", { snapshot_id: id });
         return { snapshotId: id, snapshotDir: join(dir, "snapshots", id), createdAt };
       },
@@ -265,18 +400,24 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
         const snap = snapshots.get(req.snapshotId);
         if (!snap) throw new ConnectError(`snapshot ${req.snapshotId} not found`, Code.NotFound);
         const id = req.id || `sb-${(++seq).toString(16).padStart(8, "0")}`;
-        if (sandboxes.has(id)) throw new ConnectError(`sandbox ${id} already exists`, Code.AlreadyExists);
+        if (sandboxes.has(id))
+          throw new ConnectError(`sandbox ${id} already exists`, Code.AlreadyExists);
         const sb = addSandbox(id, "ready", { ...req.labels });
         emit(id, "restored", { snapshot_id: snap.id });
         return { id, ipAddress: sb.ip };
       },
       async listSnapshots(req) {
         return {
-          snapshots: [...snapshots.values()].filter((s) => (req.sandboxId === "" || s.sandboxId === req.sandboxId) && matches(s.labels, req.labels)),
+          snapshots: [...snapshots.values()].filter(
+            (s) =>
+              (req.sandboxId === "" || s.sandboxId === req.sandboxId) &&
+              matches(s.labels, req.labels),
+          ),
         };
       },
       async deleteSnapshot(req) {
-        if (!snapshots.delete(req.snapshotId)) throw new ConnectError(`snapshot ${req.snapshotId} not found`, Code.NotFound);
+        if (!snapshots.delete(req.snapshotId))
+          throw new ConnectError(`snapshot ${req.snapshotId} not found`, Code.NotFound);
         return {};
       },
     });
@@ -304,13 +445,24 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
     socket,
     dir,
     record,
+    subscriberCount: () => subscribers.size,
     seed(id, state, labels = {}) {
       addSandbox(id, state, labels);
     },
     seedSnapshot(id, sandboxId, name) {
-      snapshots.set(id, create(SnapshotSummarySchema, {
-        id, sandboxId, name, labels: {}, snapshotDir: join(dir, "snapshots", id), createdAt: new Date(Date.now() - 120_000).toISOString(), usable: true, sizeBytes: 1024n,
-      }));
+      snapshots.set(
+        id,
+        create(SnapshotSummarySchema, {
+          id,
+          sandboxId,
+          name,
+          labels: {},
+          snapshotDir: join(dir, "snapshots", id),
+          createdAt: new Date(Date.now() - 120_000).toISOString(),
+          usable: true,
+          sizeBytes: 1024n,
+        }),
+      );
     },
     async close() {
       for (const t of timers) clearTimeout(t);
@@ -322,7 +474,9 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
   };
 }
 
-type RunStep = { stream: string; data: Uint8Array; exitCode: number; done: boolean } | { sleep: number };
+type RunStep =
+  | { stream: string; data: Uint8Array; exitCode: number; done: boolean }
+  | { sleep: number };
 
 /**
  * The fake's workloads for Run:
@@ -334,9 +488,24 @@ type RunStep = { stream: string; data: Uint8Array; exitCode: number; done: boole
  */
 function* runScript(req: RunRequest): Generator<RunStep> {
   const [cmd, ...args] = req.cmd;
-  const out = (s: string | Uint8Array) => ({ stream: "stdout", data: typeof s === "string" ? Buffer.from(s) : s, exitCode: 0, done: false });
-  const err = (s: string | Uint8Array) => ({ stream: "stderr", data: typeof s === "string" ? Buffer.from(s) : s, exitCode: 0, done: false });
-  const exit = (code: number) => ({ stream: "exit", data: new Uint8Array(0), exitCode: code, done: true });
+  const out = (s: string | Uint8Array) => ({
+    stream: "stdout",
+    data: typeof s === "string" ? Buffer.from(s) : s,
+    exitCode: 0,
+    done: false,
+  });
+  const err = (s: string | Uint8Array) => ({
+    stream: "stderr",
+    data: typeof s === "string" ? Buffer.from(s) : s,
+    exitCode: 0,
+    done: false,
+  });
+  const exit = (code: number) => ({
+    stream: "exit",
+    data: new Uint8Array(0),
+    exitCode: code,
+    done: true,
+  });
   switch (cmd) {
     case "echo":
       yield out(`${args.join(" ")}\n`);
@@ -345,7 +514,8 @@ function* runScript(req: RunRequest): Generator<RunStep> {
     case "emit": {
       const o = Buffer.from(args[0] ?? "", "base64");
       const e = Buffer.from(args[1] ?? "", "base64");
-      const third = (b: Buffer, i: number) => b.subarray(Math.floor((b.length * i) / 3), Math.floor((b.length * (i + 1)) / 3));
+      const third = (b: Buffer, i: number) =>
+        b.subarray(Math.floor((b.length * i) / 3), Math.floor((b.length * (i + 1)) / 3));
       for (let i = 0; i < 3; i++) {
         yield out(third(o, i));
         yield err(third(e, i));
@@ -354,7 +524,9 @@ function* runScript(req: RunRequest): Generator<RunStep> {
       return;
     }
     case "env":
-      yield out(JSON.stringify({ env: req.env, workingDir: req.workingDir, user: req.user, tty: req.tty }));
+      yield out(
+        JSON.stringify({ env: req.env, workingDir: req.workingDir, user: req.user, tty: req.tty }),
+      );
       yield exit(0);
       return;
     case "sleep":
@@ -380,8 +552,18 @@ async function* execScript(
   record: FakeRecord,
   signal: AbortSignal,
 ): AsyncGenerator<{ stream: string; data: Uint8Array; exitCode: number; done: boolean }> {
-  const out = (s: string | Uint8Array) => ({ stream: "stdout", data: typeof s === "string" ? Buffer.from(s) : s, exitCode: 0, done: false });
-  const exit = (code: number) => ({ stream: "exit", data: new Uint8Array(0), exitCode: code, done: true });
+  const out = (s: string | Uint8Array) => ({
+    stream: "stdout",
+    data: typeof s === "string" ? Buffer.from(s) : s,
+    exitCode: 0,
+    done: false,
+  });
+  const exit = (code: number) => ({
+    stream: "exit",
+    data: new Uint8Array(0),
+    exitCode: code,
+    done: true,
+  });
   const [cmd, ...args] = init.cmd;
   if (cmd === "tty-probe") {
     const size = init.ttySize;
@@ -389,7 +571,10 @@ async function* execScript(
     if (args[0]) writeFileSync(args[0], "started");
   }
   if (cmd === "wait") {
-    await new Promise<void>((resolve) => signal.addEventListener("abort", () => resolve(), { once: true }));
+    await new Promise<void>((resolve) =>
+      signal.addEventListener("abort", () => resolve(), { once: true }),
+    );
+    record.execCancelled++;
     return;
   }
   for (;;) {

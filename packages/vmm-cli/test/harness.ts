@@ -3,7 +3,7 @@
 // daemon (packages/vmm-daemon/dist/vmm-daemon.mjs) started with the arguments
 // in VMM_E2E_DAEMON_ARGS (space-separated, "{socket}" replaced by the socket
 // path), or an already running one at VMM_E2E_SOCKET.
-import { type ChildProcess, spawn } from "node:child_process";
+import { type ChildProcess, type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -42,10 +42,13 @@ export async function startTestDaemon(opts: { bootDelayMs?: number } = {}): Prom
     .split(" ")
     .filter((a) => a !== "")
     .map((a) => a.replaceAll("{socket}", socket).replaceAll("{dir}", dir));
-  const child: ChildProcess = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "inherit", "inherit"] });
+  const child: ChildProcess = spawn(process.execPath, [bin, ...args], {
+    stdio: ["ignore", "inherit", "inherit"],
+  });
   const deadline = Date.now() + 30_000;
   while (!existsSync(socket)) {
-    if (child.exitCode !== null) throw new Error(`the daemon exited with ${child.exitCode} before listening`);
+    if (child.exitCode !== null)
+      throw new Error(`the daemon exited with ${child.exitCode} before listening`);
     if (Date.now() > deadline) {
       child.kill("SIGKILL");
       throw new Error(`the daemon did not create ${socket} within 30s`);
@@ -76,27 +79,73 @@ export interface VmmResult {
   readonly out: string;
 }
 
+/** Options of runVmm/startVmm. */
+export interface VmmOptions {
+  /** Sets VMM_SOCKET. */
+  socket?: string;
+  /** Extra environment (undefined removes a variable). */
+  env?: Record<string, string | undefined>;
+  /** Written to stdin, then stdin is closed; "keep" leaves it open. */
+  input?: string | Buffer | "keep";
+  /** Kills the run after this long (default 20 s); the code is then null. */
+  timeoutMs?: number;
+}
+
+/** A started `vmm` and its eventual result. */
+export interface VmmProcess {
+  readonly child: ChildProcessWithoutNullStreams;
+  readonly result: Promise<VmmResult>;
+}
+
 /**
- * Runs the built `vmm` with `args` (asynchronously: the fake daemon lives in
- * this process and must keep serving). VMM_SOCKET points at `socket` unless
- * `env` overrides it; a run longer than `timeoutMs` is killed and fails the test.
+ * Starts the built `vmm` with `args` (asynchronously: the fake daemon lives
+ * in this process and must keep serving). VMM_ADDRESS and VMM_TOKEN are
+ * cleared unless `env` sets them.
  */
-export async function runVmm(
-  args: readonly string[],
-  opts: { socket?: string; env?: Record<string, string | undefined>; input?: string | Buffer; timeoutMs?: number } = {},
-): Promise<VmmResult> {
-  const env: Record<string, string | undefined> = { ...process.env, VMM_SOCKET: opts.socket, VMM_ADDRESS: undefined, VMM_TOKEN: undefined, ...opts.env };
+export function startVmm(args: readonly string[], opts: VmmOptions = {}): VmmProcess {
+  const env: Record<string, string | undefined> = {
+    ...process.env,
+    VMM_SOCKET: opts.socket,
+    VMM_ADDRESS: undefined,
+    VMM_TOKEN: undefined,
+    ...opts.env,
+  };
   for (const k of Object.keys(env)) if (env[k] === undefined) delete env[k];
-  const child = spawn(process.execPath, [vmmBin, ...args], { env: env as NodeJS.ProcessEnv, stdio: ["pipe", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [vmmBin, ...args], {
+    env: env as NodeJS.ProcessEnv,
+    stdio: ["pipe", "pipe", "pipe"],
+  });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   child.stdout.on("data", (b: Buffer) => out.push(b));
   child.stderr.on("data", (b: Buffer) => err.push(b));
-  child.stdin.end(opts.input ?? "");
-  const timeoutMs = opts.timeoutMs ?? 20_000;
-  const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
-  const code = await new Promise<number | null>((resolve) => child.once("close", (c) => resolve(c)));
-  clearTimeout(timer);
-  const stdout = Buffer.concat(out);
-  return { code, stdout, out: stdout.toString("utf8"), stderr: Buffer.concat(err).toString("utf8") };
+  if (opts.input !== "keep") child.stdin.end(opts.input ?? "");
+  const timer = setTimeout(() => child.kill("SIGKILL"), opts.timeoutMs ?? 20_000);
+  const result = new Promise<VmmResult>((resolve) =>
+    child.once("close", (code) => {
+      clearTimeout(timer);
+      const stdout = Buffer.concat(out);
+      resolve({
+        code,
+        stdout,
+        out: stdout.toString("utf8"),
+        stderr: Buffer.concat(err).toString("utf8"),
+      });
+    }),
+  );
+  return { child, result };
+}
+
+/** Runs the built `vmm` to completion; see startVmm. */
+export function runVmm(args: readonly string[], opts: VmmOptions = {}): Promise<VmmResult> {
+  return startVmm(args, opts).result;
+}
+
+/** Polls `cond` every 20 ms until it holds; throws after `timeoutMs`. */
+export async function until(cond: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
 }

@@ -27,3 +27,14 @@ export type {
   SnapshotView,
 } from "./sandbox/types.js";
 export { EVENT_ACTIONS, isEventAction, isSandboxState, SANDBOX_STATES } from "./sandbox/types.js";
+export type { AgentEndpoint, AgentInfo } from "./agent/index.js";
+export { AgentClient } from "./agent/index.js";
+export type { Logger } from "./internal/index.js";
+export type { NetworkManager, NetworkManagerOptions, NetworkSlot, TapSlot } from "./network/index.js";
+export { createDryRunCommandRunner, createNetworkManager } from "./network/index.js";
+export type { SandboxLimits } from "./sandbox/limits.js";
+export type { SandboxDefaults, SandboxManagerOptions } from "./sandbox/sandbox-manager.js";
+export { SandboxManager } from "./sandbox/sandbox-manager.js";
+export type { CloneMode, DiskCloner } from "./storage/index.js";
+export { createDiskCloner, SandboxDir } from "./storage/index.js";
+export type { BootSpec, VmmRuntime } from "./vm/microvm.js";

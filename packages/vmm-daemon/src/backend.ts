@@ -1,5 +1,16 @@
-import { createUnbuiltSandboxApi, type SandboxApi, type SnapshotApi } from "@vmm/grpc";
+import { accessSync, constants, existsSync, readFileSync } from "node:fs";
+import { delimiter, isAbsolute, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createDirectLauncher, createJailerLauncher, type FirecrackerLauncher } from "@vmm/firecracker";
+import {
+  createDiskCloner,
+  createNetworkManager,
+  createDryRunCommandRunner,
+  SandboxManager,
+} from "@vmm/core";
+import type { SandboxApi, SnapshotApi } from "@vmm/grpc";
 import type { Logger } from "pino";
+import { ConfigError } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
 
 /** The sandbox backend the API serves, and how to release it. */
@@ -9,12 +20,184 @@ export interface Backend {
   close(): Promise<void>;
 }
 
-/** Builds the backend from the configuration. */
-export async function createBackend(_config: Config, _logger: Logger): Promise<Backend> {
-  return { sandboxes: createUnbuiltSandboxApi(), close: async () => {} };
+const FC_SIM = fileURLToPath(new URL("../../fc-sim/dist/fc-sim.mjs", import.meta.url));
+
+/** Which Firecracker the daemon runs, and whether it is the simulator. */
+export interface FirecrackerChoice {
+  readonly path: string;
+  readonly simulated: boolean;
+  readonly reason: string;
 }
 
-/** Describes what startup would do (network setup commands), for `--check-config --dry-run`. */
-export async function describeStartup(_config: Config): Promise<string> {
-  return "# no startup commands: the sandbox backend is not built yet\n";
+/**
+ * Resolves `firecracker.binary`: a path or PATH name must exist (a production
+ * config never falls back silently); "auto" uses a real firecracker from PATH
+ * when /dev/kvm is usable, otherwise fc-sim.
+ */
+export function chooseFirecracker(binary: string): FirecrackerChoice {
+  if (binary === "auto") {
+    const real = findOnPath("firecracker");
+    if (real && kvmUsable()) return { path: real, simulated: false, reason: "firecracker on PATH and /dev/kvm usable" };
+    if (!existsSync(FC_SIM)) {
+      throw new ConfigError(`firecracker.binary = "auto" found no usable firecracker and fc-sim is not built (${FC_SIM}); run node scripts/build.mjs`);
+    }
+    return {
+      path: FC_SIM,
+      simulated: true,
+      reason: real ? "/dev/kvm is not usable" : "no firecracker on PATH",
+    };
+  }
+  const path = isAbsolute(binary) ? binary : binary.includes("/") ? resolve(binary) : findOnPath(binary);
+  if (!path || !existsSync(path)) {
+    throw new ConfigError(
+      `firecracker.binary ${JSON.stringify(binary)} not found. Install Firecracker v1.14.x (download the release tarball from github.com/firecracker-microvm/firecracker/releases, put firecracker-v1.14.x-x86_64 on PATH as firecracker) or set firecracker.binary to its path`,
+    );
+  }
+  return { path, simulated: /fc-sim/.test(path), reason: "configured" };
+}
+
+function findOnPath(name: string): string | undefined {
+  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+    const p = join(dir, name);
+    try {
+      accessSync(p, constants.X_OK);
+      return p;
+    } catch {}
+  }
+  return undefined;
+}
+
+function kvmUsable(): boolean {
+  try {
+    accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** True when this process has CAP_NET_ADMIN (bit 12 of CapEff). */
+export function hasNetAdmin(): boolean {
+  try {
+    const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync("/proc/self/status", "utf8"));
+    return m ? (BigInt(`0x${m[1]}`) & (1n << 12n)) !== 0n : false;
+  } catch {
+    return false;
+  }
+}
+
+function networkOptions(config: Config, logger: Logger | undefined) {
+  const n = config.network;
+  return {
+    mode: n.mode as "tap" | "none",
+    hostCidr: n.host_cidr,
+    poolSize: n.pool_size,
+    namePrefix: n.netns_prefix,
+    ...(n.uplink !== "" && { uplink: n.uplink }),
+    ...(n.host_netns !== "" && { hostNetns: n.host_netns }),
+    guestDnsServers: n.dns.slice(0, 2),
+    ...(config["firecracker.jailer"].enabled && { tapOwnerUid: config["firecracker.jailer"].uid }),
+    ...(logger && { logger: logger.child({ component: "network" }) }),
+  };
+}
+
+/** Builds the backend from the configuration and recovers what an earlier daemon left. */
+export async function createBackend(config: Config, logger: Logger): Promise<Backend> {
+  const fc = chooseFirecracker(config.firecracker.binary);
+  const warnSimulated = () =>
+    logger.warn(
+      { firecracker: fc.path, reason: fc.reason },
+      "SIMULATED sandboxes: fc-sim runs guests as host processes with NO ISOLATION; never run untrusted code like this",
+    );
+  if (fc.simulated) warnSimulated();
+
+  let mode = config.network.mode as "tap" | "none";
+  if (mode === "tap" && !hasNetAdmin()) {
+    logger.warn("network.mode = tap needs CAP_NET_ADMIN, which the daemon lacks: using network mode none");
+    mode = "none";
+  }
+  const network = createNetworkManager({ ...networkOptions(config, logger), mode });
+
+  const j = config["firecracker.jailer"];
+  const launcher: FirecrackerLauncher = j.enabled
+    ? createJailerLauncher({
+        jailerPath: chooseJailer(j.binary),
+        uid: j.uid,
+        gid: j.gid,
+        chrootBaseDir: j.chroot_base_dir,
+        cgroupVersion: j.cgroup_version as 1 | 2,
+        parentCgroup: j.parent_cgroup,
+        newPidNs: j.new_pid_ns,
+      })
+    : createDirectLauncher();
+  const f = config.firecracker;
+  const manager = new SandboxManager({
+    dataDir: f.data_dir,
+    imagesDir: config.storage.images_dir !== "" ? config.storage.images_dir : join(f.data_dir, "images"),
+    runtime: {
+      launcher,
+      apiTimeoutMs: f.api_timeout_ms,
+      launchDefaults: {
+        binaryPath: fc.path,
+        logLevel: f.log_level as "Warning",
+        seccomp: f.no_seccomp
+          ? { mode: "off" }
+          : f.seccomp_filter !== ""
+            ? { mode: "filter", path: f.seccomp_filter }
+            : { mode: "default" },
+        httpApiMaxPayloadSizeBytes: f.http_api_max_payload_size,
+        ...(f.mmds_size_limit > 0 && { mmdsSizeLimitBytes: f.mmds_size_limit }),
+        startTimeoutMs: f.start_timeout_ms,
+      },
+    },
+    network,
+    cloner: createDiskCloner(config.storage.rootfs_clone as "auto"),
+    defaults: {
+      vcpus: config.defaults.vcpus,
+      memoryMib: config.defaults.memory_mib,
+      kernel: config.defaults.kernel,
+      rootfs: config.defaults.rootfs,
+      bootArgs: config.defaults.boot_args,
+      network: mode,
+    },
+    limits: {
+      maxSandboxes: config.limits.max_sandboxes,
+      maxVcpusPerSandbox: config.limits.max_vcpus_per_sandbox,
+      maxMemoryMibPerSandbox: config.limits.max_memory_mib_per_sandbox,
+      maxTotalVcpus: config.limits.max_total_vcpus,
+      maxTotalMemoryMib: config.limits.max_total_memory_mib,
+      maxConcurrentCreates: config.limits.max_concurrent_creates,
+    },
+    agent: {
+      port: config.agent.port,
+      readiness: config.agent.readiness as "agent" | "vmm",
+      bootTimeoutMs: config.agent.boot_timeout_ms,
+      callTimeoutMs: config.agent.call_timeout_ms,
+    },
+    logger: logger.child({ component: "sandboxes" }),
+    ...(fc.simulated && { onCreate: warnSimulated }),
+  });
+  const recovered = await manager.recover();
+  await network.recover(recovered.slotsInUse);
+  return {
+    sandboxes: manager,
+    async close() {
+      await manager.close({ stopSandboxes: config.daemon.on_shutdown === "stop" });
+      if (config.daemon.on_shutdown === "stop") await network.close();
+    },
+  };
+}
+
+function chooseJailer(binary: string): string {
+  const path = isAbsolute(binary) ? binary : findOnPath(binary);
+  if (!path) throw new ConfigError(`firecracker.jailer.binary ${JSON.stringify(binary)} not found; install the jailer of the same Firecracker release`);
+  return path;
+}
+
+/** The network commands startup would run, for `--check-config --dry-run`. */
+export async function describeStartup(config: Config): Promise<string> {
+  if (config.network.mode !== "tap") return "# network.mode = none: no network commands\n";
+  const runner = createDryRunCommandRunner({});
+  const network = createNetworkManager({ ...networkOptions(config, undefined), runner });
+  return `# network commands at startup (dry run):\n${network.describeCommands().join("\n")}\n`;
 }

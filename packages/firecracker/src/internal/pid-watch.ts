@@ -1,12 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { ExitStatus } from "../launcher.js";
 
-/**
- * Watches a process that is not our child (daemonized / new-pid-ns Firecracker, NOTES.md §1.2) by
- * polling `/proc/<pid>/stat` every `intervalMs`: gone, a zombie, or a different start time (pid
- * reused) all count as exited. Polling rather than pidfd: Node exposes no pidfd_open. Exit code and
- * signal are unknowable for a non-child, so both are null. `stop()` ends the polling.
- */
+/** `starttime` of a live, non-zombie process, or undefined if it is gone. */
 export async function readStartTime(pid: number): Promise<string | undefined> {
   const stat = await readFile(`/proc/${pid}/stat`, "utf8").catch(() => undefined);
   if (stat === undefined) return undefined;
@@ -16,6 +11,12 @@ export async function readStartTime(pid: number): Promise<string | undefined> {
   return rest[19];
 }
 
+/**
+ * Watches a process that is not our child (daemonized / new-pid-ns Firecracker, NOTES.md §1.2) by
+ * polling `/proc/<pid>/stat` every `intervalMs`: gone, a zombie, or a different start time (pid
+ * reused) all count as exited. Polling rather than pidfd: Node exposes no pidfd_open. Exit code and
+ * signal are unknowable for a non-child, so both are null. `stop()` ends the polling.
+ */
 export function watchPid(
   pid: number,
   startTime: string,

@@ -24,10 +24,19 @@ describe("removeDirAtomic", () => {
 
 describe("removeDeletingLeftovers", () => {
   it("removes only interrupted deletions", async () => {
-    for (const n of [".sb-1.deleting-0a1b", ".snap.x.deleting-ff", "sb-2", ".tmp-x", "a.deleting-00"]) {
+    for (const n of [
+      ".sb-1.deleting-0a1b",
+      ".snap.x.deleting-ff",
+      "sb-2",
+      ".tmp-x",
+      "a.deleting-00",
+    ]) {
       await mkdir(join(dir, n));
     }
-    expect(await removeDeletingLeftovers(dir)).toEqual([".sb-1.deleting-0a1b", ".snap.x.deleting-ff"]);
+    expect(await removeDeletingLeftovers(dir)).toEqual([
+      ".sb-1.deleting-0a1b",
+      ".snap.x.deleting-ff",
+    ]);
     expect((await readdir(dir)).sort()).toEqual([".tmp-x", "a.deleting-00", "sb-2"]);
   });
   it("treats a missing parent as empty", async () => {

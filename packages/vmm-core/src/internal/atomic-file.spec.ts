@@ -1,4 +1,4 @@
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -38,6 +38,8 @@ describe("readJsonFile", () => {
   });
   it("names the file on a parse error", async () => {
     await writeFile(join(dir, "bad.json"), '{"x":');
-    await expect(readJsonFile(join(dir, "bad.json"))).rejects.toThrow(/bad\.json is not valid JSON/);
+    await expect(readJsonFile(join(dir, "bad.json"))).rejects.toThrow(
+      /bad\.json is not valid JSON/,
+    );
   });
 });

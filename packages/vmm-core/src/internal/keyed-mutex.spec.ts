@@ -14,7 +14,11 @@ describe("KeyedMutex", () => {
         if (fail) throw new Error(name);
         return name;
       });
-    const results = await Promise.allSettled([op("a", "a1", 30, true), op("a", "a2", 1), op("b", "b1", 5)]);
+    const results = await Promise.allSettled([
+      op("a", "a1", 30, true),
+      op("a", "a2", 1),
+      op("b", "b1", 5),
+    ]);
     expect(results.map((r) => r.status)).toEqual(["rejected", "fulfilled", "fulfilled"]);
     expect(log.indexOf("a2+")).toBeGreaterThan(log.indexOf("a1-"));
     expect(log.indexOf("b1+")).toBeLessThan(log.indexOf("a1-"));

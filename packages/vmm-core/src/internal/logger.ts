@@ -6,6 +6,8 @@ export interface Logger {
   info(obj: object, msg?: string): void;
   warn(obj: object, msg?: string): void;
   error(obj: object, msg?: string): void;
+  debug(obj: object, msg?: string): void;
+  child(bindings: Record<string, unknown>): Logger;
 }
 
 /** A Logger that drops everything. */
@@ -13,4 +15,8 @@ export const silentLogger: Logger = {
   info() {},
   warn() {},
   error() {},
+  debug() {},
+  child() {
+    return silentLogger;
+  },
 };

@@ -27,6 +27,8 @@ describe("sha256File", () => {
   });
   it("honours an aborted signal", async () => {
     await writeFile(join(dir, "f"), "x");
-    await expect(sha256File(join(dir, "f"), AbortSignal.abort(new Error("stop")))).rejects.toThrow("stop");
+    await expect(sha256File(join(dir, "f"), AbortSignal.abort(new Error("stop")))).rejects.toThrow(
+      "stop",
+    );
   });
 });

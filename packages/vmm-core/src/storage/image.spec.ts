@@ -26,40 +26,59 @@ describe("resolveImage", () => {
     const a = await resolveImage(images, "base.ext4", "rootfs");
     expect(a.path).toBe(join(images, "base.ext4"));
     expect(a.identity.size).toBe(4);
-    expect((await resolveImage(images, "kernels/vmlinux", "kernel")).path).toBe(join(images, "kernels", "vmlinux"));
-    expect((await resolveImage(images, join(root, "outside.ext4"), "rootfs")).identity.size).toBe(3);
+    expect((await resolveImage(images, "kernels/vmlinux", "kernel")).path).toBe(
+      join(images, "kernels", "vmlinux"),
+    );
+    expect((await resolveImage(images, join(root, "outside.ext4"), "rootfs")).identity.size).toBe(
+      3,
+    );
     expect((await resolveImage(images, "link.ext4", "rootfs")).identity.size).toBe(3);
   });
 
-  it.each(["", "../outside.ext4", "kernels/../base.ext4", "./base.ext4", "a//b", "kernels/", "a\\b", "x\0y", ".."])(
-    "rejects name %j with InvalidArgumentError naming the field",
-    async (name) => {
-      const err = await resolveImage(images, name, "rootfs_image").catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(InvalidArgumentError);
-      expect((err as InvalidArgumentError).field).toBe("rootfs_image");
-    },
-  );
+  it.each([
+    "",
+    "../outside.ext4",
+    "kernels/../base.ext4",
+    "./base.ext4",
+    "a//b",
+    "kernels/",
+    "a\\b",
+    "x\0y",
+    "..",
+  ])("rejects name %j with InvalidArgumentError naming the field", async (name) => {
+    const err = await resolveImage(images, name, "rootfs_image").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidArgumentError);
+    expect((err as InvalidArgumentError).field).toBe("rootfs_image");
+  });
 
   it("reports a missing image as NotFoundError", async () => {
     await expect(resolveImage(images, "nope.ext4", "rootfs")).rejects.toBeInstanceOf(NotFoundError);
-    await expect(resolveImage(images, "/nonexistent/x", "rootfs")).rejects.toBeInstanceOf(NotFoundError);
+    await expect(resolveImage(images, "/nonexistent/x", "rootfs")).rejects.toBeInstanceOf(
+      NotFoundError,
+    );
   });
 
   it("rejects a directory", async () => {
-    await expect(resolveImage(images, "adir", "rootfs")).rejects.toBeInstanceOf(FailedPreconditionError);
+    await expect(resolveImage(images, "adir", "rootfs")).rejects.toBeInstanceOf(
+      FailedPreconditionError,
+    );
   });
 
   it.skipIf(process.getuid?.() === 0)("rejects an unreadable file", async () => {
     await writeFile(join(images, "secret.ext4"), "x");
     await chmod(join(images, "secret.ext4"), 0);
-    await expect(resolveImage(images, "secret.ext4", "rootfs")).rejects.toBeInstanceOf(FailedPreconditionError);
+    await expect(resolveImage(images, "secret.ext4", "rootfs")).rejects.toBeInstanceOf(
+      FailedPreconditionError,
+    );
   });
 
   it("changes identity when the file is replaced", async () => {
     const before = (await resolveImage(images, "base.ext4", "rootfs")).identity;
     expect(sameImageIdentity(before, { ...before })).toBe(true);
     await writeFile(join(images, "base.ext4.new"), "disk2");
-    await import("node:fs/promises").then((fs) => fs.rename(join(images, "base.ext4.new"), join(images, "base.ext4")));
+    await import("node:fs/promises").then((fs) =>
+      fs.rename(join(images, "base.ext4.new"), join(images, "base.ext4")),
+    );
     const after = (await resolveImage(images, "base.ext4", "rootfs")).identity;
     expect(sameImageIdentity(before, after)).toBe(false);
   });

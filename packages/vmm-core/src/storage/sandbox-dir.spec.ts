@@ -4,11 +4,11 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../errors.js";
 import {
-  MAX_SOCKET_PATH_BYTES,
-  SandboxDir,
   assertSocketPathsFit,
   longestSocketPathBytes,
+  MAX_SOCKET_PATH_BYTES,
   maxSandboxIdLength,
+  SandboxDir,
 } from "./sandbox-dir.js";
 
 let dataDir: string;
@@ -30,13 +30,19 @@ describe("SandboxDir", () => {
     expect(d.vsockListenerPath(1024)).toBe(join(d.path, "vsock.sock_1024"));
     expect((await stat(d.path)).mode & 0o777).toBe(0o700);
     await d.writeRecord({ id: "sb-1", state: "ready" });
-    expect(await (await SandboxDir.open(dataDir, "sb-1")).readRecord()).toEqual({ id: "sb-1", state: "ready" });
+    expect(await (await SandboxDir.open(dataDir, "sb-1")).readRecord()).toEqual({
+      id: "sb-1",
+      state: "ready",
+    });
     await expect(SandboxDir.create(dataDir, "sb-1")).rejects.toBeInstanceOf(AlreadyExistsError);
 
     await mkdir(join(dataDir, "sandboxes", ".sb-0.deleting-abcd"));
     await writeFile(join(dataDir, "sandboxes", "stray-file"), "");
     await mkdir(join(dataDir, "sandboxes", "Bad_Name"));
-    expect(await SandboxDir.list(dataDir)).toEqual({ ids: ["sb-1"], removedLeftovers: [".sb-0.deleting-abcd"] });
+    expect(await SandboxDir.list(dataDir)).toEqual({
+      ids: ["sb-1"],
+      removedLeftovers: [".sb-0.deleting-abcd"],
+    });
 
     expect(await d.remove()).toBe(true);
     expect(await d.remove()).toBe(false);
@@ -79,6 +85,8 @@ describe("socket path budget", () => {
     expect(err?.field).toBe("data_dir");
     expect(err?.message).toContain(`${MAX_SOCKET_PATH_BYTES}-byte`);
     expect(err?.hint).toMatch(/shorten data_dir \(now 81 bytes/);
-    await expect(SandboxDir.create(longDir, "a".repeat(20))).rejects.toBeInstanceOf(InvalidArgumentError);
+    await expect(SandboxDir.create(longDir, "a".repeat(20))).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    );
   });
 });

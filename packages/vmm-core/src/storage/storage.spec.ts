@@ -48,29 +48,42 @@ describe("cloneFile copy", () => {
   it("refuses to overwrite dst", async () => {
     await writeFile(join(dir, "a"), "a");
     await writeFile(join(dir, "b"), "b");
-    await expect(cloneFile(join(dir, "a"), join(dir, "b"), "copy")).rejects.toMatchObject({ code: "EEXIST" });
-    await expect(cloneFile(join(dir, "a"), join(dir, "b"), "auto")).rejects.toMatchObject({ code: "EEXIST" });
+    await expect(cloneFile(join(dir, "a"), join(dir, "b"), "copy")).rejects.toMatchObject({
+      code: "EEXIST",
+    });
+    await expect(cloneFile(join(dir, "a"), join(dir, "b"), "auto")).rejects.toMatchObject({
+      code: "EEXIST",
+    });
     expect(await readFile(join(dir, "b"), "utf8")).toBe("b");
   });
 
   it("honours an aborted signal", async () => {
     await writeFile(join(dir, "a"), "a");
-    await expect(cloneFile(join(dir, "a"), join(dir, "b"), "copy", AbortSignal.abort())).rejects.toThrow();
+    await expect(
+      cloneFile(join(dir, "a"), join(dir, "b"), "copy", AbortSignal.abort()),
+    ).rejects.toThrow();
   });
 });
 
-describe.runIf(["ext4", "tmpfs"].includes(await filesystemName(tmpdir())))("cloneFile on a non-reflink tmpdir", () => {
-  it("auto falls back to copy", async () => {
-    await writeFile(join(dir, "a"), randomBytes(10000));
-    expect((await cloneFile(join(dir, "a"), join(dir, "b"), "auto")).method).toBe("copy");
-    expect(sha(await readFile(join(dir, "b")))).toBe(sha(await readFile(join(dir, "a"))));
-  });
-  it("reflink fails fast naming the filesystem and the config knob; leaves no dst", async () => {
-    await writeFile(join(dir, "a"), randomBytes(10000));
-    const err = await cloneFile(join(dir, "a"), join(dir, "b"), "reflink").catch((e: unknown) => e);
-    expect(err).toBeInstanceOf(FailedPreconditionError);
-    expect((err as Error).message).toMatch(/(ext4|tmpfs) filesystem .* does not support reflinks/);
-    expect((err as FailedPreconditionError).hint).toContain('rootfs_clone = "copy"');
-    await expect(stat(join(dir, "b"))).rejects.toMatchObject({ code: "ENOENT" });
-  });
-});
+describe.runIf(["ext4", "tmpfs"].includes(await filesystemName(tmpdir())))(
+  "cloneFile on a non-reflink tmpdir",
+  () => {
+    it("auto falls back to copy", async () => {
+      await writeFile(join(dir, "a"), randomBytes(10000));
+      expect((await cloneFile(join(dir, "a"), join(dir, "b"), "auto")).method).toBe("copy");
+      expect(sha(await readFile(join(dir, "b")))).toBe(sha(await readFile(join(dir, "a"))));
+    });
+    it("reflink fails fast naming the filesystem and the config knob; leaves no dst", async () => {
+      await writeFile(join(dir, "a"), randomBytes(10000));
+      const err = await cloneFile(join(dir, "a"), join(dir, "b"), "reflink").catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(FailedPreconditionError);
+      expect((err as Error).message).toMatch(
+        /(ext4|tmpfs) filesystem .* does not support reflinks/,
+      );
+      expect((err as FailedPreconditionError).hint).toContain('rootfs_clone = "copy"');
+      await expect(stat(join(dir, "b"))).rejects.toMatchObject({ code: "ENOENT" });
+    });
+  },
+);

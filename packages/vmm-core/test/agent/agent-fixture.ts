@@ -1,13 +1,16 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server, type Socket, connect as netConnect } from "node:net";
+import { createServer, connect as netConnect, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { AgentClient } from "../../src/agent/index.js";
 
 /** The ASan/UBSan build of the agent (built by `make -C guest/agent all` in the global setup). */
-export const AGENT_BIN = resolve(import.meta.dirname, "../../../../guest/agent/build/vmm-agent-asan");
+export const AGENT_BIN = resolve(
+  import.meta.dirname,
+  "../../../../guest/agent/build/vmm-agent-asan",
+);
 
 /** A running `vmm-agent --unix PATH` in its own temp dir; `stop()` kills it and removes the dir. */
 export interface AgentUnderTest {

@@ -4,17 +4,17 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DeadlineExceededError } from "../../src/errors.js";
 import {
   AgentClient,
   AgentError,
   type AgentProcess,
   AgentUnavailableError,
-  encodeFrame,
   type ExitStatus,
+  encodeFrame,
   FrameType,
   TlvWriter,
 } from "../../src/agent/index.js";
+import { DeadlineExceededError } from "../../src/errors.js";
 import { type AgentUnderTest, startAgent } from "./agent-fixture.js";
 
 let agent: AgentUnderTest;
@@ -90,7 +90,9 @@ describe("health", () => {
   });
 
   it("waitReady names the socket and the last failure when nothing listens", async () => {
-    const nobody = new AgentClient({ endpoint: { kind: "unix", path: join(agent.dir, "none.sock") } });
+    const nobody = new AgentClient({
+      endpoint: { kind: "unix", path: join(agent.dir, "none.sock") },
+    });
     const err = await nobody.waitReady({ timeoutMs: 200 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(DeadlineExceededError);
     expect((err as Error).message).toContain("none.sock");
@@ -98,7 +100,9 @@ describe("health", () => {
   });
 
   it("waitReady returns the signal's reason when aborted", async () => {
-    const nobody = new AgentClient({ endpoint: { kind: "unix", path: join(agent.dir, "none.sock") } });
+    const nobody = new AgentClient({
+      endpoint: { kind: "unix", path: join(agent.dir, "none.sock") },
+    });
     const ac = new AbortController();
     setTimeout(() => ac.abort(new Error("stop waiting")), 50);
     await expect(nobody.waitReady({ signal: ac.signal })).rejects.toThrow("stop waiting");
@@ -358,7 +362,11 @@ describe("hardened decoder", () => {
     ["an unknown request type", Buffer.concat([hello, encodeFrame(0x42)]), false],
     ["no HELLO first", encodeFrame(FrameType.health), false],
     ["garbage", Buffer.from("GET / HTTP/1.1\r\n\r\n"), false],
-    ["a truncated frame", Buffer.concat([hello, encodeFrame(FrameType.health).subarray(0, 3)]), true],
+    [
+      "a truncated frame",
+      Buffer.concat([hello, encodeFrame(FrameType.health).subarray(0, 3)]),
+      true,
+    ],
     [
       "a malformed RUN TLV",
       Buffer.concat([hello, encodeFrame(FrameType.run, Uint8Array.of(1, 0, 0, 0, 9, 0x61))]),
@@ -384,6 +392,7 @@ describe("hardened decoder", () => {
     const otherDone = collect(other);
     const s = connect({ path: agent.socketPath });
     s.on("error", () => {});
+    s.resume(); // read (and drop) what the agent sends, so its EOF is seen
     const closed = new Promise<void>((r) => s.once("close", () => r()));
     s.write(Buffer.concat([hello, run]));
     await sleep(150);

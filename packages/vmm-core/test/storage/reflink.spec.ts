@@ -4,9 +4,18 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { FailedPreconditionError, ResourceExhaustedError } from "../../src/errors.js";
 import { cloneFile, linkOrClone, probeReflink } from "../../src/storage/index.js";
-import { type LoopFs, freeBytes, hasSharedExtents, loopUnavailableReason, mountLoopFs } from "./loop-fs.js";
+import {
+  freeBytes,
+  hasSharedExtents,
+  type LoopFs,
+  loopUnavailableReason,
+  mountLoopFs,
+} from "./loop-fs.js";
 
-const sha = async (p: string) => createHash("sha256").update(await readFile(p)).digest("hex");
+const sha = async (p: string) =>
+  createHash("sha256")
+    .update(await readFile(p))
+    .digest("hex");
 const MiB = 1 << 20;
 
 const xfsSkip = loopUnavailableReason("mkfs.xfs") ?? loopUnavailableReason("mkfs.ext4");
@@ -76,7 +85,9 @@ describe.skipIf(xfsSkip !== undefined)("clone modes on loop XFS (reflink=1) and 
     await writeFile(base, "x");
     const err = await cloneFile(base, join(ext4!.mnt, "cross"), "reflink").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FailedPreconditionError);
-    expect((err as Error).message).toMatch(/\(xfs\) .* \(ext4\): they are on different filesystems/);
+    expect((err as Error).message).toMatch(
+      /\(xfs\) .* \(ext4\): they are on different filesystems/,
+    );
   });
 
   it("disk full while copying → ResourceExhaustedError, partial clone removed", async () => {

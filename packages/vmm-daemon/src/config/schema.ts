@@ -131,6 +131,10 @@ export const schema = {
     pool_size: int(8, 0, 1024, "Namespaces kept pre-created for fast Create."),
     dns: strings(["1.1.1.1"], "DNS servers given to guests (through the ip= kernel argument)."),
     uplink: str("", "Host interface for sandbox egress (masquerade); empty = no egress."),
+    host_netns: str(
+      "",
+      'Network namespace that plays "the host" for veth ends, routes and rules; empty = the daemon\'s own. Tests and dev setups use a private one.',
+    ),
   },
   grpc: {
     unix_socket: path(

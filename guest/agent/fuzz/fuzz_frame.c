@@ -1,0 +1,58 @@
+/*
+ * libFuzzer target: the agent's only decoders of untrusted bytes, driven the
+ * way a session drives them. The input is a byte stream fed in chunks (first
+ * byte = chunk size) into a buf_t; every decoded frame whose type is RUN goes
+ * through run_req_parse, others through the TLV iterator.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "buf.h"
+#include "frame.h"
+#include "request.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  if (size == 0) return 0;
+  size_t chunk = (size_t)data[0] + 1;
+  data++, size--;
+  buf_t in = {0};
+  for (size_t off = 0; off < size; off += chunk) {
+    size_t n = size - off < chunk ? size - off : chunk;
+    if (buf_append(&in, data + off, n) < 0) break;
+    for (;;) {
+      frame_t f;
+      size_t used;
+      const char *err = NULL;
+      int r = frame_decode(buf_head(&in), buf_size(&in), &f, &used, &err);
+      if (r == FRAME_NEED_MORE) break;
+      if (r == FRAME_ERROR) {
+        if (!err) __builtin_trap();
+        goto done;
+      }
+      if (used > buf_size(&in) || f.len + FRAME_HDR_LEN != used) __builtin_trap();
+      if (f.type == T_RUN) {
+        run_req_t req;
+        const char *e = NULL;
+        if (run_req_parse(f.payload, f.len, &req, &e) == 0) {
+          if (!req.argv || !req.argv[0] || req.argv[req.argc]) __builtin_trap();
+          run_req_free(&req);
+        } else if (!e) {
+          __builtin_trap();
+        }
+      } else {
+        tlv_iter_t it = {f.payload, f.len};
+        uint8_t tag;
+        const uint8_t *v;
+        uint32_t len;
+        while (tlv_next(&it, &tag, &v, &len) == 1) {
+          if (v + len > f.payload + f.len) __builtin_trap();
+        }
+      }
+      buf_consume(&in, used);
+    }
+  }
+done:
+  buf_free(&in);
+  return 0;
+}

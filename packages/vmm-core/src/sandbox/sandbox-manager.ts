@@ -1,0 +1,851 @@
+import { constants as osConstants } from "node:os";
+import type { FirecrackerProcess } from "@vmm/firecracker";
+import { AgentClient, type AgentProcess } from "../agent/index.js";
+import {
+  AlreadyExistsError,
+  DeadlineExceededError,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  ResourceExhaustedError,
+  UnavailableError,
+} from "../errors.js";
+import { generateId, type Logger, validateId } from "../internal/index.js";
+import type { NetworkManager, NetworkSlot, TapSlot } from "../network/index.js";
+import { type DiskCloner, resolveImage, SandboxDir } from "../storage/index.js";
+import { bootMicroVm, type VmmRuntime } from "../vm/microvm.js";
+import { EventBus } from "./event-bus.js";
+import type { SandboxLimits } from "./limits.js";
+import type { SandboxRecord } from "./sandbox-record.js";
+import { assertTransition, vmIsAlive } from "./state-machine.js";
+import type {
+  CreatedFrom,
+  CreateSandboxSpec,
+  EventAction,
+  NetworkMode,
+  ProcessOutput,
+  ProcessSession,
+  ProcessSpec,
+  SandboxStateName,
+  SandboxView,
+} from "./types.js";
+
+/** Defaults applied to Create requests (config `[defaults]`, `[network] mode`). */
+export interface SandboxDefaults {
+  readonly vcpus: number;
+  readonly memoryMib: number;
+  readonly kernel: string;
+  readonly rootfs: string;
+  readonly bootArgs: string;
+  readonly network: NetworkMode;
+}
+
+/** Options of `SandboxManager`. */
+export interface SandboxManagerOptions {
+  readonly dataDir: string;
+  /** Where kernel and rootfs names are looked up. */
+  readonly imagesDir: string;
+  readonly runtime: VmmRuntime;
+  /** Network slots for mode "tap" sandboxes (a "none" manager makes every sandbox NIC-less). */
+  readonly network: NetworkManager;
+  readonly cloner: DiskCloner;
+  readonly defaults: SandboxDefaults;
+  readonly limits: SandboxLimits;
+  readonly agent: {
+    readonly port: number;
+    readonly readiness: "agent" | "vmm";
+    readonly bootTimeoutMs: number;
+    readonly callTimeoutMs: number;
+  };
+  readonly logger: Logger;
+  /** Called on every Create (the daemon warns when sandboxes are simulated). */
+  readonly onCreate?: (id: string) => void;
+}
+
+/** Mutable per-sandbox state, owned by the manager. */
+interface Sandbox {
+  readonly id: string;
+  readonly requestKey: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly kernel: string;
+  readonly rootfs: string;
+  readonly bootArgs: string;
+  readonly vcpus: number;
+  readonly memoryMib: number;
+  readonly network: NetworkMode;
+  readonly ttlSeconds: number;
+  readonly workload: ProcessSpec | undefined;
+  readonly createdFrom: CreatedFrom;
+  readonly snapshotId: string | undefined;
+  readonly createdAt: Date;
+  readonly dir: SandboxDir;
+  readonly log: Logger;
+  /** Aborted when the sandbox is stopped or removed: cancels a boot in progress. */
+  readonly lifetime: AbortController;
+  state: SandboxStateName;
+  slot: NetworkSlot | undefined;
+  fc: FirecrackerProcess | undefined;
+  agent: AgentClient | undefined;
+  readyAt: Date | undefined;
+  lastExitedAt: Date | undefined;
+  lastExitCode: number | undefined;
+  error: string | undefined;
+  /** Workloads (Run, Exec, initial cmd) running now. */
+  workloads: number;
+  stopRequested: boolean;
+  /** Settles when the current stop finishes. */
+  stopping: Promise<void> | undefined;
+  removing: Promise<void> | undefined;
+  ttlTimer: NodeJS.Timeout | undefined;
+  /** The sandbox's process is not ours (found alive at startup): only Stop/Remove work. */
+  orphanPid: number | undefined;
+}
+
+const nowNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
+
+/**
+ * The registry of sandboxes and their lifecycle.
+ *
+ * Invariants:
+ * - every state change goes through `transition()`, which checks the state
+ *   machine, writes the record atomically, then publishes the event;
+ * - a sandbox in the registry has a directory; the registry entry is deleted
+ *   only after the directory is gone (`removed` is the last event);
+ * - a network slot is held exactly while the microVM may run (acquired in
+ *   Create, released once the process exited);
+ * - VMs live under the sandbox's own `lifetime` signal, never a request's.
+ */
+export class SandboxManager {
+  private readonly sandboxes = new Map<string, Sandbox>();
+  private readonly bus = new EventBus();
+  private readonly opts: SandboxManagerOptions;
+  private readonly log: Logger;
+  private readonly background = new Set<Promise<unknown>>();
+  private creating = 0;
+  private closed = false;
+  private nextCid = 3;
+
+  constructor(options: SandboxManagerOptions) {
+    this.opts = options;
+    this.log = options.logger;
+  }
+
+  // ── Queries ────────────────────────────────────────────────────────────
+
+  inspect(id: string): SandboxView {
+    return this.view(this.get(id));
+  }
+
+  list(filter: { state?: SandboxStateName; labels: Readonly<Record<string, string>> }): SandboxView[] {
+    const out: SandboxView[] = [];
+    for (const s of this.sandboxes.values()) {
+      if (filter.state !== undefined && s.state !== filter.state) continue;
+      if (!Object.entries(filter.labels).every(([k, v]) => s.labels[k] === v)) continue;
+      out.push(this.view(s));
+    }
+    return out.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
+  }
+
+  events(filter: { id?: string; action?: EventAction }, signal: AbortSignal): AsyncIterable<never> {
+    return this.bus.subscribe(filter, signal) as AsyncIterable<never>;
+  }
+
+  // ── Create ─────────────────────────────────────────────────────────────
+
+  /**
+   * Registers a sandbox in state `starting` (network slot and directory
+   * taken) and boots it in the background. Idempotent by caller id.
+   */
+  async create(spec: CreateSandboxSpec): Promise<SandboxView> {
+    if (this.closed) throw new UnavailableError("the daemon is shutting down");
+    const id = spec.id === undefined ? generateId("sb") : validateId("sandbox_id", spec.id, "id");
+    const resolved = this.resolveSpec(spec);
+    const requestKey = stableKey({ ...spec, id: undefined });
+    const existing = this.sandboxes.get(id);
+    if (existing) {
+      if (existing.requestKey === requestKey) return this.view(existing);
+      throw new AlreadyExistsError(`sandbox ${id} already exists with a different spec`);
+    }
+    const kernel = await resolveImage(this.opts.imagesDir, resolved.kernel, "kernel");
+    const rootfs = await resolveImage(this.opts.imagesDir, resolved.rootfs, "rootfs");
+    if (this.sandboxes.has(id)) return this.create(spec); // lost a race with the same id
+    this.admit(resolved.vcpus, resolved.memoryMib);
+
+    this.creating++;
+    let slot: NetworkSlot | undefined;
+    let dir: SandboxDir | undefined;
+    try {
+      if (resolved.network === "tap") {
+        if (this.opts.network.mode !== "tap") {
+          throw new FailedPreconditionError('network.mode: "tap" networking is not enabled on this daemon', {
+            hint: 'set [network] mode = "tap" in the daemon config, or create with network mode "none"',
+          });
+        }
+        slot = await this.opts.network.acquire();
+      }
+      dir = await SandboxDir.create(this.opts.dataDir, id);
+    } catch (err) {
+      this.creating--;
+      if (slot) await this.opts.network.release(slot).catch(() => {});
+      throw err;
+    }
+    const s: Sandbox = {
+      id,
+      requestKey,
+      labels: { ...spec.labels },
+      kernel: kernel.path,
+      rootfs: rootfs.path,
+      bootArgs: resolved.bootArgs,
+      vcpus: resolved.vcpus,
+      memoryMib: resolved.memoryMib,
+      network: resolved.network,
+      ttlSeconds: spec.ttlSeconds,
+      workload: spec.workload,
+      createdFrom: "boot",
+      snapshotId: undefined,
+      createdAt: new Date(),
+      dir,
+      log: this.log.child({ sandboxId: id }),
+      lifetime: new AbortController(),
+      state: "starting",
+      slot,
+      fc: undefined,
+      agent: undefined,
+      readyAt: undefined,
+      lastExitedAt: undefined,
+      lastExitCode: undefined,
+      error: undefined,
+      workloads: 0,
+      stopRequested: false,
+      stopping: undefined,
+      removing: undefined,
+      ttlTimer: undefined,
+      orphanPid: undefined,
+    };
+    this.sandboxes.set(id, s);
+    await this.persist(s);
+    this.publish(s, "created", {
+      created_from: "boot",
+      ...(slot?.mode === "tap" && { ip_address: slot.hostIp }),
+    });
+    this.opts.onCreate?.(id);
+    if (spec.ttlSeconds > 0) this.armTtl(s);
+    this.track(
+      this.boot(s).finally(() => {
+        this.creating--;
+      }),
+    );
+    return this.view(s);
+  }
+
+  private resolveSpec(spec: CreateSandboxSpec) {
+    const d = this.opts.defaults;
+    const l = this.opts.limits;
+    const vcpus = spec.vcpus ?? d.vcpus;
+    const memoryMib = spec.memoryMib ?? d.memoryMib;
+    if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > l.maxVcpusPerSandbox) {
+      throw new InvalidArgumentError("limits.vcpus", `must be from 1 to ${l.maxVcpusPerSandbox}, got ${vcpus}`);
+    }
+    if (vcpus > 1 && vcpus % 2 === 1) {
+      throw new InvalidArgumentError("limits.vcpus", `must be 1 or an even number (Firecracker), got ${vcpus}`);
+    }
+    if (!Number.isInteger(memoryMib) || memoryMib < 16 || memoryMib > l.maxMemoryMibPerSandbox) {
+      throw new InvalidArgumentError(
+        "limits.memory_mib",
+        `must be from 16 to ${l.maxMemoryMibPerSandbox} MiB, got ${memoryMib}`,
+      );
+    }
+    for (const [k, v] of Object.entries(spec.labels)) {
+      if (k === "" || k.length > 128) throw new InvalidArgumentError("labels", "keys must be 1-128 characters");
+      if (v.length > 1024) throw new InvalidArgumentError(`labels[${k}]`, "values must be at most 1024 characters");
+    }
+    if (spec.workload) validateProcessSpec(spec.workload);
+    const bootArgs = spec.bootArgs ?? d.bootArgs;
+    if (bootArgs.length > 1500) {
+      throw new InvalidArgumentError("boot_args", "must be at most 1500 bytes (Firecracker's limit is 2048 with ours added)");
+    }
+    if (/[\0\n]/.test(bootArgs)) throw new InvalidArgumentError("boot_args", "must not contain NUL or newlines");
+    return {
+      vcpus,
+      memoryMib,
+      kernel: spec.kernel ?? d.kernel,
+      rootfs: spec.rootfs ?? d.rootfs,
+      bootArgs,
+      network: spec.network ?? d.network,
+    };
+  }
+
+  private admit(vcpus: number, memoryMib: number): void {
+    const l = this.opts.limits;
+    const live = [...this.sandboxes.values()].filter((s) => vmIsAlive(s.state));
+    if (this.sandboxes.size >= l.maxSandboxes) {
+      throw new ResourceExhaustedError(
+        `sandboxes: all ${l.maxSandboxes} allowed sandboxes exist (limits.max_sandboxes); remove some first`,
+      );
+    }
+    if (this.creating >= l.maxConcurrentCreates) {
+      throw new ResourceExhaustedError(
+        `concurrent creates: ${l.maxConcurrentCreates} sandboxes are booting (limits.max_concurrent_creates); retry shortly`,
+      );
+    }
+    const usedVcpus = live.reduce((n, s) => n + s.vcpus, 0);
+    if (l.maxTotalVcpus > 0 && usedVcpus + vcpus > l.maxTotalVcpus) {
+      throw new ResourceExhaustedError(
+        `vcpus: ${usedVcpus} of ${l.maxTotalVcpus} in use, ${vcpus} more asked (limits.max_total_vcpus)`,
+      );
+    }
+    const usedMem = live.reduce((n, s) => n + s.memoryMib, 0);
+    if (l.maxTotalMemoryMib > 0 && usedMem + memoryMib > l.maxTotalMemoryMib) {
+      throw new ResourceExhaustedError(
+        `memory: ${usedMem} of ${l.maxTotalMemoryMib} MiB in use, ${memoryMib} MiB more asked (limits.max_total_memory_mib)`,
+      );
+    }
+  }
+
+  /** Boot in the background: clone the disk, start Firecracker, wait for readiness. */
+  private async boot(s: Sandbox): Promise<void> {
+    const { agent, runtime } = this.opts;
+    const deadline = AbortSignal.timeout(agent.bootTimeoutMs);
+    const signal = AbortSignal.any([s.lifetime.signal, deadline]);
+    const started = performance.now();
+    try {
+      await this.opts.cloner.clone(s.rootfs, s.dir.absolute.rootfs, signal);
+      signal.throwIfAborted();
+      const net = s.slot?.mode === "tap" ? s.slot : undefined;
+      const fc = await bootMicroVm(
+        runtime,
+        {
+          dir: s.dir,
+          kernelPath: s.kernel,
+          bootArgs: this.kernelCmdline(s, net),
+          vcpus: s.vcpus,
+          memoryMib: s.memoryMib,
+          net,
+          vsockCid: this.allocateCid(),
+        },
+        signal,
+      );
+      s.fc = fc;
+      this.watchExit(s, fc);
+      await this.persist(s);
+      if (agent.readiness === "agent") {
+        s.agent = new AgentClient({
+          endpoint: { kind: "vsock", udsPath: s.dir.absolute.vsockSocket, port: agent.port },
+          requestTimeoutMs: agent.callTimeoutMs,
+        });
+        await s.agent.waitReady({ timeoutMs: agent.bootTimeoutMs, signal });
+      }
+      if (s.state !== "starting") return; // stopped or failed meanwhile
+      s.readyAt = new Date();
+      await this.transition(s, "ready", { boot_ms: String(Math.round(performance.now() - started)) });
+      if (s.workload) this.track(this.runInitialWorkload(s, s.workload));
+    } catch (err) {
+      if (s.stopRequested || s.state !== "starting") return;
+      const reason = deadline.aborted
+        ? `boot timed out after ${agent.bootTimeoutMs} ms (agent.boot_timeout_ms): ${errorText(err)}`
+        : `boot failed: ${errorText(err)}`;
+      await this.fail(s, reason);
+    }
+  }
+
+  private kernelCmdline(s: Sandbox, net: TapSlot | undefined): string {
+    const parts = [s.bootArgs];
+    if (net) parts.push(net.kernelIpArg());
+    parts.push(`vmm.agent_port=${this.opts.agent.port}`, `vmm.hostname=${s.id}`);
+    return parts.join(" ");
+  }
+
+  private allocateCid(): number {
+    // Guest CIDs only need to be unique per host vsock device; each VM has its own UDS.
+    const cid = this.nextCid;
+    this.nextCid = this.nextCid >= 0xfffffff0 ? 3 : this.nextCid + 1;
+    return cid;
+  }
+
+  /** Turns an unexpected Firecracker exit into `failed` (or `stopped` after a Stop). */
+  private watchExit(s: Sandbox, fc: FirecrackerProcess): void {
+    this.track(
+      fc.exited.then(async (exit) => {
+        const how = exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
+        if (s.stopRequested || !vmIsAlive(s.state)) return;
+        s.log.warn({ exit }, "firecracker died underneath");
+        await this.fail(s, `firecracker ${how} unexpectedly`, exitAttributes(exit));
+      }),
+    );
+  }
+
+  /** Moves to `failed` with `reason` and releases the VM and the network slot. */
+  private async fail(s: Sandbox, reason: string, attrs: Record<string, string> = {}): Promise<void> {
+    if (!vmIsAlive(s.state)) return;
+    s.error = reason;
+    s.lifetime.abort();
+    await this.releaseVm(s);
+    await this.transition(s, "failed", { error: reason, ...attrs });
+  }
+
+  private async releaseVm(s: Sandbox): Promise<void> {
+    const fc = s.fc;
+    if (fc) {
+      fc.kill();
+      await fc.exited;
+      await fc.cleanup().catch((err: unknown) => s.log.warn({ err }, "firecracker cleanup failed"));
+    }
+    if (s.orphanPid !== undefined) {
+      await killPid(s.orphanPid);
+      s.orphanPid = undefined;
+    }
+    const slot = s.slot;
+    s.slot = undefined;
+    if (slot && slot.mode === "tap") {
+      await this.opts.network
+        .release(slot)
+        .catch((err: unknown) => s.log.error({ err }, "releasing the network slot failed"));
+    }
+  }
+
+  // ── Stop / Remove ──────────────────────────────────────────────────────
+
+  /** Graceful stop (Ctrl-Alt-Del), then SIGKILL after `timeoutSeconds`. Idempotent. */
+  async stop(id: string, timeoutSeconds: number): Promise<void> {
+    const s = this.get(id);
+    await this.stopSandbox(s, timeoutSeconds * 1000);
+  }
+
+  private stopSandbox(s: Sandbox, graceMs: number): Promise<void> {
+    if (s.stopping) return s.stopping;
+    if (!vmIsAlive(s.state)) return Promise.resolve();
+    s.stopRequested = true;
+    s.stopping = (async () => {
+      await this.transition(s, "stopping", { timeout_seconds: String(graceMs / 1000) });
+      s.lifetime.abort();
+      let exitAttrs: Record<string, string> = {};
+      const fc = s.fc;
+      if (fc) {
+        let exited = false;
+        if (graceMs > 0) {
+          try {
+            await fc.client.createSyncAction(
+              { action_type: "SendCtrlAltDel" },
+              { timeoutMs: Math.min(graceMs, 5000) },
+            );
+            const t = setTimeout(() => fc.kill(), graceMs);
+            const exit = await fc.exited;
+            clearTimeout(t);
+            exited = true;
+            exitAttrs = exitAttributes(exit);
+          } catch (err) {
+            s.log.debug({ err }, "graceful stop not possible; killing");
+          }
+        }
+        if (!exited) {
+          fc.kill();
+          exitAttrs = exitAttributes(await fc.exited);
+        }
+      }
+      await this.releaseVm(s);
+      if (s.state === "stopping") await this.transition(s, "stopped", exitAttrs);
+    })();
+    return s.stopping;
+  }
+
+  /** Stops if needed, releases everything and deletes the sandbox. */
+  async remove(id: string, options: { force: boolean }, attrs: Record<string, string> = {}): Promise<void> {
+    const s = this.get(id);
+    if (s.removing) return s.removing;
+    if (s.state === "running" && !options.force) {
+      throw new FailedPreconditionError(`sandbox ${id} is running a workload`, {
+        hint: "wait for it to finish, or remove with force",
+      });
+    }
+    s.removing = (async () => {
+      if (s.ttlTimer) clearTimeout(s.ttlTimer);
+      await this.stopSandbox(s, options.force ? 0 : 10_000);
+      await this.releaseVm(s);
+      await s.dir.remove();
+      this.sandboxes.delete(s.id);
+      this.publish(s, "removed", attrs);
+    })();
+    return s.removing;
+  }
+
+  private armTtl(s: Sandbox): void {
+    const due = s.createdAt.getTime() + s.ttlSeconds * 1000 - Date.now();
+    s.ttlTimer = setTimeout(
+      () => {
+        s.log.info({ ttlSeconds: s.ttlSeconds }, "ttl expired: removing");
+        this.track(
+          this.remove(s.id, { force: true }, { reason: "ttl" }).catch((err: unknown) => {
+            if (!(err instanceof NotFoundError)) s.log.error({ err }, "ttl removal failed");
+          }),
+        );
+      },
+      Math.max(0, due),
+    );
+    s.ttlTimer.unref();
+  }
+
+  // ── Run / Exec ─────────────────────────────────────────────────────────
+
+  /** Runs a command to completion; the sandbox is `running` meanwhile (Run while running fails). */
+  run(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession> {
+    return this.startProcess(this.get(id), spec, signal, { exclusive: true, stdin: false });
+  }
+
+  /**
+   * Starts an interactive process. Several Exec sessions may run at once (and
+   * alongside a Run); the sandbox is `running` while any workload runs.
+   */
+  exec(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession> {
+    return this.startProcess(this.get(id), spec, signal, { exclusive: false, stdin: true });
+  }
+
+  private async startProcess(
+    s: Sandbox,
+    spec: ProcessSpec,
+    signal: AbortSignal,
+    mode: { exclusive: boolean; stdin: boolean },
+  ): Promise<ProcessSession> {
+    validateProcessSpec(spec);
+    const agent = this.agentOf(s);
+    if (s.state === "running" && mode.exclusive) {
+      throw new FailedPreconditionError(`sandbox ${s.id} is running a workload; Run needs state ready`);
+    }
+    if (s.state !== "ready" && s.state !== "running") {
+      throw new FailedPreconditionError(`sandbox ${s.id} is ${s.state}; it must be ready`);
+    }
+    const proc = await agent.run({
+      argv: spec.cmd,
+      env: spec.env,
+      ...(spec.workingDir !== undefined && { cwd: spec.workingDir }),
+      ...(spec.user !== undefined && { user: spec.user }),
+      ...(spec.tty && { tty: spec.ttySize ?? { cols: 80, rows: 24 } }),
+      ...(spec.timeoutSeconds > 0 && { timeoutMs: spec.timeoutSeconds * 1000 }),
+      stdin: mode.stdin,
+      signal,
+    });
+    return this.track(this.beginWorkload(s, proc, signal));
+  }
+
+  private async beginWorkload(s: Sandbox, proc: AgentProcess, signal: AbortSignal): Promise<ProcessSession> {
+    s.workloads++;
+    if (s.state === "ready") await this.transition(s, "running", {});
+    let finished = false;
+    const finish = async (exitCode: number | undefined) => {
+      if (finished) return;
+      finished = true;
+      s.workloads--;
+      if (exitCode !== undefined) {
+        s.lastExitCode = exitCode;
+        s.lastExitedAt = new Date();
+      }
+      if (s.workloads === 0 && s.state === "running") {
+        await this.transition(s, "ready", {}, "idle", exitCode === undefined ? {} : { exit_code: String(exitCode) });
+      }
+    };
+    signal.addEventListener("abort", () => void finish(undefined), { once: true });
+    const output = async function* (): AsyncGenerator<ProcessOutput> {
+      let exitCode: number | undefined;
+      try {
+        for await (const ev of proc) {
+          if ("exit" in ev) {
+            const e = ev.exit;
+            exitCode = e.code ?? (e.signal !== undefined ? 128 + e.signal : 255);
+            yield {
+              kind: "exit",
+              exitCode,
+              signal: e.signalName ?? (e.signal !== undefined ? signalName(e.signal) : undefined),
+              timedOut: e.timedOut,
+            };
+          } else {
+            yield { kind: ev.stream, data: ev.data };
+          }
+        }
+      } finally {
+        proc.close();
+        await finish(exitCode);
+      }
+    };
+    return {
+      output: output(),
+      writeStdin: (data) => proc.writeStdin(data),
+      closeStdin: () => proc.closeStdin(),
+      resize: (cols, rows) => proc.resize(cols, rows),
+    };
+  }
+
+  private async runInitialWorkload(s: Sandbox, spec: ProcessSpec): Promise<void> {
+    const ac = new AbortController();
+    s.lifetime.signal.addEventListener("abort", () => ac.abort(), { once: true });
+    try {
+      const session = await this.startProcess(s, spec, ac.signal, { exclusive: true, stdin: false });
+      for await (const out of session.output) {
+        if (out.kind === "exit") s.log.info({ exitCode: out.exitCode }, "initial workload exited");
+      }
+    } catch (err) {
+      s.log.warn({ err }, "initial workload failed");
+    }
+  }
+
+  private agentOf(s: Sandbox): AgentClient {
+    if (s.orphanPid !== undefined) {
+      throw new FailedPreconditionError(`sandbox ${s.id} was left by an earlier daemon and is not re-adopted`, {
+        hint: "stop or remove it",
+      });
+    }
+    if (this.opts.agent.readiness === "vmm") {
+      throw new FailedPreconditionError(`sandbox ${s.id} has no agent (agent.readiness = "vmm")`, {
+        hint: 'use a rootfs with the vmm agent and agent.readiness = "agent"',
+      });
+    }
+    if (!s.agent) throw new FailedPreconditionError(`sandbox ${s.id} is ${s.state}; it must be ready`);
+    return s.agent;
+  }
+
+  // ── Startup / shutdown ────────────────────────────────────────────────
+
+  /**
+   * Reads the records left by an earlier daemon: sandboxes whose Firecracker
+   * is gone are cleaned up (slot, directory) and reported; live ones are
+   * listed, marked as not re-adopted (Stop/Remove still work).
+   */
+  async recover(): Promise<{ cleaned: string[]; live: string[]; slotsInUse: number[] }> {
+    const { ids } = await SandboxDir.list(this.opts.dataDir);
+    const cleaned: string[] = [];
+    const live: string[] = [];
+    const slotsInUse: number[] = [];
+    for (const id of ids) {
+      const dir = await SandboxDir.open(this.opts.dataDir, id);
+      const { parseSandboxRecord } = await import("./sandbox-record.js");
+      const record = parseSandboxRecord(await dir.readRecord().catch(() => undefined));
+      const pid = record?.pid;
+      if (!record || pid === undefined || !vmIsAlive(record.state) || !pidAlive(pid)) {
+        await dir.remove();
+        cleaned.push(id);
+        continue;
+      }
+      if (record.slotIndex !== undefined) slotsInUse.push(record.slotIndex);
+      live.push(id);
+      this.sandboxes.set(id, {
+        id,
+        requestKey: record.requestKey,
+        labels: record.labels,
+        kernel: record.kernel,
+        rootfs: record.rootfs,
+        bootArgs: record.bootArgs,
+        vcpus: record.vcpus,
+        memoryMib: record.memoryMib,
+        network: record.network,
+        ttlSeconds: record.ttlSeconds,
+        workload: record.workload,
+        createdFrom: record.createdFrom,
+        snapshotId: record.snapshotId,
+        createdAt: new Date(record.createdAt),
+        dir,
+        log: this.log.child({ sandboxId: id }),
+        lifetime: new AbortController(),
+        state: record.state,
+        slot: undefined,
+        fc: undefined,
+        agent: undefined,
+        readyAt: record.readyAt ? new Date(record.readyAt) : undefined,
+        lastExitedAt: record.lastExitedAt ? new Date(record.lastExitedAt) : undefined,
+        lastExitCode: record.lastExitCode,
+        error: "left running by an earlier daemon; not re-adopted (stop or remove it)",
+        workloads: 0,
+        stopRequested: false,
+        stopping: undefined,
+        removing: undefined,
+        ttlTimer: undefined,
+        orphanPid: pid,
+      });
+    }
+    if (cleaned.length > 0) this.log.info({ sandboxes: cleaned }, "cleaned up sandboxes whose firecracker is gone");
+    if (live.length > 0) this.log.warn({ sandboxes: live }, "sandboxes left running by an earlier daemon");
+    return { cleaned, live, slotsInUse };
+  }
+
+  /** Refuses new work; with `stopSandboxes`, stops and removes every sandbox. */
+  async close(options: { stopSandboxes: boolean }): Promise<void> {
+    this.closed = true;
+    if (options.stopSandboxes) {
+      await Promise.all(
+        [...this.sandboxes.values()].map((s) =>
+          this.remove(s.id, { force: true }).catch((err: unknown) => s.log.error({ err }, "removal at shutdown failed")),
+        ),
+      );
+    } else {
+      for (const s of this.sandboxes.values()) if (s.ttlTimer) clearTimeout(s.ttlTimer);
+    }
+    await Promise.allSettled([...this.background]);
+  }
+
+  // ── Internals ──────────────────────────────────────────────────────────
+
+  private get(id: string): Sandbox {
+    const s = this.sandboxes.get(id);
+    if (!s) throw new NotFoundError("sandbox", id);
+    return s;
+  }
+
+  /**
+   * The one place state changes: checks the state machine, persists the
+   * record, publishes the event (named after the new state unless `action`).
+   */
+  private async transition(
+    s: Sandbox,
+    to: SandboxStateName,
+    attrs: Record<string, string>,
+    action: EventAction = to as EventAction,
+    extraAttrs: Record<string, string> = {},
+  ): Promise<void> {
+    assertTransition(s.id, s.state, to);
+    s.state = to;
+    await this.persist(s);
+    this.publish(s, action, { ...attrs, ...extraAttrs });
+  }
+
+  private publish(s: Sandbox, action: EventAction, attributes: Record<string, string>): void {
+    this.bus.publish({ sandboxId: s.id, action, timestampNs: nowNs(), attributes });
+    s.log.info({ action, ...attributes }, "sandbox event");
+  }
+
+  private async persist(s: Sandbox): Promise<void> {
+    const record: SandboxRecord = {
+      formatVersion: 1,
+      id: s.id,
+      state: s.state,
+      requestKey: s.requestKey,
+      labels: s.labels,
+      kernel: s.kernel,
+      rootfs: s.rootfs,
+      bootArgs: s.bootArgs,
+      vcpus: s.vcpus,
+      memoryMib: s.memoryMib,
+      network: s.network,
+      slotIndex: s.slot?.mode === "tap" ? s.slot.index : undefined,
+      ttlSeconds: s.ttlSeconds,
+      workload: s.workload,
+      pid: s.fc?.pid ?? s.orphanPid,
+      createdFrom: s.createdFrom,
+      snapshotId: s.snapshotId,
+      createdAt: s.createdAt.toISOString(),
+      readyAt: s.readyAt?.toISOString(),
+      lastExitedAt: s.lastExitedAt?.toISOString(),
+      lastExitCode: s.lastExitCode,
+      error: s.error,
+    };
+    try {
+      await s.dir.writeRecord(record);
+    } catch (err) {
+      // The directory is gone only while the sandbox is being removed.
+      if (!s.removing) s.log.error({ err }, "writing the sandbox record failed");
+    }
+  }
+
+  private view(s: Sandbox): SandboxView {
+    const slot = s.slot?.mode === "tap" ? s.slot : undefined;
+    return {
+      id: s.id,
+      state: s.state,
+      labels: s.labels,
+      vcpus: s.vcpus,
+      memoryMib: s.memoryMib,
+      network: slot && {
+        ipAddress: slot.hostIp,
+        gateway: slot.gatewayIp,
+        tapName: slot.tapName,
+        guestIp: slot.guestIp,
+        netns: slot.netns,
+      },
+      kernel: s.kernel,
+      rootfs: s.rootfs,
+      bootArgs: s.bootArgs,
+      createdAt: s.createdAt,
+      readyAt: s.readyAt,
+      lastExitedAt: s.lastExitedAt,
+      lastExitCode: s.lastExitCode,
+      error: s.error,
+      createdFrom: s.createdFrom,
+      snapshotId: s.snapshotId,
+      pid: s.fc?.pid ?? s.orphanPid,
+      expiresAt: s.ttlSeconds > 0 ? new Date(s.createdAt.getTime() + s.ttlSeconds * 1000) : undefined,
+    };
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.background.add(p);
+    const forget = () => this.background.delete(p);
+    p.then(forget, (err: unknown) => {
+      forget();
+      this.log.error({ err }, "background task failed");
+    });
+    return p;
+  }
+}
+
+/** Validates a process spec (argv, env, cwd, user), naming the field. */
+export function validateProcessSpec(spec: ProcessSpec): void {
+  if (spec.cmd.length === 0) throw new InvalidArgumentError("cmd", "must not be empty");
+  if (spec.cmd[0] === "") throw new InvalidArgumentError("cmd[0]", "must not be empty");
+  spec.cmd.forEach((a, i) => {
+    if (a.includes("\0")) throw new InvalidArgumentError(`cmd[${i}]`, "must not contain NUL");
+  });
+  for (const [k, v] of Object.entries(spec.env)) {
+    if (k === "" || k.includes("=") || k.includes("\0")) {
+      throw new InvalidArgumentError("env", `invalid variable name ${JSON.stringify(k)}`);
+    }
+    if (v.includes("\0")) throw new InvalidArgumentError(`env[${k}]`, "must not contain NUL");
+  }
+  if (spec.workingDir !== undefined && !spec.workingDir.startsWith("/")) {
+    throw new InvalidArgumentError("working_dir", `must be an absolute path, got ${JSON.stringify(spec.workingDir)}`);
+  }
+  if (spec.user !== undefined && !/^[A-Za-z0-9._-]{1,32}$/.test(spec.user)) {
+    throw new InvalidArgumentError("user", `must be a user name or numeric uid, got ${JSON.stringify(spec.user)}`);
+  }
+  if (spec.ttySize && (spec.ttySize.cols < 1 || spec.ttySize.rows < 1 || spec.ttySize.cols > 65535 || spec.ttySize.rows > 65535)) {
+    throw new InvalidArgumentError("tty_size", "width and height must be 1..65535");
+  }
+}
+
+function stableKey(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) =>
+    v && typeof v === "object" && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
+  );
+}
+
+function exitAttributes(exit: { code: number | null; signal: string | null }): Record<string, string> {
+  return {
+    ...(exit.code !== null && { exit_code: String(exit.code) }),
+    ...(exit.signal !== null && { signal: exit.signal }),
+  };
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+function signalName(n: number): string | undefined {
+  return Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0];
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function killPid(pid: number): Promise<void> {
+  try {
+    process.kill(pid, "SIGKILL");
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
+export { DeadlineExceededError };

@@ -1,0 +1,40 @@
+import type { CreatedFrom, NetworkMode, ProcessSpec, SandboxStateName } from "./types.js";
+
+/**
+ * The persisted record of one sandbox (`sandbox.json` in its directory,
+ * written atomically on every transition). The in-memory registry is a cache
+ * of these; a restarted daemon reads them back.
+ */
+export interface SandboxRecord {
+  readonly formatVersion: 1;
+  readonly id: string;
+  readonly state: SandboxStateName;
+  /** Normalized request, compared for idempotent Create. */
+  readonly requestKey: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly kernel: string;
+  readonly rootfs: string;
+  readonly bootArgs: string;
+  readonly vcpus: number;
+  readonly memoryMib: number;
+  readonly network: NetworkMode;
+  readonly slotIndex: number | undefined;
+  readonly ttlSeconds: number;
+  readonly workload: ProcessSpec | undefined;
+  readonly pid: number | undefined;
+  readonly createdFrom: CreatedFrom;
+  readonly snapshotId: string | undefined;
+  readonly createdAt: string;
+  readonly readyAt: string | undefined;
+  readonly lastExitedAt: string | undefined;
+  readonly lastExitCode: number | undefined;
+  readonly error: string | undefined;
+}
+
+/** Parses a record read from disk; returns undefined for anything that is not one. */
+export function parseSandboxRecord(value: unknown): SandboxRecord | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const r = value as Partial<SandboxRecord>;
+  if (r.formatVersion !== 1 || typeof r.id !== "string" || typeof r.state !== "string") return undefined;
+  return r as SandboxRecord;
+}

@@ -1,0 +1,74 @@
+import type { FirecrackerLauncher, FirecrackerProcess, LaunchOptions } from "@vmm/firecracker";
+import type { TapSlot } from "../network/index.js";
+import type { SandboxDir } from "../storage/index.js";
+
+/** What to boot: everything Firecracker needs, with paths relative to the sandbox dir. */
+export interface BootSpec {
+  readonly dir: SandboxDir;
+  /** Absolute path of the kernel image (read-only base image). */
+  readonly kernelPath: string;
+  /** Full kernel command line. */
+  readonly bootArgs: string;
+  readonly vcpus: number;
+  readonly memoryMib: number;
+  /** The slot's namespace and TAP; undefined = no NIC. */
+  readonly net: TapSlot | undefined;
+  /** Guest CID of the vsock device (>= 3). */
+  readonly vsockCid: number;
+}
+
+/** How the daemon starts Firecracker (binary, launcher, flags): fixed per daemon. */
+export interface VmmRuntime {
+  readonly launcher: FirecrackerLauncher;
+  readonly launchDefaults: Omit<LaunchOptions, "workDir" | "id" | "netns" | "cleanupPaths">;
+  /** Deadline of one Firecracker API call, ms. */
+  readonly apiTimeoutMs: number;
+}
+
+/**
+ * Boots a microVM: launches Firecracker in the sandbox dir (its cwd) and
+ * configures it with relative paths (ARCHITECTURE decision 3), then
+ * InstanceStart. On failure the process is killed and its sockets removed
+ * before the error propagates.
+ */
+export async function bootMicroVm(
+  runtime: VmmRuntime,
+  spec: BootSpec,
+  signal: AbortSignal,
+): Promise<FirecrackerProcess> {
+  const rel = spec.dir.relative;
+  const fc = await runtime.launcher.launch(
+    {
+      ...runtime.launchDefaults,
+      workDir: spec.dir.path,
+      id: spec.dir.id,
+      ...(spec.net && { netns: spec.net.netns }),
+      consoleLogPath: rel.consoleLog,
+      cleanupPaths: [rel.vsockSocket],
+    },
+    signal,
+  );
+  try {
+    const call = { signal, timeoutMs: runtime.apiTimeoutMs };
+    const api = fc.client;
+    await api.putMachineConfiguration({ vcpu_count: spec.vcpus, mem_size_mib: spec.memoryMib }, call);
+    // The kernel is a read-only base image outside the sandbox dir: absolute.
+    await api.putGuestBootSource({ kernel_image_path: spec.kernelPath, boot_args: spec.bootArgs }, call);
+    await api.putGuestDriveByID(
+      { drive_id: "rootfs", path_on_host: rel.rootfs, is_root_device: true, is_read_only: false },
+      call,
+    );
+    if (spec.net) {
+      await api.putGuestNetworkInterfaceByID(
+        { iface_id: "eth0", host_dev_name: spec.net.tapName, guest_mac: spec.net.guestMac },
+        call,
+      );
+    }
+    await api.putGuestVsock({ guest_cid: spec.vsockCid, uds_path: rel.vsockSocket }, call);
+    await api.createSyncAction({ action_type: "InstanceStart" }, call);
+    return fc;
+  } catch (err) {
+    await fc[Symbol.asyncDispose]();
+    throw err;
+  }
+}
