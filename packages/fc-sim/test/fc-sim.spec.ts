@@ -59,7 +59,12 @@ function sandbox(): { dir: string; kernel: string; agent: string; agentLog: stri
 
 async function vm(dir: string, env: NodeJS.ProcessEnv = {}, args: string[] = []): Promise<Vm> {
   const v = await startVm({ dir, env, args });
-  cleanups.push(() => v.kill());
+  cleanups.push(async () => {
+    // SIGTERM first: fc-sim then kills the fake agent's group (which, unlike the real agent, has no PDEATHSIG).
+    if (v.proc.exitCode === null && v.proc.signalCode === null) v.proc.kill("SIGTERM");
+    await Promise.race([v.exited, new Promise((r) => setTimeout(r, 1000))]);
+    await v.kill();
+  });
   return v;
 }
 

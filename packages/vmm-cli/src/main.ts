@@ -33,7 +33,10 @@ function write(out: OutputStream, text: string): Promise<void> {
   return new Promise((resolve) => out.write(text, () => resolve()));
 }
 
-const result = await runCli(process.argv.slice(2), io);
+// `pnpm vmm -- list` hands us the "--" too; a leading "--" means nothing else to vmm.
+const argv = process.argv.slice(2);
+if (argv[0] === "--") argv.shift();
+const result = await runCli(argv, io);
 if (result.stdout) await write(process.stdout, result.stdout);
 if (result.stderr) await write(process.stderr, result.stderr);
 // The HTTP/2 session would keep the process alive: exit explicitly.

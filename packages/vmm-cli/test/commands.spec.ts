@@ -454,4 +454,27 @@ describe.skipIf(e2e)("vmm against the fake daemon", () => {
     await vmm(["list", "-q"], { env: { VMM_TOKEN: "fromenv" } });
     expect(d.fake!.record.authorization.at(-1)).toBe("Bearer fromenv");
   });
+
+  it("--address dials TCP with the bearer token; flags and env are checked", async () => {
+    const r = await vmm([
+      "list",
+      "-q",
+      "--label",
+      "tier=x",
+      "--address",
+      d.fake!.tcpAddress,
+      "--token",
+      "tcp-token",
+    ]);
+    expect(r.stderr).toBe("");
+    expect(r.out).toBe("beta-0001\n");
+    expect(d.fake!.record.authorization.at(-1)).toBe("Bearer tcp-token");
+    const env = await vmm(["version", "-o", "json"], { env: { VMM_ADDRESS: d.fake!.tcpAddress } });
+    expect(JSON.parse(env.out).daemon).toBe(fakeDaemonVersion);
+    expect((await vmm(["list", "--address", "nohostport"])).code).toBe(2);
+    expect((await vmm(["list", "--socket", "/x", "--address", "h:1"])).stderr).toContain(
+      "mutually exclusive",
+    );
+    expect((await vmm(["list", "--tls"])).stderr).toContain("--tls and --ca need --address");
+  });
 });

@@ -77,6 +77,8 @@ export interface FakeDaemon {
   readonly socket: string;
   readonly dir: string;
   readonly record: FakeRecord;
+  /** "127.0.0.1:PORT" of the same service over plain TCP. */
+  readonly tcpAddress: string;
   /** How many Events streams are open. */
   subscriberCount(): number;
   /** Adds a sandbox directly (state as given). */
@@ -430,12 +432,21 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
     res.header.set("vmm-version", fakeDaemonVersion);
     return res;
   };
-  const server = createServer(connectNodeAdapter({ routes, interceptors: [versionHeader] }));
+  const handler = connectNodeAdapter({ routes, interceptors: [versionHeader] });
+  const server = createServer(handler);
+  const tcpServer = createServer(handler);
   const sessions = new Set<Http2Session>();
-  server.on("session", (s) => {
-    sessions.add(s);
-    s.on("close", () => sessions.delete(s));
+  for (const srv of [server, tcpServer]) {
+    srv.on("session", (s) => {
+      sessions.add(s);
+      s.on("close", () => sessions.delete(s));
+    });
+  }
+  await new Promise<void>((resolve, reject) => {
+    tcpServer.once("error", reject);
+    tcpServer.listen(0, "127.0.0.1", () => resolve());
   });
+  const tcpPort = (tcpServer.address() as { port: number }).port;
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(socket, () => resolve());
@@ -445,6 +456,7 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
     socket,
     dir,
     record,
+    tcpAddress: `127.0.0.1:${tcpPort}`,
     subscriberCount: () => subscribers.size,
     seed(id, state, labels = {}) {
       addSandbox(id, state, labels);
@@ -469,6 +481,7 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
       subscribers.clear();
       for (const s of sessions) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await new Promise<void>((resolve) => tcpServer.close(() => resolve()));
       rmSync(dir, { recursive: true, force: true });
     },
   };

@@ -1,13 +1,17 @@
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createDirectLauncher, createJailerLauncher, type FirecrackerLauncher } from "@vmm/firecracker";
 import {
   createDiskCloner,
-  createNetworkManager,
   createDryRunCommandRunner,
+  createNetworkManager,
   SandboxManager,
 } from "@vmm/core";
+import {
+  createDirectLauncher,
+  createJailerLauncher,
+  type FirecrackerLauncher,
+} from "@vmm/firecracker";
 import type { SandboxApi, SnapshotApi } from "@vmm/grpc";
 import type { Logger } from "pino";
 import { ConfigError } from "./config/load-config.js";
@@ -37,9 +41,12 @@ export interface FirecrackerChoice {
 export function chooseFirecracker(binary: string): FirecrackerChoice {
   if (binary === "auto") {
     const real = findOnPath("firecracker");
-    if (real && kvmUsable()) return { path: real, simulated: false, reason: "firecracker on PATH and /dev/kvm usable" };
+    if (real && kvmUsable())
+      return { path: real, simulated: false, reason: "firecracker on PATH and /dev/kvm usable" };
     if (!existsSync(FC_SIM)) {
-      throw new ConfigError(`firecracker.binary = "auto" found no usable firecracker and fc-sim is not built (${FC_SIM}); run node scripts/build.mjs`);
+      throw new ConfigError(
+        `firecracker.binary = "auto" found no usable firecracker and fc-sim is not built (${FC_SIM}); run node scripts/build.mjs`,
+      );
     }
     return {
       path: FC_SIM,
@@ -47,7 +54,11 @@ export function chooseFirecracker(binary: string): FirecrackerChoice {
       reason: real ? "/dev/kvm is not usable" : "no firecracker on PATH",
     };
   }
-  const path = isAbsolute(binary) ? binary : binary.includes("/") ? resolve(binary) : findOnPath(binary);
+  const path = isAbsolute(binary)
+    ? binary
+    : binary.includes("/")
+      ? resolve(binary)
+      : findOnPath(binary);
   if (!path || !existsSync(path)) {
     throw new ConfigError(
       `firecracker.binary ${JSON.stringify(binary)} not found. Install Firecracker v1.14.x (download the release tarball from github.com/firecracker-microvm/firecracker/releases, put firecracker-v1.14.x-x86_64 on PATH as firecracker) or set firecracker.binary to its path`,
@@ -113,7 +124,9 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
 
   let mode = config.network.mode as "tap" | "none";
   if (mode === "tap" && !hasNetAdmin()) {
-    logger.warn("network.mode = tap needs CAP_NET_ADMIN, which the daemon lacks: using network mode none");
+    logger.warn(
+      "network.mode = tap needs CAP_NET_ADMIN, which the daemon lacks: using network mode none",
+    );
     mode = "none";
   }
   const network = createNetworkManager({ ...networkOptions(config, logger), mode });
@@ -133,7 +146,8 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
   const f = config.firecracker;
   const manager = new SandboxManager({
     dataDir: f.data_dir,
-    imagesDir: config.storage.images_dir !== "" ? config.storage.images_dir : join(f.data_dir, "images"),
+    imagesDir:
+      config.storage.images_dir !== "" ? config.storage.images_dir : join(f.data_dir, "images"),
     runtime: {
       launcher,
       apiTimeoutMs: f.api_timeout_ms,
@@ -190,7 +204,10 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
 
 function chooseJailer(binary: string): string {
   const path = isAbsolute(binary) ? binary : findOnPath(binary);
-  if (!path) throw new ConfigError(`firecracker.jailer.binary ${JSON.stringify(binary)} not found; install the jailer of the same Firecracker release`);
+  if (!path)
+    throw new ConfigError(
+      `firecracker.jailer.binary ${JSON.stringify(binary)} not found; install the jailer of the same Firecracker release`,
+    );
   return path;
 }
 

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import type { FirecrackerProcess } from "@vmm/firecracker";
 import { AgentClient, type AgentProcess } from "../agent/index.js";
@@ -93,6 +94,8 @@ interface Sandbox {
   /** Workloads (Run, Exec, initial cmd) running now. */
   workloads: number;
   stopRequested: boolean;
+  /** The sandbox is being failed on purpose (boot error): exits are expected. */
+  ending: boolean;
   /** Settles when the current stop finishes. */
   stopping: Promise<void> | undefined;
   removing: Promise<void> | undefined;
@@ -136,14 +139,19 @@ export class SandboxManager {
     return this.view(this.get(id));
   }
 
-  list(filter: { state?: SandboxStateName; labels: Readonly<Record<string, string>> }): SandboxView[] {
+  list(filter: {
+    state?: SandboxStateName;
+    labels: Readonly<Record<string, string>>;
+  }): SandboxView[] {
     const out: SandboxView[] = [];
     for (const s of this.sandboxes.values()) {
       if (filter.state !== undefined && s.state !== filter.state) continue;
       if (!Object.entries(filter.labels).every(([k, v]) => s.labels[k] === v)) continue;
       out.push(this.view(s));
     }
-    return out.sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id));
+    return out.sort(
+      (a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id),
+    );
   }
 
   events(filter: { id?: string; action?: EventAction }, signal: AbortSignal): AsyncIterable<never> {
@@ -177,9 +185,12 @@ export class SandboxManager {
     try {
       if (resolved.network === "tap") {
         if (this.opts.network.mode !== "tap") {
-          throw new FailedPreconditionError('network.mode: "tap" networking is not enabled on this daemon', {
-            hint: 'set [network] mode = "tap" in the daemon config, or create with network mode "none"',
-          });
+          throw new FailedPreconditionError(
+            'network.mode: "tap" networking is not enabled on this daemon',
+            {
+              hint: 'set [network] mode = "tap" in the daemon config, or create with network mode "none"',
+            },
+          );
         }
         slot = await this.opts.network.acquire();
       }
@@ -217,6 +228,7 @@ export class SandboxManager {
       error: undefined,
       workloads: 0,
       stopRequested: false,
+      ending: false,
       stopping: undefined,
       removing: undefined,
       ttlTimer: undefined,
@@ -244,10 +256,16 @@ export class SandboxManager {
     const vcpus = spec.vcpus ?? d.vcpus;
     const memoryMib = spec.memoryMib ?? d.memoryMib;
     if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > l.maxVcpusPerSandbox) {
-      throw new InvalidArgumentError("limits.vcpus", `must be from 1 to ${l.maxVcpusPerSandbox}, got ${vcpus}`);
+      throw new InvalidArgumentError(
+        "limits.vcpus",
+        `must be from 1 to ${l.maxVcpusPerSandbox}, got ${vcpus}`,
+      );
     }
     if (vcpus > 1 && vcpus % 2 === 1) {
-      throw new InvalidArgumentError("limits.vcpus", `must be 1 or an even number (Firecracker), got ${vcpus}`);
+      throw new InvalidArgumentError(
+        "limits.vcpus",
+        `must be 1 or an even number (Firecracker), got ${vcpus}`,
+      );
     }
     if (!Number.isInteger(memoryMib) || memoryMib < 16 || memoryMib > l.maxMemoryMibPerSandbox) {
       throw new InvalidArgumentError(
@@ -256,15 +274,21 @@ export class SandboxManager {
       );
     }
     for (const [k, v] of Object.entries(spec.labels)) {
-      if (k === "" || k.length > 128) throw new InvalidArgumentError("labels", "keys must be 1-128 characters");
-      if (v.length > 1024) throw new InvalidArgumentError(`labels[${k}]`, "values must be at most 1024 characters");
+      if (k === "" || k.length > 128)
+        throw new InvalidArgumentError("labels", "keys must be 1-128 characters");
+      if (v.length > 1024)
+        throw new InvalidArgumentError(`labels[${k}]`, "values must be at most 1024 characters");
     }
     if (spec.workload) validateProcessSpec(spec.workload);
     const bootArgs = spec.bootArgs ?? d.bootArgs;
     if (bootArgs.length > 1500) {
-      throw new InvalidArgumentError("boot_args", "must be at most 1500 bytes (Firecracker's limit is 2048 with ours added)");
+      throw new InvalidArgumentError(
+        "boot_args",
+        "must be at most 1500 bytes (Firecracker's limit is 2048 with ours added)",
+      );
     }
-    if (/[\0\n]/.test(bootArgs)) throw new InvalidArgumentError("boot_args", "must not contain NUL or newlines");
+    if (/[\0\n]/.test(bootArgs))
+      throw new InvalidArgumentError("boot_args", "must not contain NUL or newlines");
     return {
       vcpus,
       memoryMib,
@@ -337,7 +361,9 @@ export class SandboxManager {
       }
       if (s.state !== "starting") return; // stopped or failed meanwhile
       s.readyAt = new Date();
-      await this.transition(s, "ready", { boot_ms: String(Math.round(performance.now() - started)) });
+      await this.transition(s, "ready", {
+        boot_ms: String(Math.round(performance.now() - started)),
+      });
       if (s.workload) this.track(this.runInitialWorkload(s, s.workload));
     } catch (err) {
       if (s.stopRequested || s.state !== "starting") return;
@@ -367,7 +393,7 @@ export class SandboxManager {
     this.track(
       fc.exited.then(async (exit) => {
         const how = exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
-        if (s.stopRequested || !vmIsAlive(s.state)) return;
+        if (s.stopRequested || s.ending || !vmIsAlive(s.state)) return;
         s.log.warn({ exit }, "firecracker died underneath");
         await this.fail(s, `firecracker ${how} unexpectedly`, exitAttributes(exit));
       }),
@@ -375,8 +401,13 @@ export class SandboxManager {
   }
 
   /** Moves to `failed` with `reason` and releases the VM and the network slot. */
-  private async fail(s: Sandbox, reason: string, attrs: Record<string, string> = {}): Promise<void> {
-    if (!vmIsAlive(s.state)) return;
+  private async fail(
+    s: Sandbox,
+    reason: string,
+    attrs: Record<string, string> = {},
+  ): Promise<void> {
+    if (!vmIsAlive(s.state) || s.ending) return;
+    s.ending = true;
     s.error = reason;
     s.lifetime.abort();
     await this.releaseVm(s);
@@ -413,7 +444,7 @@ export class SandboxManager {
 
   private stopSandbox(s: Sandbox, graceMs: number): Promise<void> {
     if (s.stopping) return s.stopping;
-    if (!vmIsAlive(s.state)) return Promise.resolve();
+    if (!vmIsAlive(s.state) || s.ending) return Promise.resolve();
     s.stopRequested = true;
     s.stopping = (async () => {
       await this.transition(s, "stopping", { timeout_seconds: String(graceMs / 1000) });
@@ -449,7 +480,11 @@ export class SandboxManager {
   }
 
   /** Stops if needed, releases everything and deletes the sandbox. */
-  async remove(id: string, options: { force: boolean }, attrs: Record<string, string> = {}): Promise<void> {
+  async remove(
+    id: string,
+    options: { force: boolean },
+    attrs: Record<string, string> = {},
+  ): Promise<void> {
     const s = this.get(id);
     if (s.removing) return s.removing;
     if (s.state === "running" && !options.force) {
@@ -508,7 +543,9 @@ export class SandboxManager {
     validateProcessSpec(spec);
     const agent = this.agentOf(s);
     if (s.state === "running" && mode.exclusive) {
-      throw new FailedPreconditionError(`sandbox ${s.id} is running a workload; Run needs state ready`);
+      throw new FailedPreconditionError(
+        `sandbox ${s.id} is running a workload; Run needs state ready`,
+      );
     }
     if (s.state !== "ready" && s.state !== "running") {
       throw new FailedPreconditionError(`sandbox ${s.id} is ${s.state}; it must be ready`);
@@ -526,7 +563,11 @@ export class SandboxManager {
     return this.track(this.beginWorkload(s, proc, signal));
   }
 
-  private async beginWorkload(s: Sandbox, proc: AgentProcess, signal: AbortSignal): Promise<ProcessSession> {
+  private async beginWorkload(
+    s: Sandbox,
+    proc: AgentProcess,
+    signal: AbortSignal,
+  ): Promise<ProcessSession> {
     s.workloads++;
     if (s.state === "ready") await this.transition(s, "running", {});
     let finished = false;
@@ -539,7 +580,13 @@ export class SandboxManager {
         s.lastExitedAt = new Date();
       }
       if (s.workloads === 0 && s.state === "running") {
-        await this.transition(s, "ready", {}, "idle", exitCode === undefined ? {} : { exit_code: String(exitCode) });
+        await this.transition(
+          s,
+          "ready",
+          {},
+          "idle",
+          exitCode === undefined ? {} : { exit_code: String(exitCode) },
+        );
       }
     };
     signal.addEventListener("abort", () => void finish(undefined), { once: true });
@@ -577,7 +624,10 @@ export class SandboxManager {
     const ac = new AbortController();
     s.lifetime.signal.addEventListener("abort", () => ac.abort(), { once: true });
     try {
-      const session = await this.startProcess(s, spec, ac.signal, { exclusive: true, stdin: false });
+      const session = await this.startProcess(s, spec, ac.signal, {
+        exclusive: true,
+        stdin: false,
+      });
       for await (const out of session.output) {
         if (out.kind === "exit") s.log.info({ exitCode: out.exitCode }, "initial workload exited");
       }
@@ -588,16 +638,20 @@ export class SandboxManager {
 
   private agentOf(s: Sandbox): AgentClient {
     if (s.orphanPid !== undefined) {
-      throw new FailedPreconditionError(`sandbox ${s.id} was left by an earlier daemon and is not re-adopted`, {
-        hint: "stop or remove it",
-      });
+      throw new FailedPreconditionError(
+        `sandbox ${s.id} was left by an earlier daemon and is not re-adopted`,
+        {
+          hint: "stop or remove it",
+        },
+      );
     }
     if (this.opts.agent.readiness === "vmm") {
       throw new FailedPreconditionError(`sandbox ${s.id} has no agent (agent.readiness = "vmm")`, {
         hint: 'use a rootfs with the vmm agent and agent.readiness = "agent"',
       });
     }
-    if (!s.agent) throw new FailedPreconditionError(`sandbox ${s.id} is ${s.state}; it must be ready`);
+    if (!s.agent)
+      throw new FailedPreconditionError(`sandbox ${s.id} is ${s.state}; it must be ready`);
     return s.agent;
   }
 
@@ -618,7 +672,12 @@ export class SandboxManager {
       const { parseSandboxRecord } = await import("./sandbox-record.js");
       const record = parseSandboxRecord(await dir.readRecord().catch(() => undefined));
       const pid = record?.pid;
-      if (!record || pid === undefined || !vmIsAlive(record.state) || !pidAlive(pid)) {
+      if (
+        !record ||
+        pid === undefined ||
+        !vmIsAlive(record.state) ||
+        !firecrackerAlive(pid, dir.path)
+      ) {
         await dir.remove();
         cleaned.push(id);
         continue;
@@ -653,14 +712,17 @@ export class SandboxManager {
         error: "left running by an earlier daemon; not re-adopted (stop or remove it)",
         workloads: 0,
         stopRequested: false,
+        ending: false,
         stopping: undefined,
         removing: undefined,
         ttlTimer: undefined,
         orphanPid: pid,
       });
     }
-    if (cleaned.length > 0) this.log.info({ sandboxes: cleaned }, "cleaned up sandboxes whose firecracker is gone");
-    if (live.length > 0) this.log.warn({ sandboxes: live }, "sandboxes left running by an earlier daemon");
+    if (cleaned.length > 0)
+      this.log.info({ sandboxes: cleaned }, "cleaned up sandboxes whose firecracker is gone");
+    if (live.length > 0)
+      this.log.warn({ sandboxes: live }, "sandboxes left running by an earlier daemon");
     return { cleaned, live, slotsInUse };
   }
 
@@ -670,7 +732,9 @@ export class SandboxManager {
     if (options.stopSandboxes) {
       await Promise.all(
         [...this.sandboxes.values()].map((s) =>
-          this.remove(s.id, { force: true }).catch((err: unknown) => s.log.error({ err }, "removal at shutdown failed")),
+          this.remove(s.id, { force: true }).catch((err: unknown) =>
+            s.log.error({ err }, "removal at shutdown failed"),
+          ),
         ),
       );
     } else {
@@ -768,7 +832,8 @@ export class SandboxManager {
       createdFrom: s.createdFrom,
       snapshotId: s.snapshotId,
       pid: s.fc?.pid ?? s.orphanPid,
-      expiresAt: s.ttlSeconds > 0 ? new Date(s.createdAt.getTime() + s.ttlSeconds * 1000) : undefined,
+      expiresAt:
+        s.ttlSeconds > 0 ? new Date(s.createdAt.getTime() + s.ttlSeconds * 1000) : undefined,
     };
   }
 
@@ -797,12 +862,24 @@ export function validateProcessSpec(spec: ProcessSpec): void {
     if (v.includes("\0")) throw new InvalidArgumentError(`env[${k}]`, "must not contain NUL");
   }
   if (spec.workingDir !== undefined && !spec.workingDir.startsWith("/")) {
-    throw new InvalidArgumentError("working_dir", `must be an absolute path, got ${JSON.stringify(spec.workingDir)}`);
+    throw new InvalidArgumentError(
+      "working_dir",
+      `must be an absolute path, got ${JSON.stringify(spec.workingDir)}`,
+    );
   }
   if (spec.user !== undefined && !/^[A-Za-z0-9._-]{1,32}$/.test(spec.user)) {
-    throw new InvalidArgumentError("user", `must be a user name or numeric uid, got ${JSON.stringify(spec.user)}`);
+    throw new InvalidArgumentError(
+      "user",
+      `must be a user name or numeric uid, got ${JSON.stringify(spec.user)}`,
+    );
   }
-  if (spec.ttySize && (spec.ttySize.cols < 1 || spec.ttySize.rows < 1 || spec.ttySize.cols > 65535 || spec.ttySize.rows > 65535)) {
+  if (
+    spec.ttySize &&
+    (spec.ttySize.cols < 1 ||
+      spec.ttySize.rows < 1 ||
+      spec.ttySize.cols > 65535 ||
+      spec.ttySize.rows > 65535)
+  ) {
     throw new InvalidArgumentError("tty_size", "width and height must be 1..65535");
   }
 }
@@ -810,12 +887,17 @@ export function validateProcessSpec(spec: ProcessSpec): void {
 function stableKey(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) =>
     v && typeof v === "object" && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      ? Object.fromEntries(
+          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)),
+        )
       : v,
   );
 }
 
-function exitAttributes(exit: { code: number | null; signal: string | null }): Record<string, string> {
+function exitAttributes(exit: {
+  code: number | null;
+  signal: string | null;
+}): Record<string, string> {
   return {
     ...(exit.code !== null && { exit_code: String(exit.code) }),
     ...(exit.signal !== null && { signal: exit.signal }),
@@ -832,8 +914,17 @@ function signalName(n: number): string | undefined {
 
 function pidAlive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
+    // A zombie (state Z) is dead; the kernel keeps it until a parent reaps it.
+    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
+  } catch {
+    return false;
+  }
+}
+
+/** True when `pid` is alive and is the Firecracker of `sandboxDir` (not a reused pid). */
+function firecrackerAlive(pid: number, sandboxDir: string): boolean {
+  try {
+    return pidAlive(pid) && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(sandboxDir);
   } catch {
     return false;
   }

@@ -35,6 +35,7 @@ export interface SandboxRecord {
 export function parseSandboxRecord(value: unknown): SandboxRecord | undefined {
   if (typeof value !== "object" || value === null) return undefined;
   const r = value as Partial<SandboxRecord>;
-  if (r.formatVersion !== 1 || typeof r.id !== "string" || typeof r.state !== "string") return undefined;
+  if (r.formatVersion !== 1 || typeof r.id !== "string" || typeof r.state !== "string")
+    return undefined;
   return r as SandboxRecord;
 }

@@ -78,7 +78,7 @@ export async function resolveImage(
       (err as NodeJS.ErrnoException).code === "ENOENT" ||
       (err as NodeJS.ErrnoException).code === "ENOTDIR"
     ) {
-      throw new NotFoundError("image", path);
+      throw new NotFoundError(`${field} image`, path);
     }
     throw new FailedPreconditionError(
       `${field}: cannot stat image ${path}: ${(err as Error).message}`,

@@ -51,9 +51,15 @@ export async function bootMicroVm(
   try {
     const call = { signal, timeoutMs: runtime.apiTimeoutMs };
     const api = fc.client;
-    await api.putMachineConfiguration({ vcpu_count: spec.vcpus, mem_size_mib: spec.memoryMib }, call);
+    await api.putMachineConfiguration(
+      { vcpu_count: spec.vcpus, mem_size_mib: spec.memoryMib },
+      call,
+    );
     // The kernel is a read-only base image outside the sandbox dir: absolute.
-    await api.putGuestBootSource({ kernel_image_path: spec.kernelPath, boot_args: spec.bootArgs }, call);
+    await api.putGuestBootSource(
+      { kernel_image_path: spec.kernelPath, boot_args: spec.bootArgs },
+      call,
+    );
     await api.putGuestDriveByID(
       { drive_id: "rootfs", path_on_host: rel.rootfs, is_root_device: true, is_read_only: false },
       call,

@@ -1,0 +1,474 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { join } from "node:path";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { AgentClient } from "@vmm/core";
+import { connectDaemon, type DaemonClients, type DaemonProcess, startDaemon } from "./daemon.js";
+import { backendInfo, hostInfo } from "./host.js";
+import { daemonIteration, runTrueGrpc, waitReadyEvent } from "./lifecycle.js";
+import { AGENT_PORT, rawIteration, runTrueDirect } from "./raw.js";
+import type { BackendInfo, BenchReport, PhaseRatio } from "./report.js";
+import { SCHEMA } from "./report.js";
+import { type PhaseStats, ratio, roundMs, Samples } from "./stats.js";
+
+/** Options shared by every command (parsed in main.ts). */
+export interface BenchOptions {
+  readonly iterations: number;
+  readonly warmup: number;
+  readonly concurrency: number;
+  /** Absolute path of firecracker/fc-sim; null with --socket and no --firecracker. */
+  readonly firecracker: string | null;
+  readonly readiness: "agent" | "vmm";
+  readonly kernel: string;
+  readonly rootfs: string;
+  readonly vcpus: number;
+  readonly memoryMib: number;
+  /** Use this running daemon instead of starting one. */
+  readonly socket?: string | undefined;
+  /** data_dir of the daemon at --socket (run-latency needs it). */
+  readonly dataDir?: string | undefined;
+  readonly signal: AbortSignal;
+}
+
+/** The daemon rejected a snapshot RPC as UNIMPLEMENTED (exit 3). */
+export class UnimplementedRpcError extends Error {
+  constructor(rpc: string, options?: ErrorOptions) {
+    super(`the daemon answers ${rpc} with UNIMPLEMENTED: the snapshot RPCs are not available in this build`, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A daemon the bench talks to: its own (stopped at the end) or one at --socket. */
+interface DaemonHandle extends AsyncDisposable {
+  readonly clients: DaemonClients;
+  readonly dataDir: string | undefined;
+  readonly process: DaemonProcess | undefined;
+}
+
+async function openDaemon(o: BenchOptions, readiness = o.readiness): Promise<DaemonHandle> {
+  if (o.socket !== undefined) {
+    const clients = connectDaemon(o.socket);
+    return {
+      clients,
+      dataDir: o.dataDir,
+      process: undefined,
+      [Symbol.asyncDispose]: async () => clients.close(),
+    };
+  }
+  if (o.firecracker === null) throw new Error("no firecracker binary to start a daemon with");
+  const proc = await startDaemon({
+    firecracker: o.firecracker,
+    readiness,
+    kernel: o.kernel,
+    rootfs: o.rootfs,
+    vcpus: o.vcpus,
+    memoryMib: o.memoryMib,
+  });
+  const clients = connectDaemon(proc.socket);
+  return {
+    clients,
+    dataDir: proc.dataDir,
+    process: proc,
+    async [Symbol.asyncDispose]() {
+      clients.close();
+      await proc.stop();
+    },
+  };
+}
+
+const runTag = process.pid.toString(36);
+let seq = 0;
+/** A fresh sandbox/VM id: [a-z0-9-], short (socket path limit). */
+function nextId(prefix: string): string {
+  return `${prefix}${runTag}-${(seq++).toString(36)}`;
+}
+
+function commonParams(o: BenchOptions): Record<string, unknown> {
+  return {
+    iterations: o.iterations,
+    warmup: o.warmup,
+    readiness: o.readiness,
+    vcpus: o.vcpus,
+    memoryMib: o.memoryMib,
+    kernel: o.kernel,
+    rootfs: o.rootfs,
+    network: "none",
+    ...(o.socket !== undefined && { socket: o.socket }),
+  };
+}
+
+function backendNotes(b: BackendInfo, readiness: "agent" | "vmm"): string[] {
+  const notes: string[] = [];
+  if (b.simulated) {
+    notes.push(
+      "backend is fc-sim (a Node process simulating Firecracker; the guest agent runs as a host process): its spawn cost dominates and the numbers say nothing about microVM boot time",
+    );
+  }
+  if (readiness === "vmm") {
+    notes.push("readiness vmm: ready = InstanceStart returned; the guest agent is not awaited and Run is skipped (first_run_* phases absent)");
+  }
+  return notes;
+}
+
+function report(
+  command: string,
+  date: Date,
+  backend: BackendInfo,
+  params: Record<string, unknown>,
+  phases: Record<string, PhaseStats>,
+  notes: string[],
+  extra: Partial<Pick<BenchReport, "ratios">> & Record<string, unknown> = {},
+): BenchReport {
+  return { schema: SCHEMA, command, date: date.toISOString(), host: hostInfo(), backend, params, phases, ...extra, notes };
+}
+
+function prefixed(prefix: string, phases: Record<string, PhaseStats>): Record<string, PhaseStats> {
+  return Object.fromEntries(Object.entries(phases).map(([k, v]) => [`${prefix}.${k}`, v]));
+}
+
+function ratios(a: Record<string, PhaseStats>, b: Record<string, PhaseStats>): Record<string, PhaseRatio> {
+  const out: Record<string, PhaseRatio> = {};
+  for (const [k, sa] of Object.entries(a)) {
+    const sb = b[k];
+    if (!sb) continue;
+    out[k] = { p50: ratio(sa.p50, sb.p50) ?? null, mean: ratio(sa.mean, sb.mean) ?? null };
+  }
+  return out;
+}
+
+// ── lifecycle ──────────────────────────────────────────────────────────────
+
+export async function lifecycleCommand(o: BenchOptions): Promise<BenchReport> {
+  const date = new Date();
+  const backend = backendInfo(o.firecracker);
+  const samples = new Samples();
+  const runFirst = o.readiness === "agent";
+  await using d = await openDaemon(o);
+  for (let i = 0; i < o.warmup; i++) {
+    await daemonIteration(d.clients, nextId("w"), runFirst, new Samples(), o.signal);
+  }
+  let next = 0;
+  const worker = async () => {
+    while (next < o.iterations) {
+      next++;
+      o.signal.throwIfAborted();
+      await daemonIteration(d.clients, nextId("b"), runFirst, samples, o.signal);
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: Math.max(1, o.concurrency) }, worker));
+  const wallMs = performance.now() - t0;
+  const notes = [
+    ...backendNotes(backend, o.readiness),
+    "create_to_ready_ms: Create call start → the sandbox's ready event (Events filtered by id, subscribed before Create)",
+    "remove_ms: Remove with force=true (SIGKILL, no graceful Ctrl-Alt-Del), like raw's kill",
+  ];
+  return report(
+    "lifecycle",
+    date,
+    backend,
+    { ...commonParams(o), concurrency: o.concurrency, wallMs: roundMs(wallMs) },
+    samples.summarize(),
+    notes,
+  );
+}
+
+// ── raw ────────────────────────────────────────────────────────────────────
+
+function rawOptions(o: BenchOptions, baseDir: string) {
+  if (o.firecracker === null) throw new Error("raw needs --firecracker");
+  return {
+    firecracker: o.firecracker,
+    readiness: o.readiness,
+    kernel: o.kernel,
+    rootfs: o.rootfs,
+    vcpus: o.vcpus,
+    memoryMib: o.memoryMib,
+    baseDir,
+  };
+}
+
+const RAW_NOTES = [
+  "raw: mkdir, rootfs clone (auto: reflink else copy, as the daemon), spawn with cwd = dir, PUT machine-config/boot-source/drives/vsock/actions over plain node:http with the daemon's relative paths and boot args (+ vmm.agent_port=1024), then AgentClient health over the vsock UDS (CONNECT 1024); remove = SIGKILL + wait + rm -rf",
+];
+
+export async function rawCommand(o: BenchOptions): Promise<BenchReport> {
+  const date = new Date();
+  const backend = backendInfo(o.firecracker);
+  const samples = new Samples();
+  const baseDir = mkdtempSync("/tmp/vr-");
+  try {
+    const ro = rawOptions(o, baseDir);
+    for (let i = 0; i < o.warmup; i++) await rawIteration(ro, nextId("w"), new Samples(), o.signal);
+    for (let i = 0; i < o.iterations; i++) {
+      o.signal.throwIfAborted();
+      await rawIteration(ro, nextId("r"), samples, o.signal);
+    }
+  } finally {
+    rmSync(baseDir, { recursive: true, force: true });
+  }
+  return report("raw", date, backend, commonParams(o), samples.summarize(), [
+    ...backendNotes(backend, o.readiness),
+    ...RAW_NOTES,
+  ]);
+}
+
+// ── compare ────────────────────────────────────────────────────────────────
+
+export async function compareCommand(o: BenchOptions): Promise<BenchReport> {
+  const date = new Date();
+  const backend = backendInfo(o.firecracker);
+  const daemonSamples = new Samples();
+  const rawSamples = new Samples();
+  const runFirst = o.readiness === "agent";
+  const baseDir = mkdtempSync("/tmp/vr-");
+  try {
+    await using d = await openDaemon(o);
+    const ro = rawOptions(o, baseDir);
+    const viaDaemon = (s: Samples) => daemonIteration(d.clients, nextId("b"), runFirst, s, o.signal);
+    const viaRaw = (s: Samples) => rawIteration(ro, nextId("r"), s, o.signal);
+    for (let i = 0; i < o.warmup; i++) {
+      await viaDaemon(new Samples());
+      await viaRaw(new Samples());
+    }
+    for (let i = 0; i < o.iterations; i++) {
+      o.signal.throwIfAborted();
+      // ABAB, alternating which goes first so neither always runs on a warmer cache.
+      if (i % 2 === 0) {
+        await viaDaemon(daemonSamples);
+        await viaRaw(rawSamples);
+      } else {
+        await viaRaw(rawSamples);
+        await viaDaemon(daemonSamples);
+      }
+    }
+  } finally {
+    rmSync(baseDir, { recursive: true, force: true });
+  }
+  const dp = daemonSamples.summarize();
+  const rp = rawSamples.summarize();
+  return report(
+    "compare",
+    date,
+    backend,
+    { ...commonParams(o), order: "ABAB (alternating first side)" },
+    { ...prefixed("daemon", dp), ...prefixed("raw", rp) },
+    [
+      ...backendNotes(backend, o.readiness),
+      "ratios are daemon/raw per phase (p50 and mean); both sides use the same binary, kernel, rootfs and boot args in one process",
+      "daemon remove_ms uses Remove force=true",
+      ...RAW_NOTES,
+    ],
+    { ratios: ratios(dp, rp) },
+  );
+}
+
+// ── run-latency ────────────────────────────────────────────────────────────
+
+export async function runLatencyCommand(o: BenchOptions): Promise<BenchReport> {
+  const date = new Date();
+  const backend = backendInfo(o.firecracker);
+  if (o.readiness !== "agent") throw new Error("run-latency needs --readiness agent (a guest agent to run in)");
+  await using d = await openDaemon(o);
+  if (d.dataDir === undefined) throw new Error("run-latency with --socket needs --data-dir (the daemon's data_dir)");
+  const id = nextId("l");
+  const sub = new AbortController();
+  const ready = waitReadyEvent(d.clients, id, sub.signal);
+  await d.clients.sandbox.create({ id, network: { mode: "none" } }, { signal: o.signal });
+  const grpc = new Samples();
+  const direct = new Samples();
+  try {
+    await ready;
+    sub.abort();
+    const agent = new AgentClient({
+      endpoint: { kind: "vsock", udsPath: join(d.dataDir, "sandboxes", id, "vsock.sock"), port: AGENT_PORT },
+    });
+    const viaGrpc = async (s: Samples) => {
+      const t0 = performance.now();
+      const { firstMs, code } = await runTrueGrpc(d.clients, id, o.signal);
+      const t1 = performance.now();
+      if (code !== 0) throw new Error(`gRPC Run true exited with ${code}`);
+      s.add("first_msg_ms", firstMs - t0);
+      s.add("run_ms", t1 - t0);
+    };
+    const viaDirect = async (s: Samples) => {
+      const t0 = performance.now();
+      const { firstMs, code } = await runTrueDirect(agent, o.signal);
+      const t1 = performance.now();
+      if (code !== 0) throw new Error(`direct run of true exited with ${code}`);
+      s.add("first_msg_ms", firstMs - t0);
+      s.add("run_ms", t1 - t0);
+    };
+    for (let i = 0; i < Math.max(o.warmup, 2); i++) {
+      await viaGrpc(new Samples());
+      await viaDirect(new Samples());
+    }
+    for (let i = 0; i < o.iterations; i++) {
+      o.signal.throwIfAborted();
+      if (i % 2 === 0) {
+        await viaGrpc(grpc);
+        await viaDirect(direct);
+      } else {
+        await viaDirect(direct);
+        await viaGrpc(grpc);
+      }
+    }
+  } finally {
+    sub.abort();
+    await d.clients.sandbox.remove({ id, force: true }, { timeoutMs: 30_000 }).catch(() => {});
+  }
+  const gp = grpc.summarize();
+  const dp = direct.summarize();
+  const g = gp.run_ms!;
+  const dr = dp.run_ms!;
+  return report(
+    "run-latency",
+    date,
+    backend,
+    commonParams(o),
+    { ...prefixed("grpc", gp), ...prefixed("direct", dp) },
+    [
+      ...backendNotes(backend, o.readiness),
+      "grpc: Run {cmd: [true]} through the daemon until done; direct: AgentClient.run(true) on <data_dir>/sandboxes/<id>/vsock.sock (CONNECT 1024) until exit; same sandbox, interleaved",
+      "differences.run_ms = grpc - direct per statistic (target: within 2 ms)",
+    ],
+    {
+      ratios: ratios(gp, dp),
+      differences: {
+        run_ms: {
+          p50: roundMs(g.p50 - dr.p50),
+          p95: roundMs(g.p95 - dr.p95),
+          p99: roundMs(g.p99 - dr.p99),
+          mean: roundMs(g.mean - dr.mean),
+        },
+      },
+    },
+  );
+}
+
+// ── startup ────────────────────────────────────────────────────────────────
+
+export async function startupCommand(o: BenchOptions): Promise<BenchReport> {
+  const date = new Date();
+  if (o.socket !== undefined) throw new Error("startup starts its own daemons; --socket makes no sense here");
+  if (o.firecracker === null) throw new Error("startup needs a firecracker binary");
+  const backend = backendInfo(o.firecracker);
+  const samples = new Samples();
+  const start = () =>
+    startDaemon({
+      firecracker: o.firecracker as string,
+      readiness: o.readiness,
+      kernel: o.kernel,
+      rootfs: o.rootfs,
+      vcpus: o.vcpus,
+      memoryMib: o.memoryMib,
+    });
+  for (let i = 0; i < o.warmup; i++) await (await start()).stop();
+  for (let i = 0; i < o.iterations; i++) {
+    o.signal.throwIfAborted();
+    const p = await start();
+    samples.add("startup_ms", p.healthyAt - p.spawnedAt);
+    const s0 = performance.now();
+    await p.stop();
+    samples.add("shutdown_ms", performance.now() - s0);
+  }
+  return report(
+    "startup",
+    date,
+    backend,
+    { iterations: o.iterations, warmup: o.warmup },
+    samples.summarize(),
+    [
+      "startup_ms: spawn of node vmm-daemon.mjs (fresh config, socket and data dir each time) → first grpc.health.v1.Health/Check answering SERVING (polled every ~1 ms, a fresh connection per attempt); target < 300 ms",
+      "shutdown_ms: SIGTERM → process exit (+ removing its temp dir), no sandboxes",
+    ],
+  );
+}
+
+// ── restore ────────────────────────────────────────────────────────────────
+
+function unimplemented(rpc: string, err: unknown): never {
+  if (ConnectError.from(err).code === Code.Unimplemented) throw new UnimplementedRpcError(rpc, { cause: err });
+  throw err;
+}
+
+async function createReady(d: DaemonHandle, id: string, memoryMib: number, signal: AbortSignal): Promise<void> {
+  const sub = new AbortController();
+  try {
+    const ready = waitReadyEvent(d.clients, id, sub.signal);
+    await d.clients.sandbox.create({ id, network: { mode: "none" }, limits: { memoryMib: BigInt(memoryMib) } }, { signal });
+    await ready;
+  } finally {
+    sub.abort();
+  }
+}
+
+export async function restoreCommand(o: BenchOptions, checkpointIterations: number): Promise<BenchReport> {
+  const date = new Date();
+  const backend = backendInfo(o.firecracker);
+  if (o.readiness !== "agent") throw new Error("restore needs --readiness agent (Run after restore)");
+  await using d = await openDaemon(o);
+  const samples = new Samples();
+  const cleanup: Array<() => Promise<unknown>> = [];
+  try {
+    // Checkpoint once, untimed.
+    const origin = nextId("o");
+    await createReady(d, origin, o.memoryMib, o.signal);
+    cleanup.push(() => d.clients.sandbox.remove({ id: origin, force: true }));
+    const snap = await d.clients.snapshot
+      .checkpoint({ sandboxId: origin, name: "bench" }, { signal: o.signal })
+      .catch((err: unknown) => unimplemented("Checkpoint", err));
+    cleanup.push(() => d.clients.snapshot.deleteSnapshot({ snapshotId: snap.snapshotId }));
+    const once = async (s: Samples) => {
+      const id = nextId("x");
+      const t0 = performance.now();
+      await d.clients.snapshot
+        .restore({ id, snapshotId: snap.snapshotId }, { signal: o.signal })
+        .catch((err: unknown) => unimplemented("Restore", err));
+      const t1 = performance.now();
+      try {
+        const { code } = await runTrueGrpc(d.clients, id, o.signal);
+        const t2 = performance.now();
+        if (code !== 0) throw new Error(`Run true after restore exited with ${code}`);
+        s.add("restore_to_ready_ms", t1 - t0);
+        s.add("restore_to_first_run_ms", t2 - t0);
+      } finally {
+        await d.clients.sandbox.remove({ id, force: true }, { timeoutMs: 30_000 });
+      }
+    };
+    for (let i = 0; i < o.warmup; i++) await once(new Samples());
+    for (let i = 0; i < o.iterations; i++) {
+      o.signal.throwIfAborted();
+      await once(samples);
+    }
+    // Checkpoint time by guest size.
+    for (const mib of [128, 1024]) {
+      const id = nextId("c");
+      await createReady(d, id, mib, o.signal);
+      try {
+        for (let i = 0; i < checkpointIterations; i++) {
+          const t0 = performance.now();
+          const r = await d.clients.snapshot.checkpoint({ sandboxId: id }, { signal: o.signal });
+          samples.add(`checkpoint_${mib}mib_ms`, performance.now() - t0);
+          await d.clients.snapshot.deleteSnapshot({ snapshotId: r.snapshotId });
+        }
+      } finally {
+        await d.clients.sandbox.remove({ id, force: true }, { timeoutMs: 30_000 });
+      }
+    }
+  } finally {
+    for (const f of cleanup.reverse()) await f().catch(() => {});
+  }
+  return report(
+    "restore",
+    date,
+    backend,
+    { ...commonParams(o), checkpointIterations, checkpointGuestsMib: [128, 1024] },
+    samples.summarize(),
+    [
+      ...backendNotes(backend, o.readiness),
+      "restore_to_ready_ms: Restore call (ready when it returns); restore_to_first_run_ms: Restore start → Run true done",
+      "checkpoint_<N>mib_ms: Checkpoint of a ready guest of N MiB (pause, full snapshot + disk copy, resume); each snapshot deleted untimed",
+    ],
+  );
+}
+

@@ -1,0 +1,176 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect as netConnect } from "node:net";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { type Client, createClient } from "@connectrpc/connect";
+import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { healthV1, SandboxService, SandboxSnapshotService } from "@vmm/proto";
+import { childEnv, DAEMON_BIN } from "./host.js";
+
+/** What a daemon started by the bench boots sandboxes with. */
+export interface DaemonOptions {
+  /** Absolute path of firecracker or fc-sim. */
+  readonly firecracker: string;
+  readonly readiness: "agent" | "vmm";
+  /** Absolute kernel and rootfs paths (the raw side uses the same files). */
+  readonly kernel: string;
+  readonly rootfs: string;
+  readonly vcpus: number;
+  readonly memoryMib: number;
+  /** Daemon log level. Default "info" (the daemon's default). */
+  readonly logLevel?: string;
+  /** Limit for the daemon to answer Health/Check, ms. Default 15000. */
+  readonly startTimeoutMs?: number;
+}
+
+/** gRPC clients of one daemon over its Unix socket; `close()` ends the HTTP/2 session. */
+export interface DaemonClients {
+  readonly sandbox: Client<typeof SandboxService>;
+  readonly snapshot: Client<typeof SandboxSnapshotService>;
+  readonly health: Client<typeof healthV1.Health>;
+  close(): void;
+}
+
+export function connectDaemon(socket: string): DaemonClients {
+  const sessionManager = new Http2SessionManager(
+    "http://localhost",
+    {},
+    { createConnection: () => netConnect(socket) },
+  );
+  const transport = createGrpcTransport({ baseUrl: "http://localhost", sessionManager });
+  return {
+    sandbox: createClient(SandboxService, transport),
+    snapshot: createClient(SandboxSnapshotService, transport),
+    health: createClient(healthV1.Health, transport),
+    close: () => sessionManager.abort(),
+  };
+}
+
+/** A daemon process the bench started, with its own temp dir. */
+export interface DaemonProcess extends AsyncDisposable {
+  readonly dir: string;
+  readonly socket: string;
+  readonly dataDir: string;
+  readonly child: ChildProcess;
+  /** performance.now() just before spawn, and when Health/Check first answered SERVING. */
+  readonly spawnedAt: number;
+  readonly healthyAt: number;
+  /** The last 64 KiB of the daemon's stderr. */
+  stderr(): string;
+  /** SIGTERM, then SIGKILL after 15 s; resolves when it exited. Removes the temp dir. */
+  stop(): Promise<void>;
+}
+
+function tomlString(s: string): string {
+  return JSON.stringify(s);
+}
+
+/** Writes a config into a fresh /tmp dir, spawns the built daemon and waits for Health/Check = SERVING. */
+export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess> {
+  if (!existsSync(DAEMON_BIN)) {
+    throw new Error(`${DAEMON_BIN} is not built: run node scripts/build.mjs`);
+  }
+  // Short paths: sandbox sockets live under <data_dir>/sandboxes/<id>/ (107-byte limit).
+  const dir = mkdtempSync("/tmp/vb-");
+  const socket = join(dir, "s.sock");
+  const dataDir = join(dir, "d");
+  const config = join(dir, "vmm.toml");
+  writeFileSync(
+    config,
+    [
+      "[daemon]",
+      `log_level = ${tomlString(options.logLevel ?? "info")}`,
+      'log_format = "json"',
+      "[firecracker]",
+      `binary = ${tomlString(options.firecracker)}`,
+      `data_dir = ${tomlString(dataDir)}`,
+      "[grpc]",
+      `unix_socket = ${tomlString(socket)}`,
+      "[network]",
+      'mode = "none"',
+      "[defaults]",
+      `vcpus = ${options.vcpus}`,
+      `memory_mib = ${options.memoryMib}`,
+      `kernel = ${tomlString(options.kernel)}`,
+      `rootfs = ${tomlString(options.rootfs)}`,
+      "[agent]",
+      `readiness = ${tomlString(options.readiness)}`,
+      "",
+    ].join("\n"),
+  );
+  let stderr = "";
+  const spawnedAt = performance.now();
+  const child = spawn(process.execPath, [DAEMON_BIN, "--config", config], {
+    env: childEnv(),
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  child.stderr?.on("data", (b: Buffer) => {
+    stderr = (stderr + b.toString()).slice(-65536);
+  });
+  child.on("error", () => {});
+  const exited = new Promise<void>((r) => child.once("exit", () => r()));
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGTERM");
+      const t = setTimeout(() => child.kill("SIGKILL"), 15_000);
+      await exited;
+      clearTimeout(t);
+      rmSync(dir, { recursive: true, force: true });
+    })();
+    return stopped;
+  };
+  let healthyAt: number;
+  try {
+    healthyAt = await waitServing(socket, child, () => stderr, options.startTimeoutMs ?? 15_000);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return {
+    dir,
+    socket,
+    dataDir,
+    child,
+    spawnedAt,
+    healthyAt,
+    stderr: () => stderr,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}
+
+/**
+ * Polls grpc.health.v1.Health/Check on `socket` until it answers SERVING;
+ * returns performance.now() of that answer. Each attempt dials anew (a
+ * refused connection poisons a session).
+ */
+export async function waitServing(
+  socket: string,
+  child: ChildProcess,
+  stderr: () => string,
+  timeoutMs: number,
+): Promise<number> {
+  const deadline = performance.now() + timeoutMs;
+  for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`daemon exited (${child.exitCode ?? child.signalCode}) before serving:\n${stderr()}`);
+    }
+    if (performance.now() > deadline) {
+      throw new Error(`daemon not serving after ${timeoutMs} ms:\n${stderr()}`);
+    }
+    if (existsSync(socket)) {
+      const c = connectDaemon(socket);
+      try {
+        const res = await c.health.check({ service: "" }, { timeoutMs: 1000 });
+        if (res.status === healthV1.HealthCheckResponse_ServingStatus.SERVING) return performance.now();
+      } catch {
+        // not yet
+      } finally {
+        c.close();
+      }
+    }
+    await sleep(1);
+  }
+}

@@ -1,0 +1,174 @@
+import { existsSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { parseArgs } from "node:util";
+import {
+  type BenchOptions,
+  compareCommand,
+  lifecycleCommand,
+  rawCommand,
+  restoreCommand,
+  runLatencyCommand,
+  startupCommand,
+  UnimplementedRpcError,
+} from "./commands.js";
+import { DEV_IMAGES_DIR, isSimulated, resolveFirecracker } from "./host.js";
+import { type BenchReport, formatRatios, formatTable } from "./report.js";
+
+const HELP = `vmm-bench: vmm benchmarks. JSON (schema vmm-bench/1) on stdout, a summary on stderr.
+
+Usage: vmm-bench <command> [options]
+
+Commands:
+  lifecycle    Create → ready → first Run true → Remove through the daemon
+  raw          the same phases straight against firecracker/fc-sim, no daemon
+  compare      lifecycle and raw interleaved (ABAB); daemon/raw ratios per phase
+  run-latency  Run true via gRPC vs a direct agent call on the same sandbox
+  startup      daemon spawn → first grpc.health.v1 Health/Check
+  restore      Restore → ready / → first Run, and Checkpoint of 128 and 1024 MiB guests
+
+Options:
+  --iterations N        measured iterations (default 20)
+  --warmup N            untimed iterations first (default 1)
+  --concurrency C       lifecycle: iterations in flight at once (default 1)
+  --firecracker BIN     firecracker binary or fc-sim; "auto" (default) = firecracker on
+                        PATH when /dev/kvm is usable, else fc-sim
+  --readiness R         agent|vmm (default: agent for fc-sim, vmm otherwise)
+  --kernel PATH         guest kernel (default .dev/data/images/vmlinux)
+  --rootfs PATH         base rootfs (default .dev/data/images/rootfs.ext4)
+  --vcpus N             (default 1)
+  --memory-mib N        guest memory (default 128)
+  --checkpoint-iterations N   restore: checkpoints per guest size (default 3)
+  --socket PATH         use the daemon at PATH instead of starting one
+  --data-dir PATH       that daemon's data_dir (run-latency with --socket)
+
+Exit codes: 0 ok, 1 failure, 2 usage, 3 the daemon does not implement the RPCs (restore).`;
+
+const COMMANDS = {
+  lifecycle: lifecycleCommand,
+  raw: rawCommand,
+  compare: compareCommand,
+  "run-latency": runLatencyCommand,
+  startup: startupCommand,
+} as const;
+
+class UsageError extends Error {}
+
+function int(name: string, v: string | undefined, def: number, min: number): number {
+  if (v === undefined) return def;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} wants an integer >= ${min}, got ${v}`);
+  return n;
+}
+
+function parse(argv: string[], signal: AbortSignal) {
+  const args = argv[0] === "--" ? argv.slice(1) : argv;
+  const { values, positionals } = parseArgs({
+    args,
+    allowPositionals: true,
+    options: {
+      iterations: { type: "string" },
+      warmup: { type: "string" },
+      concurrency: { type: "string" },
+      firecracker: { type: "string" },
+      readiness: { type: "string" },
+      kernel: { type: "string" },
+      rootfs: { type: "string" },
+      vcpus: { type: "string" },
+      "memory-mib": { type: "string" },
+      "checkpoint-iterations": { type: "string" },
+      socket: { type: "string" },
+      "data-dir": { type: "string" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  const command = positionals[0];
+  if (values.help || command === undefined) return { help: true as const };
+  if (positionals.length > 1) throw new UsageError(`unexpected argument ${positionals[1]}`);
+  if (!(command in COMMANDS) && command !== "restore") throw new UsageError(`unknown command ${command}`);
+  const firecracker =
+    values.socket !== undefined && values.firecracker === undefined
+      ? null
+      : resolveFirecracker(values.firecracker ?? "auto");
+  if (firecracker !== null && !existsSync(firecracker)) {
+    throw new UsageError(`firecracker binary ${firecracker} not found (fc-sim: run node scripts/build.mjs)`);
+  }
+  const readiness = values.readiness ?? (firecracker === null || isSimulated(firecracker) ? "agent" : "vmm");
+  if (readiness !== "agent" && readiness !== "vmm") throw new UsageError("--readiness wants agent or vmm");
+  const kernel = resolve(values.kernel ?? join(DEV_IMAGES_DIR, "vmlinux"));
+  const rootfs = resolve(values.rootfs ?? join(DEV_IMAGES_DIR, "rootfs.ext4"));
+  if (values.socket === undefined) {
+    for (const f of [kernel, rootfs]) {
+      if (!existsSync(f)) throw new UsageError(`${f} not found: run bash scripts/dev-images.sh, or pass --kernel/--rootfs`);
+    }
+  }
+  const options: BenchOptions = {
+    iterations: int("iterations", values.iterations, 20, 1),
+    warmup: int("warmup", values.warmup, 1, 0),
+    concurrency: int("concurrency", values.concurrency, 1, 1),
+    firecracker,
+    readiness,
+    kernel,
+    rootfs,
+    vcpus: int("vcpus", values.vcpus, 1, 1),
+    memoryMib: int("memory-mib", values["memory-mib"], 128, 16),
+    socket: values.socket === undefined ? undefined : resolve(values.socket),
+    dataDir: values["data-dir"] === undefined ? undefined : resolve(values["data-dir"]),
+    signal,
+  };
+  return {
+    help: false as const,
+    command,
+    options,
+    checkpointIterations: int("checkpoint-iterations", values["checkpoint-iterations"], 3, 1),
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  const ac = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => {
+    process.stderr.write(`vmm-bench: ${sig}: stopping\n`);
+    ac.abort(new Error(`interrupted by ${sig}`));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+  let parsed: ReturnType<typeof parse>;
+  try {
+    parsed = parse(argv, ac.signal);
+  } catch (err) {
+    process.stderr.write(`vmm-bench: ${(err as Error).message}\n(see vmm-bench --help)\n`);
+    return 2;
+  }
+  if (parsed.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const { command, options } = parsed;
+  try {
+    const result: BenchReport =
+      command === "restore"
+        ? await restoreCommand(options, parsed.checkpointIterations)
+        : await COMMANDS[command as keyof typeof COMMANDS](options);
+    process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+    const b = result.backend;
+    process.stderr.write(
+      `\nvmm-bench ${result.command}: ${b.firecracker ?? "external daemon"} (${b.version}${b.simulated ? ", SIMULATED" : ""}), ms\n${formatTable(result.phases)}\n`,
+    );
+    if (result.ratios) process.stderr.write(`\nratios:\n${formatRatios(result.ratios)}\n`);
+    const diffs = (result as unknown as { differences?: Record<string, Record<string, number>> }).differences;
+    if (diffs) {
+      for (const [k, v] of Object.entries(diffs)) {
+        process.stderr.write(`difference ${k} (ms): ${Object.entries(v).map(([s, x]) => `${s} ${x}`).join("  ")}\n`);
+      }
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof UnimplementedRpcError) {
+      process.stderr.write(`vmm-bench ${command}: ${err.message}; no numbers reported.\n`);
+      return 3;
+    }
+    process.stderr.write(`vmm-bench ${command}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+process.exit(await main(process.argv.slice(2)));

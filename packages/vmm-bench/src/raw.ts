@@ -1,0 +1,185 @@
+/**
+ * The "raw" side of the comparison: the same phases as `lifecycle`, driven
+ * directly against the Firecracker binary (or fc-sim) with no daemon and as
+ * little code as possible: mkdir, clone the rootfs, spawn with cwd = dir,
+ * plain node:http PUTs with the daemon's relative paths and boot args,
+ * InstanceStart, then the agent's health over the vsock UDS (AgentClient,
+ * `CONNECT 1024`), Run `true`, SIGKILL and rm -rf.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
+import { Agent, request } from "node:http";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { AgentClient, createDiskCloner } from "@vmm/core";
+import { childEnv } from "./host.js";
+import type { Samples } from "./stats.js";
+
+/** The daemon's default kernel command line (config `defaults.boot_args`). */
+export const DEFAULT_BOOT_ARGS =
+  "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd";
+/** The daemon's default agent vsock port (config `agent.port`). */
+export const AGENT_PORT = 1024;
+
+export interface RawOptions {
+  readonly firecracker: string;
+  readonly readiness: "agent" | "vmm";
+  readonly kernel: string;
+  readonly rootfs: string;
+  readonly vcpus: number;
+  readonly memoryMib: number;
+  /** Parent of the per-VM dirs (short: socket path limit). */
+  readonly baseDir: string;
+  /** Boot limit, ms. Default 30000 (the daemon's agent.boot_timeout_ms). */
+  readonly bootTimeoutMs?: number;
+}
+
+const cloner = createDiskCloner("auto"); // the daemon's storage.rootfs_clone default
+
+function put(agent: Agent, socketPath: string, path: string, body: unknown): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const payload = Buffer.from(JSON.stringify(body));
+    const req = request(
+      {
+        socketPath,
+        agent,
+        method: "PUT",
+        path,
+        headers: { "Content-Type": "application/json", "Content-Length": payload.length },
+      },
+      (res) => {
+        let text = "";
+        res.on("data", (b: Buffer) => {
+          text += b.toString();
+        });
+        res.on("end", () =>
+          res.statusCode === 204
+            ? resolve()
+            : reject(new Error(`PUT ${path}: HTTP ${res.statusCode} ${text}`)),
+        );
+      },
+    );
+    req.on("error", reject);
+    req.end(payload);
+  });
+}
+
+function getStatus(agent: Agent, socketPath: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = request({ socketPath, agent, method: "GET", path: "/" }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("error", () => resolve(0));
+    req.end();
+  });
+}
+
+/**
+ * One raw iteration; adds `create_to_ready_ms`, `first_run_first_msg_ms`,
+ * `first_run_ms` (agent readiness only), `remove_ms` and `total_ms` to `samples`.
+ */
+export async function rawIteration(
+  options: RawOptions,
+  id: string,
+  samples: Samples,
+  signal: AbortSignal,
+): Promise<void> {
+  const dir = join(options.baseDir, id);
+  const apiSock = join(dir, "api.sock");
+  const http = new Agent({ keepAlive: true, maxSockets: 1 });
+  let child: ChildProcess | undefined;
+  let exited: Promise<unknown> | undefined;
+  try {
+    const t0 = performance.now();
+    await mkdir(dir);
+    await cloner.clone(options.rootfs, join(dir, "rootfs.ext4"), signal);
+    // The daemon's flags: --level Warning, default seccomp, --http-api-max-payload-size 51200.
+    child = spawn(
+      options.firecracker,
+      ["--api-sock", apiSock, "--id", id, "--level", "Warning", "--http-api-max-payload-size", "51200"],
+      { cwd: dir, stdio: "ignore", env: childEnv() },
+    );
+    const c = child;
+    exited = new Promise((r) => c.once("exit", r));
+    let spawnError: Error | undefined;
+    c.once("error", (err) => {
+      spawnError = err;
+    });
+    const startBy = performance.now() + 3000; // firecracker.start_timeout_ms
+    for (;;) {
+      signal.throwIfAborted();
+      if (spawnError) throw spawnError;
+      if (c.exitCode !== null) throw new Error(`${options.firecracker} exited with ${c.exitCode}`);
+      if (performance.now() > startBy) throw new Error("API socket did not appear within 3000 ms");
+      if (existsSync(apiSock) && (await getStatus(http, apiSock)) === 200) break;
+      await sleep(1);
+    }
+    await put(http, apiSock, "/machine-config", {
+      vcpu_count: options.vcpus,
+      mem_size_mib: options.memoryMib,
+    });
+    await put(http, apiSock, "/boot-source", {
+      kernel_image_path: options.kernel,
+      boot_args: `${DEFAULT_BOOT_ARGS} vmm.agent_port=${AGENT_PORT} vmm.hostname=${id}`,
+    });
+    await put(http, apiSock, "/drives/rootfs", {
+      drive_id: "rootfs",
+      path_on_host: "rootfs.ext4",
+      is_root_device: true,
+      is_read_only: false,
+    });
+    await put(http, apiSock, "/vsock", { guest_cid: 3, uds_path: "vsock.sock" });
+    await put(http, apiSock, "/actions", { action_type: "InstanceStart" });
+    let agent: AgentClient | undefined;
+    if (options.readiness === "agent") {
+      agent = new AgentClient({
+        endpoint: { kind: "vsock", udsPath: join(dir, "vsock.sock"), port: AGENT_PORT },
+      });
+      await agent.waitReady({ timeoutMs: options.bootTimeoutMs ?? 30_000, signal });
+    }
+    const tReady = performance.now();
+    samples.add("create_to_ready_ms", tReady - t0);
+    if (agent) {
+      const r0 = performance.now();
+      const { firstMs, code } = await runTrueDirect(agent, signal);
+      const r1 = performance.now();
+      if (code !== 0) throw new Error(`raw: true exited with ${code}`);
+      samples.add("first_run_first_msg_ms", firstMs - r0);
+      samples.add("first_run_ms", r1 - r0);
+    }
+    const k0 = performance.now();
+    c.kill("SIGKILL");
+    await exited;
+    await rm(dir, { recursive: true, force: true });
+    const k1 = performance.now();
+    samples.add("remove_ms", k1 - k0);
+    samples.add("total_ms", k1 - t0);
+  } finally {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill("SIGKILL");
+      await exited;
+    }
+    http.destroy();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs `true` through the agent (stdin /dev/null, as the daemon's Run does);
+ * returns performance.now() of the first event and the exit code.
+ */
+export async function runTrueDirect(
+  agent: AgentClient,
+  signal: AbortSignal,
+): Promise<{ firstMs: number; code: number | null | undefined }> {
+  const proc = await agent.run({ argv: ["true"], stdin: false, signal });
+  let firstMs: number | undefined;
+  let code: number | null | undefined;
+  for await (const ev of proc) {
+    firstMs ??= performance.now();
+    if ("exit" in ev) code = ev.exit.code;
+  }
+  return { firstMs: firstMs ?? performance.now(), code };
+}
