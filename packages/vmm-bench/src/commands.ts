@@ -32,7 +32,10 @@ export interface BenchOptions {
 /** The daemon rejected a snapshot RPC as UNIMPLEMENTED (exit 3). */
 export class UnimplementedRpcError extends Error {
   constructor(rpc: string, options?: ErrorOptions) {
-    super(`the daemon answers ${rpc} with UNIMPLEMENTED: the snapshot RPCs are not available in this build`, options);
+    super(
+      `the daemon answers ${rpc} with UNIMPLEMENTED: the snapshot RPCs are not available in this build`,
+      options,
+    );
     this.name = new.target.name;
   }
 }
@@ -104,7 +107,9 @@ function backendNotes(b: BackendInfo, readiness: "agent" | "vmm"): string[] {
     );
   }
   if (readiness === "vmm") {
-    notes.push("readiness vmm: ready = InstanceStart returned; the guest agent is not awaited and Run is skipped (first_run_* phases absent)");
+    notes.push(
+      "readiness vmm: ready = InstanceStart returned; the guest agent is not awaited and Run is skipped (first_run_* phases absent)",
+    );
   }
   return notes;
 }
@@ -118,14 +123,27 @@ function report(
   notes: string[],
   extra: Partial<Pick<BenchReport, "ratios">> & Record<string, unknown> = {},
 ): BenchReport {
-  return { schema: SCHEMA, command, date: date.toISOString(), host: hostInfo(), backend, params, phases, ...extra, notes };
+  return {
+    schema: SCHEMA,
+    command,
+    date: date.toISOString(),
+    host: hostInfo(),
+    backend,
+    params,
+    phases,
+    ...extra,
+    notes,
+  };
 }
 
 function prefixed(prefix: string, phases: Record<string, PhaseStats>): Record<string, PhaseStats> {
   return Object.fromEntries(Object.entries(phases).map(([k, v]) => [`${prefix}.${k}`, v]));
 }
 
-function ratios(a: Record<string, PhaseStats>, b: Record<string, PhaseStats>): Record<string, PhaseRatio> {
+function ratios(
+  a: Record<string, PhaseStats>,
+  b: Record<string, PhaseStats>,
+): Record<string, PhaseRatio> {
   const out: Record<string, PhaseRatio> = {};
   for (const [k, sa] of Object.entries(a)) {
     const sb = b[k];
@@ -224,7 +242,8 @@ export async function compareCommand(o: BenchOptions): Promise<BenchReport> {
   try {
     await using d = await openDaemon(o);
     const ro = rawOptions(o, baseDir);
-    const viaDaemon = (s: Samples) => daemonIteration(d.clients, nextId("b"), runFirst, s, o.signal);
+    const viaDaemon = (s: Samples) =>
+      daemonIteration(d.clients, nextId("b"), runFirst, s, o.signal);
     const viaRaw = (s: Samples) => rawIteration(ro, nextId("r"), s, o.signal);
     for (let i = 0; i < o.warmup; i++) {
       await viaDaemon(new Samples());
@@ -267,9 +286,11 @@ export async function compareCommand(o: BenchOptions): Promise<BenchReport> {
 export async function runLatencyCommand(o: BenchOptions): Promise<BenchReport> {
   const date = new Date();
   const backend = backendInfo(o.firecracker);
-  if (o.readiness !== "agent") throw new Error("run-latency needs --readiness agent (a guest agent to run in)");
+  if (o.readiness !== "agent")
+    throw new Error("run-latency needs --readiness agent (a guest agent to run in)");
   await using d = await openDaemon(o);
-  if (d.dataDir === undefined) throw new Error("run-latency with --socket needs --data-dir (the daemon's data_dir)");
+  if (d.dataDir === undefined)
+    throw new Error("run-latency with --socket needs --data-dir (the daemon's data_dir)");
   const id = nextId("l");
   const sub = new AbortController();
   const ready = waitReadyEvent(d.clients, id, sub.signal);
@@ -280,7 +301,11 @@ export async function runLatencyCommand(o: BenchOptions): Promise<BenchReport> {
     await ready;
     sub.abort();
     const agent = new AgentClient({
-      endpoint: { kind: "vsock", udsPath: join(d.dataDir, "sandboxes", id, "vsock.sock"), port: AGENT_PORT },
+      endpoint: {
+        kind: "vsock",
+        udsPath: join(d.dataDir, "sandboxes", id, "vsock.sock"),
+        port: AGENT_PORT,
+      },
     });
     const viaGrpc = async (s: Samples) => {
       const t0 = performance.now();
@@ -349,7 +374,8 @@ export async function runLatencyCommand(o: BenchOptions): Promise<BenchReport> {
 
 export async function startupCommand(o: BenchOptions): Promise<BenchReport> {
   const date = new Date();
-  if (o.socket !== undefined) throw new Error("startup starts its own daemons; --socket makes no sense here");
+  if (o.socket !== undefined)
+    throw new Error("startup starts its own daemons; --socket makes no sense here");
   if (o.firecracker === null) throw new Error("startup needs a firecracker binary");
   const backend = backendInfo(o.firecracker);
   const samples = new Samples();
@@ -387,25 +413,38 @@ export async function startupCommand(o: BenchOptions): Promise<BenchReport> {
 // ── restore ────────────────────────────────────────────────────────────────
 
 function unimplemented(rpc: string, err: unknown): never {
-  if (ConnectError.from(err).code === Code.Unimplemented) throw new UnimplementedRpcError(rpc, { cause: err });
+  if (ConnectError.from(err).code === Code.Unimplemented)
+    throw new UnimplementedRpcError(rpc, { cause: err });
   throw err;
 }
 
-async function createReady(d: DaemonHandle, id: string, memoryMib: number, signal: AbortSignal): Promise<void> {
+async function createReady(
+  d: DaemonHandle,
+  id: string,
+  memoryMib: number,
+  signal: AbortSignal,
+): Promise<void> {
   const sub = new AbortController();
   try {
     const ready = waitReadyEvent(d.clients, id, sub.signal);
-    await d.clients.sandbox.create({ id, network: { mode: "none" }, limits: { memoryMib: BigInt(memoryMib) } }, { signal });
+    await d.clients.sandbox.create(
+      { id, network: { mode: "none" }, limits: { memoryMib: BigInt(memoryMib) } },
+      { signal },
+    );
     await ready;
   } finally {
     sub.abort();
   }
 }
 
-export async function restoreCommand(o: BenchOptions, checkpointIterations: number): Promise<BenchReport> {
+export async function restoreCommand(
+  o: BenchOptions,
+  checkpointIterations: number,
+): Promise<BenchReport> {
   const date = new Date();
   const backend = backendInfo(o.firecracker);
-  if (o.readiness !== "agent") throw new Error("restore needs --readiness agent (Run after restore)");
+  if (o.readiness !== "agent")
+    throw new Error("restore needs --readiness agent (Run after restore)");
   await using d = await openDaemon(o);
   const samples = new Samples();
   const cleanup: Array<() => Promise<unknown>> = [];
@@ -471,4 +510,3 @@ export async function restoreCommand(o: BenchOptions, checkpointIterations: numb
     ],
   );
 }
-

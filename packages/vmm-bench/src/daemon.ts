@@ -155,7 +155,9 @@ export async function waitServing(
   const deadline = performance.now() + timeoutMs;
   for (;;) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`daemon exited (${child.exitCode ?? child.signalCode}) before serving:\n${stderr()}`);
+      throw new Error(
+        `daemon exited (${child.exitCode ?? child.signalCode}) before serving:\n${stderr()}`,
+      );
     }
     if (performance.now() > deadline) {
       throw new Error(`daemon not serving after ${timeoutMs} ms:\n${stderr()}`);
@@ -164,7 +166,8 @@ export async function waitServing(
       const c = connectDaemon(socket);
       try {
         const res = await c.health.check({ service: "" }, { timeoutMs: 1000 });
-        if (res.status === healthV1.HealthCheckResponse_ServingStatus.SERVING) return performance.now();
+        if (res.status === healthV1.HealthCheckResponse_ServingStatus.SERVING)
+          return performance.now();
       } catch {
         // not yet
       } finally {

@@ -58,7 +58,11 @@ export function backendInfo(path: string | null): BackendInfo {
       env: childEnv(),
       stdio: ["ignore", "pipe", "ignore"],
     });
-    version = out.split("\n").find((l) => /Firecracker v/.test(l))?.trim() ?? version;
+    version =
+      out
+        .split("\n")
+        .find((l) => /Firecracker v/.test(l))
+        ?.trim() ?? version;
   } catch {}
   return { firecracker: path, simulated: isSimulated(path), version };
 }

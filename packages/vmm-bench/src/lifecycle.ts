@@ -11,7 +11,11 @@ import type { Samples } from "./stats.js";
  * performance.now() of its `ready` event; rejects on `failed`/`removed` or
  * when the stream ends. Abort `signal` to unsubscribe.
  */
-export function waitReadyEvent(clients: DaemonClients, id: string, signal: AbortSignal): Promise<number> {
+export function waitReadyEvent(
+  clients: DaemonClients,
+  id: string,
+  signal: AbortSignal,
+): Promise<number> {
   const stream = clients.sandbox.events({ id }, { signal });
   const p = (async () => {
     for await (const ev of stream) {

@@ -56,7 +56,8 @@ class UsageError extends Error {}
 function int(name: string, v: string | undefined, def: number, min: number): number {
   if (v === undefined) return def;
   const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} wants an integer >= ${min}, got ${v}`);
+  if (!Number.isInteger(n) || n < min)
+    throw new UsageError(`--${name} wants an integer >= ${min}, got ${v}`);
   return n;
 }
 
@@ -84,21 +85,29 @@ function parse(argv: string[], signal: AbortSignal) {
   const command = positionals[0];
   if (values.help || command === undefined) return { help: true as const };
   if (positionals.length > 1) throw new UsageError(`unexpected argument ${positionals[1]}`);
-  if (!(command in COMMANDS) && command !== "restore") throw new UsageError(`unknown command ${command}`);
+  if (!(command in COMMANDS) && command !== "restore")
+    throw new UsageError(`unknown command ${command}`);
   const firecracker =
     values.socket !== undefined && values.firecracker === undefined
       ? null
       : resolveFirecracker(values.firecracker ?? "auto");
   if (firecracker !== null && !existsSync(firecracker)) {
-    throw new UsageError(`firecracker binary ${firecracker} not found (fc-sim: run node scripts/build.mjs)`);
+    throw new UsageError(
+      `firecracker binary ${firecracker} not found (fc-sim: run node scripts/build.mjs)`,
+    );
   }
-  const readiness = values.readiness ?? (firecracker === null || isSimulated(firecracker) ? "agent" : "vmm");
-  if (readiness !== "agent" && readiness !== "vmm") throw new UsageError("--readiness wants agent or vmm");
+  const readiness =
+    values.readiness ?? (firecracker === null || isSimulated(firecracker) ? "agent" : "vmm");
+  if (readiness !== "agent" && readiness !== "vmm")
+    throw new UsageError("--readiness wants agent or vmm");
   const kernel = resolve(values.kernel ?? join(DEV_IMAGES_DIR, "vmlinux"));
   const rootfs = resolve(values.rootfs ?? join(DEV_IMAGES_DIR, "rootfs.ext4"));
   if (values.socket === undefined) {
     for (const f of [kernel, rootfs]) {
-      if (!existsSync(f)) throw new UsageError(`${f} not found: run bash scripts/dev-images.sh, or pass --kernel/--rootfs`);
+      if (!existsSync(f))
+        throw new UsageError(
+          `${f} not found: run bash scripts/dev-images.sh, or pass --kernel/--rootfs`,
+        );
     }
   }
   const options: BenchOptions = {
@@ -154,10 +163,15 @@ async function main(argv: string[]): Promise<number> {
       `\nvmm-bench ${result.command}: ${b.firecracker ?? "external daemon"} (${b.version}${b.simulated ? ", SIMULATED" : ""}), ms\n${formatTable(result.phases)}\n`,
     );
     if (result.ratios) process.stderr.write(`\nratios:\n${formatRatios(result.ratios)}\n`);
-    const diffs = (result as unknown as { differences?: Record<string, Record<string, number>> }).differences;
+    const diffs = (result as unknown as { differences?: Record<string, Record<string, number>> })
+      .differences;
     if (diffs) {
       for (const [k, v] of Object.entries(diffs)) {
-        process.stderr.write(`difference ${k} (ms): ${Object.entries(v).map(([s, x]) => `${s} ${x}`).join("  ")}\n`);
+        process.stderr.write(
+          `difference ${k} (ms): ${Object.entries(v)
+            .map(([s, x]) => `${s} ${x}`)
+            .join("  ")}\n`,
+        );
       }
     }
     return 0;
@@ -166,7 +180,9 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`vmm-bench ${command}: ${err.message}; no numbers reported.\n`);
       return 3;
     }
-    process.stderr.write(`vmm-bench ${command}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(
+      `vmm-bench ${command}: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
     return 1;
   }
 }

@@ -98,7 +98,16 @@ export async function rawIteration(
     // The daemon's flags: --level Warning, default seccomp, --http-api-max-payload-size 51200.
     child = spawn(
       options.firecracker,
-      ["--api-sock", apiSock, "--id", id, "--level", "Warning", "--http-api-max-payload-size", "51200"],
+      [
+        "--api-sock",
+        apiSock,
+        "--id",
+        id,
+        "--level",
+        "Warning",
+        "--http-api-max-payload-size",
+        "51200",
+      ],
       { cwd: dir, stdio: "ignore", env: childEnv() },
     );
     const c = child;

@@ -51,11 +51,14 @@ export function validateReport(doc: unknown): string[] {
     typeof v === "object" && v !== null && !Array.isArray(v);
   if (d.schema !== SCHEMA) errs.push(`schema must be "${SCHEMA}"`);
   if (typeof d.command !== "string" || d.command === "") errs.push("command must be a string");
-  if (typeof d.date !== "string" || Number.isNaN(Date.parse(d.date))) errs.push("date must be ISO 8601");
+  if (typeof d.date !== "string" || Number.isNaN(Date.parse(d.date)))
+    errs.push("date must be ISO 8601");
   if (!isObj(d.host)) errs.push("host must be an object");
   else {
-    if (!Number.isInteger(d.host.cpus) || (d.host.cpus as number) < 1) errs.push("host.cpus must be a positive integer");
-    if (typeof d.host.memGiB !== "number" || d.host.memGiB <= 0) errs.push("host.memGiB must be positive");
+    if (!Number.isInteger(d.host.cpus) || (d.host.cpus as number) < 1)
+      errs.push("host.cpus must be a positive integer");
+    if (typeof d.host.memGiB !== "number" || d.host.memGiB <= 0)
+      errs.push("host.memGiB must be positive");
     if (typeof d.host.kernel !== "string") errs.push("host.kernel must be a string");
   }
   if (!isObj(d.backend)) errs.push("backend must be an object");
@@ -75,18 +78,23 @@ export function validateReport(doc: unknown): string[] {
         continue;
       }
       for (const k of STAT_KEYS) {
-        if (typeof st[k] !== "number" || !Number.isFinite(st[k])) errs.push(`phases.${name}.${k} must be a finite number`);
+        if (typeof st[k] !== "number" || !Number.isFinite(st[k]))
+          errs.push(`phases.${name}.${k} must be a finite number`);
       }
-      if (!Number.isInteger(st.n) || (st.n as number) < 1) errs.push(`phases.${name}.n must be a positive integer`);
+      if (!Number.isInteger(st.n) || (st.n as number) < 1)
+        errs.push(`phases.${name}.n must be a positive integer`);
       const [min, p50, p95, p99, max] = [st.min, st.p50, st.p95, st.p99, st.max] as number[];
       if (!(min! <= p50! && p50! <= p95! && p95! <= p99! && p99! <= max!)) {
         errs.push(`phases.${name}: min <= p50 <= p95 <= p99 <= max does not hold`);
       }
-      if (!((st.mean as number) >= min! && (st.mean as number) <= max!)) errs.push(`phases.${name}.mean is outside [min, max]`);
+      if (!((st.mean as number) >= min! && (st.mean as number) <= max!))
+        errs.push(`phases.${name}.mean is outside [min, max]`);
     }
   }
-  if (d.ratios !== undefined && !isObj(d.ratios)) errs.push("ratios must be an object when present");
-  if (!Array.isArray(d.notes) || !d.notes.every((n) => typeof n === "string")) errs.push("notes must be an array of strings");
+  if (d.ratios !== undefined && !isObj(d.ratios))
+    errs.push("ratios must be an object when present");
+  if (!Array.isArray(d.notes) || !d.notes.every((n) => typeof n === "string"))
+    errs.push("notes must be an array of strings");
   return errs;
 }
 
@@ -101,7 +109,9 @@ export function formatTable(phases: Readonly<Record<string, PhaseStats>>): strin
   const all = [header, ...rows];
   const widths = header.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
   return all
-    .map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "))
+    .map((r) =>
+      r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join("  "),
+    )
     .join("\n");
 }
 
@@ -109,7 +119,9 @@ export function formatTable(phases: Readonly<Record<string, PhaseStats>>): strin
 export function formatRatios(ratios: Readonly<Record<string, PhaseRatio | number>>): string {
   return Object.entries(ratios)
     .map(([k, v]) =>
-      typeof v === "number" ? `${k}: ${v}` : `${k}: p50 ${v.p50 ?? "n/a"}x  mean ${v.mean ?? "n/a"}x`,
+      typeof v === "number"
+        ? `${k}: ${v}`
+        : `${k}: p50 ${v.p50 ?? "n/a"}x  mean ${v.mean ?? "n/a"}x`,
     )
     .join("\n");
 }

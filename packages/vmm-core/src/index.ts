@@ -1,4 +1,7 @@
 // Public API of vmm-core. vmm-grpc and vmm-daemon import from here only.
+
+export type { AgentEndpoint, AgentInfo } from "./agent/index.js";
+export { AgentClient } from "./agent/index.js";
 export type { ErrorKind } from "./errors.js";
 export {
   AlreadyExistsError,
@@ -12,6 +15,17 @@ export {
   UnimplementedError,
   VmmError,
 } from "./errors.js";
+export type { Logger } from "./internal/index.js";
+export type {
+  NetworkManager,
+  NetworkManagerOptions,
+  NetworkSlot,
+  TapSlot,
+} from "./network/index.js";
+export { createDryRunCommandRunner, createNetworkManager } from "./network/index.js";
+export type { SandboxLimits } from "./sandbox/limits.js";
+export type { SandboxDefaults, SandboxManagerOptions } from "./sandbox/sandbox-manager.js";
+export { SandboxManager } from "./sandbox/sandbox-manager.js";
 export type {
   CreatedFrom,
   CreateSandboxSpec,
@@ -27,14 +41,8 @@ export type {
   SnapshotView,
 } from "./sandbox/types.js";
 export { EVENT_ACTIONS, isEventAction, isSandboxState, SANDBOX_STATES } from "./sandbox/types.js";
-export type { AgentEndpoint, AgentInfo } from "./agent/index.js";
-export { AgentClient } from "./agent/index.js";
-export type { Logger } from "./internal/index.js";
-export type { NetworkManager, NetworkManagerOptions, NetworkSlot, TapSlot } from "./network/index.js";
-export { createDryRunCommandRunner, createNetworkManager } from "./network/index.js";
-export type { SandboxLimits } from "./sandbox/limits.js";
-export type { SandboxDefaults, SandboxManagerOptions } from "./sandbox/sandbox-manager.js";
-export { SandboxManager } from "./sandbox/sandbox-manager.js";
+export type { SnapshotEntry, SnapshotMeta } from "./snapshot/index.js";
+export { SnapshotCatalog } from "./snapshot/index.js";
 export type { CloneMode, DiskCloner } from "./storage/index.js";
 export { createDiskCloner, SandboxDir } from "./storage/index.js";
 export type { BootSpec, VmmRuntime } from "./vm/microvm.js";

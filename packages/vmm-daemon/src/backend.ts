@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -6,6 +7,7 @@ import {
   createDryRunCommandRunner,
   createNetworkManager,
   SandboxManager,
+  SnapshotCatalog,
 } from "@vmm/core";
 import {
   createDirectLauncher,
@@ -144,7 +146,13 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
       })
     : createDirectLauncher();
   const f = config.firecracker;
+  const catalog = await SnapshotCatalog.open({
+    dataDir: f.data_dir,
+    firecrackerVersion: firecrackerVersion(fc.path),
+    logger: logger.child({ component: "snapshots" }),
+  });
   const manager = new SandboxManager({
+    catalog,
     dataDir: f.data_dir,
     imagesDir:
       config.storage.images_dir !== "" ? config.storage.images_dir : join(f.data_dir, "images"),
@@ -192,14 +200,38 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     ...(fc.simulated && { onCreate: warnSimulated }),
   });
   const recovered = await manager.recover();
+  if (catalog.openReport.removedLeftovers.length > 0) {
+    logger.info({ removed: catalog.openReport.removedLeftovers }, "removed incomplete snapshots");
+  }
+  for (const u of catalog.openReport.unusable)
+    logger.warn({ snapshot: u.id, reason: u.reason }, "unusable snapshot");
   await network.recover(recovered.slotsInUse);
+  const snapshots: SnapshotApi = {
+    checkpoint: (req) => manager.checkpoint(req),
+    restore: (req) => manager.restore(req),
+    list: (filter) => manager.listSnapshots(filter),
+    delete: (id) => manager.deleteSnapshot(id),
+  };
   return {
     sandboxes: manager,
+    snapshots,
     async close() {
       await manager.close({ stopSandboxes: config.daemon.on_shutdown === "stop" });
+      await catalog.close();
       if (config.daemon.on_shutdown === "stop") await network.close();
     },
   };
+}
+
+/** The version `<binary> --version` reports, e.g. "1.14.2" (snapshots are not portable across versions). */
+function firecrackerVersion(binary: string): string {
+  const out = execFileSync(binary, ["--version"], { encoding: "utf8", timeout: 10_000 });
+  const m = /Firecracker v(\d+\.\d+\.\d+)/.exec(out);
+  if (!m)
+    throw new ConfigError(
+      `${binary} --version printed ${JSON.stringify(out.split("\n")[0])}, not a Firecracker version`,
+    );
+  return m[1]!;
 }
 
 function chooseJailer(binary: string): string {

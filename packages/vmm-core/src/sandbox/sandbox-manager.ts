@@ -10,10 +10,12 @@ import {
   NotFoundError,
   ResourceExhaustedError,
   UnavailableError,
+  UnimplementedError,
 } from "../errors.js";
 import { generateId, type Logger, validateId } from "../internal/index.js";
 import type { NetworkManager, NetworkSlot, TapSlot } from "../network/index.js";
-import { type DiskCloner, resolveImage, SandboxDir } from "../storage/index.js";
+import type { SnapshotCatalog, SnapshotEntry, UsableSnapshot } from "../snapshot/index.js";
+import { type DiskCloner, linkOrClone, resolveImage, SandboxDir } from "../storage/index.js";
 import { bootMicroVm, type VmmRuntime } from "../vm/microvm.js";
 import { EventBus } from "./event-bus.js";
 import type { SandboxLimits } from "./limits.js";
@@ -29,6 +31,7 @@ import type {
   ProcessSpec,
   SandboxStateName,
   SandboxView,
+  SnapshotView,
 } from "./types.js";
 
 /** Defaults applied to Create requests (config `[defaults]`, `[network] mode`). */
@@ -59,6 +62,8 @@ export interface SandboxManagerOptions {
     readonly callTimeoutMs: number;
   };
   readonly logger: Logger;
+  /** Snapshot catalog; absent = Checkpoint/Restore answer UNIMPLEMENTED. */
+  readonly catalog?: SnapshotCatalog;
   /** Called on every Create (the daemon warns when sandboxes are simulated). */
   readonly onCreate?: (id: string) => void;
 }
@@ -102,6 +107,8 @@ interface Sandbox {
   ttlTimer: NodeJS.Timeout | undefined;
   /** The sandbox's process is not ours (found alive at startup): only Stop/Remove work. */
   orphanPid: number | undefined;
+  /** A checkpoint holds the VM paused: workloads and other checkpoints must wait. */
+  checkpointing: boolean;
 }
 
 const nowNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
@@ -233,6 +240,7 @@ export class SandboxManager {
       removing: undefined,
       ttlTimer: undefined,
       orphanPid: undefined,
+      checkpointing: false,
     };
     this.sandboxes.set(id, s);
     await this.persist(s);
@@ -542,6 +550,11 @@ export class SandboxManager {
   ): Promise<ProcessSession> {
     validateProcessSpec(spec);
     const agent = this.agentOf(s);
+    if (s.checkpointing) {
+      throw new FailedPreconditionError(
+        `sandbox ${s.id} is being checkpointed (paused); retry when it is done`,
+      );
+    }
     if (s.state === "running" && mode.exclusive) {
       throw new FailedPreconditionError(
         `sandbox ${s.id} is running a workload; Run needs state ready`,
@@ -655,6 +668,274 @@ export class SandboxManager {
     return s.agent;
   }
 
+  // ── Snapshots ──────────────────────────────────────────────────────────
+
+  private catalogOrThrow(): SnapshotCatalog {
+    if (!this.opts.catalog)
+      throw new UnimplementedError("snapshots are not enabled in this daemon");
+    return this.opts.catalog;
+  }
+
+  /**
+   * Pause → full snapshot → copy of the writable disk → resume. Files appear
+   * in the catalog only once complete (temp dir + rename). The VM is resumed
+   * whatever fails after the pause.
+   */
+  async checkpoint(req: {
+    sandboxId: string;
+    name: string | undefined;
+    labels: Readonly<Record<string, string>>;
+    hidden?: boolean;
+    goldenKey?: string;
+  }): Promise<SnapshotView> {
+    const catalog = this.catalogOrThrow();
+    const s = this.get(req.sandboxId);
+    const name = req.name === undefined ? "" : validateId("snapshot_name", req.name, "name");
+    if (s.state !== "ready" || s.checkpointing) {
+      throw new FailedPreconditionError(
+        `sandbox ${s.id} is ${s.checkpointing ? "being checkpointed" : s.state}; Checkpoint needs state ready`,
+      );
+    }
+    const fc = s.fc;
+    if (!fc)
+      throw new FailedPreconditionError(
+        `sandbox ${s.id} has no microVM of this daemon (not re-adopted)`,
+      );
+    s.checkpointing = true;
+    const started = performance.now();
+    try {
+      const [kernel, rootfsBase] = await Promise.all([
+        resolveImage(this.opts.imagesDir, s.kernel, "kernel"),
+        resolveImage(this.opts.imagesDir, s.rootfs, "rootfs"),
+      ]);
+      const slot = s.slot?.mode === "tap" ? s.slot : undefined;
+      await using pending = await catalog.beginSnapshot({
+        name: name || `${s.id}-${Date.now()}`,
+        originSandboxId: s.id,
+        labels: { ...req.labels },
+        kernel: { path: kernel.path, identity: kernel.identity },
+        rootfsBase: { path: rootfsBase.path, identity: rootfsBase.identity },
+        bootArgs: s.bootArgs,
+        vcpus: s.vcpus,
+        memoryMib: s.memoryMib,
+        networkMode: s.network,
+        guestNetwork: slot
+          ? { guestIp: slot.guestIp, guestMac: slot.guestMac, tapName: slot.tapName }
+          : null,
+        ...(req.hidden !== undefined && { hidden: req.hidden }),
+        ...(req.goldenKey !== undefined && { goldenKey: req.goldenKey }),
+      });
+      const rel = await pending.relativePathsFrom(s.dir.path);
+      // Firecracker writes where it is told, relative to its cwd (the sandbox dir).
+      const target = rel ?? { vmstate: s.dir.relative.vmstate, mem: s.dir.relative.mem };
+      const call = { timeoutMs: Math.max(this.opts.runtime.apiTimeoutMs, 120_000) };
+      await fc.client.patchVm({ state: "Paused" }, call);
+      try {
+        await fc.client.createSnapshot(
+          { snapshot_type: "Full", snapshot_path: target.vmstate, mem_file_path: target.mem },
+          call,
+        );
+        if (!rel) {
+          await pending.adoptFile(s.dir.absolute.vmstate, "vmstate");
+          await pending.adoptFile(s.dir.absolute.mem, "mem");
+        }
+        await pending.addRootfs(s.dir.absolute.rootfs, this.opts.cloner.mode);
+      } finally {
+        await fc.client.patchVm({ state: "Resumed" }, call).catch((err: unknown) => {
+          s.log.error({ err }, "resuming after a checkpoint failed");
+        });
+      }
+      const meta = await pending.commit();
+      const view = snapshotView(catalog.get(meta.id));
+      this.publish(s, "checkpointed", {
+        snapshot_id: meta.id,
+        duration_ms: String(Math.round(performance.now() - started)),
+      });
+      return view;
+    } finally {
+      s.checkpointing = false;
+    }
+  }
+
+  /**
+   * A new sandbox from a snapshot: its own directory with a clone of the
+   * snapshot's disk and links to its vmstate and memory, its own network slot
+   * (same guest address in its own namespace), Firecracker started there with
+   * `snapshot/load`. Ready when this returns.
+   */
+  async restore(req: {
+    id: string | undefined;
+    snapshotId: string;
+    labels: Readonly<Record<string, string>>;
+    ttlSeconds: number;
+    createdFrom?: CreatedFrom;
+    requestKey?: string;
+  }): Promise<SandboxView> {
+    if (this.closed) throw new UnavailableError("the daemon is shutting down");
+    const catalog = this.catalogOrThrow();
+    const snapshotId = validateId("snapshot_id", req.snapshotId, "snapshot_id");
+    const id = req.id === undefined ? generateId("sb") : validateId("sandbox_id", req.id, "id");
+    if (this.sandboxes.has(id)) throw new AlreadyExistsError(`sandbox ${id} already exists`);
+    const snap = await catalog.usableOrThrow(snapshotId);
+    const meta = snap.meta;
+    const network: NetworkMode = meta.networkMode === "tap" ? "tap" : "none";
+    if (network === "tap" && this.opts.network.mode !== "tap") {
+      throw new FailedPreconditionError(
+        `snapshot ${snapshotId} was taken with network mode tap, which this daemon has not enabled`,
+      );
+    }
+    this.admit(meta.vcpus, meta.memoryMib);
+    this.creating++;
+    let slot: NetworkSlot | undefined;
+    let dir: SandboxDir | undefined;
+    try {
+      if (network === "tap") slot = await this.opts.network.acquire();
+      dir = await SandboxDir.create(this.opts.dataDir, id);
+    } catch (err) {
+      this.creating--;
+      if (slot) await this.opts.network.release(slot).catch(() => {});
+      throw err;
+    }
+    const s: Sandbox = {
+      id,
+      requestKey:
+        req.requestKey ??
+        stableKey({ restore: snapshotId, labels: req.labels, ttl: req.ttlSeconds }),
+      labels: { ...req.labels },
+      kernel: meta.kernel.path,
+      rootfs: meta.rootfsBase.path,
+      bootArgs: meta.bootArgs,
+      vcpus: meta.vcpus,
+      memoryMib: meta.memoryMib,
+      network,
+      ttlSeconds: req.ttlSeconds,
+      workload: undefined,
+      createdFrom: req.createdFrom ?? "restore",
+      snapshotId,
+      createdAt: new Date(),
+      dir,
+      log: this.log.child({ sandboxId: id }),
+      lifetime: new AbortController(),
+      state: "starting",
+      slot,
+      fc: undefined,
+      agent: undefined,
+      readyAt: undefined,
+      lastExitedAt: undefined,
+      lastExitCode: undefined,
+      error: undefined,
+      workloads: 0,
+      stopRequested: false,
+      ending: false,
+      stopping: undefined,
+      removing: undefined,
+      ttlTimer: undefined,
+      orphanPid: undefined,
+      checkpointing: false,
+    };
+    this.sandboxes.set(id, s);
+    await this.persist(s);
+    this.publish(s, "created", {
+      created_from: s.createdFrom,
+      snapshot_id: snapshotId,
+      ...(slot?.mode === "tap" && { ip_address: slot.hostIp }),
+    });
+    if (req.ttlSeconds > 0) this.armTtl(s);
+    const started = performance.now();
+    try {
+      await this.loadFromSnapshot(s, snap);
+      s.readyAt = new Date();
+      await this.transition(s, "ready", {
+        restore_ms: String(Math.round(performance.now() - started)),
+      });
+      this.publish(s, "restored", { snapshot_id: snapshotId });
+      return this.view(s);
+    } catch (err) {
+      // A failed restore leaves nothing behind: the caller got no sandbox.
+      if (!s.stopRequested && s.state === "starting")
+        await this.fail(s, `restore failed: ${errorText(err)}`);
+      await this.remove(s.id, { force: true }, { reason: "restore failed" }).catch(() => {});
+      throw err;
+    } finally {
+      this.creating--;
+    }
+  }
+
+  private async loadFromSnapshot(s: Sandbox, snap: UsableSnapshot): Promise<void> {
+    const { agent, runtime } = this.opts;
+    const signal = AbortSignal.any([s.lifetime.signal, AbortSignal.timeout(agent.bootTimeoutMs)]);
+    // The memory file backs the clone for its whole life: link it (never a full copy).
+    await Promise.all([
+      this.opts.cloner.clone(snap.paths.rootfs, s.dir.absolute.rootfs, signal),
+      linkOrClone(snap.paths.vmstate, s.dir.absolute.vmstate),
+      linkOrClone(snap.paths.mem, s.dir.absolute.mem),
+    ]);
+    const net = s.slot?.mode === "tap" ? s.slot : undefined;
+    const rel = s.dir.relative;
+    const fc = await runtime.launcher.launch(
+      {
+        ...runtime.launchDefaults,
+        workDir: s.dir.path,
+        id: s.id,
+        ...(net && { netns: net.netns }),
+        consoleLogPath: rel.consoleLog,
+        cleanupPaths: [rel.vsockSocket],
+      },
+      signal,
+    );
+    s.fc = fc;
+    this.watchExit(s, fc);
+    await fc.client.loadSnapshot(
+      {
+        snapshot_path: rel.vmstate,
+        mem_backend: { backend_type: "File", backend_path: rel.mem },
+        resume_vm: true,
+        ...(net &&
+          snap.meta.guestNetwork && {
+            network_overrides: [{ iface_id: "eth0", host_dev_name: net.tapName }],
+          }),
+      },
+      { signal, timeoutMs: Math.max(runtime.apiTimeoutMs, 120_000) },
+    );
+    await this.persist(s);
+    if (agent.readiness === "agent") {
+      // vsock connections are reset by a restore: every agent call opens a new one.
+      s.agent = new AgentClient({
+        endpoint: { kind: "vsock", udsPath: s.dir.absolute.vsockSocket, port: agent.port },
+        requestTimeoutMs: agent.callTimeoutMs,
+      });
+      await s.agent.waitReady({ timeoutMs: agent.bootTimeoutMs, signal });
+    }
+  }
+
+  listSnapshots(filter: {
+    originSandboxId?: string;
+    labels: Readonly<Record<string, string>>;
+  }): SnapshotView[] {
+    return this.catalogOrThrow()
+      .list({
+        ...(filter.originSandboxId !== undefined && { originSandboxId: filter.originSandboxId }),
+        labels: { ...filter.labels },
+      })
+      .map(snapshotView);
+  }
+
+  /**
+   * Deletes a snapshot. Restored sandboxes hold their own hard link (or
+   * reflink) of the memory file, so deleting is safe while they run; a
+   * running sandbox without one blocks the delete.
+   */
+  async deleteSnapshot(snapshotId: string): Promise<void> {
+    const catalog = this.catalogOrThrow();
+    validateId("snapshot_id", snapshotId, "snapshot_id");
+    await catalog.delete(snapshotId, {
+      usersOf: (sid) =>
+        [...this.sandboxes.values()]
+          .filter((s) => s.snapshotId === sid && vmIsAlive(s.state))
+          .map((s) => s.id),
+    });
+  }
+
   // ── Startup / shutdown ────────────────────────────────────────────────
 
   /**
@@ -717,6 +998,7 @@ export class SandboxManager {
         removing: undefined,
         ttlTimer: undefined,
         orphanPid: pid,
+        checkpointing: false,
       });
     }
     if (cleaned.length > 0)
@@ -882,6 +1164,22 @@ export function validateProcessSpec(spec: ProcessSpec): void {
   ) {
     throw new InvalidArgumentError("tty_size", "width and height must be 1..65535");
   }
+}
+
+function snapshotView(e: SnapshotEntry): SnapshotView {
+  const meta = e.meta;
+  const size = meta ? Object.values(meta.files).reduce((n, f) => n + f.size, 0) : 0;
+  return {
+    id: e.id,
+    originSandboxId: meta?.originSandboxId ?? "",
+    name: meta?.name ?? "",
+    labels: meta?.labels ?? {},
+    dir: e.dir,
+    createdAt: meta ? new Date(meta.createdAt) : new Date(0),
+    usable: e.state === "usable",
+    unusableReason: e.state === "unusable" ? e.reason : undefined,
+    sizeBytes: size,
+  };
 }
 
 function stableKey(value: unknown): string {
