@@ -573,7 +573,7 @@ export class SandboxManager {
       stdin: mode.stdin,
       signal,
     });
-    return this.track(this.beginWorkload(s, proc, signal));
+    return this.beginWorkload(s, proc, signal);
   }
 
   private async beginWorkload(
@@ -1119,14 +1119,14 @@ export class SandboxManager {
     };
   }
 
-  private track<T>(p: Promise<T>): Promise<T> {
+  /** Keeps a background task until it settles (close() awaits them) and logs its failure. */
+  private track(p: Promise<unknown>): void {
     this.background.add(p);
     const forget = () => this.background.delete(p);
     p.then(forget, (err: unknown) => {
       forget();
       this.log.error({ err }, "background task failed");
     });
-    return p;
   }
 }
 

@@ -6,7 +6,6 @@ import {
   envName,
   type KeySpec,
   type Schema,
-  type SectionName,
   schema,
 } from "./schema.js";
 
