@@ -2,7 +2,8 @@
  * libFuzzer target: the agent's only decoders of untrusted bytes, driven the
  * way a session drives them. The input is a byte stream fed in chunks (first
  * byte = chunk size) into a buf_t; every decoded frame whose type is RUN goes
- * through run_req_parse, others through the TLV iterator.
+ * through run_req_parse, SET_IDENTITY through ident_req_parse, others through
+ * the TLV iterator.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +38,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (run_req_parse(f.payload, f.len, &req, &e) == 0) {
           if (!req.argv || !req.argv[0] || req.argv[req.argc]) __builtin_trap();
           run_req_free(&req);
+        } else if (!e) {
+          __builtin_trap();
+        }
+      } else if (f.type == T_SET_IDENTITY) {
+        ident_req_t req;
+        const char *e = NULL;
+        if (ident_req_parse(f.payload, f.len, &req, &e) == 0) {
+          size_t hl = strlen(req.hostname);
+          if (!ident_hostname_valid((const uint8_t *)req.hostname, hl)) __builtin_trap();
+          if (req.seed_len < ID_SEED_MIN || req.seed_len > ID_SEED_MAX) __builtin_trap();
         } else if (!e) {
           __builtin_trap();
         }

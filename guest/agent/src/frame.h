@@ -28,6 +28,7 @@ enum {
   T_HELLO_REPLY = 0x81,
   T_INFO = 0x82,
   T_STARTED = 0x83,
+  T_IDENTITY_SET = 0x84,
   T_STDOUT = 0x90,
   T_STDERR = 0x91,
   T_EXIT = 0x92,

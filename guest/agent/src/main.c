@@ -17,7 +17,6 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/reboot.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,6 +27,7 @@
 
 #include "agent.h"
 #include "cmdline.h"
+#include "frame.h"
 #include "init.h"
 
 agent_state_t g_agent;
@@ -54,21 +54,6 @@ static void usage_exit(const char *why) {
           "       vmm-agent --unix-dir DIR --cmdline CMDLINE   (listen on DIR/<port>.sock)\n"
           "       vmm-agent --unix PATH\n");
   exit(2);
-}
-
-static void make_boot_id(void) {
-  uint8_t r[16];
-  if (getrandom(r, sizeof(r), GRND_NONBLOCK) != (ssize_t)sizeof(r)) {
-    /* Early boot without entropy: still unique per start in practice. */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^ ((uint64_t)getpid() << 40);
-    for (int i = 0; i < 16; i++) {
-      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-      r[i] = (uint8_t)x;
-    }
-  }
-  for (int i = 0; i < 16; i++) snprintf(g_agent.boot_id + 2 * i, 3, "%02x", r[i]);
 }
 
 static int listen_unix(const char *path) {
@@ -183,7 +168,7 @@ int main(int argc, char **argv) {
     else if (strcmp(argv[i], "--unix") == 0 && i + 1 < argc) unix_path = argv[++i];
     else if (strcmp(argv[i], "--cmdline") == 0 && i + 1 < argc) cmdline_arg = argv[++i];
     else if (strcmp(argv[i], "--version") == 0) {
-      printf("vmm-agent %s (protocol %d)\n", AGENT_VERSION, 1);
+      printf("vmm-agent %s (protocol %d)\n", AGENT_VERSION, PROTOCOL_VERSION);
       return 0;
     } else usage_exit("unknown or incomplete argument");
   }
@@ -196,9 +181,10 @@ int main(int argc, char **argv) {
   for (int fd = open("/dev/null", O_RDWR); fd >= 0 && fd <= 2; fd = open("/dev/null", O_RDWR)) {
   }
   clock_gettime(CLOCK_MONOTONIC, &g_agent.start);
-  make_boot_id();
   g_agent.pid = getpid();
   g_agent.mode = init_mode ? "init" : sim ? "unix" : "agent";
+  g_agent.simulated = sim;
+  identity_init();
 
   pid_t parent = getppid();
   if (sim) {

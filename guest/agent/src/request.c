@@ -123,3 +123,78 @@ fail:
   run_req_free(req);
   return -1;
 }
+
+int ident_hostname_valid(const uint8_t *s, size_t n) {
+  if (n < 1 || n > ID_HOSTNAME_MAX) return 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t c = s[i];
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-')) return 0;
+  }
+  return 1;
+}
+
+int ident_req_parse(const uint8_t *p, size_t n, ident_req_t *req, const char **err) {
+  memset(req, 0, sizeof(*req));
+  tlv_iter_t it = {p, n};
+  uint8_t tag;
+  const uint8_t *v;
+  uint32_t len;
+  int r, have_host = 0, have_seed = 0;
+  while ((r = tlv_next(&it, &tag, &v, &len)) == 1) {
+    switch (tag) {
+      case ID_HOSTNAME:
+        if (have_host) {
+          *err = "hostname given twice";
+          return -1;
+        }
+        if (!ident_hostname_valid(v, len)) {
+          *err = "hostname must be 1-64 characters of [A-Za-z0-9-]";
+          return -1;
+        }
+        memcpy(req->hostname, v, len);
+        req->hostname[len] = 0;
+        have_host = 1;
+        break;
+      case ID_SEED:
+        if (have_seed) {
+          *err = "entropy seed given twice";
+          return -1;
+        }
+        if (len < ID_SEED_MIN || len > ID_SEED_MAX) {
+          *err = "entropy seed must be 16-512 bytes";
+          return -1;
+        }
+        memcpy(req->seed, v, len);
+        req->seed_len = len;
+        have_seed = 1;
+        break;
+      case ID_TIME_MS:
+        if (req->has_time) {
+          *err = "time given twice";
+          return -1;
+        }
+        if (len != 8) {
+          *err = "time must be u64 Unix ms";
+          return -1;
+        }
+        req->time_ms = ((uint64_t)get_be32(v) << 32) | get_be32(v + 4);
+        req->has_time = 1;
+        break;
+      default: /* unknown tags are ignored (forward compatible) */
+        break;
+    }
+  }
+  if (r < 0) {
+    *err = "malformed TLV in SET_IDENTITY request";
+    return -1;
+  }
+  if (!have_host) {
+    *err = "SET_IDENTITY needs a hostname";
+    return -1;
+  }
+  if (!have_seed) {
+    *err = "SET_IDENTITY needs an entropy seed";
+    return -1;
+  }
+  return 0;
+}

@@ -1,4 +1,4 @@
-/* One connection: version handshake, then one operation (HEALTH or RUN). */
+/* One connection: version handshake, then one operation (HEALTH, RUN or SET_IDENTITY). */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -77,11 +77,11 @@ static int read_frame(int fd, buf_t *in, frame_t *f, size_t *used, int64_t deadl
 
 static void reply_info(int fd) {
   buf_t p = {0}, out = {0};
-  char host[256] = {0};
-  gethostname(host, sizeof(host) - 1);
+  char boot_id[33], host[65];
+  identity_get(boot_id, host);
   int64_t up = now_ms() - (int64_t)g_agent.start.tv_sec * 1000 - g_agent.start.tv_nsec / 1000000;
   int ok = tlv_put_str(&p, 1, AGENT_VERSION) == 0 && tlv_put_u16(&p, 2, PROTOCOL_VERSION) == 0 &&
-           tlv_put_str(&p, 3, g_agent.boot_id) == 0 && tlv_put_u64(&p, 4, (uint64_t)(up < 0 ? 0 : up)) == 0 &&
+           tlv_put_str(&p, 3, boot_id) == 0 && tlv_put_u64(&p, 4, (uint64_t)(up < 0 ? 0 : up)) == 0 &&
            tlv_put_u32(&p, 5, (uint32_t)g_agent.pid) == 0 && tlv_put_str(&p, 6, host) == 0 &&
            tlv_put_str(&p, 7, g_agent.mode) == 0;
   if (ok && frame_put(&out, T_INFO, buf_head(&p), buf_size(&p)) == 0) (void)send_all(fd, &out, 5000);
@@ -139,7 +139,8 @@ void session_serve(int fd) {
       goto out;
     }
     case T_SET_IDENTITY:
-      send_error(fd, E_UNSUPPORTED, "SET_IDENTITY is not supported by this agent version");
+      identity_serve(fd, f.payload, f.len);
+      if (in.data) explicit_bzero(in.data, in.cap); /* the entropy seed */
       goto out;
     default:
       err = "unknown or unexpected request frame type";

@@ -153,6 +153,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
   });
   const manager = new SandboxManager({
     catalog,
+    golden: config.golden.enabled,
     dataDir: f.data_dir,
     imagesDir:
       config.storage.images_dir !== "" ? config.storage.images_dir : join(f.data_dir, "images"),
@@ -206,6 +207,10 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
   for (const u of catalog.openReport.unusable)
     logger.warn({ snapshot: u.id, reason: u.reason }, "unusable snapshot");
   await network.recover(recovered.slotsInUse);
+  // Built in the background: Create never waits for it.
+  await manager
+    .warmGolden()
+    .catch((err: unknown) => logger.warn({ err }, "golden snapshot of the defaults not started"));
   const snapshots: SnapshotApi = {
     checkpoint: (req) => manager.checkpoint(req),
     restore: (req) => manager.restore(req),

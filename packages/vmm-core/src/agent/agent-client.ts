@@ -5,7 +5,17 @@ import { AgentConnection } from "./connection.js";
 import { type AgentEndpoint, describeEndpoint } from "./dial.js";
 import { AgentProtocolError, AgentUnavailableError } from "./errors.js";
 import { decodeTlv, readUint, TlvWriter } from "./frame.js";
-import { FrameType, InfoTag, MAX_FRAME_LENGTH, RunTag } from "./protocol.js";
+import {
+  FrameType,
+  IDENTITY_HOSTNAME_PATTERN,
+  IDENTITY_SEED_MAX_BYTES,
+  IDENTITY_SEED_MIN_BYTES,
+  IdentitySetTag,
+  IdentityTag,
+  InfoTag,
+  MAX_FRAME_LENGTH,
+  RunTag,
+} from "./protocol.js";
 
 /** What the agent reports about itself (HEALTH → INFO). */
 export interface AgentInfo {
@@ -20,6 +30,44 @@ export interface AgentInfo {
   readonly hostname: string;
   /** "init" (PID 1), "agent" (vsock, not init) or "unix" (simulator/test socket). */
   readonly mode: string;
+}
+
+/** A new identity for a VM restored from a snapshot (AgentClient.setIdentity). */
+export interface AgentIdentity {
+  /** 1–64 characters of [A-Za-z0-9-]. */
+  readonly hostname: string;
+  /** 16–512 random bytes for the guest's entropy pool (e.g. `crypto.getRandomValues`). */
+  readonly seed: Uint8Array;
+  /** Wall-clock time to set, Unix ms (e.g. `Date.now()`). Default: the clock is left alone. */
+  readonly timeMs?: number;
+}
+
+/** How SET_IDENTITY's seed reached the guest kernel's pool. */
+export type EntropyMethod =
+  /** `ioctl(RNDADDENTROPY)`: mixed in and credited. */
+  | "ioctl"
+  /** Written to /dev/urandom (the ioctl failed): mixed in, not credited. */
+  | "write"
+  /** Not applied (simulated agent). */
+  | "none";
+
+/** What SET_IDENTITY did (IDENTITY_SET reply). */
+export interface IdentityResult {
+  /** The hostname health() reports from now on. */
+  readonly hostname: string;
+  /** The agent's new boot id, reported by health() from now on. */
+  readonly bootId: string;
+  /**
+   * True when the agent runs as a host process (`--unix`, `--unix-dir`): it
+   * changed nothing on the host, only recorded hostname and boot id.
+   */
+  readonly simulated: boolean;
+  /** What was applied to the guest system (all false / "none" when simulated). */
+  readonly applied: {
+    readonly hostname: boolean;
+    readonly entropy: EntropyMethod;
+    readonly clock: boolean;
+  };
 }
 
 /** Options of AgentClient. */
@@ -85,20 +133,50 @@ export class AgentClient {
 
   /** Asks the agent for its INFO. Throws AgentUnavailableError when nothing answers (retryable). */
   async health(signal?: AbortSignal): Promise<AgentInfo> {
+    const payload = await this.request(FrameType.health, new Uint8Array(0), FrameType.info, signal);
+    return decodeInfo(payload);
+  }
+
+  /**
+   * Gives a VM restored from a snapshot its own identity: the guest sets the
+   * hostname, adds `seed` to the kernel's entropy pool, sets the clock (if
+   * `timeMs`) and regenerates the agent's boot id. A simulated agent
+   * (`--unix`, `--unix-dir`) changes nothing on the host; it records
+   * hostname and boot id for health() and says `simulated`.
+   *
+   * Throws InvalidArgumentError for a bad hostname, seed or time (nothing is
+   * sent); AgentError `unimplemented` from agents before 0.2.0; AgentError
+   * `internal` if a step failed in the guest (the message says which, and what
+   * was already applied).
+   */
+  async setIdentity(identity: AgentIdentity, signal?: AbortSignal): Promise<IdentityResult> {
+    const request = encodeIdentity(identity);
+    const payload = await this.request(
+      FrameType.setIdentity,
+      request,
+      FrameType.identitySet,
+      signal,
+    );
+    return decodeIdentitySet(payload);
+  }
+
+  /** One request frame, one reply frame of type `expect` (its payload), then close. */
+  private request(
+    type: number,
+    payload: Uint8Array,
+    expect: number,
+    signal: AbortSignal | undefined,
+  ): Promise<Uint8Array> {
     return this.withRequestTimeout(signal, this.requestTimeoutMs, async (s) => {
-      const conn = await AgentConnection.open(
-        this.endpoint,
-        { type: FrameType.health, payload: new Uint8Array(0) },
-        s,
-      );
+      const conn = await AgentConnection.open(this.endpoint, { type, payload }, s);
       try {
         const frame = await conn.readFrame();
-        if (!frame || frame.type !== FrameType.info) {
+        if (!frame || frame.type !== expect) {
           throw new AgentProtocolError(
-            `expected INFO, got ${frame ? `type 0x${frame.type.toString(16)}` : "EOF"}`,
+            `expected frame type 0x${expect.toString(16)}, got ${frame ? `type 0x${frame.type.toString(16)}` : "EOF"}`,
           );
         }
-        return decodeInfo(frame.payload);
+        return frame.payload;
       } finally {
         conn.close();
       }
@@ -250,6 +328,69 @@ function encodeRun(o: RunOptions): Uint8Array {
     throw new InvalidArgumentError("argv", "argv + env + cwd exceed the 1 MiB request limit");
   }
   return payload;
+}
+
+/** Encodes a SET_IDENTITY request's TLV payload, validating it. */
+function encodeIdentity(id: AgentIdentity): Uint8Array {
+  if (typeof id.hostname !== "string" || !IDENTITY_HOSTNAME_PATTERN.test(id.hostname)) {
+    throw new InvalidArgumentError(
+      "hostname",
+      `must be 1-64 characters of [A-Za-z0-9-], got ${JSON.stringify(id.hostname)}`,
+    );
+  }
+  if (!(id.seed instanceof Uint8Array)) {
+    throw new InvalidArgumentError("seed", "must be a Uint8Array");
+  }
+  if (id.seed.length < IDENTITY_SEED_MIN_BYTES || id.seed.length > IDENTITY_SEED_MAX_BYTES) {
+    throw new InvalidArgumentError(
+      "seed",
+      `must be ${IDENTITY_SEED_MIN_BYTES}-${IDENTITY_SEED_MAX_BYTES} bytes, got ${id.seed.length}`,
+    );
+  }
+  const w = new TlvWriter()
+    .string(IdentityTag.hostname, id.hostname)
+    .bytes(IdentityTag.seed, id.seed);
+  if (id.timeMs !== undefined) {
+    if (!Number.isSafeInteger(id.timeMs) || id.timeMs < 0) {
+      throw new InvalidArgumentError(
+        "timeMs",
+        `must be a non-negative integer (Unix ms), got ${id.timeMs}`,
+      );
+    }
+    w.u64(IdentityTag.timeMs, id.timeMs);
+  }
+  return w.finish();
+}
+
+function decodeIdentitySet(payload: Uint8Array): IdentityResult {
+  let hostname = "";
+  let bootId = "";
+  let simulated = false;
+  let hostnameSet = false;
+  let clockSet = false;
+  let entropy = "";
+  const text = (v: Uint8Array) => new TextDecoder().decode(v);
+  for (const { tag, value } of decodeTlv(payload)) {
+    if (tag === IdentitySetTag.hostname) hostname = text(value);
+    else if (tag === IdentitySetTag.bootId) bootId = text(value);
+    else if (tag === IdentitySetTag.simulated) simulated = readUint(value) !== 0;
+    else if (tag === IdentitySetTag.hostnameSet) hostnameSet = readUint(value) !== 0;
+    else if (tag === IdentitySetTag.entropy) entropy = text(value);
+    else if (tag === IdentitySetTag.clockSet) clockSet = readUint(value) !== 0;
+  }
+  if (!bootId || !hostname)
+    throw new AgentProtocolError("IDENTITY_SET without hostname or boot id");
+  if (entropy !== "ioctl" && entropy !== "write" && entropy !== "none") {
+    throw new AgentProtocolError(
+      `IDENTITY_SET with unknown entropy method ${JSON.stringify(entropy)}`,
+    );
+  }
+  return {
+    hostname,
+    bootId,
+    simulated,
+    applied: { hostname: hostnameSet, entropy, clock: clockSet },
+  };
 }
 
 function decodeInfo(payload: Uint8Array): AgentInfo {

@@ -104,6 +104,13 @@ export class TlvWriter {
     return this.bytes(tag, b);
   }
 
+  /** Unsigned 64-bit big-endian; `value` must be a safe non-negative integer. */
+  u64(tag: number, value: number): this {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt(value));
+    return this.bytes(tag, b);
+  }
+
   finish(): Uint8Array {
     const out = new Uint8Array(this.size);
     let off = 0;

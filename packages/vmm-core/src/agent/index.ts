@@ -1,7 +1,10 @@
 // Host-side client of the in-guest agent (docs/agent-protocol.md).
 export type {
   AgentClientOptions,
+  AgentIdentity,
   AgentInfo,
+  EntropyMethod,
+  IdentityResult,
   RunOptions,
   WaitReadyOptions,
 } from "./agent-client.js";
@@ -19,6 +22,11 @@ export {
   AgentErrorCode,
   DEFAULT_AGENT_PORT,
   FrameType,
+  IDENTITY_HOSTNAME_PATTERN,
+  IDENTITY_SEED_MAX_BYTES,
+  IDENTITY_SEED_MIN_BYTES,
+  IdentitySetTag,
+  IdentityTag,
   MAX_FRAME_LENGTH,
   RunTag,
 } from "./protocol.js";

@@ -1,5 +1,7 @@
 /**
  * Constants of the guest agent protocol, version 1 (docs/agent-protocol.md).
+ * SET_IDENTITY is an optional version-1 operation (agent ≥ 0.2.0); older
+ * agents answer it with ERROR(unsupported).
  * Frame: u32 BE length (type + payload), u8 type, payload; TLV payloads:
  * u8 tag, u32 BE length, value.
  */
@@ -28,6 +30,7 @@ export const FrameType = {
   helloReply: 0x81,
   info: 0x82,
   started: 0x83,
+  identitySet: 0x84,
   stdout: 0x90,
   stderr: 0x91,
   exit: 0x92,
@@ -44,6 +47,30 @@ export const RunTag = {
   timeoutMs: 6,
   stdin: 7,
 } as const;
+
+/** TLV tags of a SET_IDENTITY request. */
+export const IdentityTag = {
+  hostname: 1,
+  seed: 2,
+  timeMs: 3,
+} as const;
+
+/** TLV tags of an IDENTITY_SET reply. */
+export const IdentitySetTag = {
+  hostname: 1,
+  bootId: 2,
+  simulated: 3,
+  hostnameSet: 4,
+  entropy: 5,
+  clockSet: 6,
+} as const;
+
+/** Hostnames SET_IDENTITY accepts: 1–64 characters of [A-Za-z0-9-]. */
+export const IDENTITY_HOSTNAME_PATTERN = /^[A-Za-z0-9-]{1,64}$/;
+
+/** Size limits of the SET_IDENTITY entropy seed, bytes. */
+export const IDENTITY_SEED_MIN_BYTES = 16;
+export const IDENTITY_SEED_MAX_BYTES = 512;
 
 /** TLV tags of an INFO reply. */
 export const InfoTag = {

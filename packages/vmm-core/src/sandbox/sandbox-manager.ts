@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { constants as osConstants } from "node:os";
 import type { FirecrackerProcess } from "@vmm/firecracker";
@@ -15,7 +16,13 @@ import {
 import { generateId, type Logger, validateId } from "../internal/index.js";
 import type { NetworkManager, NetworkSlot, TapSlot } from "../network/index.js";
 import type { SnapshotCatalog, SnapshotEntry, UsableSnapshot } from "../snapshot/index.js";
-import { type DiskCloner, linkOrClone, resolveImage, SandboxDir } from "../storage/index.js";
+import {
+  type DiskCloner,
+  linkOrClone,
+  type ResolvedImage,
+  resolveImage,
+  SandboxDir,
+} from "../storage/index.js";
 import { bootMicroVm, type VmmRuntime } from "../vm/microvm.js";
 import { EventBus } from "./event-bus.js";
 import type { SandboxLimits } from "./limits.js";
@@ -64,6 +71,12 @@ export interface SandboxManagerOptions {
   readonly logger: Logger;
   /** Snapshot catalog; absent = Checkpoint/Restore answer UNIMPLEMENTED. */
   readonly catalog?: SnapshotCatalog;
+  /**
+   * Golden snapshots (config `[golden] enabled`): Create restores a pre-booted
+   * snapshot of the same kernel/rootfs/size/boot args instead of booting.
+   * Needs `catalog`. Default off.
+   */
+  readonly golden?: boolean;
   /** Called on every Create (the daemon warns when sandboxes are simulated). */
   readonly onCreate?: (id: string) => void;
 }
@@ -109,6 +122,67 @@ interface Sandbox {
   orphanPid: number | undefined;
   /** A checkpoint holds the VM paused: workloads and other checkpoints must wait. */
   checkpointing: boolean;
+  /** Internal (golden builds): not listed, no events. */
+  readonly hidden: boolean;
+  /** The record write in flight, and whether the state changed since it began. */
+  persisting: Promise<void> | undefined;
+  persistDirty: boolean;
+  /** Resolves when the sandbox leaves `starting` (ready, failed or stopping). */
+  readonly settled: Promise<void>;
+  markSettled: () => void;
+}
+
+/** What `register` needs; everything else starts empty. */
+type SandboxInit = Pick<
+  Sandbox,
+  | "id"
+  | "requestKey"
+  | "labels"
+  | "kernel"
+  | "rootfs"
+  | "bootArgs"
+  | "vcpus"
+  | "memoryMib"
+  | "network"
+  | "ttlSeconds"
+  | "workload"
+  | "createdFrom"
+  | "snapshotId"
+  | "dir"
+  | "slot"
+  | "hidden"
+> & { readonly state?: SandboxStateName; readonly createdAt?: Date };
+
+function newSandbox(init: SandboxInit, log: Logger): Sandbox {
+  let markSettled: () => void = () => {};
+  const settled = new Promise<void>((resolve) => {
+    markSettled = resolve;
+  });
+  return {
+    ...init,
+    createdAt: init.createdAt ?? new Date(),
+    log: log.child({ sandboxId: init.id }),
+    lifetime: new AbortController(),
+    state: init.state ?? "starting",
+    fc: undefined,
+    agent: undefined,
+    readyAt: undefined,
+    lastExitedAt: undefined,
+    lastExitCode: undefined,
+    error: undefined,
+    workloads: 0,
+    stopRequested: false,
+    ending: false,
+    stopping: undefined,
+    removing: undefined,
+    ttlTimer: undefined,
+    orphanPid: undefined,
+    checkpointing: false,
+    persisting: undefined,
+    persistDirty: false,
+    settled,
+    markSettled,
+  };
 }
 
 const nowNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
@@ -131,6 +205,8 @@ export class SandboxManager {
   private readonly opts: SandboxManagerOptions;
   private readonly log: Logger;
   private readonly background = new Set<Promise<unknown>>();
+  /** Golden keys being built now (Create never waits for them). */
+  private readonly goldenBuilds = new Set<string>();
   private creating = 0;
   private closed = false;
   private nextCid = 3;
@@ -152,6 +228,7 @@ export class SandboxManager {
   }): SandboxView[] {
     const out: SandboxView[] = [];
     for (const s of this.sandboxes.values()) {
+      if (s.hidden) continue;
       if (filter.state !== undefined && s.state !== filter.state) continue;
       if (!Object.entries(filter.labels).every(([k, v]) => s.labels[k] === v)) continue;
       out.push(this.view(s));
@@ -171,7 +248,7 @@ export class SandboxManager {
    * Registers a sandbox in state `starting` (network slot and directory
    * taken) and boots it in the background. Idempotent by caller id.
    */
-  async create(spec: CreateSandboxSpec): Promise<SandboxView> {
+  async create(spec: CreateSandboxSpec, options: { hidden?: boolean } = {}): Promise<SandboxView> {
     if (this.closed) throw new UnavailableError("the daemon is shutting down");
     const id = spec.id === undefined ? generateId("sb") : validateId("sandbox_id", spec.id, "id");
     const resolved = this.resolveSpec(spec);
@@ -183,8 +260,9 @@ export class SandboxManager {
     }
     const kernel = await resolveImage(this.opts.imagesDir, resolved.kernel, "kernel");
     const rootfs = await resolveImage(this.opts.imagesDir, resolved.rootfs, "rootfs");
-    if (this.sandboxes.has(id)) return this.create(spec); // lost a race with the same id
+    if (this.sandboxes.has(id)) return this.create(spec, options); // lost a race with the same id
     this.admit(resolved.vcpus, resolved.memoryMib);
+    const golden = options.hidden ? {} : this.goldenFor(resolved, kernel, rootfs);
 
     this.creating++;
     let slot: NetworkSlot | undefined;
@@ -207,7 +285,7 @@ export class SandboxManager {
       if (slot) await this.opts.network.release(slot).catch(() => {});
       throw err;
     }
-    const s: Sandbox = {
+    const s = await this.register({
       id,
       requestKey,
       labels: { ...spec.labels },
@@ -219,43 +297,36 @@ export class SandboxManager {
       network: resolved.network,
       ttlSeconds: spec.ttlSeconds,
       workload: spec.workload,
-      createdFrom: "boot",
-      snapshotId: undefined,
-      createdAt: new Date(),
+      createdFrom: golden.snapshot ? "golden" : "boot",
+      snapshotId: golden.snapshot?.id,
       dir,
-      log: this.log.child({ sandboxId: id }),
-      lifetime: new AbortController(),
-      state: "starting",
       slot,
-      fc: undefined,
-      agent: undefined,
-      readyAt: undefined,
-      lastExitedAt: undefined,
-      lastExitCode: undefined,
-      error: undefined,
-      workloads: 0,
-      stopRequested: false,
-      ending: false,
-      stopping: undefined,
-      removing: undefined,
-      ttlTimer: undefined,
-      orphanPid: undefined,
-      checkpointing: false,
-    };
-    this.sandboxes.set(id, s);
-    await this.persist(s);
-    this.publish(s, "created", {
-      created_from: "boot",
-      ...(slot?.mode === "tap" && { ip_address: slot.hostIp }),
+      hidden: options.hidden ?? false,
     });
-    this.opts.onCreate?.(id);
-    if (spec.ttlSeconds > 0) this.armTtl(s);
+    const start = golden.snapshot ? this.bootFromGolden(s, golden.snapshot) : this.boot(s);
     this.track(
-      this.boot(s).finally(() => {
+      start.finally(() => {
         this.creating--;
       }),
     );
+    if (golden.key !== undefined && !golden.snapshot)
+      this.ensureGolden(golden.key, resolved, kernel, rootfs);
     return this.view(s);
+  }
+
+  /** Adds a new sandbox to the registry: record written, `created` published, TTL armed. */
+  private async register(init: SandboxInit): Promise<Sandbox> {
+    const s = newSandbox(init, this.log);
+    this.sandboxes.set(s.id, s);
+    this.track(this.persist(s));
+    this.publish(s, "created", {
+      created_from: s.createdFrom,
+      ...(s.snapshotId !== undefined && { snapshot_id: s.snapshotId }),
+      ...(s.slot?.mode === "tap" && { ip_address: s.slot.hostIp }),
+    });
+    if (!s.hidden) this.opts.onCreate?.(s.id);
+    if (s.ttlSeconds > 0) this.armTtl(s);
+    return s;
   }
 
   private resolveSpec(spec: CreateSandboxSpec) {
@@ -359,7 +430,7 @@ export class SandboxManager {
       );
       s.fc = fc;
       this.watchExit(s, fc);
-      await this.persist(s);
+      this.track(this.persist(s));
       if (agent.readiness === "agent") {
         s.agent = new AgentClient({
           endpoint: { kind: "vsock", udsPath: s.dir.absolute.vsockSocket, port: agent.port },
@@ -504,6 +575,7 @@ export class SandboxManager {
       if (s.ttlTimer) clearTimeout(s.ttlTimer);
       await this.stopSandbox(s, options.force ? 0 : 10_000);
       await this.releaseVm(s);
+      await s.persisting;
       await s.dir.remove();
       this.sandboxes.delete(s.id);
       this.publish(s, "removed", attrs);
@@ -768,7 +840,6 @@ export class SandboxManager {
     snapshotId: string;
     labels: Readonly<Record<string, string>>;
     ttlSeconds: number;
-    createdFrom?: CreatedFrom;
     requestKey?: string;
   }): Promise<SandboxView> {
     if (this.closed) throw new UnavailableError("the daemon is shutting down");
@@ -796,7 +867,7 @@ export class SandboxManager {
       if (slot) await this.opts.network.release(slot).catch(() => {});
       throw err;
     }
-    const s: Sandbox = {
+    const s = await this.register({
       id,
       requestKey:
         req.requestKey ??
@@ -810,37 +881,12 @@ export class SandboxManager {
       network,
       ttlSeconds: req.ttlSeconds,
       workload: undefined,
-      createdFrom: req.createdFrom ?? "restore",
+      createdFrom: "restore",
       snapshotId,
-      createdAt: new Date(),
       dir,
-      log: this.log.child({ sandboxId: id }),
-      lifetime: new AbortController(),
-      state: "starting",
       slot,
-      fc: undefined,
-      agent: undefined,
-      readyAt: undefined,
-      lastExitedAt: undefined,
-      lastExitCode: undefined,
-      error: undefined,
-      workloads: 0,
-      stopRequested: false,
-      ending: false,
-      stopping: undefined,
-      removing: undefined,
-      ttlTimer: undefined,
-      orphanPid: undefined,
-      checkpointing: false,
-    };
-    this.sandboxes.set(id, s);
-    await this.persist(s);
-    this.publish(s, "created", {
-      created_from: s.createdFrom,
-      snapshot_id: snapshotId,
-      ...(slot?.mode === "tap" && { ip_address: slot.hostIp }),
+      hidden: false,
     });
-    if (req.ttlSeconds > 0) this.armTtl(s);
     const started = performance.now();
     try {
       await this.loadFromSnapshot(s, snap);
@@ -897,7 +943,7 @@ export class SandboxManager {
       },
       { signal, timeoutMs: Math.max(runtime.apiTimeoutMs, 120_000) },
     );
-    await this.persist(s);
+    this.track(this.persist(s));
     if (agent.readiness === "agent") {
       // vsock connections are reset by a restore: every agent call opens a new one.
       s.agent = new AgentClient({
@@ -936,6 +982,146 @@ export class SandboxManager {
     });
   }
 
+  // ── Golden snapshots ───────────────────────────────────────────────────
+
+  /**
+   * The golden key of a spec: its kernel and rootfs (path and file identity,
+   * so a changed file gets a new key), size, boot args and network mode.
+   */
+  private goldenFor(
+    r: { vcpus: number; memoryMib: number; bootArgs: string; network: NetworkMode },
+    kernel: ResolvedImage,
+    rootfs: ResolvedImage,
+  ): { key?: string; snapshot?: UsableSnapshot } {
+    if (!this.opts.golden || !this.opts.catalog) return {};
+    const key = createHash("sha256")
+      .update(
+        stableKey({
+          kernel: [kernel.path, kernel.identity],
+          rootfs: [rootfs.path, rootfs.identity],
+          vcpus: r.vcpus,
+          memoryMib: r.memoryMib,
+          bootArgs: r.bootArgs,
+          network: r.network,
+          agentPort: this.opts.agent.port,
+        }),
+      )
+      .digest("hex")
+      .slice(0, 32);
+    const snapshot = this.opts.catalog.findGolden(key)[0];
+    return snapshot ? { key, snapshot } : { key };
+  }
+
+  /** Starts building the golden snapshot for `key` in the background unless one is being built. */
+  private ensureGolden(
+    key: string,
+    r: { vcpus: number; memoryMib: number; bootArgs: string; network: NetworkMode },
+    kernel: ResolvedImage,
+    rootfs: ResolvedImage,
+  ): void {
+    if (this.goldenBuilds.has(key) || this.closed) return;
+    this.goldenBuilds.add(key);
+    this.track(
+      this.buildGolden(key, r, kernel, rootfs)
+        .catch((err: unknown) =>
+          this.log.warn({ err, goldenKey: key }, "golden snapshot build failed"),
+        )
+        .finally(() => this.goldenBuilds.delete(key)),
+    );
+  }
+
+  private async buildGolden(
+    key: string,
+    r: { vcpus: number; memoryMib: number; bootArgs: string; network: NetworkMode },
+    kernel: ResolvedImage,
+    rootfs: ResolvedImage,
+  ): Promise<void> {
+    const catalog = this.catalogOrThrow();
+    const id = `golden-${key.slice(0, 16)}`;
+    const started = performance.now();
+    await this.create(
+      {
+        id,
+        labels: {},
+        kernel: kernel.path,
+        rootfs: rootfs.path,
+        bootArgs: r.bootArgs,
+        vcpus: r.vcpus,
+        memoryMib: r.memoryMib,
+        network: r.network,
+        ttlSeconds: 0,
+      },
+      { hidden: true },
+    );
+    const s = this.get(id);
+    try {
+      await s.settled;
+      if (s.state !== "ready")
+        throw new Error(`golden sandbox ${id} is ${s.state}: ${s.error ?? ""}`);
+      const snap = await this.checkpoint({
+        sandboxId: id,
+        name: id,
+        labels: {},
+        hidden: true,
+        goldenKey: key,
+      });
+      this.log.info(
+        { goldenKey: key, snapshotId: snap.id, ms: Math.round(performance.now() - started) },
+        "golden snapshot ready",
+      );
+      // Older goldens of the same images (their files changed since) are now useless.
+      for (const e of catalog.list({ includeHidden: true })) {
+        const m = e.meta;
+        if (!m?.hidden || m.goldenKey === undefined || m.goldenKey === key) continue;
+        if (m.kernel.path === kernel.path && m.rootfsBase.path === rootfs.path) {
+          await this.deleteSnapshot(e.id).catch((err: unknown) =>
+            this.log.warn({ err, snapshotId: e.id }, "deleting a stale golden snapshot failed"),
+          );
+        }
+      }
+    } finally {
+      await this.remove(id, { force: true }).catch(() => {});
+    }
+  }
+
+  /** Builds the golden snapshot of the default spec (daemon startup); returns at once. */
+  async warmGolden(): Promise<void> {
+    if (!this.opts.golden || !this.opts.catalog) return;
+    const r = this.resolveSpec({ labels: {}, ttlSeconds: 0 });
+    const kernel = await resolveImage(this.opts.imagesDir, r.kernel, "kernel");
+    const rootfs = await resolveImage(this.opts.imagesDir, r.rootfs, "rootfs");
+    const golden = this.goldenFor(r, kernel, rootfs);
+    if (golden.key !== undefined && !golden.snapshot)
+      this.ensureGolden(golden.key, r, kernel, rootfs);
+  }
+
+  /** The golden path of Create: restore, then give the clone its own identity through the agent. */
+  private async bootFromGolden(s: Sandbox, snap: UsableSnapshot): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.loadFromSnapshot(s, snap);
+      let identity = "none";
+      if (s.agent) {
+        const result = await s.agent.setIdentity(
+          { hostname: s.id, seed: randomBytes(64), timeMs: Date.now() },
+          s.lifetime.signal,
+        );
+        identity = result.simulated ? "simulated" : "applied";
+      }
+      if (s.state !== "starting") return;
+      s.readyAt = new Date();
+      await this.transition(s, "ready", {
+        boot_ms: String(Math.round(performance.now() - started)),
+        created_from: "golden",
+        identity,
+      });
+      if (s.workload) this.track(this.runInitialWorkload(s, s.workload));
+    } catch (err) {
+      if (s.stopRequested || s.state !== "starting") return;
+      await this.fail(s, `restore from golden snapshot ${snap.id} failed: ${errorText(err)}`);
+    }
+  }
+
   // ── Startup / shutdown ────────────────────────────────────────────────
 
   /**
@@ -965,41 +1151,35 @@ export class SandboxManager {
       }
       if (record.slotIndex !== undefined) slotsInUse.push(record.slotIndex);
       live.push(id);
-      this.sandboxes.set(id, {
-        id,
-        requestKey: record.requestKey,
-        labels: record.labels,
-        kernel: record.kernel,
-        rootfs: record.rootfs,
-        bootArgs: record.bootArgs,
-        vcpus: record.vcpus,
-        memoryMib: record.memoryMib,
-        network: record.network,
-        ttlSeconds: record.ttlSeconds,
-        workload: record.workload,
-        createdFrom: record.createdFrom,
-        snapshotId: record.snapshotId,
-        createdAt: new Date(record.createdAt),
-        dir,
-        log: this.log.child({ sandboxId: id }),
-        lifetime: new AbortController(),
-        state: record.state,
-        slot: undefined,
-        fc: undefined,
-        agent: undefined,
-        readyAt: record.readyAt ? new Date(record.readyAt) : undefined,
-        lastExitedAt: record.lastExitedAt ? new Date(record.lastExitedAt) : undefined,
-        lastExitCode: record.lastExitCode,
-        error: "left running by an earlier daemon; not re-adopted (stop or remove it)",
-        workloads: 0,
-        stopRequested: false,
-        ending: false,
-        stopping: undefined,
-        removing: undefined,
-        ttlTimer: undefined,
-        orphanPid: pid,
-        checkpointing: false,
-      });
+      const s = newSandbox(
+        {
+          id,
+          requestKey: record.requestKey,
+          labels: record.labels,
+          kernel: record.kernel,
+          rootfs: record.rootfs,
+          bootArgs: record.bootArgs,
+          vcpus: record.vcpus,
+          memoryMib: record.memoryMib,
+          network: record.network,
+          ttlSeconds: record.ttlSeconds,
+          workload: record.workload,
+          createdFrom: record.createdFrom,
+          snapshotId: record.snapshotId,
+          dir,
+          slot: undefined,
+          hidden: false,
+          state: record.state,
+          createdAt: new Date(record.createdAt),
+        },
+        this.log,
+      );
+      s.readyAt = record.readyAt ? new Date(record.readyAt) : undefined;
+      s.lastExitedAt = record.lastExitedAt ? new Date(record.lastExitedAt) : undefined;
+      s.lastExitCode = record.lastExitCode;
+      s.error = "left running by an earlier daemon; not re-adopted (stop or remove it)";
+      s.orphanPid = pid;
+      this.sandboxes.set(id, s);
     }
     if (cleaned.length > 0)
       this.log.info({ sandboxes: cleaned }, "cleaned up sandboxes whose firecracker is gone");
@@ -1045,17 +1225,40 @@ export class SandboxManager {
     extraAttrs: Record<string, string> = {},
   ): Promise<void> {
     assertTransition(s.id, s.state, to);
+    if (s.state === "starting") s.markSettled();
     s.state = to;
-    await this.persist(s);
+    this.track(this.persist(s));
     this.publish(s, action, { ...attrs, ...extraAttrs });
   }
 
   private publish(s: Sandbox, action: EventAction, attributes: Record<string, string>): void {
-    this.bus.publish({ sandboxId: s.id, action, timestampNs: nowNs(), attributes });
+    if (!s.hidden) this.bus.publish({ sandboxId: s.id, action, timestampNs: nowNs(), attributes });
     s.log.info({ action, ...attributes }, "sandbox event");
   }
 
-  private async persist(s: Sandbox): Promise<void> {
+  /**
+   * Writes the sandbox's record (atomically: temp + fsync + rename) behind the
+   * state change, off the request path: writes to one sandbox are serialized
+   * and coalesced, so the file always ends with the latest state. Resolves
+   * when the latest state is on disk.
+   */
+  private persist(s: Sandbox): Promise<void> {
+    if (s.persisting) {
+      s.persistDirty = true;
+      return s.persisting;
+    }
+    s.persisting = (async () => {
+      do {
+        s.persistDirty = false;
+        await this.writeRecord(s);
+      } while (s.persistDirty);
+    })().finally(() => {
+      s.persisting = undefined;
+    });
+    return s.persisting;
+  }
+
+  private async writeRecord(s: Sandbox): Promise<void> {
     const record: SandboxRecord = {
       formatVersion: 1,
       id: s.id,

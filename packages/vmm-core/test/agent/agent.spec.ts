@@ -406,11 +406,12 @@ describe("hardened decoder", () => {
     expect((await otherDone).stdout.toString()).toBe("alive\n");
   });
 
-  it("SET_IDENTITY is answered with unsupported, not a crash", async () => {
+  it("an empty SET_IDENTITY is an invalid argument, not a crash", async () => {
     const got = await raw(Buffer.concat([hello, encodeFrame(FrameType.setIdentity)]), false);
     const rest = got.subarray(4 + got.readUInt32BE(0));
     expect(rest[4]).toBe(FrameType.error);
-    expect(rest[5]).toBe(4);
+    expect(rest[5]).toBe(3);
+    expect(rest.subarray(6).toString()).toBe("SET_IDENTITY needs a hostname");
   });
 
   it("an unavailable endpoint is a retryable AgentUnavailableError", async () => {

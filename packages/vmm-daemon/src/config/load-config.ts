@@ -1,13 +1,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { parse, TomlError } from "smol-toml";
-import {
-  type Config,
-  envName,
-  type KeySpec,
-  type Schema,
-  schema,
-} from "./schema.js";
+import { type Config, envName, type KeySpec, type Schema, schema } from "./schema.js";
 
 /** Where a configuration value came from, for `--check-config`. */
 export type Source = "default" | "file" | "env";

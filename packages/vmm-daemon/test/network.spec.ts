@@ -1,0 +1,294 @@
+import { execFileSync, spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DAEMON_BIN } from "./daemon-process.js";
+import {
+  FC_SIM_BIN,
+  IMAGES_DIR,
+  leftovers,
+  processesMatching,
+  type SimDaemon,
+  startSimDaemon,
+  waitForState,
+} from "./sim-daemon.js";
+
+// Everything this file creates is named after this tag: slot namespaces
+// "<tag>-<n>", host veth ends "<tag>-h<n>", and the namespaces that play the
+// host "<tag>host<k>". Nothing is created in the root namespace.
+const tag = `vt${randomBytes(2).toString("hex")}`;
+const prefix = `${tag}-`;
+const octet = 100 + Math.floor(Math.random() * 100);
+
+const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8" });
+const netnsNames = () =>
+  sh("ip", ["netns", "list"])
+    .split("\n")
+    .map((l) => l.split(" ")[0] ?? "")
+    .filter((n) => n !== "");
+const ours = () => netnsNames().filter((n) => n.startsWith(tag));
+const links = (netns?: string) =>
+  sh("ip", [...(netns ? ["-n", netns] : []), "-o", "link"])
+    .split("\n")
+    .map((l) => /^\d+:\s+([^:@]+)/.exec(l)?.[1] ?? "")
+    .filter((n) => n !== "");
+const nftTables = (netns: string) => sh("ip", ["netns", "exec", netns, "nft", "list", "tables"]);
+/** The nsfs inode of a named namespace (its identity), or undefined when it is gone. */
+const netnsInode = (name: string) => {
+  try {
+    return statSync(`/run/netns/${name}`).ino;
+  } catch {
+    return undefined;
+  }
+};
+const allNetnsInodes = () => new Set(netnsNames().map(netnsInode));
+
+let hosts = 0;
+function makeHostNetns(): string {
+  const name = `${tag}host${hosts++}`;
+  sh("ip", ["netns", "add", name]);
+  sh("ip", ["-n", name, "link", "set", "lo", "up"]);
+  return name;
+}
+
+function networkSection(hostNetns: string, cidr: string, extra = ""): string {
+  return [
+    "[network]",
+    'mode = "tap"',
+    `host_cidr = "${cidr}"`,
+    `netns_prefix = "${prefix}"`,
+    `host_netns = "${hostNetns}"`,
+    "pool_size = 2",
+    extra,
+  ].join("\n");
+}
+
+async function expectCode(p: Promise<unknown>, code: Code): Promise<ConnectError> {
+  const err = await p.then(
+    () => undefined,
+    (e: unknown) => ConnectError.from(e),
+  );
+  expect(err, `expected ${Code[code]}`).toBeInstanceOf(ConnectError);
+  expect(Code[err!.code]).toBe(Code[code]);
+  return err!;
+}
+
+/** Polls `f` until it returns true (or `ms` pass); returns its last value. */
+async function eventually(f: () => boolean, ms = 3000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > deadline) return false;
+    await sleep(50);
+  }
+  return true;
+}
+
+/** Stops the daemon (which tears its network down), then checks nothing of it is left. */
+async function stopAndCheckClean(d: SimDaemon, hostNetns: string): Promise<void> {
+  const code = await d.stop();
+  expect(code).toBe(0);
+  expect(netnsNames().filter((n) => n.startsWith(prefix))).toEqual([]);
+  expect(links(hostNetns).filter((n) => n.startsWith(tag))).toEqual([]);
+  expect(nftTables(hostNetns)).not.toMatch(/vmm/);
+  expect(links().filter((n) => n.startsWith(tag))).toEqual([]);
+}
+
+describe.skipIf(process.getuid?.() !== 0)(
+  "tap networking with fc-sim (host side in a test namespace)",
+  () => {
+    afterAll(() => {
+      // Whatever happened: no namespace or link of ours may survive the suite.
+      for (const n of ours()) spawnSync("ip", ["netns", "del", n]);
+      for (const l of links().filter((n) => n.startsWith(tag))) spawnSync("ip", ["link", "del", l]);
+      expect(ours()).toEqual([]);
+    });
+
+    describe("one daemon, a /24", () => {
+      let d: SimDaemon;
+      let hostNetns: string;
+      beforeAll(async () => {
+        hostNetns = makeHostNetns();
+        d = await startSimDaemon({
+          sections: networkSection(hostNetns, `10.231.${octet}.0/24`),
+        });
+      });
+      afterAll(async () => {
+        await d?.[Symbol.asyncDispose]();
+        spawnSync("ip", ["netns", "del", hostNetns]);
+      });
+
+      it("gives a sandbox an address at once, a namespace with its TAP, and runs Firecracker in it", async () => {
+        const id = "net-1";
+        const created = await d.sandboxes.create({ id });
+        expect(created.state).toBe("starting");
+        expect(created.ipAddress).toMatch(new RegExp(`^10\\.231\\.${octet}\\.\\d+$`));
+        const early = await d.sandboxes.inspect({ id });
+        expect(early.network?.ipAddress).toBe(created.ipAddress);
+
+        const info = await waitForState(d, id, "ready");
+        const net = info.network!;
+        expect(net.ipAddress).toBe(created.ipAddress);
+        expect(net.gateway).toBe("172.16.0.1");
+        expect(net.guestIp).toBe("172.16.0.2");
+        expect(net.tapName).not.toBe("");
+        expect(net.netns).toMatch(new RegExp(`^${prefix}\\d+$`));
+        const summary = (await d.sandboxes.list({})).sandboxes.find((s) => s.id === id);
+        expect(summary?.ipAddress).toBe(created.ipAddress);
+
+        // The slot namespace holds the TAP (as reported) and the sandbox IP on veth0.
+        expect(netnsNames()).toContain(net.netns);
+        expect(links(net.netns)).toContain(net.tapName);
+        const addrs = sh("ip", ["-n", net.netns, "-o", "-4", "addr"]);
+        expect(addrs).toMatch(new RegExp(`${net.tapName}\\s+inet 172\\.16\\.0\\.1/30`));
+        expect(addrs).toContain(`inet ${net.ipAddress}/30`);
+        // The host end lives in our host namespace, not in the root namespace.
+        const index = net.netns.slice(prefix.length);
+        expect(links(hostNetns)).toContain(`${prefix}h${index}`);
+        expect(links()).not.toContain(`${prefix}h${index}`);
+        // Firecracker runs inside the slot namespace (it must, to open the TAP) ...
+        const pid = Number(info.pid);
+        expect(statSync(`/proc/${pid}/ns/net`).ino).toBe(netnsInode(net.netns));
+        // ... and the guest got its address on the kernel command line.
+        const agents = processesMatching(`/tmp/fcsim-${pid}`);
+        expect(agents.length).toBeGreaterThan(0);
+        const cmdline = readFileSync(`/proc/${agents[0]}/cmdline`, "utf8");
+        expect(cmdline).toContain("ip=172.16.0.2::172.16.0.1:255.255.255.252");
+
+        // Remove releases the slot: that namespace and the host veth end are gone.
+        const nsIno = netnsInode(net.netns);
+        const vethIndex = sh("ip", ["-n", hostNetns, "-j", "link", "show", `${prefix}h${index}`]);
+        const ifindex = (JSON.parse(vethIndex) as { ifindex: number }[])[0]?.ifindex;
+        await d.sandboxes.remove({ id });
+        expect(allNetnsInodes().has(nsIno)).toBe(false);
+        const veth = spawnSync(
+          "ip",
+          ["-n", hostNetns, "-j", "link", "show", `${prefix}h${index}`],
+          {
+            encoding: "utf8",
+          },
+        );
+        // The pool may refill the same index at once; then it is a new link.
+        if (veth.status === 0) {
+          expect((JSON.parse(veth.stdout) as { ifindex: number }[])[0]?.ifindex).not.toBe(ifindex);
+        }
+        expect(leftovers(d, [id], [pid])).toEqual([]);
+      });
+
+      it("gives two sandboxes distinct addresses and namespaces; mode none works alongside", async () => {
+        const ids = ["net-a", "net-b", "net-none"];
+        try {
+          const a = await d.sandboxes.create({ id: "net-a" });
+          const b = await d.sandboxes.create({ id: "net-b" });
+          const none = await d.sandboxes.create({ id: "net-none", network: { mode: "none" } });
+          expect(a.ipAddress).not.toBe("");
+          expect(b.ipAddress).not.toBe("");
+          expect(a.ipAddress).not.toBe(b.ipAddress);
+          expect(none.ipAddress).toBe("");
+          const [ia, ib, inone] = await Promise.all(ids.map((id) => waitForState(d, id, "ready")));
+          expect(ia!.network!.netns).not.toBe(ib!.network!.netns);
+          expect(inone!.network).toBeUndefined();
+          // The NIC-less sandbox's Firecracker stays in the daemon's namespace.
+          expect(statSync(`/proc/${Number(inone!.pid)}/ns/net`).ino).toBe(
+            statSync(`/proc/${d.child.pid}/ns/net`).ino,
+          );
+          let exit = -1;
+          for await (const o of d.sandboxes.run({ id: "net-none", cmd: ["true"] }))
+            if (o.done) exit = o.exitCode;
+          expect(exit).toBe(0);
+        } finally {
+          await Promise.all(
+            ids.map((id) => d.sandboxes.remove({ id, force: true }).catch(() => {})),
+          );
+        }
+        expect((await d.sandboxes.list({})).sandboxes).toEqual([]);
+      });
+
+      it("leaves no namespace, veth or nft table once the daemon stops", async () => {
+        expect(nftTables(hostNetns)).toMatch(/inet vmm/); // it was there while serving
+        await stopAndCheckClean(d, hostNetns);
+      });
+    });
+
+    it("fails the third Create on a /29 (2 slots) with RESOURCE_EXHAUSTED naming the network", async () => {
+      const hostNetns = makeHostNetns();
+      const d = await startSimDaemon({
+        sections: networkSection(hostNetns, `10.231.${octet}.8/29`),
+      });
+      try {
+        const a = await d.sandboxes.create({ id: "ex-1" });
+        const b = await d.sandboxes.create({ id: "ex-2" });
+        expect(a.ipAddress).not.toBe(b.ipAddress);
+        const err = await expectCode(d.sandboxes.create({ id: "ex-3" }), Code.ResourceExhausted);
+        expect(err.rawMessage).toMatch(/network/);
+        expect(err.rawMessage).toContain("host_cidr");
+        await expect(d.sandboxes.inspect({ id: "ex-3" })).rejects.toThrow(/not found/i);
+        // A NIC-less sandbox needs no slot.
+        const none = await d.sandboxes.create({ id: "ex-none", network: { mode: "none" } });
+        expect(none.ipAddress).toBe("");
+        await waitForState(d, "ex-1", "ready");
+        // Releasing one slot makes room again.
+        await d.sandboxes.remove({ id: "ex-1", force: true });
+        const c = await d.sandboxes.create({ id: "ex-3" });
+        expect(c.ipAddress).not.toBe("");
+        await waitForState(d, "ex-3", "ready");
+        for (const id of ["ex-2", "ex-3", "ex-none"]) await d.sandboxes.remove({ id, force: true });
+        await stopAndCheckClean(d, hostNetns);
+      } finally {
+        await d[Symbol.asyncDispose]();
+        spawnSync("ip", ["netns", "del", hostNetns]);
+      }
+    });
+
+    it("prints the network commands with --check-config --dry-run and creates nothing", () => {
+      const hostNetns = makeHostNetns();
+      const dir = mkdtempSync(join(tmpdir(), "vmmd-dry-"));
+      try {
+        const config = join(dir, "vmm.toml");
+        writeFileSync(
+          config,
+          [
+            "[grpc]",
+            `unix_socket = "${join(dir, "vmm.sock")}"`,
+            "[firecracker]",
+            `binary = "${FC_SIM_BIN}"`,
+            `data_dir = "${join(dir, "d")}"`,
+            "[storage]",
+            `images_dir = "${IMAGES_DIR}"`,
+            networkSection(hostNetns, `10.231.${octet}.0/24`),
+          ].join("\n"),
+        );
+        const beforeNs = netnsNames().sort();
+        const beforeLinks = links(hostNetns).sort();
+        const beforeRootLinks = links().sort();
+        const out = execFileSync(
+          process.execPath,
+          [DAEMON_BIN, "--config", config, "--check-config", "--dry-run"],
+          { encoding: "utf8" },
+        );
+        expect(out).toMatch(/nft -f -/);
+        expect(out).toContain(`ip netns add ${prefix}0`);
+        expect(out).toContain(`link add ${prefix}h0 type veth peer name veth0 netns ${prefix}0`);
+        expect(out).toContain(`ip -n ${hostNetns}`);
+        expect(out).toContain("table inet vmm");
+        expect(out).toContain("tuntap add tap0 mode tap");
+        expect(netnsNames().sort()).toEqual(beforeNs);
+        expect(links(hostNetns).sort()).toEqual(beforeLinks);
+        expect(links().sort()).toEqual(beforeRootLinks);
+        expect(nftTables(hostNetns)).not.toMatch(/vmm/);
+        expect(existsSync(join(dir, "vmm.sock"))).toBe(false);
+        expect(existsSync(join(dir, "d"))).toBe(false);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+        spawnSync("ip", ["netns", "del", hostNetns]);
+      }
+    });
+
+    it("leaves no namespace of this suite behind", async () => {
+      expect(await eventually(() => ours().length === 0)).toBe(true);
+    });
+  },
+);
