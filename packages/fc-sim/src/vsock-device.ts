@@ -140,9 +140,14 @@ export class VsockDevice {
       }
       const link: Link = { host, guest };
       this.links.add(link);
-      const done = (): void => this.drop(link);
-      host.once("close", done);
-      guest.once("close", done);
+      // The host side going away tears the link down; the guest closing its end only
+      // ends the host stream after everything already sent was delivered (EOF after
+      // the data, as a guest close does on Firecracker), never discarding it.
+      host.once("close", () => this.drop(link));
+      guest.once("close", () => {
+        if (!this.links.delete(link)) return;
+        if (!host.destroyed) host.end();
+      });
       host.write(`OK ${this.nextHostPort++}\n`);
       if (early.length > 0) guest.write(early);
       if (this.running) {

@@ -140,6 +140,18 @@ export async function listenUnix(
   });
 }
 
+/**
+ * Fails when a live daemon already serves `path` (checked before the daemon
+ * touches its data dir, so a second daemon never interferes with the first).
+ */
+export async function assertSocketFree(path: string): Promise<void> {
+  if (existsSync(path) && statSync(path).isSocket() && (await isLive(path))) {
+    throw new Error(
+      `another daemon is already serving on ${path}; stop it first or set grpc.unix_socket`,
+    );
+  }
+}
+
 async function isLive(path: string): Promise<boolean> {
   const attempt = new Promise<boolean>((resolve) => {
     const s = net.connect(path);

@@ -5,6 +5,7 @@ import { ConfigError, loadConfig } from "./config/load-config.js";
 import { printConfig } from "./config/print-config.js";
 import { validateConfig } from "./config/validate-config.js";
 import { startDaemon } from "./daemon.js";
+import { assertSocketFree } from "./listeners.js";
 import { createRootLogger } from "./logger.js";
 import { VERSION } from "./version.js";
 
@@ -72,6 +73,7 @@ async function main(argv: string[]): Promise<number> {
     level: config.daemon.log_level,
     format: config.daemon.log_format as "auto" | "json" | "pretty",
   });
+  await assertSocketFree(config.grpc.unix_socket);
   let backend: Awaited<ReturnType<typeof createBackend>>;
   try {
     backend = await createBackend(config, logger);

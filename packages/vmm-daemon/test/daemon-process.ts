@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
 export const DAEMON_BIN = resolve(import.meta.dirname, "../dist/vmm-daemon.mjs");
+const FC_SIM = resolve(import.meta.dirname, "../../fc-sim/dist/fc-sim.mjs");
 
 /** A daemon started from the built binary for a test, with its own temp dir and socket. */
 export interface DaemonProcess extends AsyncDisposable {
@@ -32,6 +33,8 @@ export async function startDaemonProcess(
       ...process.env,
       VMM_DAEMON_LOG_FORMAT: "json",
       VMM_FIRECRACKER_DATA_DIR: join(dir, "d"),
+      // Tests never depend on a firecracker on PATH: the simulator unless a test says otherwise.
+      VMM_FIRECRACKER_BINARY: FC_SIM,
       ...env,
     },
     stdio: ["ignore", "ignore", "pipe"],

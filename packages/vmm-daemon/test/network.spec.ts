@@ -207,6 +207,22 @@ describe.skipIf(process.getuid?.() !== 0)(
         expect((await d.sandboxes.list({})).sandboxes).toEqual([]);
       });
 
+      it("releases the slot of a sandbox whose Firecracker dies underneath", async () => {
+        const id = "net-kill";
+        try {
+          await d.sandboxes.create({ id });
+          const info = await waitForState(d, id, "ready");
+          const nsIno = netnsInode(info.network!.netns);
+          expect(nsIno).toBeDefined();
+          process.kill(Number(info.pid), "SIGKILL");
+          const failed = await waitForState(d, id, "failed", 3000);
+          expect(failed.network).toBeUndefined();
+          expect(await eventually(() => !allNetnsInodes().has(nsIno))).toBe(true);
+        } finally {
+          await d.sandboxes.remove({ id, force: true }).catch(() => {});
+        }
+      });
+
       it("leaves no namespace, veth or nft table once the daemon stops", async () => {
         expect(nftTables(hostNetns)).toMatch(/inet vmm/); // it was there while serving
         await stopAndCheckClean(d, hostNetns);

@@ -39,7 +39,7 @@ export async function startSimDaemon(
     ...(sections.includes("[defaults]") ? [] : ["[defaults]", "memory_mib = 128"]),
     sections,
   ].join("\n");
-  const d = await startDaemonProcess(toml, options.env ?? {});
+  const d = await startDaemonProcess(toml, { VMM_FIRECRACKER_BINARY: firecracker, ...options.env });
   const transport = createGrpcTransport({
     baseUrl: "http://localhost",
     nodeOptions: { createConnection: () => net.connect(d.socket) },

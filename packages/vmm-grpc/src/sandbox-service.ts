@@ -1,6 +1,7 @@
-import type { ConnectRouter, HandlerContext } from "@connectrpc/connect";
+import type { ConnectRouter } from "@connectrpc/connect";
 import {
   DeadlineExceededError,
+  FailedPreconditionError,
   InvalidArgumentError,
   isEventAction,
   isSandboxState,
@@ -28,7 +29,7 @@ export function registerSandboxService(router: ConnectRouter, sandboxes: Sandbox
     async *run(req, ctx) {
       requireId(req.id);
       const session = await sandboxes.run(req.id, processSpecFromProto(req), ctx.signal);
-      yield* streamOutput(session, pb.RunOutputSchema.typeName);
+      yield* streamOutput(session);
     },
 
     async *exec(inputs, ctx) {
@@ -39,13 +40,22 @@ export function registerSandboxService(router: ConnectRouter, sandboxes: Sandbox
       }
       const init = first.value.payload.value;
       requireId(init.id);
-      const session = await sandboxes.exec(init.id, processSpecFromProto(init), ctx.signal);
-      const pump = pumpInput(iterator, session, ctx);
+      // A bad input message ends this call (and kills its process), nothing else.
+      const inputFailed = new AbortController();
+      const signal = AbortSignal.any([ctx.signal, inputFailed.signal]);
+      const session = await sandboxes.exec(init.id, processSpecFromProto(init), signal);
+      let inputError: unknown;
+      pumpInput(iterator, session, signal).catch((err: unknown) => {
+        inputError = err;
+        inputFailed.abort(err);
+      });
       try {
-        yield* streamOutput(session, pb.ExecOutputSchema.typeName);
-      } finally {
-        await pump.catch(() => {});
+        yield* streamOutput(session);
+      } catch (err) {
+        throw inputError ?? err;
       }
+      if (inputError !== undefined) throw inputError;
+      // The process exited: the call ends now, whether or not the client closed its input.
     },
 
     async stop(req) {
@@ -97,7 +107,7 @@ function requireId(id: string): void {
   if (id === "") throw new InvalidArgumentError("id", "must not be empty");
 }
 
-async function* streamOutput(session: ProcessSession, _typeName: string) {
+async function* streamOutput(session: ProcessSession) {
   for await (const out of session.output) {
     if (out.kind === "exit" && out.timedOut) {
       throw new DeadlineExceededError("the command ran past timeout_seconds and was killed");
@@ -109,18 +119,37 @@ async function* streamOutput(session: ProcessSession, _typeName: string) {
 async function pumpInput(
   iterator: AsyncIterator<pb.ExecInput>,
   session: ProcessSession,
-  ctx: HandlerContext,
+  signal: AbortSignal,
 ): Promise<void> {
+  let stdinClosed = false;
   for (;;) {
     const next = await iterator.next();
-    if (next.done || ctx.signal.aborted) break;
+    if (next.done || signal.aborted) break;
     const p = next.value.payload;
     switch (p.case) {
       case "stdin":
-        if (p.value.length === 0) await session.closeStdin();
-        else await session.writeStdin(p.value);
+        if (stdinClosed) {
+          throw new FailedPreconditionError("stdin: already closed by an empty stdin chunk");
+        }
+        if (p.value.length === 0) {
+          stdinClosed = true;
+          await session.closeStdin();
+        } else {
+          await session.writeStdin(p.value);
+        }
         break;
       case "resize":
+        if (
+          p.value.width < 1 ||
+          p.value.height < 1 ||
+          p.value.width > 65535 ||
+          p.value.height > 65535
+        ) {
+          throw new InvalidArgumentError(
+            "resize",
+            `width and height must be 1..65535, got ${p.value.width}x${p.value.height}`,
+          );
+        }
         await session.resize(p.value.width, p.value.height);
         break;
       case "init":
@@ -132,5 +161,5 @@ async function pumpInput(
         break;
     }
   }
-  await session.closeStdin();
+  if (!stdinClosed && !signal.aborted) await session.closeStdin();
 }
