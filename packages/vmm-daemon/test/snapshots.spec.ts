@@ -177,11 +177,13 @@ describe("snapshots over gRPC with fc-sim", () => {
     const cp = await d.snapshots.checkpoint({ sandboxId: "bad-src" });
     await d.sandboxes.remove({ id: "bad-src" });
     truncateSync(join(cp.snapshotDir, "mem"), 4096);
-    const before = readdirSync(join(d.dataDir, "sandboxes"));
+    const sandboxDirs = () =>
+      readdirSync(join(d.dataDir, "sandboxes")).filter((n) => !n.startsWith("."));
+    const before = sandboxDirs();
     await expect(
       code(d.snapshots.restore({ snapshotId: cp.snapshotId, id: "bad-clone" })),
     ).resolves.toMatch(/^FailedPrecondition: .*mem/);
-    expect(readdirSync(join(d.dataDir, "sandboxes"))).toEqual(before);
+    expect(sandboxDirs()).toEqual(before);
     await expect(code(d.sandboxes.inspect({ id: "bad-clone" }))).resolves.toMatch(/^NotFound/);
     const listed = (await d.snapshots.listSnapshots({})).snapshots.find(
       (s) => s.id === cp.snapshotId,

@@ -38,6 +38,25 @@ export async function removeDirAtomic(dir: string): Promise<boolean> {
 }
 
 /**
+ * The fast half of {@link removeDirAtomic}: renames `dir` to its deleting
+ * name (gone for every scanner from now on) and returns that path, without
+ * fsync, so the caller can free the content in the background. A crash
+ * before the rename is durable brings the directory back; callers use it only
+ * where that is harmless (a sandbox dir whose record says the VM is gone).
+ * Returns undefined when `dir` does not exist.
+ */
+export async function moveAside(dir: string): Promise<string | undefined> {
+  const hidden = join(dirname(dir), `.${basename(dir)}.deleting-${randomBytes(6).toString("hex")}`);
+  try {
+    await rename(dir, hidden);
+    return hidden;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+    throw err;
+  }
+}
+
+/**
  * Removes every `.<name>.deleting-<rand>` entry left in `parent` by an
  * interrupted {@link removeDirAtomic}; returns the names removed. A missing
  * `parent` yields an empty list.

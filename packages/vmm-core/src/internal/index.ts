@@ -1,6 +1,7 @@
 // Private helpers shared inside vmm-core. Not re-exported by vmm-core's index.
 export {
   isDeletingName,
+  moveAside,
   removeDeletingLeftovers,
   removeDirAtomic,
   removeMatching,

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { rm } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import type { FirecrackerProcess } from "@vmm/firecracker";
 import { AgentClient, type AgentProcess } from "../agent/index.js";
@@ -13,7 +14,7 @@ import {
   UnavailableError,
   UnimplementedError,
 } from "../errors.js";
-import { generateId, type Logger, validateId } from "../internal/index.js";
+import { generateId, type Logger, moveAside, validateId } from "../internal/index.js";
 import type { NetworkManager, NetworkSlot, TapSlot } from "../network/index.js";
 import type { SnapshotCatalog, SnapshotEntry, UsableSnapshot } from "../snapshot/index.js";
 import {
@@ -571,15 +572,19 @@ export class SandboxManager {
         hint: "wait for it to finish, or remove with force",
       });
     }
-    s.removing = (async () => {
+    // Assigned before the work starts, so every step below already sees `removing`.
+    s.removing = Promise.resolve().then(async () => {
       if (s.ttlTimer) clearTimeout(s.ttlTimer);
       await this.stopSandbox(s, options.force ? 0 : 10_000);
       await this.releaseVm(s);
       await s.persisting;
-      await s.dir.remove();
+      // Gone for every scanner once renamed; the content is freed in the background
+      // (a crash meanwhile leaves a `.deleting` dir that the next start removes).
+      const aside = await moveAside(s.dir.path);
+      if (aside) this.track(rm(aside, { recursive: true, force: true }));
       this.sandboxes.delete(s.id);
       this.publish(s, "removed", attrs);
-    })();
+    });
     return s.removing;
   }
 
@@ -1226,8 +1231,12 @@ export class SandboxManager {
   ): Promise<void> {
     assertTransition(s.id, s.state, to);
     if (s.state === "starting") s.markSettled();
+    // ready ⇄ running churns with every command and means nothing to a restarted
+    // daemon (both are "VM alive"): only lifecycle changes are written.
+    const churn =
+      (s.state === "ready" && to === "running") || (s.state === "running" && to === "ready");
     s.state = to;
-    this.track(this.persist(s));
+    if (!churn) this.track(this.persist(s));
     this.publish(s, action, { ...attrs, ...extraAttrs });
   }
 
@@ -1243,6 +1252,7 @@ export class SandboxManager {
    * when the latest state is on disk.
    */
   private persist(s: Sandbox): Promise<void> {
+    if (s.removing) return Promise.resolve(); // the record goes with the directory
     if (s.persisting) {
       s.persistDirty = true;
       return s.persisting;
