@@ -1,13 +1,12 @@
 // Test harness: the built `vmm` binary as a subprocess, and the daemon it
 // talks to: the in-test fake (default) or, with VMM_E2E_DAEMON=1, the real
-// daemon (packages/vmm-daemon/dist/vmm-daemon.mjs) started with the arguments
-// in VMM_E2E_DAEMON_ARGS (space-separated, "{socket}" replaced by the socket
-// path), or an already running one at VMM_E2E_SOCKET.
-import { type ChildProcess, type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+// daemon (packages/vmm-daemon/dist/vmm-daemon.mjs) driving fc-sim, or an
+// already running one at VMM_E2E_SOCKET.
+import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { startSimDaemon } from "../../vmm-daemon/test/sim-daemon.js";
 import { type FakeDaemon, startFakeDaemon } from "./fake-daemon.js";
 
 /** Repository root. */
@@ -36,38 +35,9 @@ export async function startTestDaemon(opts: { bootDelayMs?: number } = {}): Prom
   }
   const bin = join(root, "packages/vmm-daemon/dist/vmm-daemon.mjs");
   if (!existsSync(bin)) throw new Error(`VMM_E2E_DAEMON=1 but ${bin} is not built`);
-  const dir = mkdtempSync(join(tmpdir(), "vmm-cli-e2e-"));
-  const socket = join(dir, "vmm.sock");
-  const args = (process.env.VMM_E2E_DAEMON_ARGS ?? "--socket {socket}")
-    .split(" ")
-    .filter((a) => a !== "")
-    .map((a) => a.replaceAll("{socket}", socket).replaceAll("{dir}", dir));
-  const child: ChildProcess = spawn(process.execPath, [bin, ...args], {
-    stdio: ["ignore", "inherit", "inherit"],
-  });
-  const deadline = Date.now() + 30_000;
-  while (!existsSync(socket)) {
-    if (child.exitCode !== null)
-      throw new Error(`the daemon exited with ${child.exitCode} before listening`);
-    if (Date.now() > deadline) {
-      child.kill("SIGKILL");
-      throw new Error(`the daemon did not create ${socket} within 30s`);
-    }
-    await sleep(50);
-  }
-  return {
-    socket,
-    fake: undefined,
-    async close() {
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once("exit", r));
-        child.kill("SIGTERM");
-        await Promise.race([exited, sleep(10_000)]);
-        if (child.exitCode === null) child.kill("SIGKILL");
-      }
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  // The real daemon driving fc-sim, as the daemon's own integration tests start it.
+  const d = await startSimDaemon();
+  return { socket: d.socket, fake: undefined, close: async () => await d[Symbol.asyncDispose]() };
 }
 
 /** The outcome of one `vmm` run. */
