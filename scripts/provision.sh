@@ -16,7 +16,7 @@ log() { printf '[provision] %s\n' "$*" >&2; }
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
 ensure_debian_packages() {
-  local wanted=(iproute2 nftables e2fsprogs xfsprogs lz4 busybox-static clang libclang-rt-14-dev make gcc libc6-dev util-linux procps)
+  local wanted=(iproute2 nftables e2fsprogs xfsprogs lz4 busybox-static clang libclang-rt-14-dev make gcc libc6-dev util-linux procps openssl)
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,11 +1,12 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AgentClient } from "@vmm/core";
 import { connectDaemon, type DaemonClients, type DaemonProcess, startDaemon } from "./daemon.js";
-import { backendInfo, hostInfo } from "./host.js";
+import { backendInfo, hostInfo, loadAverages } from "./host.js";
 import { daemonIteration, runTrueGrpc, waitReadyEvent } from "./lifecycle.js";
-import { AGENT_PORT, rawIteration, runTrueDirect } from "./raw.js";
+import { AGENT_PORT, rawIteration, rawRestoreIteration, runTrueDirect } from "./raw.js";
 import type { BackendInfo, BenchReport, PhaseRatio } from "./report.js";
 import { SCHEMA } from "./report.js";
 import { type PhaseStats, ratio, roundMs, Samples } from "./stats.js";
@@ -47,7 +48,10 @@ interface DaemonHandle extends AsyncDisposable {
   readonly process: DaemonProcess | undefined;
 }
 
-async function openDaemon(o: BenchOptions, readiness = o.readiness): Promise<DaemonHandle> {
+async function openDaemon(
+  o: BenchOptions,
+  extra: { golden?: boolean } = {},
+): Promise<DaemonHandle> {
   if (o.socket !== undefined) {
     const clients = connectDaemon(o.socket);
     return {
@@ -60,7 +64,8 @@ async function openDaemon(o: BenchOptions, readiness = o.readiness): Promise<Dae
   if (o.firecracker === null) throw new Error("no firecracker binary to start a daemon with");
   const proc = await startDaemon({
     firecracker: o.firecracker,
-    readiness,
+    readiness: o.readiness,
+    ...(extra.golden !== undefined && { golden: extra.golden }),
     kernel: o.kernel,
     rootfs: o.rootfs,
     vcpus: o.vcpus,
@@ -114,9 +119,19 @@ function backendNotes(b: BackendInfo, readiness: "agent" | "vmm"): string[] {
   return notes;
 }
 
+/** When a run started: the date and the host's load averages then. */
+interface RunStart {
+  readonly at: Date;
+  readonly load: readonly number[];
+}
+
+function runStart(): RunStart {
+  return { at: new Date(), load: loadAverages() };
+}
+
 function report(
   command: string,
-  date: Date,
+  date: RunStart,
   backend: BackendInfo,
   params: Record<string, unknown>,
   phases: Record<string, PhaseStats>,
@@ -126,8 +141,8 @@ function report(
   return {
     schema: SCHEMA,
     command,
-    date: date.toISOString(),
-    host: hostInfo(),
+    date: date.at.toISOString(),
+    host: hostInfo(date.load),
     backend,
     params,
     phases,
@@ -156,7 +171,7 @@ function ratios(
 // ── lifecycle ──────────────────────────────────────────────────────────────
 
 export async function lifecycleCommand(o: BenchOptions): Promise<BenchReport> {
-  const date = new Date();
+  const date = runStart();
   const backend = backendInfo(o.firecracker);
   const samples = new Samples();
   const runFirst = o.readiness === "agent";
@@ -210,7 +225,7 @@ const RAW_NOTES = [
 ];
 
 export async function rawCommand(o: BenchOptions): Promise<BenchReport> {
-  const date = new Date();
+  const date = runStart();
   const backend = backendInfo(o.firecracker);
   const samples = new Samples();
   const baseDir = mkdtempSync("/tmp/vr-");
@@ -233,7 +248,7 @@ export async function rawCommand(o: BenchOptions): Promise<BenchReport> {
 // ── compare ────────────────────────────────────────────────────────────────
 
 export async function compareCommand(o: BenchOptions): Promise<BenchReport> {
-  const date = new Date();
+  const date = runStart();
   const backend = backendInfo(o.firecracker);
   const daemonSamples = new Samples();
   const rawSamples = new Samples();
@@ -284,7 +299,7 @@ export async function compareCommand(o: BenchOptions): Promise<BenchReport> {
 // ── run-latency ────────────────────────────────────────────────────────────
 
 export async function runLatencyCommand(o: BenchOptions): Promise<BenchReport> {
-  const date = new Date();
+  const date = runStart();
   const backend = backendInfo(o.firecracker);
   if (o.readiness !== "agent")
     throw new Error("run-latency needs --readiness agent (a guest agent to run in)");
@@ -373,7 +388,7 @@ export async function runLatencyCommand(o: BenchOptions): Promise<BenchReport> {
 // ── startup ────────────────────────────────────────────────────────────────
 
 export async function startupCommand(o: BenchOptions): Promise<BenchReport> {
-  const date = new Date();
+  const date = runStart();
   if (o.socket !== undefined)
     throw new Error("startup starts its own daemons; --socket makes no sense here");
   if (o.firecracker === null) throw new Error("startup needs a firecracker binary");
@@ -441,7 +456,7 @@ export async function restoreCommand(
   o: BenchOptions,
   checkpointIterations: number,
 ): Promise<BenchReport> {
-  const date = new Date();
+  const date = runStart();
   const backend = backendInfo(o.firecracker);
   if (o.readiness !== "agent")
     throw new Error("restore needs --readiness agent (Run after restore)");
@@ -508,5 +523,224 @@ export async function restoreCommand(
       "restore_to_ready_ms: Restore call (ready when it returns); restore_to_first_run_ms: Restore start → Run true done",
       "checkpoint_<N>mib_ms: Checkpoint of a ready guest of N MiB (pause, full snapshot + disk copy, resume); each snapshot deleted untimed",
     ],
+  );
+}
+
+// ── compare-restore ────────────────────────────────────────────────────────
+
+export async function compareRestoreCommand(o: BenchOptions): Promise<BenchReport> {
+  const date = runStart();
+  const backend = backendInfo(o.firecracker);
+  const runFirst = o.readiness === "agent";
+  const daemonSamples = new Samples();
+  const rawSamples = new Samples();
+  const baseDir = mkdtempSync("/tmp/vr-");
+  let snapshotDir = "";
+  try {
+    await using d = await openDaemon(o);
+    const ro = rawOptions(o, baseDir);
+    const cleanup: Array<() => Promise<unknown>> = [];
+    try {
+      // Checkpoint once through the daemon, untimed; the origin is removed at
+      // once (a real VM whose guest cannot boot spins a core).
+      const origin = nextId("o");
+      await createReady(d, origin, o.memoryMib, o.signal);
+      let snap: { snapshotId: string; snapshotDir: string };
+      try {
+        snap = await d.clients.snapshot
+          .checkpoint({ sandboxId: origin, name: "bench" }, { signal: o.signal })
+          .catch((err: unknown) => unimplemented("Checkpoint", err));
+      } finally {
+        await d.clients.sandbox
+          .remove({ id: origin, force: true }, { timeoutMs: 30_000 })
+          .catch(() => {});
+      }
+      cleanup.push(() => d.clients.snapshot.deleteSnapshot({ snapshotId: snap.snapshotId }));
+      snapshotDir = snap.snapshotDir;
+      const viaDaemon = async (s: Samples) => {
+        const id = nextId("x");
+        const t0 = performance.now();
+        await d.clients.snapshot
+          .restore({ id, snapshotId: snap.snapshotId }, { signal: o.signal })
+          .catch((err: unknown) => unimplemented("Restore", err));
+        const tReady = performance.now();
+        let removed = false;
+        try {
+          s.add("restore_to_ready_ms", tReady - t0);
+          if (runFirst) {
+            const { code } = await runTrueGrpc(d.clients, id, o.signal);
+            const r1 = performance.now();
+            if (code !== 0) throw new Error(`Run true after restore exited with ${code}`);
+            s.add("first_run_ms", r1 - tReady);
+            s.add("restore_to_first_run_ms", r1 - t0);
+          }
+          const k0 = performance.now();
+          await d.clients.sandbox.remove({ id, force: true }, { signal: o.signal });
+          removed = true;
+          s.add("remove_ms", performance.now() - k0);
+        } finally {
+          if (!removed) {
+            await d.clients.sandbox
+              .remove({ id, force: true }, { timeoutMs: 30_000 })
+              .catch(() => {});
+          }
+        }
+      };
+      const viaRaw = (s: Samples) =>
+        rawRestoreIteration(ro, snap.snapshotDir, nextId("r"), s, o.signal);
+      for (let i = 0; i < o.warmup; i++) {
+        await viaDaemon(new Samples());
+        await viaRaw(new Samples());
+      }
+      for (let i = 0; i < o.iterations; i++) {
+        o.signal.throwIfAborted();
+        if (i % 2 === 0) {
+          await viaDaemon(daemonSamples);
+          await viaRaw(rawSamples);
+        } else {
+          await viaRaw(rawSamples);
+          await viaDaemon(daemonSamples);
+        }
+      }
+    } finally {
+      for (const f of cleanup.reverse()) await f().catch(() => {});
+    }
+  } finally {
+    rmSync(baseDir, { recursive: true, force: true });
+  }
+  const dp = daemonSamples.summarize();
+  const rp = rawSamples.summarize();
+  return report(
+    "compare-restore",
+    date,
+    backend,
+    { ...commonParams(o), order: "ABAB (alternating first side)", snapshotDir },
+    { ...prefixed("daemon", dp), ...prefixed("raw", rp) },
+    [
+      ...backendNotes(backend, o.readiness),
+      "one snapshot, taken once through the daemon's Checkpoint (untimed) of a ready guest; both sides restore it",
+      "daemon: Restore {id, snapshot_id} (returns when ready); raw: mkdir, hard-link vmstate and mem, clone rootfs.ext4 (createDiskCloner auto), spawn with cwd = dir, PUT /snapshot/load {snapshot_path: vmstate, mem_backend File mem, resume_vm: true}" +
+        (runFirst ? ", then AgentClient.waitReady on vsock.sock" : "; ready = the load returned"),
+      ...(runFirst
+        ? [
+            "first_run_ms: ready → Run true done (gRPC Run vs AgentClient.run); restore_to_first_run_ms: restore start → that",
+          ]
+        : []),
+      "remove_ms: daemon Remove force=true vs raw SIGKILL + wait + rm -rf",
+      "ratios are daemon/raw per phase (p50 and mean); target restore_to_ready_ms <= 1.10",
+    ],
+    { ratios: ratios(dp, rp) },
+  );
+}
+
+// ── golden ─────────────────────────────────────────────────────────────────
+
+/** Waits until the daemon logs that the golden snapshot of its defaults is ready. */
+async function waitGoldenReady(d: DaemonHandle, signal: AbortSignal, timeoutMs = 180_000) {
+  const p = d.process;
+  if (!p) throw new Error("golden needs a daemon started by the bench");
+  const t0 = performance.now();
+  for (;;) {
+    signal.throwIfAborted();
+    const log = p.stderr();
+    if (log.includes("golden snapshot ready")) return performance.now() - t0;
+    if (/golden snapshot (build failed|of the defaults not started)/.test(log))
+      throw new Error(`the daemon could not build its golden snapshot:\n${log}`);
+    if (performance.now() - t0 > timeoutMs)
+      throw new Error(`no "golden snapshot ready" after ${timeoutMs} ms:\n${log}`);
+    await sleep(20);
+  }
+}
+
+export async function goldenCommand(o: BenchOptions): Promise<BenchReport> {
+  const date = runStart();
+  if (o.socket !== undefined)
+    throw new Error(
+      "golden starts its own two daemons (golden off and on); --socket makes no sense here",
+    );
+  const backend = backendInfo(o.firecracker);
+  const runFirst = o.readiness === "agent";
+  const bootSamples = new Samples();
+  const goldenSamples = new Samples();
+  const checked = { boot: 0, golden: 0 };
+  let goldenBuildMs = 0;
+  {
+    await using off = await openDaemon(o, { golden: false });
+    await using on = await openDaemon(o, { golden: true });
+    goldenBuildMs = await waitGoldenReady(on, o.signal);
+    const expectFrom =
+      (h: DaemonHandle, want: "boot" | "golden", count: boolean) => async (id: string) => {
+        const info = await h.clients.sandbox.inspect({ id }, { signal: o.signal });
+        if (info.createdFrom !== want)
+          throw new Error(
+            `sandbox ${id} was created from "${info.createdFrom}", expected "${want}"`,
+          );
+        if (count) checked[want]++;
+      };
+    const viaBoot = (s: Samples, count: boolean) =>
+      daemonIteration(
+        off.clients,
+        nextId("b"),
+        runFirst,
+        s,
+        o.signal,
+        expectFrom(off, "boot", count),
+      );
+    const viaGolden = (s: Samples, count: boolean) =>
+      daemonIteration(
+        on.clients,
+        nextId("g"),
+        runFirst,
+        s,
+        o.signal,
+        expectFrom(on, "golden", count),
+      );
+    for (let i = 0; i < o.warmup; i++) {
+      await viaBoot(new Samples(), false);
+      await viaGolden(new Samples(), false);
+    }
+    for (let i = 0; i < o.iterations; i++) {
+      o.signal.throwIfAborted();
+      if (i % 2 === 0) {
+        await viaBoot(bootSamples, true);
+        await viaGolden(goldenSamples, true);
+      } else {
+        await viaGolden(goldenSamples, true);
+        await viaBoot(bootSamples, true);
+      }
+    }
+  }
+  const bp = bootSamples.summarize();
+  const gp = goldenSamples.summarize();
+  const speedup: Record<string, Record<string, number | null>> = {};
+  for (const [k, g] of Object.entries(gp)) {
+    const b = bp[k];
+    if (!b) continue;
+    speedup[k] = {
+      p50: ratio(b.p50, g.p50) ?? null,
+      p95: ratio(b.p95, g.p95) ?? null,
+      p99: ratio(b.p99, g.p99) ?? null,
+      mean: ratio(b.mean, g.mean) ?? null,
+    };
+  }
+  return report(
+    "golden",
+    date,
+    backend,
+    {
+      ...commonParams(o),
+      order: "ABAB (alternating first side)",
+      goldenBuildWaitMs: roundMs(goldenBuildMs),
+      createdFromChecked: checked,
+    },
+    { ...prefixed("boot", bp), ...prefixed("golden", gp) },
+    [
+      ...backendNotes(backend, o.readiness),
+      'two daemons with the same config but [golden] enabled = false (boot.*) and true (golden.*); the golden one is used only after it logged "golden snapshot ready" for the default spec (goldenBuildWaitMs after it served)',
+      "each iteration: Events{id} subscribed, Create{id, network none} (the default spec) → ready event, then Inspect (untimed, excluded from total_ms) asserts created_from = boot resp. golden for every timed create (createdFromChecked counts them)",
+      "ratios are golden/boot (p50, mean); speedup is boot/golden per statistic",
+      "remove_ms: Remove force=true",
+    ],
+    { ratios: ratios(gp, bp), speedup },
   );
 }

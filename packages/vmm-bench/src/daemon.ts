@@ -20,6 +20,8 @@ export interface DaemonOptions {
   readonly memoryMib: number;
   /** Daemon log level. Default "info" (the daemon's default). */
   readonly logLevel?: string;
+  /** `[golden] enabled`: Create restores a pre-booted golden snapshot. Default false. */
+  readonly golden?: boolean;
   /** Limit for the daemon to answer Health/Check, ms. Default 15000. */
   readonly startTimeoutMs?: number;
 }
@@ -96,6 +98,8 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess
       `rootfs = ${tomlString(options.rootfs)}`,
       "[agent]",
       `readiness = ${tomlString(options.readiness)}`,
+      "[golden]",
+      `enabled = ${options.golden === true}`,
       "",
     ].join("\n"),
   );

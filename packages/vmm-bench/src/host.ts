@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { accessSync, constants } from "node:fs";
-import { availableParallelism, release, totalmem } from "node:os";
+import { availableParallelism, loadavg, release, totalmem } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import type { BackendInfo, HostInfo } from "./report.js";
 
@@ -11,11 +11,18 @@ export const FC_SIM_BIN = join(REPO_ROOT, "packages/fc-sim/dist/fc-sim.mjs");
 /** Where scripts/dev-images.sh puts vmlinux and rootfs.ext4. */
 export const DEV_IMAGES_DIR = join(REPO_ROOT, ".dev/data/images");
 
-export function hostInfo(): HostInfo {
+/** The 1/5/15-minute load averages now, 2 decimals. */
+export function loadAverages(): number[] {
+  return loadavg().map((x) => Math.round(x * 100) / 100);
+}
+
+/** The host; `loadStart` (load averages when the run began) adds `loadavg: {start, end}`. */
+export function hostInfo(loadStart?: readonly number[]): HostInfo {
   return {
     cpus: availableParallelism(),
     memGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
     kernel: release(),
+    ...(loadStart && { loadavg: { start: [...loadStart], end: loadAverages() } }),
   };
 }
 

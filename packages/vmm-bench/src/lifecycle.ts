@@ -49,7 +49,9 @@ export async function runTrueGrpc(
  * One daemon iteration; adds `create_to_ready_ms`, `first_run_first_msg_ms`,
  * `first_run_ms` (unless `runFirst` is false), `remove_ms`, `total_ms`.
  * Remove uses force (SIGKILL, like the raw side's kill). On error the
- * sandbox is removed (untimed) before the error propagates.
+ * sandbox is removed (untimed) before the error propagates. `afterReady`
+ * (e.g. an Inspect check) runs right after ready, untimed: its time is left
+ * out of `total_ms`.
  */
 export async function daemonIteration(
   clients: DaemonClients,
@@ -57,6 +59,7 @@ export async function daemonIteration(
   runFirst: boolean,
   samples: Samples,
   signal: AbortSignal,
+  afterReady?: (id: string) => Promise<void>,
 ): Promise<void> {
   const sub = new AbortController();
   const onAbort = () => sub.abort(signal.reason);
@@ -71,6 +74,12 @@ export async function daemonIteration(
     const tReady = await ready;
     sub.abort();
     samples.add("create_to_ready_ms", tReady - t0);
+    let untimedMs = 0;
+    if (afterReady) {
+      const h0 = performance.now();
+      await afterReady(id);
+      untimedMs = performance.now() - h0;
+    }
     if (runFirst) {
       const r0 = performance.now();
       const { firstMs, code } = await runTrueGrpc(clients, id, signal);
@@ -84,7 +93,7 @@ export async function daemonIteration(
     removed = true;
     const k1 = performance.now();
     samples.add("remove_ms", k1 - k0);
-    samples.add("total_ms", k1 - t0);
+    samples.add("total_ms", k1 - t0 - untimedMs);
   } finally {
     signal.removeEventListener("abort", onAbort);
     sub.abort();

@@ -4,6 +4,8 @@ import { parseArgs } from "node:util";
 import {
   type BenchOptions,
   compareCommand,
+  compareRestoreCommand,
+  goldenCommand,
   lifecycleCommand,
   rawCommand,
   restoreCommand,
@@ -25,6 +27,8 @@ Commands:
   run-latency  Run true via gRPC vs a direct agent call on the same sandbox
   startup      daemon spawn → first grpc.health.v1 Health/Check
   restore      Restore → ready / → first Run, and Checkpoint of 128 and 1024 MiB guests
+  compare-restore  daemon Restore vs raw /snapshot/load of the same snapshot, ABAB; ratios
+  golden       Create → ready with golden snapshots off vs on (two daemons); speed-up
 
 Options:
   --iterations N        measured iterations (default 20)
@@ -49,6 +53,8 @@ const COMMANDS = {
   compare: compareCommand,
   "run-latency": runLatencyCommand,
   startup: startupCommand,
+  "compare-restore": compareRestoreCommand,
+  golden: goldenCommand,
 } as const;
 
 class UsageError extends Error {}
@@ -163,12 +169,18 @@ async function main(argv: string[]): Promise<number> {
       `\nvmm-bench ${result.command}: ${b.firecracker ?? "external daemon"} (${b.version}${b.simulated ? ", SIMULATED" : ""}), ms\n${formatTable(result.phases)}\n`,
     );
     if (result.ratios) process.stderr.write(`\nratios:\n${formatRatios(result.ratios)}\n`);
-    const diffs = (result as unknown as { differences?: Record<string, Record<string, number>> })
-      .differences;
-    if (diffs) {
-      for (const [k, v] of Object.entries(diffs)) {
+    const extra = result as unknown as {
+      differences?: Record<string, Record<string, number>>;
+      speedup?: Record<string, Record<string, number | null>>;
+    };
+    for (const [label, table] of [
+      ["difference", extra.differences],
+      ["speedup", extra.speedup],
+    ] as const) {
+      if (!table) continue;
+      for (const [k, v] of Object.entries(table)) {
         process.stderr.write(
-          `difference ${k} (ms): ${Object.entries(v)
+          `${label} ${k}${label === "difference" ? " (ms)" : " (boot/golden)"}: ${Object.entries(v)
             .map(([s, x]) => `${s} ${x}`)
             .join("  ")}\n`,
         );

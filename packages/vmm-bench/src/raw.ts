@@ -8,7 +8,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, rm } from "node:fs/promises";
+import { link, mkdir, rm } from "node:fs/promises";
 import { Agent, request } from "node:http";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -76,6 +76,66 @@ function getStatus(agent: Agent, socketPath: string): Promise<number> {
   });
 }
 
+/** A Firecracker/fc-sim process started by the raw side, its API socket answering. */
+export interface RawVmm {
+  readonly child: ChildProcess;
+  readonly exited: Promise<unknown>;
+  readonly apiSock: string;
+}
+
+/**
+ * Spawns `firecracker` with cwd = `dir` and the daemon's flags (--level
+ * Warning, default seccomp, --http-api-max-payload-size 51200), then polls
+ * `GET /` on `dir/api.sock` until it answers 200 (limit 3000 ms, the daemon's
+ * firecracker.start_timeout_ms). On failure the process is killed.
+ */
+export async function spawnVmm(
+  firecracker: string,
+  dir: string,
+  id: string,
+  http: Agent,
+  signal: AbortSignal,
+): Promise<RawVmm> {
+  const apiSock = join(dir, "api.sock");
+  const c = spawn(
+    firecracker,
+    [
+      "--api-sock",
+      apiSock,
+      "--id",
+      id,
+      "--level",
+      "Warning",
+      "--http-api-max-payload-size",
+      "51200",
+    ],
+    { cwd: dir, stdio: "ignore", env: childEnv() },
+  );
+  const exited = new Promise((r) => c.once("exit", r));
+  let spawnError: Error | undefined;
+  c.once("error", (err) => {
+    spawnError = err;
+  });
+  try {
+    const startBy = performance.now() + 3000;
+    for (;;) {
+      signal.throwIfAborted();
+      if (spawnError) throw spawnError;
+      if (c.exitCode !== null) throw new Error(`${firecracker} exited with ${c.exitCode}`);
+      if (performance.now() > startBy) throw new Error("API socket did not appear within 3000 ms");
+      if (existsSync(apiSock) && (await getStatus(http, apiSock)) === 200) break;
+      await sleep(1);
+    }
+  } catch (err) {
+    if (c.exitCode === null && c.signalCode === null) {
+      c.kill("SIGKILL");
+      await exited;
+    }
+    throw err;
+  }
+  return { child: c, exited, apiSock };
+}
+
 /**
  * One raw iteration; adds `create_to_ready_ms`, `first_run_first_msg_ms`,
  * `first_run_ms` (agent readiness only), `remove_ms` and `total_ms` to `samples`.
@@ -95,36 +155,10 @@ export async function rawIteration(
     const t0 = performance.now();
     await mkdir(dir);
     await cloner.clone(options.rootfs, join(dir, "rootfs.ext4"), signal);
-    // The daemon's flags: --level Warning, default seccomp, --http-api-max-payload-size 51200.
-    child = spawn(
-      options.firecracker,
-      [
-        "--api-sock",
-        apiSock,
-        "--id",
-        id,
-        "--level",
-        "Warning",
-        "--http-api-max-payload-size",
-        "51200",
-      ],
-      { cwd: dir, stdio: "ignore", env: childEnv() },
-    );
+    const vmm = await spawnVmm(options.firecracker, dir, id, http, signal);
+    child = vmm.child;
+    exited = vmm.exited;
     const c = child;
-    exited = new Promise((r) => c.once("exit", r));
-    let spawnError: Error | undefined;
-    c.once("error", (err) => {
-      spawnError = err;
-    });
-    const startBy = performance.now() + 3000; // firecracker.start_timeout_ms
-    for (;;) {
-      signal.throwIfAborted();
-      if (spawnError) throw spawnError;
-      if (c.exitCode !== null) throw new Error(`${options.firecracker} exited with ${c.exitCode}`);
-      if (performance.now() > startBy) throw new Error("API socket did not appear within 3000 ms");
-      if (existsSync(apiSock) && (await getStatus(http, apiSock)) === 200) break;
-      await sleep(1);
-    }
     await put(http, apiSock, "/machine-config", {
       vcpu_count: options.vcpus,
       mem_size_mib: options.memoryMib,
@@ -169,6 +203,71 @@ export async function rawIteration(
     if (child && child.exitCode === null && child.signalCode === null) {
       child.kill("SIGKILL");
       await exited;
+    }
+    http.destroy();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * One raw restore: new dir, hard-link the snapshot's `vmstate` and `mem` in
+ * and clone its `rootfs.ext4` (in parallel, as the daemon does), spawn with
+ * cwd = dir, `PUT /snapshot/load` (relative paths, resume_vm), then with agent
+ * readiness `AgentClient.waitReady` on `vsock.sock` and `Run true`. Adds
+ * `restore_to_ready_ms`, `first_run_ms` and `restore_to_first_run_ms` (agent
+ * only), `remove_ms` (SIGKILL + wait + rm -rf) to `samples`.
+ */
+export async function rawRestoreIteration(
+  options: RawOptions,
+  snapshotDir: string,
+  id: string,
+  samples: Samples,
+  signal: AbortSignal,
+): Promise<void> {
+  const dir = join(options.baseDir, id);
+  const http = new Agent({ keepAlive: true, maxSockets: 1 });
+  let vmm: RawVmm | undefined;
+  try {
+    const t0 = performance.now();
+    await mkdir(dir);
+    await Promise.all([
+      cloner.clone(join(snapshotDir, "rootfs.ext4"), join(dir, "rootfs.ext4"), signal),
+      link(join(snapshotDir, "vmstate"), join(dir, "vmstate")),
+      link(join(snapshotDir, "mem"), join(dir, "mem")),
+    ]);
+    vmm = await spawnVmm(options.firecracker, dir, id, http, signal);
+    await put(http, vmm.apiSock, "/snapshot/load", {
+      snapshot_path: "vmstate",
+      mem_backend: { backend_type: "File", backend_path: "mem" },
+      resume_vm: true,
+    });
+    let agent: AgentClient | undefined;
+    if (options.readiness === "agent") {
+      // vsock connections do not survive a restore: the client dials anew per call.
+      agent = new AgentClient({
+        endpoint: { kind: "vsock", udsPath: join(dir, "vsock.sock"), port: AGENT_PORT },
+      });
+      await agent.waitReady({ timeoutMs: options.bootTimeoutMs ?? 30_000, signal });
+    }
+    const tReady = performance.now();
+    samples.add("restore_to_ready_ms", tReady - t0);
+    if (agent) {
+      const { code } = await runTrueDirect(agent, signal);
+      const r1 = performance.now();
+      if (code !== 0) throw new Error(`raw restore: true exited with ${code}`);
+      samples.add("first_run_ms", r1 - tReady);
+      samples.add("restore_to_first_run_ms", r1 - t0);
+    }
+    const k0 = performance.now();
+    vmm.child.kill("SIGKILL");
+    await vmm.exited;
+    await rm(dir, { recursive: true, force: true });
+    samples.add("remove_ms", performance.now() - k0);
+  } finally {
+    const c = vmm?.child;
+    if (c && c.exitCode === null && c.signalCode === null) {
+      c.kill("SIGKILL");
+      await vmm?.exited;
     }
     http.destroy();
     await rm(dir, { recursive: true, force: true });

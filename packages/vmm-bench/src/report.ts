@@ -8,6 +8,8 @@ export interface HostInfo {
   readonly cpus: number;
   readonly memGiB: number;
   readonly kernel: string;
+  /** 1/5/15-minute load averages at the start and the end of the run (other work on the host). */
+  readonly loadavg?: { readonly start: readonly number[]; readonly end: readonly number[] };
 }
 
 /** The Firecracker binary (or fc-sim) the numbers were measured with. */

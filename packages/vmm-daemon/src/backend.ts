@@ -1,7 +1,8 @@
-import { execFileSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import {
   createDiskCloner,
   createDryRunCommandRunner,
@@ -26,6 +27,7 @@ export interface Backend {
   close(): Promise<void>;
 }
 
+const execFileAsync = promisify(execFile);
 const FC_SIM = fileURLToPath(new URL("../../fc-sim/dist/fc-sim.mjs", import.meta.url));
 
 /** Which Firecracker the daemon runs, and whether it is the simulator. */
@@ -146,11 +148,25 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
       })
     : createDirectLauncher();
   const f = config.firecracker;
-  const catalog = await SnapshotCatalog.open({
-    dataDir: f.data_dir,
-    firecrackerVersion: firecrackerVersion(fc.path),
-    logger: logger.child({ component: "snapshots" }),
-  });
+  // Opened in the background (the version check runs the binary): startup does not wait.
+  const catalog = firecrackerVersion(fc.path).then((version) =>
+    SnapshotCatalog.open({
+      dataDir: f.data_dir,
+      firecrackerVersion: version,
+      logger: logger.child({ component: "snapshots" }),
+    }),
+  );
+  catalog.then(
+    (c) => {
+      if (c.openReport.removedLeftovers.length > 0) {
+        logger.info({ removed: c.openReport.removedLeftovers }, "removed incomplete snapshots");
+      }
+      for (const u of c.openReport.unusable)
+        logger.warn({ snapshot: u.id, reason: u.reason }, "unusable snapshot");
+    },
+    (err: unknown) =>
+      logger.error({ err }, "the snapshot catalog could not be opened: snapshot calls will fail"),
+  );
   const manager = new SandboxManager({
     catalog,
     golden: config.golden.enabled,
@@ -201,11 +217,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     ...(fc.simulated && { onCreate: warnSimulated }),
   });
   const recovered = await manager.recover();
-  if (catalog.openReport.removedLeftovers.length > 0) {
-    logger.info({ removed: catalog.openReport.removedLeftovers }, "removed incomplete snapshots");
-  }
-  for (const u of catalog.openReport.unusable)
-    logger.warn({ snapshot: u.id, reason: u.reason }, "unusable snapshot");
+
   await network.recover(recovered.slotsInUse);
   // Built in the background: Create never waits for it.
   await manager
@@ -222,15 +234,18 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     snapshots,
     async close() {
       await manager.close({ stopSandboxes: config.daemon.on_shutdown === "stop" });
-      await catalog.close();
+      await catalog.then((c) => c.close()).catch(() => {});
       if (config.daemon.on_shutdown === "stop") await network.close();
     },
   };
 }
 
 /** The version `<binary> --version` reports, e.g. "1.14.2" (snapshots are not portable across versions). */
-function firecrackerVersion(binary: string): string {
-  const out = execFileSync(binary, ["--version"], { encoding: "utf8", timeout: 10_000 });
+async function firecrackerVersion(binary: string): Promise<string> {
+  const { stdout: out } = await execFileAsync(binary, ["--version"], {
+    encoding: "utf8",
+    timeout: 10_000,
+  });
   const m = /Firecracker v(\d+\.\d+\.\d+)/.exec(out);
   if (!m)
     throw new ConfigError(

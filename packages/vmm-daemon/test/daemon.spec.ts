@@ -244,4 +244,54 @@ describe("vmm-daemon startup and shutdown", () => {
     expect(ok).toEqual({ status: "SERVING" });
     client.close();
   });
+
+  it("serves TLS on TCP when tls_cert/tls_key are set", async () => {
+    const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
+    const { tmpdir } = await import("node:os");
+    const dir = mkdtempSync(join(tmpdir(), "vmmd-tls-"));
+    const cert = join(dir, "cert.pem");
+    const key = join(dir, "key.pem");
+    await run("openssl", [
+      "req",
+      "-x509",
+      "-newkey",
+      "rsa:2048",
+      "-nodes",
+      "-days",
+      "1",
+      "-subj",
+      "/CN=localhost",
+      "-addext",
+      "subjectAltName=DNS:localhost,IP:127.0.0.1",
+      "-keyout",
+      key,
+      "-out",
+      cert,
+    ]);
+    try {
+      await using d = await startDaemonProcess(
+        `tcp_addr = "127.0.0.1:0"\ntls_cert = "${cert}"\ntls_key = "${key}"`,
+      );
+      const address = /"tcp:([^"]+)"/.exec(d.stderr())![1]!;
+      const health = (pkg.grpc as grpc.GrpcObject).health as grpc.GrpcObject;
+      const Ctor = (health.v1 as grpc.GrpcObject).Health as unknown as new (
+        a: string,
+        c: grpc.ChannelCredentials,
+        o?: object,
+      ) => grpc.Client & Record<string, Method>;
+      const tls = new Ctor(address, grpc.credentials.createSsl(readFileSync(cert)), {
+        "grpc.ssl_target_name_override": "localhost",
+      });
+      await expect(unary(tls, "Check", { service: "" })).resolves.toEqual({ status: "SERVING" });
+      tls.close();
+      // A cleartext client cannot talk to the TLS listener.
+      const clear = new Ctor(address, grpc.credentials.createInsecure());
+      await expect(unary(clear, "Check", { service: "" })).rejects.toMatchObject({
+        code: grpc.status.UNAVAILABLE,
+      });
+      clear.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -1,6 +1,14 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -55,14 +63,14 @@ function makeHostNetns(): string {
   return name;
 }
 
-function networkSection(hostNetns: string, cidr: string, extra = ""): string {
+function networkSection(hostNetns: string, cidr: string, extra = "", poolSize = 2): string {
   return [
     "[network]",
     'mode = "tap"',
     `host_cidr = "${cidr}"`,
     `netns_prefix = "${prefix}"`,
     `host_netns = "${hostNetns}"`,
-    "pool_size = 2",
+    `pool_size = ${poolSize}`,
     extra,
   ].join("\n");
 }
@@ -86,6 +94,98 @@ async function eventually(f: () => boolean, ms = 3000): Promise<boolean> {
   }
   return true;
 }
+
+/** Our host veth ends in `hostNetns` by name, with their ifindex (a re-created link gets a new one). */
+const vethIfindexes = (hostNetns: string) =>
+  new Map(
+    (JSON.parse(sh("ip", ["-n", hostNetns, "-j", "link"])) as { ifname: string; ifindex: number }[])
+      .filter((l) => l.ifname.startsWith(prefix))
+      .map((l) => [l.ifname, l.ifindex]),
+  );
+/** Live processes ("pid cmdline") whose network namespace has one of `inodes`. */
+function processesInNetns(inodes: ReadonlySet<number | undefined>): string[] {
+  const found: string[] = [];
+  for (const e of readdirSync("/proc")) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (inodes.has(statSync(`/proc/${e}/ns/net`).ino))
+        found.push(`${e} ${readFileSync(`/proc/${e}/cmdline`, "utf8").replaceAll("\0", " ")}`);
+    } catch {
+      // Gone meanwhile, or a kernel thread.
+    }
+  }
+  return found;
+}
+
+/** Polls List (gently: 50 node guests share 2 cores) until every one of `ids` is ready. */
+async function waitAllReady(d: SimDaemon, ids: readonly string[], ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const states = new Map((await d.sandboxes.list({})).sandboxes.map((s) => [s.id, s.state]));
+    const notReady = ids.filter((id) => states.get(id) !== "ready");
+    if (notReady.length === 0) return;
+    const failed = notReady.filter((id) => states.get(id) === "failed");
+    if (failed.length > 0 || Date.now() > deadline) {
+      const why = await Promise.all(
+        (failed.length > 0 ? failed : notReady)
+          .slice(0, 5)
+          .map(async (id) => `${id}: ${(await d.sandboxes.inspect({ id })).error}`),
+      );
+      throw new Error(`${notReady.length} not ready (${why.join("; ")})`);
+    }
+    await sleep(250);
+  }
+}
+
+/**
+ * After every sandbox is removed only the idle pool may remain: exactly
+ * `poolSize` slot namespaces, each with its host veth end and nothing else.
+ * Waits for the pool to settle (refills run in the background).
+ */
+async function onlyThePoolRemains(
+  hostNetns: string,
+  poolSize: number,
+): Promise<{ veths: Map<string, number>; inodes: Set<number | undefined> }> {
+  const state = () => {
+    const slots = netnsNames().filter((n) => n.startsWith(prefix));
+    const veths = vethIfindexes(hostNetns);
+    return { slots, veths };
+  };
+  await eventually(() => {
+    const { slots, veths } = state();
+    return (
+      slots.length === poolSize &&
+      veths.size === poolSize &&
+      processesInNetns(new Set(slots.map(netnsInode))).length === 0
+    );
+  }, 10_000);
+  const { slots, veths } = state();
+  expect(slots).toHaveLength(poolSize);
+  expect([...veths.keys()].sort()).toEqual(
+    slots.map((n) => `${prefix}h${n.slice(prefix.length)}`).sort(),
+  );
+  // An idle slot runs nothing.
+  const inodes = new Set(slots.map(netnsInode));
+  expect(processesInNetns(inodes)).toEqual([]);
+  return { veths, inodes };
+}
+
+/**
+ * Processes still in one of the (removed) sandbox namespaces `nsInodes`. A
+ * live namespace keeps its inode number, but a freed one may be reused by a
+ * pool namespace created since: those (`poolInodes`) are not sandboxes'.
+ */
+const processesInRemoved = (
+  nsInodes: ReadonlySet<number | undefined>,
+  poolInodes: ReadonlySet<number | undefined>,
+) => processesInNetns(new Set([...nsInodes].filter((i) => !poolInodes.has(i))));
+
+/** Lines the daemon logged at level error or fatal (e.g. a slot whose release failed). */
+const loggedErrors = (d: SimDaemon) =>
+  d
+    .stderr()
+    .split("\n")
+    .filter((l) => /"level":(50|60)/.test(l));
 
 /** Stops the daemon (which tears its network down), then checks nothing of it is left. */
 async function stopAndCheckClean(d: SimDaemon, hostNetns: string): Promise<void> {
@@ -302,6 +402,158 @@ describe.skipIf(process.getuid?.() !== 0)(
         spawnSync("ip", ["netns", "del", hostNetns]);
       }
     });
+
+    // fc-sim and its guest agent are Node processes: dozens starting at once on
+    // 2 cores take seconds, hence the long start and boot timeouts.
+    const manySections = (hostNetns: string, cidr: string) =>
+      [
+        networkSection(hostNetns, cidr, "", 8),
+        "[limits]",
+        "max_concurrent_creates = 64",
+        "[agent]",
+        "boot_timeout_ms = 60000",
+      ].join("\n");
+    const manyEnv = { VMM_FIRECRACKER_START_TIMEOUT_MS: "60000" };
+
+    it("creates 50 tap sandboxes concurrently, each in its own namespace, and removes them leaving nothing", async () => {
+      const hostNetns = makeHostNetns();
+      // A /24 holds 64 slots: 50 sandboxes plus the pool of 8 fit.
+      const net = `10.232.${octet}`;
+      const d = await startSimDaemon({
+        sections: manySections(hostNetns, `${net}.0/24`),
+        env: manyEnv,
+      });
+      const ids = Array.from({ length: 50 }, (_, i) => `many-${i}`);
+      try {
+        const created = await Promise.all(ids.map((id) => d.sandboxes.create({ id })));
+        const ips = created.map((c) => c.ipAddress);
+        for (const ip of ips)
+          expect(ip).toMatch(new RegExp(`^${net.replaceAll(".", "\\.")}\\.\\d+$`));
+        expect(new Set(ips).size).toBe(50);
+
+        await waitAllReady(d, ids, 35_000);
+        const infos = await Promise.all(ids.map((id) => d.sandboxes.inspect({ id })));
+        expect(infos.map((i) => i.network?.ipAddress)).toEqual(ips);
+        const namespaces = infos.map((i) => i.network!.netns);
+        expect(new Set(namespaces).size).toBe(50);
+        const veths = vethIfindexes(hostNetns);
+        const sandboxVeths = new Map<string, number>();
+        for (const info of infos) {
+          const { netns, tapName } = info.network!;
+          expect(netns).toMatch(new RegExp(`^${prefix}\\d+$`));
+          expect(links(netns)).toContain(tapName);
+          expect(statSync(`/proc/${Number(info.pid)}/ns/net`).ino).toBe(netnsInode(netns));
+          const veth = `${prefix}h${netns.slice(prefix.length)}`;
+          expect(veths.has(veth)).toBe(true);
+          sandboxVeths.set(veth, veths.get(veth)!);
+        }
+        const pids = infos.map((i) => Number(i.pid));
+        expect(new Set(pids).size).toBe(50);
+        const nsInodes = new Set(namespaces.map(netnsInode));
+        expect(nsInodes.size).toBe(50);
+
+        await Promise.all(ids.map((id) => d.sandboxes.remove({ id })));
+        expect((await d.sandboxes.list({})).sandboxes).toEqual([]);
+        expect(leftovers(d, ids, pids)).toEqual([]);
+        expect(readdirSync(join(d.dataDir, "sandboxes")).filter((n) => !n.startsWith("."))).toEqual(
+          [],
+        );
+        // Of our slots only the idle pool remains, with new host links (not a
+        // sandbox's old one), and no process is left in a sandbox's namespace.
+        const pool = await onlyThePoolRemains(hostNetns, 8);
+        for (const [name, ifindex] of pool.veths) expect(sandboxVeths.get(name)).not.toBe(ifindex);
+        expect(processesInRemoved(nsInodes, pool.inodes)).toEqual([]);
+        expect(nftTables(hostNetns)).toMatch(/inet vmm/);
+        expect(loggedErrors(d)).toEqual([]);
+        await stopAndCheckClean(d, hostNetns);
+      } finally {
+        await Promise.all(ids.map((id) => d.sandboxes.remove({ id, force: true }).catch(() => {})));
+        await d[Symbol.asyncDispose]();
+        spawnSync("ip", ["netns", "del", hostNetns]);
+      }
+    }, 60_000);
+
+    it("restores 20 clones of one tap snapshot concurrently: 20 addresses, 20 namespaces, each answering", async () => {
+      const hostNetns = makeHostNetns();
+      const net = `10.233.${octet}`;
+      const d = await startSimDaemon({
+        sections: manySections(hostNetns, `${net}.0/24`),
+        env: manyEnv,
+      });
+      const ids = Array.from({ length: 20 }, (_, i) => `clone-${i}`);
+      let snapshotId = "";
+      try {
+        const origin = await d.sandboxes.create({ id: "fan-origin" });
+        await waitForState(d, "fan-origin", "ready");
+        const cp = await d.snapshots.checkpoint({ sandboxId: "fan-origin", name: "net-fan" });
+        snapshotId = cp.snapshotId;
+        await d.sandboxes.remove({ id: "fan-origin" });
+
+        const restored = await Promise.all(
+          ids.map((id) => d.snapshots.restore({ snapshotId: cp.snapshotId, id })),
+        );
+        expect(restored.map((r) => r.id)).toEqual(ids);
+        const ips = restored.map((r) => r.ipAddress);
+        for (const ip of ips)
+          expect(ip).toMatch(new RegExp(`^${net.replaceAll(".", "\\.")}\\.\\d+$`));
+        expect(new Set(ips).size).toBe(20);
+        // The origin's address went back to the pool; a clone may get it again.
+        expect(origin.ipAddress).not.toBe("");
+
+        const infos = await Promise.all(ids.map((id) => d.sandboxes.inspect({ id })));
+        expect(infos.map((i) => i.state)).toEqual(ids.map(() => "ready"));
+        expect(infos.map((i) => i.network?.ipAddress)).toEqual(ips);
+        const namespaces = infos.map((i) => i.network!.netns);
+        expect(new Set(namespaces).size).toBe(20);
+        const veths = vethIfindexes(hostNetns);
+        const sandboxVeths = new Map<string, number>();
+        for (const info of infos) {
+          const { netns, tapName } = info.network!;
+          expect(links(netns)).toContain(tapName);
+          expect(statSync(`/proc/${Number(info.pid)}/ns/net`).ino).toBe(netnsInode(netns));
+          const veth = `${prefix}h${netns.slice(prefix.length)}`;
+          expect(veths.has(veth)).toBe(true);
+          sandboxVeths.set(veth, veths.get(veth)!);
+        }
+        const pids = infos.map((i) => Number(i.pid));
+        expect(new Set(pids).size).toBe(20);
+        const nsInodes = new Set(namespaces.map(netnsInode));
+
+        const outs = await Promise.all(
+          ids.map(async (id) => {
+            let out = "";
+            let exit = -1;
+            for await (const o of d.sandboxes.run({ id, cmd: ["echo", id] })) {
+              if (o.done) exit = o.exitCode;
+              else out += Buffer.from(o.data).toString();
+            }
+            return `${exit}:${out.trim()}`;
+          }),
+        );
+        expect(outs).toEqual(ids.map((id) => `0:${id}`));
+
+        await Promise.all(ids.map((id) => d.sandboxes.remove({ id })));
+        expect((await d.sandboxes.list({})).sandboxes).toEqual([]);
+        expect(leftovers(d, [...ids, "fan-origin"], pids)).toEqual([]);
+        const pool = await onlyThePoolRemains(hostNetns, 8);
+        for (const [name, ifindex] of pool.veths) expect(sandboxVeths.get(name)).not.toBe(ifindex);
+        expect(processesInRemoved(nsInodes, pool.inodes)).toEqual([]);
+        await d.snapshots.deleteSnapshot({ snapshotId });
+        expect(existsSync(cp.snapshotDir)).toBe(false);
+        snapshotId = "";
+        expect(loggedErrors(d)).toEqual([]);
+        await stopAndCheckClean(d, hostNetns);
+      } finally {
+        await Promise.all(
+          [...ids, "fan-origin"].map((id) =>
+            d.sandboxes.remove({ id, force: true }).catch(() => {}),
+          ),
+        );
+        if (snapshotId) await d.snapshots.deleteSnapshot({ snapshotId }).catch(() => {});
+        await d[Symbol.asyncDispose]();
+        spawnSync("ip", ["netns", "del", hostNetns]);
+      }
+    }, 60_000);
 
     it("leaves no namespace of this suite behind", async () => {
       expect(await eventually(() => ours().length === 0)).toBe(true);

@@ -249,8 +249,9 @@ describe("snapshot catalog across daemon restarts", () => {
 
     const d2 = await startSimDaemon({ env: { VMM_FIRECRACKER_DATA_DIR: d1.dataDir } });
     try {
-      expect(readdirSync(snapDir).filter((n) => n.startsWith("."))).toEqual([]);
+      // The catalog is opened in the background at startup; the first call waits for it.
       const list = await d2.snapshots.listSnapshots({});
+      expect(readdirSync(snapDir).filter((n) => n.startsWith("."))).toEqual([]);
       expect(list.snapshots.map((s) => s.name)).toEqual(["good"]);
       expect(list.snapshots[0]).toMatchObject({ usable: false });
       expect(list.snapshots[0]?.unusableReason).toMatch(/1\.13\.0.*not portable/);

@@ -16,6 +16,6 @@ export interface SnapshotApi {
   list(filter: {
     originSandboxId?: string;
     labels: Readonly<Record<string, string>>;
-  }): SnapshotView[];
+  }): Promise<SnapshotView[]>;
   delete(snapshotId: string): Promise<void>;
 }

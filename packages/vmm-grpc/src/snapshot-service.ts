@@ -42,8 +42,8 @@ export function registerSnapshotService(
       });
       return { id: view.id, ipAddress: view.network?.ipAddress ?? "" };
     },
-    listSnapshots(req) {
-      const list = api().list({
+    async listSnapshots(req) {
+      const list = await api().list({
         ...(req.sandboxId !== "" && { originSandboxId: req.sandboxId }),
         labels: req.labels,
       });

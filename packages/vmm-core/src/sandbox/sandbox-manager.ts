@@ -70,8 +70,11 @@ export interface SandboxManagerOptions {
     readonly callTimeoutMs: number;
   };
   readonly logger: Logger;
-  /** Snapshot catalog; absent = Checkpoint/Restore answer UNIMPLEMENTED. */
-  readonly catalog?: SnapshotCatalog;
+  /**
+   * Snapshot catalog, or the promise of one still being opened (startup does
+   * not wait for it); absent = Checkpoint/Restore answer UNIMPLEMENTED.
+   */
+  readonly catalog?: SnapshotCatalog | Promise<SnapshotCatalog>;
   /**
    * Golden snapshots (config `[golden] enabled`): Create restores a pre-booted
    * snapshot of the same kernel/rootfs/size/boot args instead of booting.
@@ -215,6 +218,16 @@ export class SandboxManager {
   constructor(options: SandboxManagerOptions) {
     this.opts = options;
     this.log = options.logger;
+    if (options.catalog instanceof Promise) {
+      options.catalog.then(
+        (c) => {
+          this.catalog = c;
+        },
+        (err: unknown) => this.log.error({ err }, "opening the snapshot catalog failed"),
+      );
+    } else {
+      this.catalog = options.catalog;
+    }
   }
 
   // ── Queries ────────────────────────────────────────────────────────────
@@ -747,10 +760,14 @@ export class SandboxManager {
 
   // ── Snapshots ──────────────────────────────────────────────────────────
 
-  private catalogOrThrow(): SnapshotCatalog {
+  /** The catalog once open (golden lookups before then simply boot). */
+  private catalog: SnapshotCatalog | undefined;
+
+  private async catalogOrThrow(): Promise<SnapshotCatalog> {
+    if (this.catalog) return this.catalog;
     if (!this.opts.catalog)
       throw new UnimplementedError("snapshots are not enabled in this daemon");
-    return this.opts.catalog;
+    return await this.opts.catalog;
   }
 
   /**
@@ -765,7 +782,7 @@ export class SandboxManager {
     hidden?: boolean;
     goldenKey?: string;
   }): Promise<SnapshotView> {
-    const catalog = this.catalogOrThrow();
+    const catalog = await this.catalogOrThrow();
     const s = this.get(req.sandboxId);
     const name = req.name === undefined ? "" : validateId("snapshot_name", req.name, "name");
     if (s.state !== "ready" || s.checkpointing) {
@@ -848,7 +865,7 @@ export class SandboxManager {
     requestKey?: string;
   }): Promise<SandboxView> {
     if (this.closed) throw new UnavailableError("the daemon is shutting down");
-    const catalog = this.catalogOrThrow();
+    const catalog = await this.catalogOrThrow();
     const snapshotId = validateId("snapshot_id", req.snapshotId, "snapshot_id");
     const id = req.id === undefined ? generateId("sb") : validateId("sandbox_id", req.id, "id");
     if (this.sandboxes.has(id)) throw new AlreadyExistsError(`sandbox ${id} already exists`);
@@ -959,11 +976,11 @@ export class SandboxManager {
     }
   }
 
-  listSnapshots(filter: {
+  async listSnapshots(filter: {
     originSandboxId?: string;
     labels: Readonly<Record<string, string>>;
-  }): SnapshotView[] {
-    return this.catalogOrThrow()
+  }): Promise<SnapshotView[]> {
+    return (await this.catalogOrThrow())
       .list({
         ...(filter.originSandboxId !== undefined && { originSandboxId: filter.originSandboxId }),
         labels: { ...filter.labels },
@@ -977,7 +994,7 @@ export class SandboxManager {
    * running sandbox without one blocks the delete.
    */
   async deleteSnapshot(snapshotId: string): Promise<void> {
-    const catalog = this.catalogOrThrow();
+    const catalog = await this.catalogOrThrow();
     validateId("snapshot_id", snapshotId, "snapshot_id");
     await catalog.delete(snapshotId, {
       usersOf: (sid) =>
@@ -998,7 +1015,7 @@ export class SandboxManager {
     kernel: ResolvedImage,
     rootfs: ResolvedImage,
   ): { key?: string; snapshot?: UsableSnapshot } {
-    if (!this.opts.golden || !this.opts.catalog) return {};
+    if (!this.opts.golden || !this.catalog) return {};
     const key = createHash("sha256")
       .update(
         stableKey({
@@ -1013,7 +1030,7 @@ export class SandboxManager {
       )
       .digest("hex")
       .slice(0, 32);
-    const snapshot = this.opts.catalog.findGolden(key)[0];
+    const snapshot = this.catalog.findGolden(key)[0];
     return snapshot ? { key, snapshot } : { key };
   }
 
@@ -1041,7 +1058,7 @@ export class SandboxManager {
     kernel: ResolvedImage,
     rootfs: ResolvedImage,
   ): Promise<void> {
-    const catalog = this.catalogOrThrow();
+    const catalog = await this.catalogOrThrow();
     const id = `golden-${key.slice(0, 16)}`;
     const started = performance.now();
     await this.create(
@@ -1092,6 +1109,7 @@ export class SandboxManager {
   /** Builds the golden snapshot of the default spec (daemon startup); returns at once. */
   async warmGolden(): Promise<void> {
     if (!this.opts.golden || !this.opts.catalog) return;
+    await this.catalogOrThrow();
     const r = this.resolveSpec({ labels: {}, ttlSeconds: 0 });
     const kernel = await resolveImage(this.opts.imagesDir, r.kernel, "kernel");
     const rootfs = await resolveImage(this.opts.imagesDir, r.rootfs, "rootfs");
