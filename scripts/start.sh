@@ -7,4 +7,6 @@ cd "$(dirname "$0")/.."
 source scripts/provision.sh
 pnpm install --frozen-lockfile --reporter=silent
 bash scripts/dev-images.sh
+# The dev config's network "host" side lives in its own namespace (see config.dev.toml).
+if [ "$(id -u)" = 0 ] && ! ip netns list 2>/dev/null | grep -qw vmm-dev; then ip netns add vmm-dev; fi
 exec node packages/vmm-daemon/dist/vmm-daemon.mjs --config config.dev.toml "$@"

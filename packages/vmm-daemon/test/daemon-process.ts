@@ -22,13 +22,16 @@ export interface DaemonProcess extends AsyncDisposable {
 export async function startDaemonProcess(
   toml = "",
   env: NodeJS.ProcessEnv = {},
+  /** A command the daemon runs under, e.g. ["setpriv", "--bounding-set", "-net_admin", "--"]. */
+  wrapper: readonly string[] = [],
 ): Promise<DaemonProcess> {
   const dir = mkdtempSync(join(tmpdir(), "vmmd-"));
   const socket = join(dir, "vmm.sock");
   const config = join(dir, "vmm.toml");
   writeFileSync(config, `[grpc]\nunix_socket = "${socket}"\n${toml}\n`);
   let stderr = "";
-  const child = spawn(process.execPath, [DAEMON_BIN, "--config", config], {
+  const argv = [...wrapper, process.execPath, DAEMON_BIN, "--config", config];
+  const child = spawn(argv[0]!, argv.slice(1), {
     env: {
       ...process.env,
       VMM_DAEMON_LOG_FORMAT: "json",

@@ -294,4 +294,17 @@ describe("vmm-daemon startup and shutdown", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    "falls back to network mode none, saying so, when it lacks CAP_NET_ADMIN",
+    async () => {
+      await using d = await startDaemonProcess(
+        '[network]\nmode = "tap"\nhost_netns = "vmm-no-such-ns"',
+        {},
+        ["setpriv", "--bounding-set", "-net_admin", "--"],
+      );
+      expect(d.stderr()).toContain("needs CAP_NET_ADMIN");
+      expect(d.stderr()).toContain("using network mode none");
+    },
+  );
 });
