@@ -134,7 +134,11 @@ function parse(argv: string[]) {
   });
 }
 
-main(process.argv.slice(2)).then(
+// `pnpm daemon -- <args>` passes the separator through.
+const cliArgs = process.argv.slice(2);
+if (cliArgs[0] === "--") cliArgs.shift();
+
+main(cliArgs).then(
   (code) => {
     process.exitCode = code;
   },
