@@ -151,13 +151,17 @@ async function onlyThePoolRemains(
     const veths = vethIfindexes(hostNetns);
     return { slots, veths };
   };
+  // Settled = the idle state held for 300 ms (a slot's setup commands run one
+  // after another, with short gaps in which nothing runs in its namespace).
+  let since: number | undefined;
   await eventually(() => {
     const { slots, veths } = state();
-    return (
+    const idle =
       slots.length === poolSize &&
       veths.size === poolSize &&
-      processesInNetns(new Set(slots.map(netnsInode))).length === 0
-    );
+      processesInNetns(new Set(slots.map(netnsInode))).length === 0;
+    since = idle ? (since ?? Date.now()) : undefined;
+    return since !== undefined && Date.now() - since >= 300;
   }, 10_000);
   const { slots, veths } = state();
   expect(slots).toHaveLength(poolSize);

@@ -278,27 +278,16 @@ export class SandboxManager {
     this.admit(resolved.vcpus, resolved.memoryMib);
     const golden = options.hidden ? {} : this.goldenFor(resolved, kernel, rootfs);
 
-    this.creating++;
-    let slot: NetworkSlot | undefined;
-    let dir: SandboxDir | undefined;
-    try {
-      if (resolved.network === "tap") {
-        if (this.opts.network.mode !== "tap") {
-          throw new FailedPreconditionError(
-            'network.mode: "tap" networking is not enabled on this daemon',
-            {
-              hint: 'set [network] mode = "tap" in the daemon config, or create with network mode "none"',
-            },
-          );
-        }
-        slot = await this.opts.network.acquire();
-      }
-      dir = await SandboxDir.create(this.opts.dataDir, id);
-    } catch (err) {
-      this.creating--;
-      if (slot) await this.opts.network.release(slot).catch(() => {});
-      throw err;
+    if (resolved.network === "tap" && this.opts.network.mode !== "tap") {
+      throw new FailedPreconditionError(
+        'network.mode: "tap" networking is not enabled on this daemon',
+        {
+          hint: 'set [network] mode = "tap" in the daemon config, or create with network mode "none"',
+        },
+      );
     }
+    this.creating++;
+    const { slot, dir } = await this.allocate(id, resolved.network);
     const s = await this.register({
       id,
       requestKey,
@@ -326,6 +315,26 @@ export class SandboxManager {
     if (golden.key !== undefined && !golden.snapshot)
       this.ensureGolden(golden.key, resolved, kernel, rootfs);
     return this.view(s);
+  }
+
+  /**
+   * Takes what a new sandbox holds before it is registered: a network slot
+   * (mode tap) and its directory. On failure nothing stays taken, and the
+   * caller's `creating` count is given back.
+   */
+  private async allocate(
+    id: string,
+    network: NetworkMode,
+  ): Promise<{ slot: NetworkSlot | undefined; dir: SandboxDir }> {
+    let slot: NetworkSlot | undefined;
+    try {
+      if (network === "tap") slot = await this.opts.network.acquire();
+      return { slot, dir: await SandboxDir.create(this.opts.dataDir, id) };
+    } catch (err) {
+      this.creating--;
+      if (slot) await this.opts.network.release(slot).catch(() => {});
+      throw err;
+    }
   }
 
   /** Adds a new sandbox to the registry: record written, `created` published, TTL armed. */
@@ -879,16 +888,7 @@ export class SandboxManager {
     }
     this.admit(meta.vcpus, meta.memoryMib);
     this.creating++;
-    let slot: NetworkSlot | undefined;
-    let dir: SandboxDir | undefined;
-    try {
-      if (network === "tap") slot = await this.opts.network.acquire();
-      dir = await SandboxDir.create(this.opts.dataDir, id);
-    } catch (err) {
-      this.creating--;
-      if (slot) await this.opts.network.release(slot).catch(() => {});
-      throw err;
-    }
+    const { slot, dir } = await this.allocate(id, network);
     const s = await this.register({
       id,
       requestKey:
