@@ -37,7 +37,8 @@ export interface StartSpec {
   cleanup: () => Promise<void>;
 }
 
-const pollMs = 3;
+// Firecracker binds its API socket within a few ms of exec: poll tightly (a stat per ms is cheap).
+const pollMs = 1;
 const readyProbeTimeoutMs = 500;
 
 /**

@@ -16,9 +16,15 @@ import { basename, dirname, join } from "node:path";
 export interface WriteFileAtomicOptions {
   /** File mode of the new file. Default 0o644. */
   mode?: number;
+  /**
+   * fsync the file and its directory so the write survives a power loss.
+   * Default true. Without it the write is still atomic (temp + rename) and
+   * visible to every process at once, but an OS crash may lose it.
+   */
+  durable?: boolean;
 }
 
-/** Writes `data` to `path` atomically and durably (temp + fsync + rename + fsync dir). */
+/** Writes `data` to `path` atomically and (unless `durable: false`) durably (temp + fsync + rename + fsync dir). */
 export async function writeFileAtomic(
   path: string,
   data: string | Uint8Array,
@@ -31,13 +37,13 @@ export async function writeFileAtomic(
   try {
     try {
       await fh.writeFile(data);
-      await fh.sync();
+      if (options.durable !== false) await fh.sync();
     } finally {
       await fh.close();
     }
     await rename(tmp, path);
     renamed = true;
-    await fsyncDir(dir);
+    if (options.durable !== false) await fsyncDir(dir);
   } finally {
     if (!renamed) await rm(tmp, { force: true });
   }

@@ -435,8 +435,9 @@ export class SandboxManager {
     const signal = AbortSignal.any([s.lifetime.signal, deadline]);
     const started = performance.now();
     try {
-      await this.opts.cloner.clone(s.rootfs, s.dir.absolute.rootfs, signal);
-      signal.throwIfAborted();
+      // Start early, await late: the disk clone runs while Firecracker starts.
+      const rootfsReady = this.opts.cloner.clone(s.rootfs, s.dir.absolute.rootfs, signal);
+      rootfsReady.catch(() => {}); // awaited by bootMicroVm; this only marks it handled
       const net = s.slot?.mode === "tap" ? s.slot : undefined;
       const fc = await bootMicroVm(
         runtime,
@@ -448,9 +449,13 @@ export class SandboxManager {
           memoryMib: s.memoryMib,
           net,
           vsockCid: this.allocateCid(),
+          rootfsReady,
         },
         signal,
-      );
+      ).catch(async (err: unknown) => {
+        await rootfsReady.catch(() => {}); // never leave a copy writing into a dir being removed
+        throw err;
+      });
       s.fc = fc;
       this.watchExit(s, fc);
       this.track(this.persist(s));
@@ -933,26 +938,34 @@ export class SandboxManager {
     const { agent, runtime } = this.opts;
     const signal = AbortSignal.any([s.lifetime.signal, AbortSignal.timeout(agent.bootTimeoutMs)]);
     // The memory file backs the clone for its whole life: link it (never a full copy).
-    await Promise.all([
+    // The files are prepared while Firecracker starts; `snapshot/load` opens them.
+    const files = Promise.all([
       this.opts.cloner.clone(snap.paths.rootfs, s.dir.absolute.rootfs, signal),
       linkOrClone(snap.paths.vmstate, s.dir.absolute.vmstate),
       linkOrClone(snap.paths.mem, s.dir.absolute.mem),
     ]);
+    files.catch(() => {}); // awaited below; this only marks it handled
     const net = s.slot?.mode === "tap" ? s.slot : undefined;
     const rel = s.dir.relative;
-    const fc = await runtime.launcher.launch(
-      {
-        ...runtime.launchDefaults,
-        workDir: s.dir.path,
-        id: s.id,
-        ...(net && { netns: net.netns }),
-        consoleLogPath: rel.consoleLog,
-        cleanupPaths: [rel.vsockSocket],
-      },
-      signal,
-    );
+    const fc = await runtime.launcher
+      .launch(
+        {
+          ...runtime.launchDefaults,
+          workDir: s.dir.path,
+          id: s.id,
+          ...(net && { netns: net.netns }),
+          consoleLogPath: rel.consoleLog,
+          cleanupPaths: [rel.vsockSocket],
+        },
+        signal,
+      )
+      .catch(async (err: unknown) => {
+        await files.catch(() => {}); // never leave a copy writing into a dir being removed
+        throw err;
+      });
     s.fc = fc;
     this.watchExit(s, fc);
+    await files;
     await fc.client.loadSnapshot(
       {
         snapshot_path: rel.vmstate,

@@ -176,9 +176,17 @@ export class SandboxDir {
     return `${this.absolute.vsockSocket}_${port}`;
   }
 
-  /** Writes the sandbox record atomically (temp + fsync + rename). */
+  /**
+   * Writes the sandbox record atomically (temp + rename), without fsync: the
+   * record describes a VM that only lives as long as the OS does, so a power
+   * loss that drops the latest write also killed that VM, and the next start
+   * cleans up from the older record. An fsync here would also force ext4 to
+   * write back the rootfs clone just copied, slowing every Create.
+   */
   writeRecord(record: unknown): Promise<void> {
-    return writeFileAtomic(this.absolute.record, `${JSON.stringify(record, null, 2)}\n`);
+    return writeFileAtomic(this.absolute.record, `${JSON.stringify(record, null, 2)}\n`, {
+      durable: false,
+    });
   }
 
   /** Reads the sandbox record (errors of readJsonFile pass through). */

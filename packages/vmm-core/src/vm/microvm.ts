@@ -15,6 +15,11 @@ export interface BootSpec {
   readonly net: TapSlot | undefined;
   /** Guest CID of the vsock device (>= 3). */
   readonly vsockCid: number;
+  /**
+   * Settles when the writable rootfs is in place. Firecracker opens it only at
+   * `PUT /drives`, so the clone overlaps with spawning and the first calls.
+   */
+  readonly rootfsReady: Promise<unknown>;
 }
 
 /** How the daemon starts Firecracker (binary, launcher, flags): fixed per daemon. */
@@ -29,7 +34,7 @@ export interface VmmRuntime {
  * Boots a microVM: launches Firecracker in the sandbox dir (its cwd) and
  * configures it with relative paths (ARCHITECTURE decision 3), then
  * InstanceStart. On failure the process is killed and its sockets removed
- * before the error propagates.
+ * before the error propagates (also when `rootfsReady` rejects).
  */
 export async function bootMicroVm(
   runtime: VmmRuntime,
