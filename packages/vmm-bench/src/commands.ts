@@ -260,21 +260,7 @@ export async function compareCommand(o: BenchOptions): Promise<BenchReport> {
     const viaDaemon = (s: Samples) =>
       daemonIteration(d.clients, nextId("b"), runFirst, s, o.signal);
     const viaRaw = (s: Samples) => rawIteration(ro, nextId("r"), s, o.signal);
-    for (let i = 0; i < o.warmup; i++) {
-      await viaDaemon(new Samples());
-      await viaRaw(new Samples());
-    }
-    for (let i = 0; i < o.iterations; i++) {
-      o.signal.throwIfAborted();
-      // ABAB, alternating which goes first so neither always runs on a warmer cache.
-      if (i % 2 === 0) {
-        await viaDaemon(daemonSamples);
-        await viaRaw(rawSamples);
-      } else {
-        await viaRaw(rawSamples);
-        await viaDaemon(daemonSamples);
-      }
-    }
+    await interleave([viaDaemon, daemonSamples], [viaRaw, rawSamples], o);
   } finally {
     rmSync(baseDir, { recursive: true, force: true });
   }
@@ -338,20 +324,7 @@ export async function runLatencyCommand(o: BenchOptions): Promise<BenchReport> {
       s.add("first_msg_ms", firstMs - t0);
       s.add("run_ms", t1 - t0);
     };
-    for (let i = 0; i < Math.max(o.warmup, 2); i++) {
-      await viaGrpc(new Samples());
-      await viaDirect(new Samples());
-    }
-    for (let i = 0; i < o.iterations; i++) {
-      o.signal.throwIfAborted();
-      if (i % 2 === 0) {
-        await viaGrpc(grpc);
-        await viaDirect(direct);
-      } else {
-        await viaDirect(direct);
-        await viaGrpc(grpc);
-      }
-    }
+    await interleave([viaGrpc, grpc], [viaDirect, direct], { ...o, warmup: Math.max(o.warmup, 2) });
   } finally {
     sub.abort();
     await d.clients.sandbox.remove({ id, force: true }, { timeoutMs: 30_000 }).catch(() => {});
@@ -588,20 +561,7 @@ export async function compareRestoreCommand(o: BenchOptions): Promise<BenchRepor
       };
       const viaRaw = (s: Samples) =>
         rawRestoreIteration(ro, snap.snapshotDir, nextId("r"), s, o.signal);
-      for (let i = 0; i < o.warmup; i++) {
-        await viaDaemon(new Samples());
-        await viaRaw(new Samples());
-      }
-      for (let i = 0; i < o.iterations; i++) {
-        o.signal.throwIfAborted();
-        if (i % 2 === 0) {
-          await viaDaemon(daemonSamples);
-          await viaRaw(rawSamples);
-        } else {
-          await viaRaw(rawSamples);
-          await viaDaemon(daemonSamples);
-        }
-      }
+      await interleave([viaDaemon, daemonSamples], [viaRaw, rawSamples], o);
     } finally {
       for (const f of cleanup.reverse()) await f().catch(() => {});
     }
@@ -695,20 +655,7 @@ export async function goldenCommand(o: BenchOptions): Promise<BenchReport> {
         o.signal,
         expectFrom(on, "golden", count),
       );
-    for (let i = 0; i < o.warmup; i++) {
-      await viaBoot(new Samples(), false);
-      await viaGolden(new Samples(), false);
-    }
-    for (let i = 0; i < o.iterations; i++) {
-      o.signal.throwIfAborted();
-      if (i % 2 === 0) {
-        await viaBoot(bootSamples, true);
-        await viaGolden(goldenSamples, true);
-      } else {
-        await viaGolden(goldenSamples, true);
-        await viaBoot(bootSamples, true);
-      }
-    }
+    await interleave([viaBoot, bootSamples], [viaGolden, goldenSamples], o);
   }
   const bp = bootSamples.summarize();
   const gp = goldenSamples.summarize();
@@ -743,4 +690,31 @@ export async function goldenCommand(o: BenchOptions): Promise<BenchReport> {
     ],
     { ratios: ratios(gp, bp), speedup },
   );
+}
+
+/** One side of an interleaved comparison: how to run an iteration, and where its samples go. */
+type Side = readonly [
+  run: (samples: Samples, timed: boolean) => Promise<unknown>,
+  samples: Samples,
+];
+
+/**
+ * Runs `warmup` untimed rounds of both sides, then `iterations` timed rounds, ABAB with the
+ * order swapped every round so neither side always runs on a warmer cache.
+ */
+async function interleave(
+  a: Side,
+  b: Side,
+  o: { warmup: number; iterations: number; signal: AbortSignal },
+): Promise<void> {
+  for (let i = 0; i < o.warmup; i++) {
+    await a[0](new Samples(), false);
+    await b[0](new Samples(), false);
+  }
+  for (let i = 0; i < o.iterations; i++) {
+    o.signal.throwIfAborted();
+    const [first, second] = i % 2 === 0 ? [a, b] : [b, a];
+    await first[0](first[1], true);
+    await second[0](second[1], true);
+  }
 }
