@@ -220,9 +220,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
 
   await network.recover(recovered.slotsInUse);
   // Built in the background: Create never waits for it.
-  await manager
-    .warmGolden()
-    .catch((err: unknown) => logger.warn({ err }, "golden snapshot of the defaults not started"));
+  manager.warmGolden();
   const snapshots: SnapshotApi = {
     checkpoint: (req) => manager.checkpoint(req),
     restore: (req) => manager.restore(req),

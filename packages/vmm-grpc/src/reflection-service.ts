@@ -1,13 +1,19 @@
-import { createRegistry, type DescFile, type Registry, toBinary } from "@bufbuild/protobuf";
+import {
+  create,
+  createRegistry,
+  type DescFile,
+  type MessageInitShape,
+  type Registry,
+  toBinary,
+} from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
 import type { ConnectRouter } from "@connectrpc/connect";
 import { Code } from "@connectrpc/connect";
 import { reflectionV1, reflectionV1alpha } from "@vmm/proto";
 
 type Request = reflectionV1.ServerReflectionRequest;
-type Response = Omit<reflectionV1.ServerReflectionResponse, "$typeName" | "originalRequest"> & {
-  originalRequest: Request;
-};
+/** A response as an init shape: the v1 and v1alpha services each `create()` their own message from it. */
+type Response = MessageInitShape<typeof reflectionV1.ServerReflectionResponseSchema>;
 
 /**
  * Answers server reflection requests from the generated descriptors, so that
@@ -38,7 +44,7 @@ export class ReflectionIndex {
           ...base,
           messageResponse: {
             case: "listServicesResponse",
-            value: { service: this.serviceNames.map((name) => ({ name })) } as never,
+            value: { service: this.serviceNames.map((name) => ({ name })) },
           },
         };
       case "fileByFilename": {
@@ -61,7 +67,7 @@ export class ReflectionIndex {
               ...base,
               messageResponse: {
                 case: "allExtensionNumbersResponse",
-                value: { baseTypeName: r.value, extensionNumber: [] } as never,
+                value: { baseTypeName: r.value, extensionNumber: [] },
               },
             }
           : this.error(base, Code.NotFound, `type not found: ${r.value}`);
@@ -96,7 +102,7 @@ export class ReflectionIndex {
         case: "fileDescriptorResponse",
         value: {
           fileDescriptorProto: ordered.map((f) => toBinary(FileDescriptorProtoSchema, f.proto)),
-        } as never,
+        },
       },
     };
   }
@@ -110,7 +116,7 @@ export class ReflectionIndex {
       ...base,
       messageResponse: {
         case: "errorResponse",
-        value: { errorCode: code, errorMessage: message } as never,
+        value: { errorCode: code, errorMessage: message },
       },
     };
   }
@@ -120,13 +126,21 @@ export class ReflectionIndex {
 export function registerReflectionService(router: ConnectRouter, index: ReflectionIndex): void {
   router.service(reflectionV1.ServerReflection, {
     async *serverReflectionInfo(requests) {
-      for await (const req of requests) yield index.respond(req);
+      for await (const req of requests) {
+        yield create(reflectionV1.ServerReflectionResponseSchema, index.respond(req));
+      }
     },
   });
   router.service(reflectionV1alpha.ServerReflection, {
     async *serverReflectionInfo(requests) {
-      // v1alpha messages have the same fields and numbers as v1.
-      for await (const req of requests) yield index.respond(req as unknown as Request) as never;
+      // v1alpha messages have the same fields and numbers as v1: the shapes carry over.
+      for await (const req of requests) {
+        const { originalRequest: _, ...res } = index.respond(req as unknown as Request);
+        yield create(reflectionV1alpha.ServerReflectionResponseSchema, {
+          ...(res as MessageInitShape<typeof reflectionV1alpha.ServerReflectionResponseSchema>),
+          originalRequest: req,
+        });
+      }
     },
   });
 }

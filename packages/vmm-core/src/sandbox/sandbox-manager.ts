@@ -6,7 +6,6 @@ import type { FirecrackerProcess } from "@vmm/firecracker";
 import { AgentClient, type AgentProcess } from "../agent/index.js";
 import {
   AlreadyExistsError,
-  DeadlineExceededError,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
@@ -37,6 +36,7 @@ import type {
   ProcessOutput,
   ProcessSession,
   ProcessSpec,
+  SandboxEvent,
   SandboxStateName,
   SandboxView,
   SnapshotView,
@@ -252,8 +252,11 @@ export class SandboxManager {
     );
   }
 
-  events(filter: { id?: string; action?: EventAction }, signal: AbortSignal): AsyncIterable<never> {
-    return this.bus.subscribe(filter, signal) as AsyncIterable<never>;
+  events(
+    filter: { id?: string; action?: EventAction },
+    signal: AbortSignal,
+  ): AsyncIterable<SandboxEvent> {
+    return this.bus.subscribe(filter, signal);
   }
 
   // ── Create ─────────────────────────────────────────────────────────────
@@ -1119,9 +1122,20 @@ export class SandboxManager {
     }
   }
 
-  /** Builds the golden snapshot of the default spec (daemon startup); returns at once. */
-  async warmGolden(): Promise<void> {
+  /**
+   * Starts building the golden snapshot of the default spec (daemon startup) and
+   * returns at once: neither startup nor any Create waits for it.
+   */
+  warmGolden(): void {
     if (!this.opts.golden || !this.opts.catalog) return;
+    this.track(
+      this.warmDefaultGolden().catch((err: unknown) =>
+        this.log.warn({ err }, "golden snapshot of the defaults not started"),
+      ),
+    );
+  }
+
+  private async warmDefaultGolden(): Promise<void> {
     await this.catalogOrThrow();
     const r = this.resolveSpec({ labels: {}, ttlSeconds: 0 });
     const kernel = await resolveImage(this.opts.imagesDir, r.kernel, "kernel");
@@ -1480,5 +1494,3 @@ async function killPid(pid: number): Promise<void> {
   }
   for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 10));
 }
-
-export { DeadlineExceededError };
