@@ -174,6 +174,20 @@ describe("sandbox lifecycle over gRPC with fc-sim", () => {
       [() => d.sandboxes.create({ kernel: "../../../etc/passwd" }), "InvalidArgument", /kernel/],
       [() => d.sandboxes.create({ rootfs: "missing.ext4" }), "NotFound", /rootfs/],
       [() => d.sandboxes.create({ env: { A: "b" } }), "InvalidArgument", /cmd/],
+      [() => d.sandboxes.create({ labels: { "": "x" } }), "InvalidArgument", /labels/],
+      [() => d.sandboxes.create({ bootArgs: "a\nb" }), "InvalidArgument", /boot_args/],
+      [() => d.sandboxes.create({ bootArgs: "x".repeat(1600) }), "InvalidArgument", /boot_args/],
+      [() => d.sandboxes.create({ cmd: ["echo", "a\0b"] }), "InvalidArgument", /cmd\[1\]/],
+      [
+        () => d.sandboxes.create({ cmd: ["true"], workingDir: "tmp" }),
+        "InvalidArgument",
+        /working_dir/,
+      ],
+      [
+        () => d.sandboxes.create({ mounts: [{ source: "/", target: "/h" }] }),
+        "Unimplemented",
+        /mounts/,
+      ],
       [() => d.sandboxes.inspect({ id: "" }), "InvalidArgument", /id/],
       [() => d.sandboxes.inspect({ id: "nope" }), "NotFound", /nope/],
       [() => d.sandboxes.stop({ id: "nope" }), "NotFound", /nope/],
@@ -189,6 +203,29 @@ describe("sandbox lifecycle over gRPC with fc-sim", () => {
       expect(err!.rawMessage).toMatch(msg);
     }
     expect((await d.sandboxes.list({})).sandboxes.map((s) => s.id)).toEqual([]);
+  });
+
+  it("refuses Remove while a workload runs unless forced; force kills it", async () => {
+    const id = "busy-1";
+    await d.sandboxes.create({ id });
+    await waitForState(d, id, "ready");
+    const run = (async () => {
+      for await (const _ of d.sandboxes.run({ id, cmd: ["sleep", "30"] })) {
+        // Output is not expected.
+      }
+    })().then(
+      () => "ended",
+      (e: unknown) => (e instanceof ConnectError ? Code[e.code] : String(e)),
+    );
+    await waitForState(d, id, "running");
+    const err = await d.sandboxes.remove({ id }).catch((e: ConnectError) => e);
+    expect(err).toBeInstanceOf(ConnectError);
+    expect((err as ConnectError).code).toBe(Code.FailedPrecondition);
+    expect((err as ConnectError).rawMessage).toMatch(/running a workload.*force/);
+    expect((await d.sandboxes.inspect({ id })).state).toBe("running");
+    await d.sandboxes.remove({ id, force: true });
+    await expect(code(d.sandboxes.inspect({ id }))).resolves.toBe("NotFound");
+    expect(await run).not.toBe("ended");
   });
 
   it("creates 50 sandboxes concurrently, then removes them all, leaving nothing", async () => {
