@@ -1,6 +1,7 @@
 import type { FileHandle } from "node:fs/promises";
 import { open, rm } from "node:fs/promises";
 import { mapDiskError } from "./disk-errors.js";
+import { copyWithGnuCp, gnuCpAvailable } from "./gnu-cp.js";
 import type { CloneResult } from "./storage.js";
 
 const CHUNK = 1 << 20; // read size, bytes
@@ -11,9 +12,24 @@ const ZERO = Buffer.alloc(BLOCK);
  * Copies `src` to the new file `dst` (never sharing extents), leaving a hole
  * wherever a 4 KiB block of the source reads as zeros — holes stay holes, and
  * zero-filled blocks become holes, which is what disk images want. The file
- * mode is copied. On any failure `dst` is removed.
+ * mode is copied. On any failure `dst` is removed. Uses GNU cp where present
+ * (it skips holes without reading them), else {@link copyFileSparseInProcess}.
  */
 export async function copyFileSparse(
+  src: string,
+  dst: string,
+  signal?: AbortSignal,
+): Promise<CloneResult> {
+  return (await gnuCpAvailable())
+    ? copyWithGnuCp(src, dst, signal)
+    : copyFileSparseInProcess(src, dst, signal);
+}
+
+/**
+ * The portable copy: reads every byte (holes included, as zeros) and writes
+ * only the non-zero 4 KiB blocks. `writtenBytes` counts the bytes written.
+ */
+export async function copyFileSparseInProcess(
   src: string,
   dst: string,
   signal?: AbortSignal,

@@ -5,7 +5,9 @@ import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FailedPreconditionError } from "../errors.js";
 import { filesystemName } from "./filesystem.js";
-import { cloneFile } from "./storage.js";
+import { copyWithGnuCp, gnuCpAvailable } from "./gnu-cp.js";
+import { type CloneResult, cloneFile } from "./storage.js";
+import { copyFileSparseInProcess } from "./storage-copy.js";
 
 // Rootless unit tests on whatever filesystem tmpdir() is. Reflink behaviour on
 // real XFS/ext4 is covered by test/storage/reflink.spec.ts (loop devices).
@@ -29,11 +31,21 @@ async function sparseImage(path: string): Promise<void> {
   await fh.close();
 }
 
-describe("cloneFile copy", () => {
+const hasGnuCp = await gnuCpAvailable();
+const engines: [
+  string,
+  (src: string, dst: string, signal?: AbortSignal) => Promise<CloneResult>,
+][] = [
+  ["cloneFile copy", (src, dst, signal) => cloneFile(src, dst, "copy", signal)],
+  ["in-process copy", copyFileSparseInProcess],
+  ...(hasGnuCp ? [["GNU cp copy", copyWithGnuCp] as (typeof engines)[number]] : []),
+];
+
+describe.each(engines)("%s", (_name, copy) => {
   it("copies content, keeps holes, turns zero blocks into holes", async () => {
     const src = join(dir, "base.ext4");
     await sparseImage(src);
-    const r = await cloneFile(src, join(dir, "clone.ext4"), "copy");
+    const r = await copy(src, join(dir, "clone.ext4"));
     expect(r.method).toBe("copy");
     expect(r.sizeBytes).toBe(32 << 20);
     expect(r.writtenBytes).toBe((1 << 20) + 4096 + 4096);
@@ -48,7 +60,7 @@ describe("cloneFile copy", () => {
   it("refuses to overwrite dst", async () => {
     await writeFile(join(dir, "a"), "a");
     await writeFile(join(dir, "b"), "b");
-    await expect(cloneFile(join(dir, "a"), join(dir, "b"), "copy")).rejects.toMatchObject({
+    await expect(copy(join(dir, "a"), join(dir, "b"))).rejects.toMatchObject({
       code: "EEXIST",
     });
     await expect(cloneFile(join(dir, "a"), join(dir, "b"), "auto")).rejects.toMatchObject({
@@ -59,9 +71,46 @@ describe("cloneFile copy", () => {
 
   it("honours an aborted signal", async () => {
     await writeFile(join(dir, "a"), "a");
-    await expect(
-      cloneFile(join(dir, "a"), join(dir, "b"), "copy", AbortSignal.abort()),
-    ).rejects.toThrow();
+    await expect(copy(join(dir, "a"), join(dir, "b"), AbortSignal.abort())).rejects.toThrow();
+    await expect(stat(join(dir, "b"))).rejects.toMatchObject({ code: "ENOENT" });
+  });
+
+  it("stops and removes dst when aborted mid-copy", async () => {
+    const src = join(dir, "big");
+    const fh = await open(src, "w");
+    const chunk = randomBytes(8 << 20);
+    for (let i = 0; i < 32; i++) await fh.write(chunk, 0, chunk.length, i * chunk.length);
+    await fh.close();
+    const ac = new AbortController();
+    const copying = copy(src, join(dir, "b"), ac.signal);
+    setTimeout(() => ac.abort(new Error("stop")), 5);
+    const outcome = await copying.then(
+      () => "finished",
+      () => "aborted",
+    );
+    // A fast disk may finish 256 MiB within 5 ms; either way nothing partial is left.
+    if (outcome === "aborted") {
+      await expect(stat(join(dir, "b"))).rejects.toMatchObject({ code: "ENOENT" });
+    } else {
+      expect((await stat(join(dir, "b"))).size).toBe(256 << 20);
+    }
+  });
+
+  it("names the source when it is missing", async () => {
+    await expect(copy(join(dir, "nope"), join(dir, "b"))).rejects.toMatchObject({
+      code: "ENOENT",
+    });
+    await expect(stat(join(dir, "b"))).rejects.toMatchObject({ code: "ENOENT" });
+  });
+});
+
+describe.runIf(hasGnuCp)("copy engine choice", () => {
+  it("cloneFile copy uses GNU cp when it is on PATH (allocated bytes, not a byte count)", async () => {
+    // 10000 bytes: the in-process copy reports 10000 written, cp the 3 blocks it allocated.
+    await writeFile(join(dir, "a"), randomBytes(10000));
+    const r = await cloneFile(join(dir, "a"), join(dir, "b"), "copy");
+    expect(r.writtenBytes).toBe((await stat(join(dir, "b"))).blocks * 512);
+    expect(r.writtenBytes).not.toBe(10000);
   });
 });
 

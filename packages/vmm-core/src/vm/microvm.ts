@@ -65,6 +65,8 @@ export async function bootMicroVm(
       { kernel_image_path: spec.kernelPath, boot_args: spec.bootArgs },
       call,
     );
+    // Firecracker opens the file at this call: the clone must be complete.
+    await spec.rootfsReady;
     await api.putGuestDriveByID(
       { drive_id: "rootfs", path_on_host: rel.rootfs, is_root_device: true, is_read_only: false },
       call,
