@@ -15,6 +15,8 @@ import { type PhaseStats, ratio, roundMs, Samples } from "./stats.js";
 export interface BenchOptions {
   readonly iterations: number;
   readonly warmup: number;
+  /** Pause before each iteration of an interleaved comparison, ms. */
+  readonly settleMs: number;
   readonly concurrency: number;
   /** Absolute path of firecracker/fc-sim; null with --socket and no --firecracker. */
   readonly firecracker: string | null;
@@ -94,6 +96,7 @@ function commonParams(o: BenchOptions): Record<string, unknown> {
   return {
     iterations: o.iterations,
     warmup: o.warmup,
+    settleMs: o.settleMs,
     readiness: o.readiness,
     vcpus: o.vcpus,
     memoryMib: o.memoryMib,
@@ -324,7 +327,11 @@ export async function runLatencyCommand(o: BenchOptions): Promise<BenchReport> {
       s.add("first_msg_ms", firstMs - t0);
       s.add("run_ms", t1 - t0);
     };
-    await interleave([viaGrpc, grpc], [viaDirect, direct], { ...o, warmup: Math.max(o.warmup, 2) });
+    await interleave([viaGrpc, grpc], [viaDirect, direct], {
+      ...o,
+      warmup: Math.max(o.warmup, 2),
+      settleMs: 0, // back to back: both sides leave nothing running behind them
+    });
   } finally {
     sub.abort();
     await d.clients.sandbox.remove({ id, force: true }, { timeoutMs: 30_000 }).catch(() => {});
@@ -700,21 +707,28 @@ type Side = readonly [
 
 /**
  * Runs `warmup` untimed rounds of both sides, then `iterations` timed rounds, ABAB with the
- * order swapped every round so neither side always runs on a warmer cache.
+ * order swapped every round so neither side always runs on a warmer cache. Each iteration
+ * starts `settleMs` after the previous one ended, so work one side leaves running in the
+ * background (the kernel freeing a killed VM's memory, the daemon making a spare rootfs)
+ * is not billed to the other.
  */
 async function interleave(
   a: Side,
   b: Side,
-  o: { warmup: number; iterations: number; signal: AbortSignal },
+  o: { warmup: number; iterations: number; settleMs: number; signal: AbortSignal },
 ): Promise<void> {
+  const run = async (side: Side, samples: Samples, timed: boolean) => {
+    if (o.settleMs > 0) await sleep(o.settleMs);
+    await side[0](samples, timed);
+  };
   for (let i = 0; i < o.warmup; i++) {
-    await a[0](new Samples(), false);
-    await b[0](new Samples(), false);
+    await run(a, new Samples(), false);
+    await run(b, new Samples(), false);
   }
   for (let i = 0; i < o.iterations; i++) {
     o.signal.throwIfAborted();
     const [first, second] = i % 2 === 0 ? [a, b] : [b, a];
-    await first[0](first[1], true);
-    await second[0](second[1], true);
+    await run(first, first[1], true);
+    await run(second, second[1], true);
   }
 }

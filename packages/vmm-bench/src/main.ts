@@ -33,6 +33,9 @@ Commands:
 Options:
   --iterations N        measured iterations (default 20)
   --warmup N            untimed iterations first (default 1)
+  --settle-ms MS        compare, compare-restore, golden: pause before
+                        each iteration so one side's background work does not land
+                        in the other's measurement (default 25)
   --concurrency C       lifecycle: iterations in flight at once (default 1)
   --firecracker BIN     firecracker binary or fc-sim; "auto" (default) = firecracker on
                         PATH when /dev/kvm is usable, else fc-sim
@@ -75,6 +78,7 @@ function parse(argv: string[], signal: AbortSignal) {
     options: {
       iterations: { type: "string" },
       warmup: { type: "string" },
+      "settle-ms": { type: "string" },
       concurrency: { type: "string" },
       firecracker: { type: "string" },
       readiness: { type: "string" },
@@ -119,6 +123,7 @@ function parse(argv: string[], signal: AbortSignal) {
   const options: BenchOptions = {
     iterations: int("iterations", values.iterations, 20, 1),
     warmup: int("warmup", values.warmup, 1, 0),
+    settleMs: int("settle-ms", values["settle-ms"], 25, 0),
     concurrency: int("concurrency", values.concurrency, 1, 1),
     firecracker,
     readiness,

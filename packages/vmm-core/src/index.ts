@@ -43,6 +43,6 @@ export type {
 export { EVENT_ACTIONS, isEventAction, isSandboxState, SANDBOX_STATES } from "./sandbox/types.js";
 export type { SnapshotEntry, SnapshotMeta } from "./snapshot/index.js";
 export { SnapshotCatalog } from "./snapshot/index.js";
-export type { CloneMode, DiskCloner } from "./storage/index.js";
-export { createDiskCloner, SandboxDir } from "./storage/index.js";
+export type { CloneMode, DiskCloner, SpareCloner } from "./storage/index.js";
+export { createDiskCloner, openSpareCloner, SandboxDir } from "./storage/index.js";
 export type { BootSpec, VmmRuntime } from "./vm/microvm.js";

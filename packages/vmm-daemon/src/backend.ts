@@ -7,6 +7,7 @@ import {
   createDiskCloner,
   createDryRunCommandRunner,
   createNetworkManager,
+  openSpareCloner,
   SandboxManager,
   SnapshotCatalog,
 } from "@vmm/core";
@@ -167,6 +168,12 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     (err: unknown) =>
       logger.error({ err }, "the snapshot catalog could not be opened: snapshot calls will fail"),
   );
+  const cloner = await openSpareCloner({
+    inner: createDiskCloner(config.storage.rootfs_clone as "auto"),
+    dir: join(f.data_dir, "spares"),
+    maxSpares: config.storage.spare_clones,
+    onError: (err, src) => logger.warn({ err, image: src }, "making a spare rootfs clone failed"),
+  });
   const manager = new SandboxManager({
     catalog,
     golden: config.golden.enabled,
@@ -190,7 +197,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
       },
     },
     network,
-    cloner: createDiskCloner(config.storage.rootfs_clone as "auto"),
+    cloner,
     defaults: {
       vcpus: config.defaults.vcpus,
       memoryMib: config.defaults.memory_mib,
@@ -233,6 +240,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     async close() {
       await manager.close({ stopSandboxes: config.daemon.on_shutdown === "stop" });
       await catalog.then((c) => c.close()).catch(() => {});
+      await cloner.close();
       if (config.daemon.on_shutdown === "stop") await network.close();
     },
   };

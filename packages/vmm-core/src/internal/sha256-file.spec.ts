@@ -22,6 +22,27 @@ describe("sha256File", () => {
       sha256: createHash("sha256").update(data).digest("hex"),
     });
   });
+  it.each(["-rf", "a b", "back\\slash", "new\nline"])("handles the file name %j", async (name) => {
+    await writeFile(join(dir, name), "content");
+    expect((await sha256File(join(dir, name))).sha256).toBe(
+      createHash("sha256").update("content").digest("hex"),
+    );
+  });
+  it("hashes in-process where sha256sum is not on PATH", async () => {
+    const data = randomBytes(3 << 20);
+    await writeFile(join(dir, "f"), data);
+    const path = process.env.PATH;
+    process.env.PATH = dir; // nothing runnable there
+    try {
+      expect(await sha256File(join(dir, "f"))).toEqual({
+        size: data.length,
+        sha256: createHash("sha256").update(data).digest("hex"),
+      });
+      await expect(sha256File(join(dir, "nope"))).rejects.toMatchObject({ code: "ENOENT" });
+    } finally {
+      process.env.PATH = path;
+    }
+  });
   it("rejects with the errno code for a missing file", async () => {
     await expect(sha256File(join(dir, "nope"))).rejects.toMatchObject({ code: "ENOENT" });
   });

@@ -474,6 +474,7 @@ export class SandboxManager {
       await this.transition(s, "ready", {
         boot_ms: String(Math.round(performance.now() - started)),
       });
+      void this.opts.cloner.prepare(s.rootfs);
       if (s.workload) this.track(this.runInitialWorkload(s, s.workload));
     } catch (err) {
       if (s.stopRequested || s.state !== "starting") return;
@@ -857,7 +858,10 @@ export class SandboxManager {
         });
       }
       const meta = await pending.commit();
-      const view = snapshotView(catalog.get(meta.id));
+      const entry = catalog.get(meta.id);
+      // Restores of a new snapshot are likely: the first need not wait for a disk copy.
+      void this.opts.cloner.prepare(entry.paths.rootfs);
+      const view = snapshotView(entry);
       this.publish(s, "checkpointed", {
         snapshot_id: meta.id,
         duration_ms: String(Math.round(performance.now() - started)),
@@ -925,6 +929,7 @@ export class SandboxManager {
         restore_ms: String(Math.round(performance.now() - started)),
       });
       this.publish(s, "restored", { snapshot_id: snapshotId });
+      void this.opts.cloner.prepare(snap.paths.rootfs);
       return this.view(s);
     } catch (err) {
       // A failed restore leaves nothing behind: the caller got no sandbox.
@@ -1012,6 +1017,7 @@ export class SandboxManager {
   async deleteSnapshot(snapshotId: string): Promise<void> {
     const catalog = await this.catalogOrThrow();
     validateId("snapshot_id", snapshotId, "snapshot_id");
+    await this.opts.cloner.discard(catalog.get(snapshotId).paths.rootfs);
     await catalog.delete(snapshotId, {
       usersOf: (sid) =>
         [...this.sandboxes.values()]
@@ -1165,6 +1171,7 @@ export class SandboxManager {
         created_from: "golden",
         identity,
       });
+      void this.opts.cloner.prepare(snap.paths.rootfs);
       if (s.workload) this.track(this.runInitialWorkload(s, s.workload));
     } catch (err) {
       if (s.stopRequested || s.state !== "starting") return;

@@ -19,6 +19,7 @@ export {
   type SandboxPaths,
   sandboxesDir,
 } from "./sandbox-dir.js";
+export { openSpareCloner, type SpareCloner, type SpareClonerOptions } from "./spare-clones.js";
 export {
   type CloneMethod,
   type CloneMode,

@@ -29,6 +29,8 @@ export interface CloneResult {
   sizeBytes: number;
   /** Bytes actually written (0 for a reflink; less than size for a sparse copy). */
   writtenBytes: number;
+  /** The clone was made ahead of time (see `spare-clones.ts`): the request did not wait for it. */
+  spare?: boolean;
 }
 
 /** Clones disk images with one fixed {@link CloneMode}. */
@@ -40,11 +42,23 @@ export interface DiskCloner {
    * FailedPreconditionError when mode `reflink` is impossible there.
    */
   clone(src: string, dst: string, signal?: AbortSignal): Promise<CloneResult>;
+  /**
+   * Hint: `src` will be cloned again soon, a clone may be made ahead of time.
+   * Resolves when that is done or skipped; never rejects.
+   */
+  prepare(src: string): Promise<void>;
+  /** `src` is going away: drop whatever was made ahead of time from it. */
+  discard(src: string): Promise<void>;
 }
 
 /** Returns a {@link DiskCloner} for `mode`. */
 export function createDiskCloner(mode: CloneMode): DiskCloner {
-  return { mode, clone: (src, dst, signal) => cloneFile(src, dst, mode, signal) };
+  return {
+    mode,
+    clone: (src, dst, signal) => cloneFile(src, dst, mode, signal),
+    prepare: async () => {},
+    discard: async () => {},
+  };
 }
 
 /** Clones `src` to the new file `dst` with `mode`; see {@link DiskCloner.clone}. */

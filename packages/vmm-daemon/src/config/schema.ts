@@ -225,6 +225,12 @@ export const schema = {
       'How each sandbox gets its writable rootfs: "reflink" (fails where unsupported), "copy", or "auto" (reflink, else copy).',
     ),
     images_dir: path("", "Where kernel and rootfs names are looked up; empty = <data_dir>/images."),
+    spare_clones: int(
+      4,
+      0,
+      1024,
+      "Rootfs copies made ahead of time (one per recently used image or snapshot) so Create and Restore skip the copy where reflinks are unavailable; each costs the image's data size on disk; 0 = off.",
+    ),
   },
   golden: {
     enabled: bool(
