@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { AgentClient } from "@vmm/core";
 import { connectDaemon, type DaemonClients, type DaemonProcess, startDaemon } from "./daemon.js";
+import { connectGrpcJs } from "./grpc-js-run.js";
 import { backendInfo, hostInfo, loadAverages } from "./host.js";
 import { daemonIteration, runTrueGrpc, waitReadyEvent } from "./lifecycle.js";
 import { AGENT_PORT, rawIteration, rawRestoreIteration, runTrueDirect } from "./raw.js";
@@ -46,6 +47,8 @@ export class UnimplementedRpcError extends Error {
 /** A daemon the bench talks to: its own (stopped at the end) or one at --socket. */
 interface DaemonHandle extends AsyncDisposable {
   readonly clients: DaemonClients;
+  /** The daemon's Unix socket. */
+  readonly socket: string;
   readonly dataDir: string | undefined;
   readonly process: DaemonProcess | undefined;
 }
@@ -58,6 +61,7 @@ async function openDaemon(
     const clients = connectDaemon(o.socket);
     return {
       clients,
+      socket: o.socket,
       dataDir: o.dataDir,
       process: undefined,
       [Symbol.asyncDispose]: async () => clients.close(),
@@ -76,6 +80,7 @@ async function openDaemon(
   const clients = connectDaemon(proc.socket);
   return {
     clients,
+    socket: proc.socket,
     dataDir: proc.dataDir,
     process: proc,
     async [Symbol.asyncDispose]() {
@@ -263,7 +268,13 @@ export async function compareCommand(o: BenchOptions): Promise<BenchReport> {
     const viaDaemon = (s: Samples) =>
       daemonIteration(d.clients, nextId("b"), runFirst, s, o.signal);
     const viaRaw = (s: Samples) => rawIteration(ro, nextId("r"), s, o.signal);
-    await interleave([viaDaemon, daemonSamples], [viaRaw, rawSamples], o);
+    await interleave(
+      [
+        [viaDaemon, daemonSamples],
+        [viaRaw, rawSamples],
+      ],
+      o,
+    );
   } finally {
     rmSync(baseDir, { recursive: true, force: true });
   }
@@ -300,7 +311,9 @@ export async function runLatencyCommand(o: BenchOptions): Promise<BenchReport> {
   const ready = waitReadyEvent(d.clients, id, sub.signal);
   await d.clients.sandbox.create({ id, network: { mode: "none" } }, { signal: o.signal });
   const grpc = new Samples();
+  const grpcjs = new Samples();
   const direct = new Samples();
+  const gj = connectGrpcJs(d.socket);
   try {
     await ready;
     sub.abort();
@@ -319,6 +332,14 @@ export async function runLatencyCommand(o: BenchOptions): Promise<BenchReport> {
       s.add("first_msg_ms", firstMs - t0);
       s.add("run_ms", t1 - t0);
     };
+    const viaGrpcJs = async (s: Samples) => {
+      const t0 = performance.now();
+      const { firstMs, code } = await gj.runTrue(id, o.signal);
+      const t1 = performance.now();
+      if (code !== 0) throw new Error(`grpc-js Run true exited with ${code}`);
+      s.add("first_msg_ms", firstMs - t0);
+      s.add("run_ms", t1 - t0);
+    };
     const viaDirect = async (s: Samples) => {
       const t0 = performance.now();
       const { firstMs, code } = await runTrueDirect(agent, o.signal);
@@ -327,40 +348,48 @@ export async function runLatencyCommand(o: BenchOptions): Promise<BenchReport> {
       s.add("first_msg_ms", firstMs - t0);
       s.add("run_ms", t1 - t0);
     };
-    await interleave([viaGrpc, grpc], [viaDirect, direct], {
-      ...o,
-      warmup: Math.max(o.warmup, 2),
-      settleMs: 0, // back to back: both sides leave nothing running behind them
-    });
+    await interleave(
+      [
+        [viaGrpc, grpc],
+        [viaDirect, direct],
+        [viaGrpcJs, grpcjs],
+      ],
+      {
+        ...o,
+        warmup: Math.max(o.warmup, 2),
+        settleMs: 0, // back to back: both sides leave nothing running behind them
+      },
+    );
   } finally {
     sub.abort();
+    gj.close();
     await d.clients.sandbox.remove({ id, force: true }, { timeoutMs: 30_000 }).catch(() => {});
   }
   const gp = grpc.summarize();
+  const jp = grpcjs.summarize();
   const dp = direct.summarize();
-  const g = gp.run_ms!;
   const dr = dp.run_ms!;
+  const minus = (g: PhaseStats) => ({
+    p50: roundMs(g.p50 - dr.p50),
+    p95: roundMs(g.p95 - dr.p95),
+    p99: roundMs(g.p99 - dr.p99),
+    mean: roundMs(g.mean - dr.mean),
+  });
   return report(
     "run-latency",
     date,
     backend,
     commonParams(o),
-    { ...prefixed("grpc", gp), ...prefixed("direct", dp) },
+    { ...prefixed("grpc", gp), ...prefixed("grpcjs", jp), ...prefixed("direct", dp) },
     [
       ...backendNotes(backend, o.readiness),
-      "grpc: Run {cmd: [true]} through the daemon until done; direct: AgentClient.run(true) on <data_dir>/sandboxes/<id>/vsock.sock (CONNECT 1024) until exit; same sandbox, interleaved",
-      "differences.run_ms = grpc - direct per statistic (target: within 2 ms)",
+      "grpc: Run {cmd: [true]} through the daemon until done, with @connectrpc/connect-node's gRPC transport (what the vmm CLI uses); grpcjs: the same call with @grpc/grpc-js; direct: AgentClient.run(true) on <data_dir>/sandboxes/<id>/vsock.sock (CONNECT 1024, a new connection per call) until exit; same sandbox, the three interleaved with a rotating order",
+      "the daemon keeps one agent connection dialed and greeted ahead per sandbox (AgentClient spareConnection); the direct side dials per call, as a plain client does",
+      "differences.run_ms = grpc - direct, differences.run_ms_grpcjs = grpcjs - direct, per statistic (target: within 2 ms)",
     ],
     {
       ratios: ratios(gp, dp),
-      differences: {
-        run_ms: {
-          p50: roundMs(g.p50 - dr.p50),
-          p95: roundMs(g.p95 - dr.p95),
-          p99: roundMs(g.p99 - dr.p99),
-          mean: roundMs(g.mean - dr.mean),
-        },
-      },
+      differences: { run_ms: minus(gp.run_ms!), run_ms_grpcjs: minus(jp.run_ms!) },
     },
   );
 }
@@ -568,7 +597,13 @@ export async function compareRestoreCommand(o: BenchOptions): Promise<BenchRepor
       };
       const viaRaw = (s: Samples) =>
         rawRestoreIteration(ro, snap.snapshotDir, nextId("r"), s, o.signal);
-      await interleave([viaDaemon, daemonSamples], [viaRaw, rawSamples], o);
+      await interleave(
+        [
+          [viaDaemon, daemonSamples],
+          [viaRaw, rawSamples],
+        ],
+        o,
+      );
     } finally {
       for (const f of cleanup.reverse()) await f().catch(() => {});
     }
@@ -662,7 +697,13 @@ export async function goldenCommand(o: BenchOptions): Promise<BenchReport> {
         o.signal,
         expectFrom(on, "golden", count),
       );
-    await interleave([viaBoot, bootSamples], [viaGolden, goldenSamples], o);
+    await interleave(
+      [
+        [viaBoot, bootSamples],
+        [viaGolden, goldenSamples],
+      ],
+      o,
+    );
   }
   const bp = bootSamples.summarize();
   const gp = goldenSamples.summarize();
@@ -706,29 +747,27 @@ type Side = readonly [
 ];
 
 /**
- * Runs `warmup` untimed rounds of both sides, then `iterations` timed rounds, ABAB with the
- * order swapped every round so neither side always runs on a warmer cache. Each iteration
- * starts `settleMs` after the previous one ended, so work one side leaves running in the
- * background (the kernel freeing a killed VM's memory, the daemon making a spare rootfs)
- * is not billed to the other.
+ * Runs `warmup` untimed rounds of every side, then `iterations` timed rounds, the order
+ * rotated every round so no side always runs first (on a warmer or colder cache). Each
+ * iteration starts `settleMs` after the previous one ended, so work one side leaves running
+ * in the background (the kernel freeing a killed VM's memory, the daemon making a spare
+ * rootfs) is not billed to another.
  */
 async function interleave(
-  a: Side,
-  b: Side,
+  sides: readonly Side[],
   o: { warmup: number; iterations: number; settleMs: number; signal: AbortSignal },
 ): Promise<void> {
   const run = async (side: Side, samples: Samples, timed: boolean) => {
     if (o.settleMs > 0) await sleep(o.settleMs);
     await side[0](samples, timed);
   };
-  for (let i = 0; i < o.warmup; i++) {
-    await run(a, new Samples(), false);
-    await run(b, new Samples(), false);
-  }
+  for (let i = 0; i < o.warmup; i++)
+    for (const side of sides) await run(side, new Samples(), false);
   for (let i = 0; i < o.iterations; i++) {
     o.signal.throwIfAborted();
-    const [first, second] = i % 2 === 0 ? [a, b] : [b, a];
-    await run(first, first[1], true);
-    await run(second, second[1], true);
+    for (let k = 0; k < sides.length; k++) {
+      const side = sides[(i + k) % sides.length]!;
+      await run(side, side[1], true);
+    }
   }
 }

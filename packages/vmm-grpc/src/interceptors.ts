@@ -14,8 +14,10 @@ export const listenerKey = createContextKey<ListenerKind>("unix", { description:
 
 /**
  * Maps every error a handler throws (also while a stream is iterated) to a
- * ConnectError, logs one line per call with method, code and duration, and
- * logs the hidden cause of internal errors.
+ * ConnectError and logs one line per call with method, code and duration:
+ * failed calls at info (internal errors at error, with their hidden cause),
+ * successful ones at debug — a busy daemon serves thousands of Runs a second,
+ * and a log write per call is a measurable share of a Run's latency.
  */
 export function createErrorAndLogInterceptor(log: Logger): Interceptor {
   return (next) => async (req) => {
@@ -24,7 +26,7 @@ export function createErrorAndLogInterceptor(log: Logger): Interceptor {
     const done = (err: unknown) => {
       const durationMs = Math.round((performance.now() - started) * 100) / 100;
       if (err === undefined) {
-        log.info({ method, code: "ok", durationMs }, "rpc");
+        log.debug({ method, code: "ok", durationMs }, "rpc");
         return;
       }
       const mapped = toConnectError(err);

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { DeadlineExceededError, InvalidArgumentError, isVmmError } from "../errors.js";
 import { AgentProcess, decodeExit } from "./agent-process.js";
-import { AgentConnection } from "./connection.js";
-import { type AgentEndpoint, describeEndpoint } from "./dial.js";
+import { AgentConnection, type GreetedStream } from "./connection.js";
+import { type AgentEndpoint, bindAgentStream, connectAgent, describeEndpoint } from "./dial.js";
 import { AgentProtocolError, AgentUnavailableError } from "./errors.js";
-import { decodeTlv, readUint, TlvWriter } from "./frame.js";
+import { decodeTlv, type Frame, readUint, TlvWriter } from "./frame.js";
 import {
   FrameType,
   IDENTITY_HOSTNAME_PATTERN,
@@ -76,7 +76,18 @@ export interface AgentClientOptions {
   readonly endpoint: AgentEndpoint;
   /** Limit for connect + handshake + first reply of one operation, ms. Default 5000. */
   readonly requestTimeoutMs?: number;
+  /**
+   * After each operation, dial the next connection ahead (Firecracker's CONNECT
+   * done, the agent's session started), so the next operation skips that
+   * round trip. A spare older than {@link SPARE_MAX_AGE_MS} is not used (the
+   * agent drops connections that stay silent for 10 s). Call `close()` to
+   * release it. Default false.
+   */
+  readonly spareConnection?: boolean;
 }
+
+/** Age after which a spare connection is dropped instead of used, ms (the agent waits 10 s for HELLO). */
+export const SPARE_MAX_AGE_MS = 8000;
 
 /** Options of AgentClient.waitReady. */
 export interface WaitReadyOptions {
@@ -125,10 +136,104 @@ export interface RunOptions {
 export class AgentClient {
   readonly endpoint: AgentEndpoint;
   readonly requestTimeoutMs: number;
+  private readonly keepSpare: boolean;
+  /** The next operation's connection, dialed and greeted ahead (undefined if that failed). */
+  private spare:
+    | { readonly ready: Promise<GreetedStream | undefined>; readonly at: number }
+    | undefined;
+  private readonly lifetime = new AbortController();
 
   constructor(options: AgentClientOptions) {
     this.endpoint = options.endpoint;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
+    this.keepSpare = options.spareConnection ?? false;
+  }
+
+  /** Drops the spare connection and stops making new ones. Operations still work (dialing each time). */
+  close(): void {
+    this.lifetime.abort(new Error("agent client closed"));
+    const spare = this.spare;
+    this.spare = undefined;
+    if (spare) void discard(spare.ready);
+  }
+
+  private refillSpare(): void {
+    if (!this.keepSpare || this.lifetime.signal.aborted || this.spare) return;
+    const signal = AbortSignal.any([
+      this.lifetime.signal,
+      AbortSignal.timeout(this.requestTimeoutMs),
+    ]);
+    const ready = connectAgent(this.endpoint, signal)
+      .then((idle) => AgentConnection.greet(describeEndpoint(this.endpoint), idle, signal))
+      .catch(() => undefined);
+    this.spare = { ready, at: performance.now() };
+  }
+
+  /**
+   * Opens the connection of one operation and reads its first reply frame.
+   * Uses the spare when there is a fresh one (waiting for it if it is still
+   * being dialed: it started earlier than a new dial would). A spare that
+   * turns out dead (it ends before any reply: the agent gave up waiting, or
+   * the VM was restored) is replaced by a new dial; the request never reached
+   * a live session, since a session that read it answers before anything else.
+   */
+  private async exchange(
+    request: { type: number; payload: Uint8Array },
+    signal: AbortSignal,
+    startSignal: AbortSignal = signal,
+  ): Promise<{ conn: AgentConnection; first: Frame | undefined }> {
+    const spare = this.spare;
+    this.spare = undefined;
+    if (spare && performance.now() - spare.at < SPARE_MAX_AGE_MS) {
+      const ready = await raceAbort(spare.ready, startSignal);
+      if (ready) {
+        const got = await this.onSpare(ready, request, signal, startSignal);
+        if (got) return got;
+      }
+    } else if (spare) void discard(spare.ready);
+    const conn = await AgentConnection.open(this.endpoint, request, signal, startSignal);
+    return this.firstReply(conn);
+  }
+
+  private async onSpare(
+    ready: GreetedStream,
+    request: { type: number; payload: Uint8Array },
+    signal: AbortSignal,
+    startSignal: AbortSignal,
+  ): Promise<{ conn: AgentConnection; first: Frame | undefined } | undefined> {
+    let conn: AgentConnection;
+    let first: Frame | undefined;
+    try {
+      const stream = bindAgentStream(ready, signal, startSignal);
+      const name = describeEndpoint(this.endpoint);
+      conn = await AgentConnection.start(name, stream, request, signal, startSignal, ready);
+      first = await conn.readFrame();
+    } catch (err) {
+      ready.socket.destroy();
+      if (signal.aborted || startSignal.aborted || !(err instanceof AgentUnavailableError))
+        throw err;
+      return undefined;
+    }
+    if (first === undefined) {
+      conn.close();
+      return undefined;
+    }
+    if (this.keepSpare) conn.onClosed(() => this.refillSpare());
+    return { conn, first };
+  }
+
+  private async firstReply(
+    conn: AgentConnection,
+  ): Promise<{ conn: AgentConnection; first: Frame | undefined }> {
+    try {
+      const first = await conn.readFrame();
+      // Dialed once this operation is over, not during it: the guest forks a session per connection.
+      if (this.keepSpare) conn.onClosed(() => this.refillSpare());
+      return { conn, first };
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
   }
 
   /** Asks the agent for its INFO. Throws AgentUnavailableError when nothing answers (retryable). */
@@ -168,9 +273,8 @@ export class AgentClient {
     signal: AbortSignal | undefined,
   ): Promise<Uint8Array> {
     return this.withRequestTimeout(signal, this.requestTimeoutMs, async (s) => {
-      const conn = await AgentConnection.open(this.endpoint, { type, payload }, s);
+      const { conn, first: frame } = await this.exchange({ type, payload }, s);
       try {
-        const frame = await conn.readFrame();
         if (!frame || frame.type !== expect) {
           throw new AgentProtocolError(
             `expected frame type 0x${expect.toString(16)}, got ${frame ? `type 0x${frame.type.toString(16)}` : "EOF"}`,
@@ -231,15 +335,9 @@ export class AgentClient {
     const payload = encodeRun(options);
     const outer = options.signal ?? new AbortController().signal;
     // The session lives under the caller's signal only; its start also has a time limit.
-    let conn: AgentConnection | undefined;
-    const first = await this.withRequestTimeout(outer, this.requestTimeoutMs, async (s) => {
-      conn = await AgentConnection.open(this.endpoint, { type: FrameType.run, payload }, outer, s);
-      return await conn.readFrame();
-    }).catch((err: unknown) => {
-      conn?.close();
-      throw err;
-    });
-    const c = conn!;
+    const { conn: c, first } = await this.withRequestTimeout(outer, this.requestTimeoutMs, (s) =>
+      this.exchange({ type: FrameType.run, payload }, outer, s),
+    );
     c.markStarted();
     if (first?.type === FrameType.started && first.payload.length === 4) {
       return new AgentProcess(c, readUint(first.payload));
@@ -391,6 +489,34 @@ function decodeIdentitySet(payload: Uint8Array): IdentityResult {
     simulated,
     applied: { hostname: hostnameSet, entropy, clock: clockSet },
   };
+}
+
+/** Closes a spare whenever it is (or was) ready. */
+async function discard(ready: Promise<GreetedStream | undefined>): Promise<void> {
+  (await ready)?.socket.destroy();
+}
+
+/** `p`, or a rejection with the abort reason once `signal` aborts (then `p`'s stream is closed). */
+function raceAbort(
+  p: Promise<GreetedStream | undefined>,
+  signal: AbortSignal,
+): Promise<GreetedStream | undefined> {
+  if (signal.aborted) {
+    void discard(p);
+    return Promise.reject(signal.reason);
+  }
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      void discard(p);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+    void p.then((v) => {
+      signal.removeEventListener("abort", onAbort);
+      if (signal.aborted) v?.socket.destroy();
+      else resolve(v);
+    });
+  });
 }
 
 function decodeInfo(payload: Uint8Array): AgentInfo {

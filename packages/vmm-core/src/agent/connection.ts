@@ -1,6 +1,13 @@
 import type { Socket } from "node:net";
 import type { ByteReader } from "./byte-reader.js";
-import { type AgentEndpoint, describeEndpoint, dialAgent } from "./dial.js";
+import {
+  type AgentEndpoint,
+  type AgentStream,
+  bindAgentStream,
+  describeEndpoint,
+  dialAgent,
+  type IdleAgentStream,
+} from "./dial.js";
 import { AgentError, AgentProtocolError, AgentUnavailableError } from "./errors.js";
 import { encodeFrame, type Frame, FrameDecoder } from "./frame.js";
 import { AGENT_PROTOCOL_VERSION, FrameType } from "./protocol.js";
@@ -56,38 +63,40 @@ export class AgentConnection {
     signal: AbortSignal,
     startSignal: AbortSignal = signal,
   ): Promise<AgentConnection> {
-    const name = describeEndpoint(endpoint);
-    const { socket, reader, started } = await dialAgent(endpoint, signal, startSignal);
-    const decoder = new FrameDecoder();
-    const hello = new Uint8Array(2);
-    new DataView(hello.buffer).setUint16(0, AGENT_PROTOCOL_VERSION);
-    const conn = new AgentConnection(name, socket, reader, decoder, signal, 0);
+    const stream = await dialAgent(endpoint, signal, startSignal);
+    return AgentConnection.start(describeEndpoint(endpoint), stream, request, signal, startSignal);
+  }
+
+  /**
+   * As {@link open}, over an already dialed stream (bound to the same signals).
+   * With `greeted` (the version a spare's earlier {@link greet} agreed) only
+   * the request is sent: the HELLO exchange already happened.
+   */
+  static async start(
+    name: string,
+    stream: AgentStream,
+    request: Frame,
+    signal: AbortSignal,
+    startSignal: AbortSignal = signal,
+    greeted?: GreetedStream,
+  ): Promise<AgentConnection> {
+    const { socket, reader, started } = stream;
+    const decoder = greeted?.decoder ?? new FrameDecoder();
+    const conn = new AgentConnection(name, socket, reader, decoder, signal, greeted?.version ?? 0);
     conn.startSignal = startSignal;
+    conn.started = started;
     try {
-      const first = encodeFrame(FrameType.hello, hello);
       const req = encodeFrame(request.type, request.payload);
-      const both = new Uint8Array(first.length + req.length);
-      both.set(first);
-      both.set(req, first.length);
+      if (greeted) {
+        await conn.write(req);
+        return conn;
+      }
+      const hello = encodeFrame(FrameType.hello, helloPayload());
+      const both = new Uint8Array(hello.length + req.length);
+      both.set(hello);
+      both.set(req, hello.length);
       await conn.write(both);
-      let reply: Frame | undefined;
-      try {
-        reply = await conn.readFrame();
-      } catch (err) {
-        if (err instanceof AgentError || conn.abortReason() !== undefined) throw err;
-        throw new AgentUnavailableError(name, `handshake failed: ${(err as Error).message}`, {
-          cause: err,
-        });
-      }
-      if (!reply)
-        throw new AgentUnavailableError(name, "connection closed before the agent's HELLO");
-      if (reply.type !== FrameType.helloReply || reply.payload.length < 2) {
-        throw new AgentProtocolError(`expected HELLO, got frame type 0x${reply.type.toString(16)}`);
-      }
-      const version = new DataView(reply.payload.buffer, reply.payload.byteOffset).getUint16(0);
-      if (version < 1 || version > AGENT_PROTOCOL_VERSION) {
-        throw new AgentProtocolError(`agent chose unsupported protocol version ${version}`);
-      }
+      const version = await conn.readHelloReply();
       const opened = new AgentConnection(name, socket, reader, decoder, signal, version);
       opened.started = started;
       opened.startSignal = startSignal;
@@ -96,6 +105,55 @@ export class AgentConnection {
       socket.destroy();
       throw err;
     }
+  }
+
+  /**
+   * The HELLO exchange alone, on a connected stream not yet used for a request
+   * (a spare). `signal` aborts the exchange. The stream is destroyed on failure.
+   */
+  static async greet(
+    name: string,
+    idle: IdleAgentStream,
+    signal: AbortSignal,
+  ): Promise<GreetedStream> {
+    const decoder = new FrameDecoder();
+    const stream = bindAgentStream(idle, signal);
+    const conn = new AgentConnection(name, stream.socket, stream.reader, decoder, signal, 0);
+    try {
+      await conn.write(encodeFrame(FrameType.hello, helloPayload()));
+      const version = await conn.readHelloReply();
+      stream.detach();
+      return { ...idle, decoder, version };
+    } catch (err) {
+      stream.socket.destroy();
+      throw err;
+    }
+  }
+
+  private async readHelloReply(): Promise<number> {
+    let reply: Frame | undefined;
+    try {
+      reply = await this.readFrame();
+    } catch (err) {
+      if (err instanceof AgentError || this.abortReason() !== undefined) throw err;
+      throw new AgentUnavailableError(
+        this.endpoint,
+        `handshake failed: ${(err as Error).message}`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (!reply)
+      throw new AgentUnavailableError(this.endpoint, "connection closed before the agent's HELLO");
+    if (reply.type !== FrameType.helloReply || reply.payload.length < 2) {
+      throw new AgentProtocolError(`expected HELLO, got frame type 0x${reply.type.toString(16)}`);
+    }
+    const version = new DataView(reply.payload.buffer, reply.payload.byteOffset).getUint16(0);
+    if (version < 1 || version > AGENT_PROTOCOL_VERSION) {
+      throw new AgentProtocolError(`agent chose unsupported protocol version ${version}`);
+    }
+    return version;
   }
 
   /**
@@ -165,6 +223,25 @@ export class AgentConnection {
   close(): void {
     this.socket.destroy();
   }
+
+  /** Calls `fn` once the connection is closed (by either side). */
+  onClosed(fn: () => void): void {
+    if (this.socket.closed) fn();
+    else this.socket.once("close", fn);
+  }
+}
+
+/** A connected stream whose HELLO exchange is done: ready for one request. */
+export interface GreetedStream extends IdleAgentStream {
+  readonly decoder: FrameDecoder;
+  /** Protocol version the agent agreed to. */
+  readonly version: number;
+}
+
+function helloPayload(): Uint8Array {
+  const hello = new Uint8Array(2);
+  new DataView(hello.buffer).setUint16(0, AGENT_PROTOCOL_VERSION);
+  return hello;
 }
 
 function decodeError(payload: Uint8Array): AgentError {

@@ -27,10 +27,18 @@ export interface AgentStream {
   readonly reader: ByteReader;
   /** Stops `startSignal` from closing the socket (call once the operation has started). */
   readonly started: () => void;
+  /** Unbinds both signals: the stream is idle again (a spare between greeting and use). */
+  readonly detach: () => void;
 }
 
 /** Longest `OK <n>` line accepted from Firecracker, bytes. */
 const MAX_CONNECT_REPLY = 64;
+
+/** A connected stream (CONNECT done for vsock) not yet bound to an operation's signals. */
+export interface IdleAgentStream {
+  readonly socket: Socket;
+  readonly reader: ByteReader;
+}
 
 /**
  * Opens a stream to the agent (and, for `vsock`, completes Firecracker's
@@ -44,47 +52,87 @@ export async function dialAgent(
   signal: AbortSignal,
   startSignal: AbortSignal = signal,
 ): Promise<AgentStream> {
+  return bindAgentStream(
+    await connectAgent(endpoint, AbortSignal.any([signal, startSignal])),
+    signal,
+    startSignal,
+  );
+}
+
+/**
+ * Connects (and completes CONNECT for vsock); `signal` aborts only this
+ * attempt. Errors as {@link dialAgent}.
+ */
+export async function connectAgent(
+  endpoint: AgentEndpoint,
+  signal: AbortSignal,
+): Promise<IdleAgentStream> {
   signal.throwIfAborted();
-  startSignal.throwIfAborted();
   const name = describeEndpoint(endpoint);
   const path = endpoint.kind === "vsock" ? endpoint.udsPath : endpoint.path;
   const socket = createConnection({ path });
   // Errors surface through reads and write callbacks; this keeps an unread one from crashing.
   socket.on("error", () => {});
   const onAbort = () => socket.destroy(signal.reason);
+  signal.addEventListener("abort", onAbort, { once: true });
+  try {
+    try {
+      await new Promise<void>((resolve, reject) => {
+        socket.once("connect", resolve);
+        socket.once("error", reject);
+        socket.once("close", () => reject(signal.reason ?? new Error("socket closed")));
+      });
+    } catch (err) {
+      if (signal.aborted) throw signal.reason;
+      throw new AgentUnavailableError(name, `connect failed: ${(err as Error).message}`, {
+        cause: err,
+      });
+    }
+    const reader = new ByteReader(socket);
+    if (endpoint.kind === "vsock") {
+      try {
+        await vsockConnect(socket, reader, endpoint.port ?? DEFAULT_AGENT_PORT, name);
+      } catch (err) {
+        if (signal.aborted) throw signal.reason;
+        throw err;
+      }
+    }
+    return { socket, reader };
+  } catch (err) {
+    socket.destroy();
+    throw err;
+  } finally {
+    signal.removeEventListener("abort", onAbort);
+  }
+}
+
+/**
+ * Hands a connected stream to one operation: destroyed when `signal` aborts
+ * (for its whole life), or when `startSignal` aborts before `started()`.
+ * Throws the abort reason (and destroys the stream) if either already has.
+ */
+export function bindAgentStream(
+  idle: IdleAgentStream,
+  signal: AbortSignal,
+  startSignal: AbortSignal = signal,
+): AgentStream {
+  const { socket, reader } = idle;
+  if (signal.aborted || startSignal.aborted) {
+    socket.destroy();
+    throw signal.aborted ? signal.reason : startSignal.reason;
+  }
+  const onAbort = () => socket.destroy(signal.reason);
   const onStartAbort = () => socket.destroy(startSignal.reason);
   signal.addEventListener("abort", onAbort, { once: true });
   startSignal.addEventListener("abort", onStartAbort, { once: true });
   const started = () => startSignal.removeEventListener("abort", onStartAbort);
-  socket.once("close", () => {
+  const detach = () => {
     signal.removeEventListener("abort", onAbort);
     started();
-  });
-  signal = AbortSignal.any([signal, startSignal]);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      socket.once("connect", resolve);
-      socket.once("error", reject);
-      socket.once("close", () => reject(signal.reason ?? new Error("socket closed")));
-    });
-  } catch (err) {
-    socket.destroy();
-    if (signal.aborted) throw signal.reason;
-    throw new AgentUnavailableError(name, `connect failed: ${(err as Error).message}`, {
-      cause: err,
-    });
-  }
-  const reader = new ByteReader(socket);
-  if (endpoint.kind === "vsock") {
-    try {
-      await vsockConnect(socket, reader, endpoint.port ?? DEFAULT_AGENT_PORT, name);
-    } catch (err) {
-      socket.destroy();
-      if (signal.aborted) throw signal.reason;
-      throw err;
-    }
-  }
-  return { socket, reader, started };
+    socket.off("close", detach);
+  };
+  socket.once("close", detach);
+  return { socket, reader, started, detach };
 }
 
 /** Firecracker's host-initiated vsock handshake: `CONNECT <port>\n` → `OK <host_port>\n`. */

@@ -466,6 +466,7 @@ export class SandboxManager {
         s.agent = new AgentClient({
           endpoint: { kind: "vsock", udsPath: s.dir.absolute.vsockSocket, port: agent.port },
           requestTimeoutMs: agent.callTimeoutMs,
+          spareConnection: true,
         });
         await s.agent.waitReady({ timeoutMs: agent.bootTimeoutMs, signal });
       }
@@ -526,6 +527,7 @@ export class SandboxManager {
   }
 
   private async releaseVm(s: Sandbox): Promise<void> {
+    s.agent?.close();
     const fc = s.fc;
     if (fc) {
       fc.kill();
@@ -992,6 +994,7 @@ export class SandboxManager {
       s.agent = new AgentClient({
         endpoint: { kind: "vsock", udsPath: s.dir.absolute.vsockSocket, port: agent.port },
         requestTimeoutMs: agent.callTimeoutMs,
+        spareConnection: true,
       });
       await s.agent.waitReady({ timeoutMs: agent.bootTimeoutMs, signal });
     }
@@ -1294,7 +1297,11 @@ export class SandboxManager {
 
   private publish(s: Sandbox, action: EventAction, attributes: Record<string, string>): void {
     if (!s.hidden) this.bus.publish({ sandboxId: s.id, action, timestampNs: nowNs(), attributes });
-    s.log.info({ action, ...attributes }, "sandbox event");
+    // running/idle come with every Run and Exec (the rpc log line already has the call):
+    // logged at debug so a busy sandbox does not pay two log writes per command.
+    if (action === "running" || action === "idle") {
+      s.log.debug({ action, ...attributes }, "sandbox event");
+    } else s.log.info({ action, ...attributes }, "sandbox event");
   }
 
   /**
