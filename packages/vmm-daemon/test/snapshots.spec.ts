@@ -156,6 +156,35 @@ describe("snapshots over gRPC with fc-sim", () => {
     await d.snapshots.deleteSnapshot({ snapshotId: cp.snapshotId });
   }, 120_000);
 
+  it("restores onto a rootfs clone made ahead after Checkpoint; deleting the snapshot frees it", async () => {
+    const sparesDir = join(d.dataDir, "spares");
+    const spares = () => (existsSync(sparesDir) ? readdirSync(sparesDir) : []);
+    const waitSpares = async (n: number) => {
+      for (let i = 0; i < 200 && spares().length !== n; i++) await sleep(50);
+      expect(spares()).toHaveLength(n);
+    };
+    await d.sandboxes.create({ id: "sp-src" });
+    await waitForState(d, "sp-src", "ready");
+    await waitSpares(1); // the base rootfs, prepared once the sandbox was ready
+    const cp = await d.snapshots.checkpoint({ sandboxId: "sp-src" });
+    await waitSpares(2); // plus the snapshot's rootfs
+    const sub = await subscribe(d, { id: "sp-1" });
+    await d.snapshots.restore({ snapshotId: cp.snapshotId, id: "sp-1" });
+    await sub.waitFor((a) => a.includes("ready"));
+    const ready = sub.events.find((e) => e.action === "ready");
+    sub.close();
+    expect(ready?.attributes.rootfs_clone).toBe("spare");
+    const rootfs = statSync(join(d.dataDir, "sandboxes", "sp-1", "rootfs.ext4"));
+    expect(rootfs.nlink).toBe(1); // moved out of spares/, not shared
+    expect(rootfs.size).toBe(statSync(join(cp.snapshotDir, "rootfs.ext4")).size);
+    expect((await runText(d, "sp-1", ["echo", "on a spare"])).out).toBe("on a spare\n");
+    await waitSpares(2); // made again for the next restore
+    await d.sandboxes.remove({ id: "sp-1" });
+    await d.snapshots.deleteSnapshot({ snapshotId: cp.snapshotId });
+    expect(spares()).toHaveLength(1);
+    await d.sandboxes.remove({ id: "sp-src" });
+  });
+
   it("deletes a snapshot in use: the clone keeps its own link and keeps running", async () => {
     await d.sandboxes.create({ id: "del-src" });
     await waitForState(d, "del-src", "ready");

@@ -17,6 +17,7 @@ import { generateId, type Logger, moveAside, validateId } from "../internal/inde
 import type { NetworkManager, NetworkSlot, TapSlot } from "../network/index.js";
 import type { SnapshotCatalog, SnapshotEntry, UsableSnapshot } from "../snapshot/index.js";
 import {
+  type CloneResult,
   type DiskCloner,
   linkOrClone,
   type ResolvedImage,
@@ -474,6 +475,7 @@ export class SandboxManager {
       s.readyAt = new Date();
       await this.transition(s, "ready", {
         boot_ms: String(Math.round(performance.now() - started)),
+        rootfs_clone: cloneKind(await rootfsReady),
       });
       void this.opts.cloner.prepare(s.rootfs);
       if (s.workload) this.track(this.runInitialWorkload(s, s.workload));
@@ -925,10 +927,11 @@ export class SandboxManager {
     });
     const started = performance.now();
     try {
-      await this.loadFromSnapshot(s, snap);
+      const clone = await this.loadFromSnapshot(s, snap);
       s.readyAt = new Date();
       await this.transition(s, "ready", {
         restore_ms: String(Math.round(performance.now() - started)),
+        rootfs_clone: cloneKind(clone),
       });
       this.publish(s, "restored", { snapshot_id: snapshotId });
       void this.opts.cloner.prepare(snap.paths.rootfs);
@@ -944,7 +947,8 @@ export class SandboxManager {
     }
   }
 
-  private async loadFromSnapshot(s: Sandbox, snap: UsableSnapshot): Promise<void> {
+  /** Resolves with how the rootfs was cloned. */
+  private async loadFromSnapshot(s: Sandbox, snap: UsableSnapshot): Promise<CloneResult> {
     const { agent, runtime } = this.opts;
     const signal = AbortSignal.any([s.lifetime.signal, AbortSignal.timeout(agent.bootTimeoutMs)]);
     // The memory file backs the clone for its whole life: link it (never a full copy).
@@ -975,7 +979,7 @@ export class SandboxManager {
       });
     s.fc = fc;
     this.watchExit(s, fc);
-    await files;
+    const [clone] = await files;
     await fc.client.loadSnapshot(
       {
         snapshot_path: rel.vmstate,
@@ -998,6 +1002,7 @@ export class SandboxManager {
       });
       await s.agent.waitReady({ timeoutMs: agent.bootTimeoutMs, signal });
     }
+    return clone;
   }
 
   async listSnapshots(filter: {
@@ -1158,7 +1163,7 @@ export class SandboxManager {
   private async bootFromGolden(s: Sandbox, snap: UsableSnapshot): Promise<void> {
     const started = performance.now();
     try {
-      await this.loadFromSnapshot(s, snap);
+      const clone = await this.loadFromSnapshot(s, snap);
       let identity = "none";
       if (s.agent) {
         const result = await s.agent.setIdentity(
@@ -1171,6 +1176,7 @@ export class SandboxManager {
       s.readyAt = new Date();
       await this.transition(s, "ready", {
         boot_ms: String(Math.round(performance.now() - started)),
+        rootfs_clone: cloneKind(clone),
         created_from: "golden",
         identity,
       });
@@ -1507,4 +1513,9 @@ async function killPid(pid: number): Promise<void> {
     return;
   }
   for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 10));
+}
+
+/** The `rootfs_clone` event attribute: how the sandbox's writable disk was made. */
+function cloneKind(r: CloneResult): string {
+  return r.spare ? "spare" : r.method;
 }
