@@ -31,7 +31,8 @@ Commands:
   golden       Create → ready with golden snapshots off vs on (two daemons); speed-up
 
 Options:
-  --iterations N        measured iterations (default 20)
+  --iterations N        measured iterations (default 20; run-latency 200: one
+                        iteration takes ms, and its p50 moves by tenths of a ms)
   --warmup N            untimed iterations first (default 1)
   --settle-ms MS        compare, compare-restore, golden: pause before
                         each iteration so one side's background work does not land
@@ -121,7 +122,7 @@ function parse(argv: string[], signal: AbortSignal) {
     }
   }
   const options: BenchOptions = {
-    iterations: int("iterations", values.iterations, 20, 1),
+    iterations: int("iterations", values.iterations, command === "run-latency" ? 200 : 20, 1),
     warmup: int("warmup", values.warmup, 1, 0),
     settleMs: int("settle-ms", values["settle-ms"], 25, 0),
     concurrency: int("concurrency", values.concurrency, 1, 1),

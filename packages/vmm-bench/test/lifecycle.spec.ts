@@ -32,3 +32,24 @@ describe.skipIf(!ready)("vmm-bench lifecycle against fc-sim", () => {
     expect(stderr).toMatch(/create_to_ready_ms\s+2\s/);
   });
 });
+
+describe.skipIf(!ready)("vmm-bench run-latency against fc-sim", () => {
+  it("measures Run through both gRPC clients and the direct agent call", {
+    timeout: 60_000,
+  }, async () => {
+    const { stdout } = await promisify(execFile)(
+      process.execPath,
+      [BENCH, "run-latency", "--iterations", "3", "--firecracker", FC_SIM],
+      { timeout: 55_000, maxBuffer: 1 << 20 },
+    );
+    const doc = JSON.parse(stdout);
+    expect(validateReport(doc)).toEqual([]);
+    for (const side of ["grpc", "grpcjs", "direct"]) {
+      expect(doc.phases[`${side}.run_ms`]?.n, side).toBe(3);
+      expect(doc.phases[`${side}.run_ms`].min, side).toBeGreaterThan(0);
+    }
+    const g = doc.phases["grpc.run_ms"].p50 - doc.phases["direct.run_ms"].p50;
+    expect(doc.differences.run_ms.p50).toBeCloseTo(g, 2);
+    expect(Object.keys(doc.differences)).toEqual(["run_ms", "run_ms_grpcjs"]);
+  });
+});
