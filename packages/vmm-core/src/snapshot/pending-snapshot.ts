@@ -131,7 +131,13 @@ export class PendingSnapshot implements AsyncDisposable {
   async #commit(signal: AbortSignal | undefined): Promise<SnapshotMeta> {
     let renamed = false;
     try {
-      const infos = await Promise.all(SNAPSHOT_DATA_FILES.map((f) => this.#sealFile(f, signal)));
+      // Checked in a fixed order before any hashing starts: the error names the first missing
+      // file, not whichever failed first, and no hash is left running behind a failed commit.
+      const sizes: number[] = [];
+      for (const f of SNAPSHOT_DATA_FILES) sizes.push(await this.#checkFile(f));
+      const infos = await Promise.all(
+        SNAPSHOT_DATA_FILES.map((f, i) => this.#sealFile(f, sizes[i]!, signal)),
+      );
       const files = Object.fromEntries(SNAPSHOT_DATA_FILES.map((f, i) => [f, infos[i]])) as Record<
         SnapshotDataFile,
         SnapshotFileInfo
@@ -183,7 +189,8 @@ export class PendingSnapshot implements AsyncDisposable {
     return this.abort();
   }
 
-  async #sealFile(name: SnapshotDataFile, signal?: AbortSignal): Promise<SnapshotFileInfo> {
+  /** The file's size; FailedPreconditionError if it is missing or not a regular file. */
+  async #checkFile(name: SnapshotDataFile): Promise<number> {
     const path = this.paths[name];
     let st: Awaited<ReturnType<typeof stat>>;
     try {
@@ -202,10 +209,19 @@ export class PendingSnapshot implements AsyncDisposable {
         `cannot commit snapshot ${this.id}: ${path} is not a regular file`,
       );
     }
+    return st.size;
+  }
+
+  async #sealFile(
+    name: SnapshotDataFile,
+    size: number,
+    signal?: AbortSignal,
+  ): Promise<SnapshotFileInfo> {
+    const path = this.paths[name];
     const [digest] = await Promise.all([sha256File(path, signal), fsyncFile(path)]);
-    if (digest.size !== st.size) {
+    if (digest.size !== size) {
       throw new FailedPreconditionError(
-        `cannot commit snapshot ${this.id}: ${path} changed size while being hashed (${st.size} → ${digest.size} bytes)`,
+        `cannot commit snapshot ${this.id}: ${path} changed size while being hashed (${size} → ${digest.size} bytes)`,
       );
     }
     return { size: digest.size, sha256: digest.sha256 };
