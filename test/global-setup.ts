@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { resolve } from "node:path";
 
 const root = resolve(import.meta.dirname, "..");
@@ -9,9 +9,23 @@ const root = resolve(import.meta.dirname, "..");
  * guest agent, and prepares the dev images (a guest kernel and a rootfs with
  * the agent) that daemon tests boot with fc-sim.
  */
-export default function setup(): void {
+export default function setup(): () => void {
   killOrphanGuests();
+  removeDeadSimulatorDirs();
   execFileSync("bash", [resolve(root, "scripts/dev-images.sh")], { stdio: "inherit", cwd: root });
+  return removeDeadSimulatorDirs;
+}
+
+/**
+ * fc-sim keeps its guest sockets in /tmp/fcsim-<pid> and removes it on exit;
+ * tests that SIGKILL a simulator (crash cases) leave it behind.
+ */
+function removeDeadSimulatorDirs(): void {
+  for (const name of readdirSync("/tmp")) {
+    const pid = /^fcsim-(\d+)$/.exec(name)?.[1];
+    if (pid === undefined || existsSync(`/proc/${pid}`)) continue;
+    rmSync(`/tmp/${name}`, { recursive: true, force: true });
+  }
 }
 
 /**
