@@ -130,7 +130,8 @@ export async function openSpareCloner(options: SpareClonerOptions): Promise<Spar
           if (identityOf(await stat(src)) === spare.identity) {
             signal?.throwIfAborted();
             await link(spare.path, dst); // EEXIST if dst exists, like every clone
-            await unlink(spare.path);
+            // dst is in place: a leftover name in spares/ is never handed out again and goes at close.
+            await unlink(spare.path).catch(() => {});
             return { ...spare.result, spare: true };
           }
         } catch (err) {
