@@ -53,3 +53,16 @@ describe.skipIf(!ready)("vmm-bench run-latency against fc-sim", () => {
     expect(Object.keys(doc.differences)).toEqual(["run_ms", "run_ms_grpcjs"]);
   });
 });
+
+describe.skipIf(!existsSync(BENCH))("vmm-bench option errors", () => {
+  it.each([
+    ["--settle-ms=-1", /--settle-ms wants an integer >= 0, got -1/],
+    ["--settle-ms=2.5", /--settle-ms wants an integer >= 0, got 2.5/],
+  ])("%s exits 2 naming the option", async (arg, message) => {
+    const err = await promisify(execFile)(process.execPath, [BENCH, "compare", arg], {
+      timeout: 10_000,
+    }).catch((e: unknown) => e as { code: number; stderr: string });
+    expect(err).toMatchObject({ code: 2 });
+    expect((err as { stderr: string }).stderr).toMatch(message);
+  });
+});

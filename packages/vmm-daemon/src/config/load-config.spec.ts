@@ -67,9 +67,21 @@ describe("loadConfig", () => {
     ['[network]\ndns = "1.1.1.1"\n', "network.dns must be an array of strings"],
     ["[firecracker.jailer]\nbogus = 1\n", "unknown key firecracker.jailer.bogus"],
     ["grpc = 1\n", "grpc must be a table"],
+    ["[storage]\nspare_clones = -1\n", "storage.spare_clones must be an integer from 0 to 1024"],
+    ["[storage]\nspare_clones = 2000\n", "storage.spare_clones must be an integer from 0 to 1024"],
+    ['[storage]\nspare_clones = "4"\n', "storage.spare_clones must be an integer"],
   ])("rejects %j", (toml, message) => {
     expect(() => loadConfig(file(toml), {})).toThrow(ConfigError);
     expect(() => loadConfig(file(toml), {})).toThrow(message);
+  });
+
+  it("rejects a bad storage.spare_clones from the environment, naming the variable", () => {
+    expect(() => loadConfig(file(""), { VMM_STORAGE_SPARE_CLONES: "many" })).toThrow(
+      /VMM_STORAGE_SPARE_CLONES/,
+    );
+    expect(
+      loadConfig(file(""), { VMM_STORAGE_SPARE_CLONES: "0" }).config.storage.spare_clones,
+    ).toBe(0);
   });
 
   it("names env variables by section and key", () => {
