@@ -149,16 +149,12 @@ export async function rawIteration(
   const dir = join(options.baseDir, id);
   const apiSock = join(dir, "api.sock");
   const http = new Agent({ keepAlive: true, maxSockets: 1 });
-  let child: ChildProcess | undefined;
-  let exited: Promise<unknown> | undefined;
+  let vmm: RawVmm | undefined;
   try {
     const t0 = performance.now();
     await mkdir(dir);
     await cloner.clone(options.rootfs, join(dir, "rootfs.ext4"), signal);
-    const vmm = await spawnVmm(options.firecracker, dir, id, http, signal);
-    child = vmm.child;
-    exited = vmm.exited;
-    const c = child;
+    vmm = await spawnVmm(options.firecracker, dir, id, http, signal);
     await put(http, apiSock, "/machine-config", {
       vcpu_count: options.vcpus,
       mem_size_mib: options.memoryMib,
@@ -175,13 +171,7 @@ export async function rawIteration(
     });
     await put(http, apiSock, "/vsock", { guest_cid: 3, uds_path: "vsock.sock" });
     await put(http, apiSock, "/actions", { action_type: "InstanceStart" });
-    let agent: AgentClient | undefined;
-    if (options.readiness === "agent") {
-      agent = new AgentClient({
-        endpoint: { kind: "vsock", udsPath: join(dir, "vsock.sock"), port: AGENT_PORT },
-      });
-      await agent.waitReady({ timeoutMs: options.bootTimeoutMs ?? 30_000, signal });
-    }
+    const agent = await readyAgent(options, dir, signal);
     const tReady = performance.now();
     samples.add("create_to_ready_ms", tReady - t0);
     if (agent) {
@@ -193,19 +183,13 @@ export async function rawIteration(
       samples.add("first_run_ms", r1 - r0);
     }
     const k0 = performance.now();
-    c.kill("SIGKILL");
-    await exited;
-    await rm(dir, { recursive: true, force: true });
+    await killAndRemove(vmm, dir);
     const k1 = performance.now();
     samples.add("remove_ms", k1 - k0);
     samples.add("total_ms", k1 - t0);
   } finally {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      child.kill("SIGKILL");
-      await exited;
-    }
     http.destroy();
-    await rm(dir, { recursive: true, force: true });
+    await killAndRemove(vmm, dir);
   }
 }
 
@@ -241,14 +225,8 @@ export async function rawRestoreIteration(
       mem_backend: { backend_type: "File", backend_path: "mem" },
       resume_vm: true,
     });
-    let agent: AgentClient | undefined;
-    if (options.readiness === "agent") {
-      // vsock connections do not survive a restore: the client dials anew per call.
-      agent = new AgentClient({
-        endpoint: { kind: "vsock", udsPath: join(dir, "vsock.sock"), port: AGENT_PORT },
-      });
-      await agent.waitReady({ timeoutMs: options.bootTimeoutMs ?? 30_000, signal });
-    }
+    // vsock connections do not survive a restore: the client dials anew per call.
+    const agent = await readyAgent(options, dir, signal);
     const tReady = performance.now();
     samples.add("restore_to_ready_ms", tReady - t0);
     if (agent) {
@@ -259,19 +237,36 @@ export async function rawRestoreIteration(
       samples.add("restore_to_first_run_ms", r1 - t0);
     }
     const k0 = performance.now();
-    vmm.child.kill("SIGKILL");
-    await vmm.exited;
-    await rm(dir, { recursive: true, force: true });
+    await killAndRemove(vmm, dir);
     samples.add("remove_ms", performance.now() - k0);
   } finally {
-    const c = vmm?.child;
-    if (c && c.exitCode === null && c.signalCode === null) {
-      c.kill("SIGKILL");
-      await vmm?.exited;
-    }
     http.destroy();
-    await rm(dir, { recursive: true, force: true });
+    await killAndRemove(vmm, dir);
   }
+}
+
+/** With agent readiness: a client of the agent on `dir`'s vsock.sock once it answers; else undefined. */
+async function readyAgent(
+  options: RawOptions,
+  dir: string,
+  signal: AbortSignal,
+): Promise<AgentClient | undefined> {
+  if (options.readiness !== "agent") return undefined;
+  const agent = new AgentClient({
+    endpoint: { kind: "vsock", udsPath: join(dir, "vsock.sock"), port: AGENT_PORT },
+  });
+  await agent.waitReady({ timeoutMs: options.bootTimeoutMs ?? 30_000, signal });
+  return agent;
+}
+
+/** SIGKILL (unless it already exited), wait for the exit, `rm -rf dir`. The raw side's Remove. */
+async function killAndRemove(vmm: RawVmm | undefined, dir: string): Promise<void> {
+  const c = vmm?.child;
+  if (c && c.exitCode === null && c.signalCode === null) {
+    c.kill("SIGKILL");
+    await vmm?.exited;
+  }
+  await rm(dir, { recursive: true, force: true });
 }
 
 /**

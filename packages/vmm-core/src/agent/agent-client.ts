@@ -184,17 +184,18 @@ export class AgentClient {
   ): Promise<{ conn: AgentConnection; first: Frame | undefined }> {
     const spare = this.spare;
     this.spare = undefined;
+    let got: { conn: AgentConnection; first: Frame | undefined } | undefined;
     if (spare && performance.now() - spare.at < SPARE_MAX_AGE_MS) {
       const ready = await raceAbort(spare.ready, startSignal);
-      if (ready) {
-        const got = await this.onSpare(ready, request, signal, startSignal);
-        if (got) return got;
-      }
+      if (ready) got = await this.onSpare(ready, request, signal, startSignal);
     } else if (spare) void discard(spare.ready);
-    const conn = await AgentConnection.open(this.endpoint, request, signal, startSignal);
-    return this.firstReply(conn);
+    got ??= await this.onNewConnection(request, signal, startSignal);
+    // Dialed once this operation is over, not during it: the guest forks a session per connection.
+    if (this.keepSpare) got.conn.onClosed(() => this.refillSpare());
+    return got;
   }
 
+  /** The request over a greeted spare; undefined if the spare turned out dead. */
   private async onSpare(
     ready: GreetedStream,
     request: { type: number; payload: Uint8Array },
@@ -218,18 +219,18 @@ export class AgentClient {
       conn.close();
       return undefined;
     }
-    if (this.keepSpare) conn.onClosed(() => this.refillSpare());
     return { conn, first };
   }
 
-  private async firstReply(
-    conn: AgentConnection,
+  /** The request over a connection dialed now. */
+  private async onNewConnection(
+    request: { type: number; payload: Uint8Array },
+    signal: AbortSignal,
+    startSignal: AbortSignal,
   ): Promise<{ conn: AgentConnection; first: Frame | undefined }> {
+    const conn = await AgentConnection.open(this.endpoint, request, signal, startSignal);
     try {
-      const first = await conn.readFrame();
-      // Dialed once this operation is over, not during it: the guest forks a session per connection.
-      if (this.keepSpare) conn.onClosed(() => this.refillSpare());
-      return { conn, first };
+      return { conn, first: await conn.readFrame() };
     } catch (err) {
       conn.close();
       throw err;

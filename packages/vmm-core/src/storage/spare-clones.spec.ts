@@ -38,6 +38,16 @@ async function open(inner: DiskCloner, maxSpares = 4) {
   return cloner;
 }
 
+/** A cloner holding one spare of `base.ext4` (written with `content`). */
+async function withSpare(content: string | Buffer) {
+  const c = await open(countingCopy());
+  const src = join(dir, "base.ext4");
+  await writeFile(src, content);
+  await c.prepare(src);
+  expect(await readdir(spares)).toHaveLength(1);
+  return { c, src };
+}
+
 describe("openSpareCloner", () => {
   it("empties a spares dir left by an earlier daemon", async () => {
     await rm(spares, { recursive: true, force: true });
@@ -70,11 +80,7 @@ describe("openSpareCloner", () => {
   });
 
   it("never gives one spare to two concurrent clones", async () => {
-    const c = await open(countingCopy());
-    const src = join(dir, "base.ext4");
-    await writeFile(src, randomBytes(4096));
-    await c.prepare(src);
-    expect(await readdir(spares)).toHaveLength(1);
+    const { c, src } = await withSpare(randomBytes(4096));
     const results = await Promise.all(
       Array.from({ length: 5 }, (_, i) => c.clone(src, join(dir, `c${i}.ext4`))),
     );
@@ -84,11 +90,7 @@ describe("openSpareCloner", () => {
   });
 
   it("drops a spare whose source changed and copies the new content", async () => {
-    const c = await open(countingCopy());
-    const src = join(dir, "base.ext4");
-    await writeFile(src, "old content");
-    await c.prepare(src);
-    expect(await readdir(spares)).toHaveLength(1);
+    const { c, src } = await withSpare("old content");
     await rm(src);
     await writeFile(src, "new content");
     const r = await c.clone(src, join(dir, "a.ext4"));
@@ -98,12 +100,8 @@ describe("openSpareCloner", () => {
   });
 
   it("refuses an existing dst and keeps it intact (the spare is dropped)", async () => {
-    const c = await open(countingCopy());
-    const src = join(dir, "base.ext4");
-    await writeFile(src, "image");
     await writeFile(join(dir, "taken"), "mine");
-    await c.prepare(src);
-    expect(await readdir(spares)).toHaveLength(1);
+    const { c, src } = await withSpare("image");
     await expect(c.clone(src, join(dir, "taken"))).rejects.toMatchObject({ code: "EEXIST" });
     expect(await readFile(join(dir, "taken"), "utf8")).toBe("mine");
     expect(await readdir(spares)).toEqual([]);
@@ -146,11 +144,7 @@ describe("openSpareCloner", () => {
   });
 
   it("close removes every spare and the directory", async () => {
-    const c = await open(countingCopy());
-    const src = join(dir, "base.ext4");
-    await writeFile(src, "image");
-    await c.prepare(src);
-    expect(await readdir(spares)).toHaveLength(1);
+    const { c, src } = await withSpare("image");
     await c.close();
     cloner = undefined;
     await expect(stat(spares)).rejects.toMatchObject({ code: "ENOENT" });
