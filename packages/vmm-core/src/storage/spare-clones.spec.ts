@@ -144,7 +144,7 @@ describe("openSpareCloner", () => {
   });
 
   it("close removes every spare and the directory", async () => {
-    const { c, src } = await withSpare("image");
+    const { c } = await withSpare("image");
     await c.close();
     cloner = undefined;
     await expect(stat(spares)).rejects.toMatchObject({ code: "ENOENT" });
