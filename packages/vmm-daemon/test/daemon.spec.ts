@@ -163,7 +163,8 @@ describe("vmm-daemon startup and shutdown", () => {
     const statuses: string[] = [];
     watch.on("data", (m: { status: string }) => statuses.push(m.status));
     watch.on("error", () => {});
-    await new Promise((r) => setTimeout(r, 200));
+    // The stream is in flight once its first status arrived (a fixed sleep raced a busy host).
+    await new Promise<void>((resolve) => watch.once("data", () => resolve()));
     const code = await d.stop("SIGTERM");
     health.close();
     expect(code).toBe(0);

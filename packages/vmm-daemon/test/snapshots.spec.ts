@@ -52,10 +52,16 @@ describe("snapshots over gRPC with fc-sim", () => {
   });
 
   it("checkpoints a ready sandbox and restores a working one from it", async () => {
-    await d.sandboxes.create({ id: "snap-src", labels: { app: "x" } });
-    await expect(code(d.snapshots.checkpoint({ sandboxId: "snap-src" }))).resolves.toMatch(
-      /^FailedPrecondition: .*starting/,
+    // A sandbox that is not ready cannot be checkpointed (a stopped one: "starting" lasts
+    // only milliseconds with fc-sim, too short to hit reliably on a busy host).
+    await d.sandboxes.create({ id: "snap-stopped" });
+    await waitForState(d, "snap-stopped", "ready");
+    await d.sandboxes.stop({ id: "snap-stopped", timeoutSeconds: 1 });
+    await expect(code(d.snapshots.checkpoint({ sandboxId: "snap-stopped" }))).resolves.toMatch(
+      /^FailedPrecondition: .*stopped/,
     );
+    await d.sandboxes.remove({ id: "snap-stopped" });
+    await d.sandboxes.create({ id: "snap-src", labels: { app: "x" } });
     await waitForState(d, "snap-src", "ready");
     const sub = await subscribe(d, { id: "snap-src", action: "checkpointed" });
     const cp = await d.snapshots.checkpoint({
