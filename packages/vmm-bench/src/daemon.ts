@@ -89,6 +89,8 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess
       `data_dir = ${tomlString(dataDir)}`,
       "[grpc]",
       `unix_socket = ${tomlString(socket)}`,
+      // The raw restore baseline reads the snapshot's files from the answer's snapshot_dir.
+      "expose_host_details = true",
       "[network]",
       'mode = "none"',
       "[defaults]",

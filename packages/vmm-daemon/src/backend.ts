@@ -176,7 +176,13 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
   });
   const manager = new SandboxManager({
     catalog,
-    golden: config.golden.enabled,
+    ...(config.golden.enabled && {
+      golden: {
+        maxSnapshots: config.golden.max_snapshots,
+        maxConcurrentBuilds: config.golden.max_concurrent_builds,
+      },
+    }),
+    exposeHostDetails: config.grpc.expose_host_details,
     dataDir: f.data_dir,
     imagesDir:
       config.storage.images_dir !== "" ? config.storage.images_dir : join(f.data_dir, "images"),
@@ -213,6 +219,8 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
       maxTotalVcpus: config.limits.max_total_vcpus,
       maxTotalMemoryMib: config.limits.max_total_memory_mib,
       maxConcurrentCreates: config.limits.max_concurrent_creates,
+      maxTotalDiskBytes: config.limits.max_total_disk_gib * 2 ** 30,
+      maxSnapshotsPerSandbox: config.limits.max_snapshots_per_sandbox,
     },
     agent: {
       port: config.agent.port,

@@ -38,6 +38,9 @@ export async function startDaemonProcess(
       VMM_FIRECRACKER_DATA_DIR: join(dir, "d"),
       // Tests never depend on a firecracker on PATH: the simulator unless a test says otherwise.
       VMM_FIRECRACKER_BINARY: FC_SIM,
+      // Suites read Firecracker pids and snapshot dirs from answers; security.spec checks the
+      // default (off) explicitly.
+      VMM_GRPC_EXPOSE_HOST_DETAILS: "true",
       ...env,
     },
     stdio: ["ignore", "ignore", "pipe"],

@@ -17,3 +17,4 @@ export { generateId, ID_MAX_LENGTH, type IdKind, isValidId, validateId } from ".
 export { KeyedMutex } from "./keyed-mutex.js";
 export { type Logger, silentLogger } from "./logger.js";
 export { type FileDigest, sha256File } from "./sha256-file.js";
+export { type LongTimeout, setLongTimeout } from "./long-timeout.js";

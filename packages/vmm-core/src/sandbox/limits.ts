@@ -6,4 +6,8 @@ export interface SandboxLimits {
   readonly maxTotalVcpus: number;
   readonly maxTotalMemoryMib: number;
   readonly maxConcurrentCreates: number;
+  /** Apparent bytes of sandbox disks and snapshot files under data_dir; 0 = unlimited. */
+  readonly maxTotalDiskBytes: number;
+  /** Snapshots (Checkpoints) one sandbox may have at once; 0 = unlimited. */
+  readonly maxSnapshotsPerSandbox: number;
 }

@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
+import { isAbsolute, relative } from "node:path";
 import type { FirecrackerProcess } from "@vmm/firecracker";
 import { AgentClient, type AgentProcess } from "../agent/index.js";
 import {
@@ -13,7 +14,14 @@ import {
   UnavailableError,
   UnimplementedError,
 } from "../errors.js";
-import { generateId, type Logger, moveAside, validateId } from "../internal/index.js";
+import {
+  generateId,
+  type Logger,
+  type LongTimeout,
+  moveAside,
+  setLongTimeout,
+  validateId,
+} from "../internal/index.js";
 import type { NetworkManager, NetworkSlot, TapSlot } from "../network/index.js";
 import type { SnapshotCatalog, SnapshotEntry, UsableSnapshot } from "../snapshot/index.js";
 import {
@@ -23,8 +31,10 @@ import {
   type ResolvedImage,
   resolveImage,
   SandboxDir,
+  sameImageIdentity,
 } from "../storage/index.js";
 import { bootMicroVm, type VmmRuntime } from "../vm/microvm.js";
+import { Admission, type CommittedUsage, type Reservation } from "./admission.js";
 import { EventBus } from "./event-bus.js";
 import type { SandboxLimits } from "./limits.js";
 import type { SandboxRecord } from "./sandbox-record.js";
@@ -77,14 +87,36 @@ export interface SandboxManagerOptions {
    */
   readonly catalog?: SnapshotCatalog | Promise<SnapshotCatalog>;
   /**
-   * Golden snapshots (config `[golden] enabled`): Create restores a pre-booted
+   * Golden snapshots (config `[golden]`): Create restores a pre-booted
    * snapshot of the same kernel/rootfs/size/boot args instead of booting.
-   * Needs `catalog`. Default off.
+   * Needs `catalog`. Absent = off. Golden snapshots have their own budget:
+   * they never count against `limits`.
    */
-  readonly golden?: boolean;
+  readonly golden?: GoldenOptions;
+  /**
+   * Put host details (Firecracker pids, absolute image and snapshot paths)
+   * in views; otherwise images are named relative to `imagesDir` and
+   * snapshot directories relative to `dataDir` (config
+   * `grpc.expose_host_details`). Default false.
+   */
+  readonly exposeHostDetails?: boolean;
   /** Called on every Create (the daemon warns when sandboxes are simulated). */
   readonly onCreate?: (id: string) => void;
 }
+
+/** The golden snapshot pool's budget (config `[golden]`). */
+export interface GoldenOptions {
+  /** Golden snapshots kept at once; the least recently used beyond it are deleted. */
+  readonly maxSnapshots: number;
+  /** Golden builds (a hidden boot + checkpoint) running at once. */
+  readonly maxConcurrentBuilds: number;
+}
+
+/** A golden build that failed is not retried for this long (a broken image must not boot in a loop). */
+const GOLDEN_RETRY_MS = 60_000;
+
+/** Longest graceful-stop wait a client may ask for (Stop.timeout_seconds). */
+export const MAX_STOP_TIMEOUT_SECONDS = 3600;
 
 /** Mutable per-sandbox state, owned by the manager. */
 interface Sandbox {
@@ -102,6 +134,8 @@ interface Sandbox {
   readonly createdFrom: CreatedFrom;
   readonly snapshotId: string | undefined;
   readonly createdAt: Date;
+  /** Apparent size of its writable disk (counts against limits.max_total_disk_gib). */
+  readonly diskBytes: number;
   readonly dir: SandboxDir;
   readonly log: Logger;
   /** Aborted when the sandbox is stopped or removed: cancels a boot in progress. */
@@ -122,7 +156,7 @@ interface Sandbox {
   /** Settles when the current stop finishes. */
   stopping: Promise<void> | undefined;
   removing: Promise<void> | undefined;
-  ttlTimer: NodeJS.Timeout | undefined;
+  ttlTimer: LongTimeout | undefined;
   /** The sandbox's process is not ours (found alive at startup): only Stop/Remove work. */
   orphanPid: number | undefined;
   /** A checkpoint holds the VM paused: workloads and other checkpoints must wait. */
@@ -156,6 +190,7 @@ type SandboxInit = Pick<
   | "dir"
   | "slot"
   | "hidden"
+  | "diskBytes"
 > & { readonly state?: SandboxStateName; readonly createdAt?: Date };
 
 function newSandbox(init: SandboxInit, log: Logger): Sandbox {
@@ -212,13 +247,20 @@ export class SandboxManager {
   private readonly background = new Set<Promise<unknown>>();
   /** Golden keys being built now (Create never waits for them). */
   private readonly goldenBuilds = new Set<string>();
-  private creating = 0;
+  /** When a golden key's build last failed (not retried for GOLDEN_RETRY_MS). */
+  private readonly goldenFailedAt = new Map<string, number>();
+  /** When each golden snapshot last served a Create (least recently used ones are evicted). */
+  private readonly goldenUsedAt = new Map<string, number>();
+  private readonly admission: Admission;
+  /** Ids admitted but not yet registered: a second Create of one waits for the first. */
+  private readonly pendingIds = new Map<string, Promise<void>>();
   private closed = false;
   private nextCid = 3;
 
   constructor(options: SandboxManagerOptions) {
     this.opts = options;
     this.log = options.logger;
+    this.admission = new Admission(options.limits, () => this.committedUsage());
     if (options.catalog instanceof Promise) {
       options.catalog.then(
         (c) => {
@@ -278,10 +320,11 @@ export class SandboxManager {
     }
     const kernel = await resolveImage(this.opts.imagesDir, resolved.kernel, "kernel");
     const rootfs = await resolveImage(this.opts.imagesDir, resolved.rootfs, "rootfs");
-    if (this.sandboxes.has(id)) return this.create(spec, options); // lost a race with the same id
-    this.admit(resolved.vcpus, resolved.memoryMib);
-    const golden = options.hidden ? {} : this.goldenFor(resolved, kernel, rootfs);
-
+    const inFlight = this.pendingIds.get(id);
+    if (inFlight || this.sandboxes.has(id)) {
+      await inFlight; // lost a race with the same id: answer as the idempotent repeat
+      return this.create(spec, options);
+    }
     if (resolved.network === "tap" && this.opts.network.mode !== "tap") {
       throw new FailedPreconditionError(
         'network.mode: "tap" networking is not enabled on this daemon',
@@ -290,41 +333,96 @@ export class SandboxManager {
         },
       );
     }
-    this.creating++;
-    const { slot, dir } = await this.allocate(id, resolved.network);
-    const s = await this.register({
-      id,
-      requestKey,
-      labels: { ...spec.labels },
-      kernel: kernel.path,
-      rootfs: rootfs.path,
-      bootArgs: resolved.bootArgs,
-      vcpus: resolved.vcpus,
-      memoryMib: resolved.memoryMib,
-      network: resolved.network,
-      ttlSeconds: spec.ttlSeconds,
-      workload: spec.workload,
-      createdFrom: golden.snapshot ? "golden" : "boot",
-      snapshotId: golden.snapshot?.id,
-      dir,
-      slot,
-      hidden: options.hidden ?? false,
+    // Admission and reservation in one synchronous step, before any await.
+    const reservation = options.hidden
+      ? undefined
+      : this.admission.reserveSandbox({
+          vcpus: resolved.vcpus,
+          memoryMib: resolved.memoryMib,
+          diskBytes: rootfs.identity.size,
+        });
+    const golden = options.hidden ? {} : this.goldenFor(resolved, kernel, rootfs);
+    const s = await this.admitted(id, reservation, async () => {
+      const { slot, dir } = await this.allocate(id, resolved.network);
+      return this.register({
+        id,
+        requestKey,
+        labels: { ...spec.labels },
+        kernel: kernel.path,
+        rootfs: rootfs.path,
+        bootArgs: resolved.bootArgs,
+        vcpus: resolved.vcpus,
+        memoryMib: resolved.memoryMib,
+        network: resolved.network,
+        ttlSeconds: spec.ttlSeconds,
+        workload: spec.workload,
+        createdFrom: golden.snapshot ? "golden" : "boot",
+        snapshotId: golden.snapshot?.id,
+        diskBytes: rootfs.identity.size,
+        dir,
+        slot,
+        hidden: options.hidden ?? false,
+      });
     });
     const start = golden.snapshot ? this.bootFromGolden(s, golden.snapshot) : this.boot(s);
-    this.track(
-      start.finally(() => {
-        this.creating--;
-      }),
-    );
+    this.track(start.finally(() => reservation?.settled()));
     if (golden.key !== undefined && !golden.snapshot)
       this.ensureGolden(golden.key, resolved, kernel, rootfs);
     return this.view(s);
   }
 
   /**
+   * Runs `register` (allocate + register) for an admitted id: the id counts
+   * as taken meanwhile, the reservation passes to the registry on success
+   * and is given back on failure.
+   */
+  private async admitted(
+    id: string,
+    reservation: Reservation | undefined,
+    register: () => Promise<Sandbox>,
+  ): Promise<Sandbox> {
+    let settle = () => {};
+    this.pendingIds.set(
+      id,
+      new Promise<void>((resolve) => {
+        settle = resolve;
+      }),
+    );
+    try {
+      const s = await register();
+      reservation?.registered();
+      return s;
+    } catch (err) {
+      reservation?.[Symbol.dispose]();
+      throw err;
+    } finally {
+      this.pendingIds.delete(id);
+      settle();
+    }
+  }
+
+  /** What registered sandboxes and committed snapshots hold (golden ones have their own budget). */
+  private committedUsage(): CommittedUsage {
+    let sandboxes = 0;
+    let vcpus = 0;
+    let memoryMib = 0;
+    let diskBytes = 0;
+    for (const s of this.sandboxes.values()) {
+      if (s.hidden) continue;
+      sandboxes++;
+      diskBytes += s.diskBytes;
+      if (vmIsAlive(s.state)) {
+        vcpus += s.vcpus;
+        memoryMib += s.memoryMib;
+      }
+    }
+    for (const e of this.catalog?.list() ?? []) diskBytes += snapshotBytes(e);
+    return { sandboxes, vcpus, memoryMib, diskBytes };
+  }
+
+  /**
    * Takes what a new sandbox holds before it is registered: a network slot
-   * (mode tap) and its directory. On failure nothing stays taken, and the
-   * caller's `creating` count is given back.
+   * (mode tap) and its directory. On failure nothing stays taken.
    */
   private async allocate(
     id: string,
@@ -335,7 +433,6 @@ export class SandboxManager {
       if (network === "tap") slot = await this.opts.network.acquire();
       return { slot, dir: await SandboxDir.create(this.opts.dataDir, id) };
     } catch (err) {
-      this.creating--;
       if (slot) await this.opts.network.release(slot).catch(() => {});
       throw err;
     }
@@ -403,33 +500,6 @@ export class SandboxManager {
       bootArgs,
       network: spec.network ?? d.network,
     };
-  }
-
-  private admit(vcpus: number, memoryMib: number): void {
-    const l = this.opts.limits;
-    const live = [...this.sandboxes.values()].filter((s) => vmIsAlive(s.state));
-    if (this.sandboxes.size >= l.maxSandboxes) {
-      throw new ResourceExhaustedError(
-        `sandboxes: all ${l.maxSandboxes} allowed sandboxes exist (limits.max_sandboxes); remove some first`,
-      );
-    }
-    if (this.creating >= l.maxConcurrentCreates) {
-      throw new ResourceExhaustedError(
-        `concurrent creates: ${l.maxConcurrentCreates} sandboxes are booting (limits.max_concurrent_creates); retry shortly`,
-      );
-    }
-    const usedVcpus = live.reduce((n, s) => n + s.vcpus, 0);
-    if (l.maxTotalVcpus > 0 && usedVcpus + vcpus > l.maxTotalVcpus) {
-      throw new ResourceExhaustedError(
-        `vcpus: ${usedVcpus} of ${l.maxTotalVcpus} in use, ${vcpus} more asked (limits.max_total_vcpus)`,
-      );
-    }
-    const usedMem = live.reduce((n, s) => n + s.memoryMib, 0);
-    if (l.maxTotalMemoryMib > 0 && usedMem + memoryMib > l.maxTotalMemoryMib) {
-      throw new ResourceExhaustedError(
-        `memory: ${usedMem} of ${l.maxTotalMemoryMib} MiB in use, ${memoryMib} MiB more asked (limits.max_total_memory_mib)`,
-      );
-    }
   }
 
   /** Boot in the background: clone the disk, start Firecracker, wait for readiness. */
@@ -553,6 +623,16 @@ export class SandboxManager {
 
   /** Graceful stop (Ctrl-Alt-Del), then SIGKILL after `timeoutSeconds`. Idempotent. */
   async stop(id: string, timeoutSeconds: number): Promise<void> {
+    if (
+      !Number.isInteger(timeoutSeconds) ||
+      timeoutSeconds < 0 ||
+      timeoutSeconds > MAX_STOP_TIMEOUT_SECONDS
+    ) {
+      throw new InvalidArgumentError(
+        "timeout_seconds",
+        `must be from 0 to ${MAX_STOP_TIMEOUT_SECONDS}, got ${timeoutSeconds}`,
+      );
+    }
     const s = this.get(id);
     await this.stopSandbox(s, timeoutSeconds * 1000);
   }
@@ -574,9 +654,9 @@ export class SandboxManager {
               { action_type: "SendCtrlAltDel" },
               { timeoutMs: Math.min(graceMs, 5000) },
             );
-            const t = setTimeout(() => fc.kill(), graceMs);
+            const t = setLongTimeout(() => fc.kill(), graceMs);
             const exit = await fc.exited;
-            clearTimeout(t);
+            t.clear();
             exited = true;
             exitAttrs = exitAttributes(exit);
           } catch (err) {
@@ -609,7 +689,7 @@ export class SandboxManager {
     }
     // Assigned before the work starts, so every step below already sees `removing`.
     s.removing = Promise.resolve().then(async () => {
-      if (s.ttlTimer) clearTimeout(s.ttlTimer);
+      s.ttlTimer?.clear();
       await this.stopSandbox(s, options.force ? 0 : 10_000);
       await this.releaseVm(s);
       await s.persisting;
@@ -624,19 +704,16 @@ export class SandboxManager {
   }
 
   private armTtl(s: Sandbox): void {
+    // Any uint32 of seconds: setLongTimeout schedules past Node's 24.8-day timer limit.
     const due = s.createdAt.getTime() + s.ttlSeconds * 1000 - Date.now();
-    s.ttlTimer = setTimeout(
-      () => {
-        s.log.info({ ttlSeconds: s.ttlSeconds }, "ttl expired: removing");
-        this.track(
-          this.remove(s.id, { force: true }, { reason: "ttl" }).catch((err: unknown) => {
-            if (!(err instanceof NotFoundError)) s.log.error({ err }, "ttl removal failed");
-          }),
-        );
-      },
-      Math.max(0, due),
-    );
-    s.ttlTimer.unref();
+    s.ttlTimer = setLongTimeout(() => {
+      s.log.info({ ttlSeconds: s.ttlSeconds }, "ttl expired: removing");
+      this.track(
+        this.remove(s.id, { force: true }, { reason: "ttl" }).catch((err: unknown) => {
+          if (!(err instanceof NotFoundError)) s.log.error({ err }, "ttl removal failed");
+        }),
+      );
+    }, due);
   }
 
   // ── Run / Exec ─────────────────────────────────────────────────────────
@@ -817,6 +894,20 @@ export class SandboxManager {
       throw new FailedPreconditionError(
         `sandbox ${s.id} has no microVM of this daemon (not re-adopted)`,
       );
+    const maxSnapshots = this.opts.limits.maxSnapshotsPerSandbox;
+    if (!req.hidden && maxSnapshots > 0) {
+      const taken = catalog.list({ originSandboxId: s.id }).length;
+      if (taken >= maxSnapshots) {
+        throw new ResourceExhaustedError(
+          `snapshots: sandbox ${s.id} has ${taken} snapshots, the most allowed (limits.max_snapshots_per_sandbox)`,
+          { hint: "delete some of its snapshots first" },
+        );
+      }
+    }
+    // Memory + disk copy (+ a small vmstate); golden snapshots have their own budget.
+    using _disk = req.hidden
+      ? undefined
+      : this.admission.reserveDisk(s.memoryMib * 2 ** 20 + s.diskBytes);
     s.checkpointing = true;
     const started = performance.now();
     try {
@@ -865,7 +956,7 @@ export class SandboxManager {
       const entry = catalog.get(meta.id);
       // Restores of a new snapshot are likely: the first need not wait for a disk copy.
       void this.opts.cloner.prepare(entry.paths.rootfs);
-      const view = snapshotView(entry);
+      const view = this.snapshotView(entry);
       this.publish(s, "checkpointed", {
         snapshot_id: meta.id,
         duration_ms: String(Math.round(performance.now() - started)),
@@ -893,8 +984,10 @@ export class SandboxManager {
     const catalog = await this.catalogOrThrow();
     const snapshotId = validateId("snapshot_id", req.snapshotId, "snapshot_id");
     const id = req.id === undefined ? generateId("sb") : validateId("sandbox_id", req.id, "id");
-    if (this.sandboxes.has(id)) throw new AlreadyExistsError(`sandbox ${id} already exists`);
+    const taken = () => this.sandboxes.has(id) || this.pendingIds.has(id);
+    if (taken()) throw new AlreadyExistsError(`sandbox ${id} already exists`);
     const snap = await catalog.usableOrThrow(snapshotId);
+    if (taken()) throw new AlreadyExistsError(`sandbox ${id} already exists`);
     const meta = snap.meta;
     const network: NetworkMode = meta.networkMode === "tap" ? "tap" : "none";
     if (network === "tap" && this.opts.network.mode !== "tap") {
@@ -902,10 +995,15 @@ export class SandboxManager {
         `snapshot ${snapshotId} was taken with network mode tap, which this daemon has not enabled`,
       );
     }
-    this.admit(meta.vcpus, meta.memoryMib);
-    this.creating++;
-    const { slot, dir } = await this.allocate(id, network);
-    const s = await this.register({
+    // The memory file and vmstate are linked from the snapshot; only the disk is new.
+    const reservation = this.admission.reserveSandbox({
+      vcpus: meta.vcpus,
+      memoryMib: meta.memoryMib,
+      diskBytes: meta.files.rootfs.size,
+    });
+    const s = await this.admitted(id, reservation, async () => {
+      const { slot, dir } = await this.allocate(id, network);
+      return this.register({
       id,
       requestKey:
         req.requestKey ??
@@ -921,9 +1019,11 @@ export class SandboxManager {
       workload: undefined,
       createdFrom: "restore",
       snapshotId,
+      diskBytes: meta.files.rootfs.size,
       dir,
       slot,
       hidden: false,
+      });
     });
     const started = performance.now();
     try {
@@ -943,7 +1043,7 @@ export class SandboxManager {
       await this.remove(s.id, { force: true }, { reason: "restore failed" }).catch(() => {});
       throw err;
     } finally {
-      this.creating--;
+      reservation.settled();
     }
   }
 
@@ -1014,7 +1114,7 @@ export class SandboxManager {
         ...(filter.originSandboxId !== undefined && { originSandboxId: filter.originSandboxId }),
         labels: { ...filter.labels },
       })
-      .map(snapshotView);
+      .map((e) => this.snapshotView(e));
   }
 
   /**
@@ -1045,7 +1145,7 @@ export class SandboxManager {
     kernel: ResolvedImage,
     rootfs: ResolvedImage,
   ): { key?: string; snapshot?: UsableSnapshot } {
-    if (!this.opts.golden || !this.catalog) return {};
+    if (!this.opts.golden || this.opts.golden.maxSnapshots === 0 || !this.catalog) return {};
     const key = createHash("sha256")
       .update(
         stableKey({
@@ -1071,15 +1171,61 @@ export class SandboxManager {
     kernel: ResolvedImage,
     rootfs: ResolvedImage,
   ): void {
-    if (this.goldenBuilds.has(key) || this.closed) return;
+    const budget = this.opts.golden;
+    if (!budget || this.goldenBuilds.has(key) || this.closed) return;
+    // The pool's own budget: a bounded number of builds at once (a later Create of the
+    // spec starts it), and no rebuild loop for a spec whose build just failed.
+    if (this.goldenBuilds.size >= budget.maxConcurrentBuilds) return;
+    const failedAt = this.goldenFailedAt.get(key);
+    if (failedAt !== undefined && Date.now() - failedAt < GOLDEN_RETRY_MS) return;
     this.goldenBuilds.add(key);
     this.track(
       this.buildGolden(key, r, kernel, rootfs)
-        .catch((err: unknown) =>
-          this.log.warn({ err, goldenKey: key }, "golden snapshot build failed"),
+        .then(
+          () => this.goldenFailedAt.delete(key),
+          (err: unknown) => {
+            this.goldenFailedAt.set(key, Date.now());
+            this.log.warn({ err, goldenKey: key }, "golden snapshot build failed");
+          },
         )
         .finally(() => this.goldenBuilds.delete(key)),
     );
+  }
+
+  /**
+   * Keeps the golden pool within its budget after a build: goldens of an
+   * image whose file changed since are useless and go; of the rest, the
+   * least recently used beyond `maxSnapshots` go (several specs in use keep
+   * their goldens instead of evicting each other on every build).
+   */
+  private async evictGoldens(
+    catalog: SnapshotCatalog,
+    kernel: ResolvedImage,
+    rootfs: ResolvedImage,
+  ): Promise<void> {
+    const max = this.opts.golden?.maxSnapshots ?? 0;
+    const goldens = catalog
+      .list({ includeHidden: true })
+      .filter((e) => e.meta?.hidden && e.meta.goldenKey !== undefined);
+    const stale = (e: SnapshotEntry) => {
+      const m = e.meta;
+      if (!m) return true;
+      return (
+        (m.kernel.path === kernel.path && !sameImageIdentity(m.kernel.identity, kernel.identity)) ||
+        (m.rootfsBase.path === rootfs.path &&
+          !sameImageIdentity(m.rootfsBase.identity, rootfs.identity))
+      );
+    };
+    const lastUsed = (e: SnapshotEntry) =>
+      this.goldenUsedAt.get(e.id) ?? (e.meta ? Date.parse(e.meta.createdAt) : 0);
+    const kept = goldens.filter((e) => !stale(e)).sort((a, b) => lastUsed(b) - lastUsed(a));
+    const doomed = [...goldens.filter(stale), ...kept.slice(Math.max(0, max))];
+    for (const e of doomed) {
+      this.goldenUsedAt.delete(e.id);
+      await this.deleteSnapshot(e.id).catch((err: unknown) =>
+        this.log.warn({ err, snapshotId: e.id }, "deleting a golden snapshot failed"),
+      );
+    }
   }
 
   private async buildGolden(
@@ -1121,16 +1267,8 @@ export class SandboxManager {
         { goldenKey: key, snapshotId: snap.id, ms: Math.round(performance.now() - started) },
         "golden snapshot ready",
       );
-      // Older goldens of the same images (their files changed since) are now useless.
-      for (const e of catalog.list({ includeHidden: true })) {
-        const m = e.meta;
-        if (!m?.hidden || m.goldenKey === undefined || m.goldenKey === key) continue;
-        if (m.kernel.path === kernel.path && m.rootfsBase.path === rootfs.path) {
-          await this.deleteSnapshot(e.id).catch((err: unknown) =>
-            this.log.warn({ err, snapshotId: e.id }, "deleting a stale golden snapshot failed"),
-          );
-        }
-      }
+      this.goldenUsedAt.set(snap.id, Date.now());
+      await this.evictGoldens(catalog, kernel, rootfs);
     } finally {
       await this.remove(id, { force: true }).catch(() => {});
     }
@@ -1162,6 +1300,7 @@ export class SandboxManager {
   /** The golden path of Create: restore, then give the clone its own identity through the agent. */
   private async bootFromGolden(s: Sandbox, snap: UsableSnapshot): Promise<void> {
     const started = performance.now();
+    this.goldenUsedAt.set(snap.id, Date.now());
     try {
       const clone = await this.loadFromSnapshot(s, snap);
       let identity = "none";
@@ -1232,6 +1371,7 @@ export class SandboxManager {
           workload: record.workload,
           createdFrom: record.createdFrom,
           snapshotId: record.snapshotId,
+          diskBytes: apparentSize(dir.absolute.rootfs),
           dir,
           slot: undefined,
           hidden: false,
@@ -1266,7 +1406,7 @@ export class SandboxManager {
         ),
       );
     } else {
-      for (const s of this.sandboxes.values()) if (s.ttlTimer) clearTimeout(s.ttlTimer);
+      for (const s of this.sandboxes.values()) s.ttlTimer?.clear();
     }
     await Promise.allSettled([...this.background]);
   }
@@ -1381,8 +1521,8 @@ export class SandboxManager {
         guestIp: slot.guestIp,
         netns: slot.netns,
       },
-      kernel: s.kernel,
-      rootfs: s.rootfs,
+      kernel: this.imageName(s.kernel),
+      rootfs: this.imageName(s.rootfs),
       bootArgs: s.bootArgs,
       createdAt: s.createdAt,
       readyAt: s.readyAt,
@@ -1391,10 +1531,25 @@ export class SandboxManager {
       error: s.error,
       createdFrom: s.createdFrom,
       snapshotId: s.snapshotId,
-      pid: s.fc?.pid ?? s.orphanPid,
+      pid: this.opts.exposeHostDetails ? (s.fc?.pid ?? s.orphanPid) : undefined,
       expiresAt:
         s.ttlSeconds > 0 ? new Date(s.createdAt.getTime() + s.ttlSeconds * 1000) : undefined,
     };
+  }
+
+  /**
+   * How views name an image: its name under images_dir unless host details
+   * are exposed (a path outside images_dir is the client's own input).
+   */
+  private imageName(path: string): string {
+    if (this.opts.exposeHostDetails) return path;
+    const rel = relative(this.opts.imagesDir, path);
+    return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) ? rel : path;
+  }
+
+  private snapshotView(e: SnapshotEntry): SnapshotView {
+    const v = snapshotView(e);
+    return this.opts.exposeHostDetails ? v : { ...v, dir: relative(this.opts.dataDir, e.dir) };
   }
 
   /** Keeps a background task until it settles (close() awaits them) and logs its failure. */
@@ -1444,9 +1599,23 @@ export function validateProcessSpec(spec: ProcessSpec): void {
   }
 }
 
+/** Bytes a snapshot's data files take (apparent sizes from its meta; 0 when unreadable). */
+function snapshotBytes(e: SnapshotEntry): number {
+  return e.meta ? Object.values(e.meta.files).reduce((n, f) => n + f.size, 0) : 0;
+}
+
+/** Apparent size of a file, 0 when it cannot be read. */
+function apparentSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
+}
+
 function snapshotView(e: SnapshotEntry): SnapshotView {
   const meta = e.meta;
-  const size = meta ? Object.values(meta.files).reduce((n, f) => n + f.size, 0) : 0;
+  const size = snapshotBytes(e);
   return {
     id: e.id,
     originSandboxId: meta?.originSandboxId ?? "",

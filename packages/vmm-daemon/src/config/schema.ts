@@ -149,6 +149,10 @@ export const schema = {
     auth_token: str("", "Bearer token required on the TCP listener."),
     tls_cert: path("", "PEM certificate for the TCP listener."),
     tls_key: path("", "PEM private key for the TCP listener."),
+    expose_host_details: bool(
+      false,
+      "Show host details to API clients: Firecracker pids and absolute kernel, rootfs and snapshot paths (otherwise names under images_dir and paths relative to data_dir). Logs always have them.",
+    ),
     max_message_bytes: int(
       4 << 20,
       1024,
@@ -217,6 +221,18 @@ export const schema = {
       10_000,
       "Creates booting at once; more fail fast with RESOURCE_EXHAUSTED.",
     ),
+    max_total_disk_gib: int(
+      0,
+      0,
+      1 << 30,
+      "Disk under data_dir for sandbox disks and snapshots, GiB (apparent sizes: what the files can grow to); Create, Restore and Checkpoint beyond it fail with RESOURCE_EXHAUSTED; 0 = unlimited.",
+    ),
+    max_snapshots_per_sandbox: int(
+      64,
+      0,
+      100_000,
+      "Snapshots one sandbox may have at once (Checkpoint beyond it fails with RESOURCE_EXHAUSTED); 0 = unlimited.",
+    ),
   },
   storage: {
     rootfs_clone: oneOf(
@@ -236,6 +252,18 @@ export const schema = {
     enabled: bool(
       false,
       "Create sandboxes by restoring a pre-booted golden snapshot of the same kernel/rootfs/size instead of booting.",
+    ),
+    max_snapshots: int(
+      4,
+      1,
+      1024,
+      "Golden snapshots kept (one per spec in use); beyond it the least recently used is deleted. Golden snapshots and their builds never count against [limits].",
+    ),
+    max_concurrent_builds: int(
+      1,
+      1,
+      64,
+      "Golden builds (a hidden boot and checkpoint) running at once; a spec whose build could not start is built on a later Create.",
     ),
   },
 } as const satisfies Record<string, Record<string, KeySpec>>;
