@@ -55,7 +55,9 @@ describe("admission holds under concurrency", () => {
   });
 
   it("20 parallel Creates against max_sandboxes = 3 → exactly 3, the rest RESOURCE_EXHAUSTED", async () => {
-    const calls = Array.from({ length: 20 }, (_, i) => code(d.sandboxes.create({ id: `par-${i}` })));
+    const calls = Array.from({ length: 20 }, (_, i) =>
+      code(d.sandboxes.create({ id: `par-${i}` })),
+    );
     const latency = listLatencyMs(d);
     const codes = await Promise.all(calls);
     expect(codes.filter((c) => c === "ok")).toHaveLength(3);
@@ -142,7 +144,9 @@ describe("timers built from input", () => {
   it("Stop with timeout_seconds above 3600 is INVALID_ARGUMENT and leaves the sandbox ready", async () => {
     await d.sandboxes.create({ id: "stop-big" });
     await waitForState(d, "stop-big", "ready");
-    const err = await d.sandboxes.stop({ id: "stop-big", timeoutSeconds: 4_000_000 }).catch((e) => e);
+    const err = await d.sandboxes
+      .stop({ id: "stop-big", timeoutSeconds: 4_000_000 })
+      .catch((e) => e);
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.InvalidArgument);
     expect((err as ConnectError).rawMessage).toMatch(/timeout_seconds: must be from 0 to 3600/);
@@ -213,10 +217,11 @@ describe("host details stay out of default answers", () => {
     expect(cp.snapshotDir).toBe(`snapshots/${cp.snapshotId}`);
     const listed = (await d.snapshots.listSnapshots({})).snapshots[0];
     expect(listed?.snapshotDir).toBe(`snapshots/${cp.snapshotId}`);
-    for (const answer of [JSON.stringify(info, (_k, v) => (typeof v === "bigint" ? String(v) : v))]) {
+    for (const answer of [
+      JSON.stringify(info, (_k, v) => (typeof v === "bigint" ? String(v) : v)),
+    ]) {
       expect(answer).not.toContain(d.dataDir);
       expect(answer).not.toContain(IMAGES_DIR);
     }
-
   });
 });

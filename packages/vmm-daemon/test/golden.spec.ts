@@ -41,4 +41,39 @@ describe("golden snapshots", () => {
     for (const id of ["g-early", "g-fast", "g-after-change"])
       await d.sandboxes.remove({ id, force: true });
   }, 60_000);
+
+  it("keeps a golden snapshot per spec: requests alternating two specs do not evict each other", async () => {
+    await using d = await startSimDaemon({
+      sections: "[golden]\nenabled = true\nmax_snapshots = 2",
+      env: { VMM_FIRECRACKER_START_TIMEOUT_MS: "60000" },
+    });
+    let n = 0;
+    /** Creates sandboxes of `memoryMib` until one comes from its golden snapshot. */
+    const untilGolden = async (memoryMib: bigint): Promise<void> => {
+      for (let tries = 0; tries < 100; tries++) {
+        const id = `alt-${n++}`;
+        await d.sandboxes.create({ id, limits: { memoryMib } });
+        const from = (await waitForState(d, id, "ready")).createdFrom;
+        await d.sandboxes.remove({ id, force: true });
+        if (from === "golden") return;
+        await sleep(100);
+      }
+      throw new Error(`no golden snapshot for ${memoryMib} MiB`);
+    };
+    await untilGolden(128n); // the defaults' golden (built at startup)
+    await untilGolden(160n); // built on first use; before, it evicted the 128 MiB one
+    for (const memoryMib of [128n, 160n, 128n, 160n]) {
+      const id = `alt-${n++}`;
+      await d.sandboxes.create({ id, limits: { memoryMib } });
+      expect((await waitForState(d, id, "ready")).createdFrom).toBe("golden");
+      await d.sandboxes.remove({ id, force: true });
+    }
+    // A third spec is built and the least recently used golden (128 MiB) makes room for it.
+    await untilGolden(192n);
+    await d.sandboxes.create({ id: "lru-kept", limits: { memoryMib: 160n } });
+    expect((await waitForState(d, "lru-kept", "ready")).createdFrom).toBe("golden");
+    await d.sandboxes.create({ id: "lru-evicted", limits: { memoryMib: 128n } });
+    expect((await waitForState(d, "lru-evicted", "ready")).createdFrom).toBe("boot");
+    for (const id of ["lru-kept", "lru-evicted"]) await d.sandboxes.remove({ id, force: true });
+  }, 120_000);
 });

@@ -16,5 +16,5 @@ export {
 export { generateId, ID_MAX_LENGTH, type IdKind, isValidId, validateId } from "./ids.js";
 export { KeyedMutex } from "./keyed-mutex.js";
 export { type Logger, silentLogger } from "./logger.js";
-export { type FileDigest, sha256File } from "./sha256-file.js";
 export { type LongTimeout, setLongTimeout } from "./long-timeout.js";
+export { type FileDigest, sha256File } from "./sha256-file.js";

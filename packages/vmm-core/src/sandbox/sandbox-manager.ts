@@ -1004,25 +1004,25 @@ export class SandboxManager {
     const s = await this.admitted(id, reservation, async () => {
       const { slot, dir } = await this.allocate(id, network);
       return this.register({
-      id,
-      requestKey:
-        req.requestKey ??
-        stableKey({ restore: snapshotId, labels: req.labels, ttl: req.ttlSeconds }),
-      labels: { ...req.labels },
-      kernel: meta.kernel.path,
-      rootfs: meta.rootfsBase.path,
-      bootArgs: meta.bootArgs,
-      vcpus: meta.vcpus,
-      memoryMib: meta.memoryMib,
-      network,
-      ttlSeconds: req.ttlSeconds,
-      workload: undefined,
-      createdFrom: "restore",
-      snapshotId,
-      diskBytes: meta.files.rootfs.size,
-      dir,
-      slot,
-      hidden: false,
+        id,
+        requestKey:
+          req.requestKey ??
+          stableKey({ restore: snapshotId, labels: req.labels, ttl: req.ttlSeconds }),
+        labels: { ...req.labels },
+        kernel: meta.kernel.path,
+        rootfs: meta.rootfsBase.path,
+        bootArgs: meta.bootArgs,
+        vcpus: meta.vcpus,
+        memoryMib: meta.memoryMib,
+        network,
+        ttlSeconds: req.ttlSeconds,
+        workload: undefined,
+        createdFrom: "restore",
+        snapshotId,
+        diskBytes: meta.files.rootfs.size,
+        dir,
+        slot,
+        hidden: false,
       });
     });
     const started = performance.now();
