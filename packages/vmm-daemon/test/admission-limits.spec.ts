@@ -1,4 +1,4 @@
-import { linkSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { chmodSync, linkSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -222,6 +222,33 @@ describe("host details stay out of default answers", () => {
     ]) {
       expect(answer).not.toContain(d.dataDir);
       expect(answer).not.toContain(IMAGES_DIR);
+    }
+  });
+
+  it("a boot failure's error is one line without Firecracker's console output or host paths", async () => {
+    const bin = mkdtempSync(join(tmpdir(), "vmm-fake-fc-"));
+    const fake = join(bin, "firecracker");
+    writeFileSync(
+      fake,
+      '#!/bin/sh\necho "console line 1 with a host secret"\necho "console line 2 in $PWD"\nexit 3\n',
+    );
+    chmodSync(fake, 0o755);
+    try {
+      await using broken = await startSimDaemon({
+        firecracker: fake,
+        env: { ...slowHost, VMM_GRPC_EXPOSE_HOST_DETAILS: "false" },
+      });
+      await broken.sandboxes.create({ id: "no-boot" });
+      const info = await waitForState(broken, "no-boot", "failed");
+      expect(info.error).toMatch(/^boot failed: /);
+      expect(info.error).not.toContain("\n");
+      expect(info.error).not.toContain("host secret");
+      expect(info.error).not.toContain(broken.dataDir);
+      // The operator still has all of it in the log.
+      expect(broken.stderr()).toContain("host secret");
+      await broken.sandboxes.remove({ id: "no-boot", force: true });
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
     }
   });
 });

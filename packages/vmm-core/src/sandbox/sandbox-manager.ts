@@ -554,7 +554,7 @@ export class SandboxManager {
       const reason = deadline.aborted
         ? `boot timed out after ${agent.bootTimeoutMs} ms (agent.boot_timeout_ms): ${errorText(err)}`
         : `boot failed: ${errorText(err)}`;
-      await this.fail(s, reason);
+      await this.fail(s, reason, {}, err);
     }
   }
 
@@ -584,18 +584,39 @@ export class SandboxManager {
     );
   }
 
-  /** Moves to `failed` with `reason` and releases the VM and the network slot. */
+  /**
+   * Moves to `failed` with `reason` and releases the VM and the network
+   * slot. Clients (the `error` field, the event) get `reason` as
+   * {@link clientText}; the log gets it whole, with `cause`.
+   */
   private async fail(
     s: Sandbox,
     reason: string,
     attrs: Record<string, string> = {},
+    cause?: unknown,
   ): Promise<void> {
     if (!vmIsAlive(s.state) || s.ending) return;
     s.ending = true;
-    s.error = reason;
+    s.error = this.clientText(reason);
+    if (s.error !== reason || cause !== undefined) s.log.warn({ err: cause, reason }, "failing");
     s.lifetime.abort();
     await this.releaseVm(s);
-    await this.transition(s, "failed", { error: reason, ...attrs });
+    await this.transition(s, "failed", { error: s.error, ...attrs });
+  }
+
+  /**
+   * A failure text as clients see it: its first line only (Firecracker launch
+   * errors append the process's console output), at most 1 KiB, and without
+   * the daemon's directories unless host details are exposed.
+   */
+  private clientText(text: string): string {
+    let t = text.split("\n", 1)[0] ?? "";
+    if (!this.opts.exposeHostDetails) {
+      t = t
+        .replaceAll(this.opts.imagesDir, "<images_dir>")
+        .replaceAll(this.opts.dataDir, "<data_dir>");
+    }
+    return t.length > 1024 ? `${t.slice(0, 1024)}… (truncated; the daemon log has it whole)` : t;
   }
 
   private async releaseVm(s: Sandbox): Promise<void> {
@@ -1039,7 +1060,7 @@ export class SandboxManager {
     } catch (err) {
       // A failed restore leaves nothing behind: the caller got no sandbox.
       if (!s.stopRequested && s.state === "starting")
-        await this.fail(s, `restore failed: ${errorText(err)}`);
+        await this.fail(s, `restore failed: ${errorText(err)}`, {}, err);
       await this.remove(s.id, { force: true }, { reason: "restore failed" }).catch(() => {});
       throw err;
     } finally {
@@ -1323,7 +1344,12 @@ export class SandboxManager {
       if (s.workload) this.track(this.runInitialWorkload(s, s.workload));
     } catch (err) {
       if (s.stopRequested || s.state !== "starting") return;
-      await this.fail(s, `restore from golden snapshot ${snap.id} failed: ${errorText(err)}`);
+      await this.fail(
+        s,
+        `restore from golden snapshot ${snap.id} failed: ${errorText(err)}`,
+        {},
+        err,
+      );
     }
   }
 
