@@ -1,9 +1,11 @@
+import { join } from "node:path";
 import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import {
   createVmmRoutes,
   type HealthStatus,
   listenerKey,
+  type RedactedPath,
   type SandboxApi,
   type SnapshotApi,
 } from "@vmm/grpc";
@@ -43,6 +45,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     logger,
     version: VERSION,
     ...(tcpToken !== undefined && { tcpToken }),
+    ...(!config.grpc.expose_host_details && { redactPaths: hostPaths(config) }),
   });
   let inFlight = 0;
   let idle: (() => void) | undefined;
@@ -111,4 +114,17 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       await closed;
     },
   };
+}
+
+/** The daemon's directories, as clients see them in error messages (grpc.expose_host_details off). */
+function hostPaths(config: Config): RedactedPath[] {
+  const dataDir = config.firecracker.data_dir;
+  return [
+    { path: dataDir, placeholder: "<data_dir>" },
+    {
+      path: config.storage.images_dir !== "" ? config.storage.images_dir : join(dataDir, "images"),
+      placeholder: "<images_dir>",
+    },
+    { path: config["firecracker.jailer"].chroot_base_dir, placeholder: "<chroot_base_dir>" },
+  ];
 }

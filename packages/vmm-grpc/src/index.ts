@@ -4,6 +4,7 @@ export { HealthStatus } from "./health-service.js";
 export type { ListenerKind } from "./interceptors.js";
 export { listenerKey } from "./interceptors.js";
 export type { Logger } from "./logger.js";
+export type { RedactedPath } from "./redact-interceptor.js";
 export type { VmmRoutesOptions } from "./routes.js";
 export { createVmmRoutes, SERVICE_NAMES } from "./routes.js";
 export type { SandboxApi } from "./sandbox-api.js";

@@ -8,6 +8,7 @@ import {
   createVersionHeaderInterceptor,
 } from "./interceptors.js";
 import type { Logger } from "./logger.js";
+import { createRedactInterceptor, type RedactedPath } from "./redact-interceptor.js";
 import { ReflectionIndex, registerReflectionService } from "./reflection-service.js";
 import type { SandboxApi } from "./sandbox-api.js";
 import { registerSandboxService } from "./sandbox-service.js";
@@ -24,6 +25,8 @@ export interface VmmRoutesOptions {
   readonly version: string;
   /** Bearer token required on TCP listeners; undefined = none (TLS-only or TCP off). */
   readonly tcpToken?: string;
+  /** Host directories replaced by placeholders in client-visible error messages. */
+  readonly redactPaths?: readonly RedactedPath[];
 }
 
 /** Every service name the daemon serves, as reflection lists them. */
@@ -62,6 +65,7 @@ export function createVmmRoutes(options: VmmRoutesOptions): {
       registerReflectionService(router, reflection);
     },
     interceptors: [
+      createRedactInterceptor(options.redactPaths ?? []),
       createErrorAndLogInterceptor(options.logger.child({ component: "rpc" })),
       createAuthInterceptor(options.tcpToken),
       createVersionHeaderInterceptor(options.version),
