@@ -43,6 +43,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     logger,
     version: VERSION,
     ...(tcpToken !== undefined && { tcpToken }),
+    listPaging: {
+      pageSize: config.grpc.list_page_size,
+      maxMessageBytes: config.grpc.max_message_bytes,
+    },
   });
   let inFlight = 0;
   let idle: (() => void) | undefined;

@@ -7,6 +7,7 @@ import {
   createErrorAndLogInterceptor,
   createVersionHeaderInterceptor,
 } from "./interceptors.js";
+import type { ListPaging } from "./list-page.js";
 import type { Logger } from "./logger.js";
 import { ReflectionIndex, registerReflectionService } from "./reflection-service.js";
 import type { SandboxApi } from "./sandbox-api.js";
@@ -24,6 +25,8 @@ export interface VmmRoutesOptions {
   readonly version: string;
   /** Bearer token required on TCP listeners; undefined = none (TLS-only or TCP off). */
   readonly tcpToken?: string;
+  /** Page size and message budget of List and ListSnapshots; default `DEFAULT_LIST_PAGING`. */
+  readonly listPaging?: ListPaging;
 }
 
 /** Every service name the daemon serves, as reflection lists them. */
@@ -56,8 +59,8 @@ export function createVmmRoutes(options: VmmRoutesOptions): {
   );
   return {
     routes: (router) => {
-      registerSandboxService(router, options.sandboxes);
-      registerSnapshotService(router, options.snapshots);
+      registerSandboxService(router, options.sandboxes, options.listPaging);
+      registerSnapshotService(router, options.snapshots, options.listPaging);
       registerHealthService(router, health);
       registerReflectionService(router, reflection);
     },

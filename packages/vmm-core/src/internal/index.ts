@@ -16,4 +16,5 @@ export {
 export { generateId, ID_MAX_LENGTH, type IdKind, isValidId, validateId } from "./ids.js";
 export { KeyedMutex } from "./keyed-mutex.js";
 export { type Logger, silentLogger } from "./logger.js";
+export { QUOTE_MAX_CHARS, quote } from "./quote.js";
 export { type FileDigest, sha256File } from "./sha256-file.js";
