@@ -1,5 +1,6 @@
 import type { Clients } from "./client.js";
 import { NotFoundError, UsageError } from "./errors.js";
+import { listAllSandboxes, listAllSnapshots } from "./list-all.js";
 
 /**
  * Picks the one id among `ids` that `given` names: an exact match wins,
@@ -28,13 +29,13 @@ export function pickByPrefix(
   );
 }
 
-/** Resolves a sandbox id or unique id prefix with one List call. */
+/** Resolves a sandbox id or unique id prefix with List (every page). */
 export async function resolveSandboxId(
   clients: Clients,
   given: string,
   signal: AbortSignal,
 ): Promise<string> {
-  const res = await clients.sandbox.list({}, { signal });
+  const res = await listAllSandboxes(clients, {}, signal);
   return pickByPrefix(
     "sandbox",
     given,
@@ -42,13 +43,13 @@ export async function resolveSandboxId(
   );
 }
 
-/** Resolves a snapshot id or unique id prefix with one ListSnapshots call. */
+/** Resolves a snapshot id or unique id prefix with ListSnapshots (every page). */
 export async function resolveSnapshotId(
   clients: Clients,
   given: string,
   signal: AbortSignal,
 ): Promise<string> {
-  const res = await clients.snapshot.listSnapshots({}, { signal });
+  const res = await listAllSnapshots(clients, {}, signal);
   return pickByPrefix(
     "snapshot",
     given,

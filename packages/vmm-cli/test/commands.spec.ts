@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { fakeDaemonVersion } from "./fake-daemon.js";
+import { FAKE_PAGE_SIZE, fakeDaemonVersion } from "./fake-daemon.js";
 import { e2e, runVmm, startTestDaemon, startVmm, type TestDaemon, until } from "./harness.js";
 
 // Fake-only: these scripts depend on the fake's workloads and recorded requests.
@@ -38,6 +38,24 @@ describe.skipIf(e2e)("vmm against the fake daemon", () => {
     // Columns align: STATE starts at the same offset on every line.
     const col = lines[0]!.indexOf("STATE");
     for (const l of lines.slice(1)) expect(l.slice(col, col + 5)).toBe("ready");
+  });
+
+  it("list and snapshot ls fetch every page (the fake pages by FAKE_PAGE_SIZE)", async () => {
+    const all = await vmm(["list", "-q"]);
+    expect(all.code).toBe(0);
+    const ids = all.out.trimEnd().split("\n");
+    expect(ids.length).toBeGreaterThan(FAKE_PAGE_SIZE * 2);
+    expect(ids).toEqual(expect.arrayContaining(["alpha-1111", "stopme-01", "victim-01"]));
+    expect(new Set(ids).size).toBe(ids.length);
+    const json = JSON.parse((await vmm(["list", "-o", "json"])).out);
+    expect(json.sandboxes).toHaveLength(ids.length);
+    expect(json.nextPageToken ?? "").toBe("");
+    const snaps = await vmm(["snapshot", "ls", "-q"]);
+    expect(snaps.out.trimEnd().split("\n")).toEqual(["snap-aa01", "snap-aa02", "snap-bb01"]);
+    // An id prefix whose sandbox is on the last page still resolves.
+    const inspect = await vmm(["inspect", "-o", "json", "stopme"]);
+    expect(inspect.code).toBe(0);
+    expect(JSON.parse(inspect.out).id).toBe("stopme-01");
   });
 
   it("list -o json prints exactly one JSON document from the message", async () => {

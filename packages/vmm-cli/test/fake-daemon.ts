@@ -43,6 +43,23 @@ const actions = [
 /** The version the fake daemon reports in the vmm-version header. */
 export const fakeDaemonVersion = "9.8.7-fake";
 
+/** The fake's page size (default and cap): small, so every CLI listing of 3+ items pages. */
+export const FAKE_PAGE_SIZE = 2;
+
+/** Pages like the daemon (page_size capped, opaque token); the token is an offset here. */
+function fakePage<T>(
+  items: readonly T[],
+  req: { pageSize: number; pageToken: string },
+): { items: T[]; nextPageToken: string } {
+  const start = req.pageToken === "" ? 0 : Number(req.pageToken.replace(/^off-/, ""));
+  if (!Number.isInteger(start) || !req.pageToken.match(/^(off-\d+)?$/)) {
+    throw new ConnectError("page_token: is not a page token of this daemon", Code.InvalidArgument);
+  }
+  const size = req.pageSize === 0 ? FAKE_PAGE_SIZE : Math.min(req.pageSize, FAKE_PAGE_SIZE);
+  const end = start + size;
+  return { items: items.slice(start, end), nextPageToken: end < items.length ? `off-${end}` : "" };
+}
+
 interface FakeSandbox {
   id: string;
   state: string;
@@ -329,14 +346,16 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
         const out = [...sandboxes.values()].filter(
           (s) => (req.state === "" || s.state === req.state) && matches(s.labels, req.labels),
         );
+        const page = fakePage(out, req);
         return {
-          sandboxes: out.map((s) => ({
+          sandboxes: page.items.map((s) => ({
             id: s.id,
             state: s.state,
             labels: s.labels,
             ipAddress: s.ip,
             createdAt: s.createdAt,
           })),
+          nextPageToken: page.nextPageToken,
         };
       },
       async *events(req, ctx) {
@@ -409,13 +428,15 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
         return { id, ipAddress: sb.ip };
       },
       async listSnapshots(req) {
-        return {
-          snapshots: [...snapshots.values()].filter(
+        const page = fakePage(
+          [...snapshots.values()].filter(
             (s) =>
               (req.sandboxId === "" || s.sandboxId === req.sandboxId) &&
               matches(s.labels, req.labels),
           ),
-        };
+          req,
+        );
+        return { snapshots: page.items, nextPageToken: page.nextPageToken };
       },
       async deleteSnapshot(req) {
         if (!snapshots.delete(req.snapshotId))

@@ -1,3 +1,5 @@
+import { quote } from "./internal/quote.js";
+
 /**
  * The error kinds vmm-core reports, one per gRPC status code the daemon uses.
  * vmm-grpc maps them to codes in one place (`toConnectError`); nothing below
@@ -46,7 +48,7 @@ export class NotFoundError extends VmmError {
   readonly resource: string;
   readonly id: string;
   constructor(resource: string, id: string) {
-    super("not_found", `${resource} ${JSON.stringify(id)} not found`);
+    super("not_found", `${resource} ${quote(id)} not found`);
     this.resource = resource;
     this.id = id;
   }

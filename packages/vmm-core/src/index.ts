@@ -16,6 +16,8 @@ export {
   VmmError,
 } from "./errors.js";
 export type { Logger } from "./internal/index.js";
+/** @private for vmm-grpc: a client value cut short for an error message. */
+export { quote } from "./internal/index.js";
 export type {
   NetworkManager,
   NetworkManagerOptions,
@@ -24,6 +26,13 @@ export type {
 } from "./network/index.js";
 export { createDryRunCommandRunner, createNetworkManager } from "./network/index.js";
 export type { SandboxLimits } from "./sandbox/limits.js";
+export type { ListKey } from "./sandbox/list-order.js";
+export { compareByCreation, compareListKeys } from "./sandbox/list-order.js";
+export {
+  REQUEST_LIMITS,
+  validateLabels,
+  validateProcessSpec,
+} from "./sandbox/request-limits.js";
 export type { SandboxDefaults, SandboxManagerOptions } from "./sandbox/sandbox-manager.js";
 export { SandboxManager } from "./sandbox/sandbox-manager.js";
 export type {

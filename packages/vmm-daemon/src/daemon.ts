@@ -46,6 +46,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     version: VERSION,
     ...(tcpToken !== undefined && { tcpToken }),
     ...(!config.grpc.expose_host_details && { redactPaths: hostPaths(config) }),
+    listPaging: {
+      pageSize: config.grpc.list_page_size,
+      maxMessageBytes: config.grpc.max_message_bytes,
+    },
   });
   let inFlight = 0;
   let idle: (() => void) | undefined;

@@ -5,6 +5,7 @@ import {
   type NetworkMode,
   type ProcessOutput,
   type ProcessSpec,
+  quote,
   type SandboxEvent,
   type SandboxView,
   UnimplementedError,
@@ -68,7 +69,7 @@ export function networkModeFromProto(mode: string): NetworkMode {
   if (mode === "tap" || mode === "none") return mode;
   throw new InvalidArgumentError(
     "network.mode",
-    `unknown mode ${JSON.stringify(mode)}; use "tap" or "none"`,
+    `unknown mode ${quote(mode)}; use "tap" or "none"`,
   );
 }
 

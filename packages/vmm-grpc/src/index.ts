@@ -3,6 +3,8 @@ export { toConnectError } from "./error-mapping.js";
 export { HealthStatus } from "./health-service.js";
 export type { ListenerKind } from "./interceptors.js";
 export { listenerKey } from "./interceptors.js";
+export type { ListPaging } from "./list-page.js";
+export { DEFAULT_LIST_PAGING } from "./list-page.js";
 export type { Logger } from "./logger.js";
 export type { RedactedPath } from "./redact-interceptor.js";
 export type { VmmRoutesOptions } from "./routes.js";

@@ -7,6 +7,7 @@ import {
   createErrorAndLogInterceptor,
   createVersionHeaderInterceptor,
 } from "./interceptors.js";
+import type { ListPaging } from "./list-page.js";
 import type { Logger } from "./logger.js";
 import { createRedactInterceptor, type RedactedPath } from "./redact-interceptor.js";
 import { ReflectionIndex, registerReflectionService } from "./reflection-service.js";
@@ -27,6 +28,8 @@ export interface VmmRoutesOptions {
   readonly tcpToken?: string;
   /** Host directories replaced by placeholders in client-visible error messages. */
   readonly redactPaths?: readonly RedactedPath[];
+  /** Page size and message budget of List and ListSnapshots; default `DEFAULT_LIST_PAGING`. */
+  readonly listPaging?: ListPaging;
 }
 
 /** Every service name the daemon serves, as reflection lists them. */
@@ -59,8 +62,8 @@ export function createVmmRoutes(options: VmmRoutesOptions): {
   );
   return {
     routes: (router) => {
-      registerSandboxService(router, options.sandboxes);
-      registerSnapshotService(router, options.snapshots);
+      registerSandboxService(router, options.sandboxes, options.listPaging);
+      registerSnapshotService(router, options.snapshots, options.listPaging);
       registerHealthService(router, health);
       registerReflectionService(router, reflection);
     },

@@ -1,3 +1,4 @@
+import { toBinary } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
   DeadlineExceededError,
@@ -6,6 +7,8 @@ import {
   isEventAction,
   isSandboxState,
   type ProcessSession,
+  quote,
+  type SandboxView,
 } from "@vmm/core";
 import * as pb from "@vmm/proto";
 import {
@@ -16,10 +19,15 @@ import {
   sandboxInfoToProto,
   sandboxSummaryToProto,
 } from "./convert.js";
+import { DEFAULT_LIST_PAGING, type ListPaging, takePage } from "./list-page.js";
 import type { SandboxApi } from "./sandbox-api.js";
 
-/** Registers sandbox.v1.SandboxService over `sandboxes`. */
-export function registerSandboxService(router: ConnectRouter, sandboxes: SandboxApi): void {
+/** Registers sandbox.v1.SandboxService over `sandboxes`; List pages per `paging`. */
+export function registerSandboxService(
+  router: ConnectRouter,
+  sandboxes: SandboxApi,
+  paging: ListPaging = DEFAULT_LIST_PAGING,
+): void {
   router.service(pb.SandboxService, {
     async create(req) {
       const view = await sandboxes.create(createSpecFromProto(req));
@@ -79,19 +87,34 @@ export function registerSandboxService(router: ConnectRouter, sandboxes: Sandbox
       if (req.state !== "" && !isSandboxState(req.state)) {
         throw new InvalidArgumentError(
           "state",
-          `unknown state ${JSON.stringify(req.state)}; use starting, ready, running, stopping, stopped or failed`,
+          `unknown state ${quote(req.state)}; use starting, ready, running, stopping, stopped or failed`,
         );
       }
       const views = sandboxes.list({
         ...(req.state !== "" && isSandboxState(req.state) && { state: req.state }),
         labels: req.labels,
       });
-      return { sandboxes: views.map(sandboxSummaryToProto) };
+      const page = takePage<SandboxView>(
+        views,
+        {
+          listing: "sandboxes",
+          filter: { state: req.state, labels: req.labels },
+          pageSize: req.pageSize,
+          pageToken: req.pageToken,
+          keyOf: (v) => ({ createdAtMs: v.createdAt.getTime(), id: v.id }),
+          sizeOf: (v) => toBinary(pb.SandboxSummarySchema, sandboxSummaryToProto(v)).length,
+        },
+        paging,
+      );
+      return {
+        sandboxes: page.items.map(sandboxSummaryToProto),
+        nextPageToken: page.nextPageToken,
+      };
     },
 
     async *events(req, ctx) {
       if (req.action !== "" && !isEventAction(req.action)) {
-        throw new InvalidArgumentError("action", `unknown action ${JSON.stringify(req.action)}`);
+        throw new InvalidArgumentError("action", `unknown action ${quote(req.action)}`);
       }
       const filter = {
         ...(req.id !== "" && { id: req.id }),

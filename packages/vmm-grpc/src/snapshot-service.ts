@@ -1,15 +1,19 @@
+import { create, toBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { InvalidArgumentError, type SnapshotView } from "@vmm/core";
 import * as pb from "@vmm/proto";
+import { DEFAULT_LIST_PAGING, type ListPaging, takePage } from "./list-page.js";
 import type { SnapshotApi } from "./snapshot-api.js";
 
 /**
  * Registers sandbox.v1.SandboxSnapshotService. Without a SnapshotApi every
- * method answers UNIMPLEMENTED, naming the missing feature.
+ * method answers UNIMPLEMENTED, naming the missing feature. ListSnapshots
+ * pages per `paging`.
  */
 export function registerSnapshotService(
   router: ConnectRouter,
   snapshots: SnapshotApi | undefined,
+  paging: ListPaging = DEFAULT_LIST_PAGING,
 ): void {
   const api = (): SnapshotApi => {
     if (snapshots) return snapshots;
@@ -47,7 +51,26 @@ export function registerSnapshotService(
         ...(req.sandboxId !== "" && { originSandboxId: req.sandboxId }),
         labels: req.labels,
       });
-      return { snapshots: list.map(snapshotSummaryToProto) };
+      const page = takePage<SnapshotView>(
+        list,
+        {
+          listing: "snapshots",
+          filter: { sandboxId: req.sandboxId, labels: req.labels },
+          pageSize: req.pageSize,
+          pageToken: req.pageToken,
+          keyOf: (s) => ({ createdAtMs: s.createdAt.getTime(), id: s.id }),
+          sizeOf: (s) =>
+            toBinary(
+              pb.SnapshotSummarySchema,
+              create(pb.SnapshotSummarySchema, snapshotSummaryToProto(s)),
+            ).length,
+        },
+        paging,
+      );
+      return {
+        snapshots: page.items.map(snapshotSummaryToProto),
+        nextPageToken: page.nextPageToken,
+      };
     },
     async deleteSnapshot(req) {
       if (req.snapshotId === "") throw new InvalidArgumentError("snapshot_id", "must not be empty");

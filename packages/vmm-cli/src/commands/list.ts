@@ -2,6 +2,7 @@ import { ListSandboxesResponseSchema } from "@vmm/proto";
 import { defineCommand } from "../command.js";
 import { labelFlag, outputFlag } from "../common-flags.js";
 import { parseKeyValues } from "../flags.js";
+import { listAllSandboxes } from "../list-all.js";
 import {
   formatAge,
   formatLabels,
@@ -28,7 +29,7 @@ export const listCommand = defineCommand({
   usage: "list [--state STATE] [--label K=V]... [-q] [-o wide|json|yaml]",
   description:
     "Columns: ID STATE IP AGE LABELS (wide adds CREATED). --label filters are ANDed.\n" +
-    "-q prints the ids only, one per line.",
+    "-q prints the ids only, one per line. Every page of the daemon's answer is fetched.",
   flags: {
     state: {
       type: "string",
@@ -43,12 +44,11 @@ export const listCommand = defineCommand({
   args: { positionals: [], rest: "none" },
   async handler(ctx, { values }) {
     const format = parseOutputFormat(values.output, ["table", "wide", "json", "yaml"]);
-    const res = await ctx
-      .clients()
-      .sandbox.list(
-        { state: values.state ?? "", labels: parseKeyValues("label", values.label) },
-        { signal: ctx.signal },
-      );
+    const res = await listAllSandboxes(
+      ctx.clients(),
+      { state: values.state ?? "", labels: parseKeyValues("label", values.label) },
+      ctx.signal,
+    );
     if (format === "json" || format === "yaml") {
       return { exitCode: 0, stdout: renderMessage(format, ListSandboxesResponseSchema, res) };
     }

@@ -6,6 +6,7 @@ import {
 import { defineCommand } from "../command.js";
 import { labelFlag, outputFlag } from "../common-flags.js";
 import { parseDurationSeconds, parseKeyValues } from "../flags.js";
+import { listAllSnapshots } from "../list-all.js";
 import {
   formatAge,
   formatBytes,
@@ -63,12 +64,11 @@ export const snapshotListCommand = defineCommand({
   args: { positionals: [], rest: "none" },
   async handler(ctx, { values }) {
     const format = parseOutputFormat(values.output, ["table", "wide", "json", "yaml"]);
-    const res = await ctx
-      .clients()
-      .snapshot.listSnapshots(
-        { sandboxId: values["sandbox-id"] ?? "", labels: parseKeyValues("label", values.label) },
-        { signal: ctx.signal },
-      );
+    const res = await listAllSnapshots(
+      ctx.clients(),
+      { sandboxId: values["sandbox-id"] ?? "", labels: parseKeyValues("label", values.label) },
+      ctx.signal,
+    );
     if (format === "json" || format === "yaml") {
       return { exitCode: 0, stdout: renderMessage(format, ListSnapshotsResponseSchema, res) };
     }

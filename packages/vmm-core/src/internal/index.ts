@@ -17,4 +17,5 @@ export { generateId, ID_MAX_LENGTH, type IdKind, isValidId, validateId } from ".
 export { KeyedMutex } from "./keyed-mutex.js";
 export { type Logger, silentLogger } from "./logger.js";
 export { type LongTimeout, setLongTimeout } from "./long-timeout.js";
+export { QUOTE_MAX_CHARS, quote } from "./quote.js";
 export { type FileDigest, sha256File } from "./sha256-file.js";

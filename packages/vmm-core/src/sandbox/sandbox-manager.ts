@@ -37,7 +37,10 @@ import { bootMicroVm, type VmmRuntime } from "../vm/microvm.js";
 import { Admission, type CommittedUsage, type Reservation } from "./admission.js";
 import { EventBus } from "./event-bus.js";
 import type { SandboxLimits } from "./limits.js";
+import { compareByCreation } from "./list-order.js";
+import { validateCreateRequest, validateLabels, validateProcessSpec } from "./request-limits.js";
 import type { SandboxRecord } from "./sandbox-record.js";
+import { defaultSnapshotName } from "./snapshot-name.js";
 import { assertTransition, vmIsAlive } from "./state-machine.js";
 import type {
   CreatedFrom,
@@ -279,10 +282,12 @@ export class SandboxManager {
     return this.view(this.get(id));
   }
 
+  /** The sandboxes matching `filter`, in `compareByCreation` order (oldest first). */
   list(filter: {
     state?: SandboxStateName;
     labels: Readonly<Record<string, string>>;
   }): SandboxView[] {
+    validateLabels("labels", filter.labels);
     const out: SandboxView[] = [];
     for (const s of this.sandboxes.values()) {
       if (s.hidden) continue;
@@ -290,9 +295,7 @@ export class SandboxManager {
       if (!Object.entries(filter.labels).every(([k, v]) => s.labels[k] === v)) continue;
       out.push(this.view(s));
     }
-    return out.sort(
-      (a, b) => a.createdAt.getTime() - b.createdAt.getTime() || a.id.localeCompare(b.id),
-    );
+    return out.sort(compareByCreation);
   }
 
   events(
@@ -476,12 +479,7 @@ export class SandboxManager {
         `must be from 16 to ${l.maxMemoryMibPerSandbox} MiB, got ${memoryMib}`,
       );
     }
-    for (const [k, v] of Object.entries(spec.labels)) {
-      if (k === "" || k.length > 128)
-        throw new InvalidArgumentError("labels", "keys must be 1-128 characters");
-      if (v.length > 1024)
-        throw new InvalidArgumentError(`labels[${k}]`, "values must be at most 1024 characters");
-    }
+    validateCreateRequest(spec);
     if (spec.workload) validateProcessSpec(spec.workload);
     const bootArgs = spec.bootArgs ?? d.bootArgs;
     if (bootArgs.length > 1500) {
@@ -902,9 +900,10 @@ export class SandboxManager {
     hidden?: boolean;
     goldenKey?: string;
   }): Promise<SnapshotView> {
+    validateLabels("labels", req.labels);
+    const name = req.name === undefined ? "" : validateId("snapshot_name", req.name, "name");
     const catalog = await this.catalogOrThrow();
     const s = this.get(req.sandboxId);
-    const name = req.name === undefined ? "" : validateId("snapshot_name", req.name, "name");
     if (s.state !== "ready" || s.checkpointing) {
       throw new FailedPreconditionError(
         `sandbox ${s.id} is ${s.checkpointing ? "being checkpointed" : s.state}; Checkpoint needs state ready`,
@@ -938,7 +937,7 @@ export class SandboxManager {
       ]);
       const slot = s.slot?.mode === "tap" ? s.slot : undefined;
       await using pending = await catalog.beginSnapshot({
-        name: name || `${s.id}-${Date.now()}`,
+        name: name || defaultSnapshotName(s.id, Date.now()),
         originSandboxId: s.id,
         labels: { ...req.labels },
         kernel: { path: kernel.path, identity: kernel.identity },
@@ -1002,6 +1001,7 @@ export class SandboxManager {
     requestKey?: string;
   }): Promise<SandboxView> {
     if (this.closed) throw new UnavailableError("the daemon is shutting down");
+    validateLabels("labels", req.labels);
     const catalog = await this.catalogOrThrow();
     const snapshotId = validateId("snapshot_id", req.snapshotId, "snapshot_id");
     const id = req.id === undefined ? generateId("sb") : validateId("sandbox_id", req.id, "id");
@@ -1126,16 +1126,19 @@ export class SandboxManager {
     return clone;
   }
 
+  /** The snapshots matching `filter`, in `compareByCreation` order (oldest first). */
   async listSnapshots(filter: {
     originSandboxId?: string;
     labels: Readonly<Record<string, string>>;
   }): Promise<SnapshotView[]> {
+    validateLabels("labels", filter.labels);
     return (await this.catalogOrThrow())
       .list({
         ...(filter.originSandboxId !== undefined && { originSandboxId: filter.originSandboxId }),
         labels: { ...filter.labels },
       })
-      .map((e) => this.snapshotView(e));
+      .map((e) => this.snapshotView(e))
+      .sort(compareByCreation);
   }
 
   /**
@@ -1586,42 +1589,6 @@ export class SandboxManager {
       forget();
       this.log.error({ err }, "background task failed");
     });
-  }
-}
-
-/** Validates a process spec (argv, env, cwd, user), naming the field. */
-export function validateProcessSpec(spec: ProcessSpec): void {
-  if (spec.cmd.length === 0) throw new InvalidArgumentError("cmd", "must not be empty");
-  if (spec.cmd[0] === "") throw new InvalidArgumentError("cmd[0]", "must not be empty");
-  spec.cmd.forEach((a, i) => {
-    if (a.includes("\0")) throw new InvalidArgumentError(`cmd[${i}]`, "must not contain NUL");
-  });
-  for (const [k, v] of Object.entries(spec.env)) {
-    if (k === "" || k.includes("=") || k.includes("\0")) {
-      throw new InvalidArgumentError("env", `invalid variable name ${JSON.stringify(k)}`);
-    }
-    if (v.includes("\0")) throw new InvalidArgumentError(`env[${k}]`, "must not contain NUL");
-  }
-  if (spec.workingDir !== undefined && !spec.workingDir.startsWith("/")) {
-    throw new InvalidArgumentError(
-      "working_dir",
-      `must be an absolute path, got ${JSON.stringify(spec.workingDir)}`,
-    );
-  }
-  if (spec.user !== undefined && !/^[A-Za-z0-9._-]{1,32}$/.test(spec.user)) {
-    throw new InvalidArgumentError(
-      "user",
-      `must be a user name or numeric uid, got ${JSON.stringify(spec.user)}`,
-    );
-  }
-  if (
-    spec.ttySize &&
-    (spec.ttySize.cols < 1 ||
-      spec.ttySize.rows < 1 ||
-      spec.ttySize.cols > 65535 ||
-      spec.ttySize.rows > 65535)
-  ) {
-    throw new InvalidArgumentError("tty_size", "width and height must be 1..65535");
   }
 }
 

@@ -159,6 +159,12 @@ export const schema = {
       1 << 30,
       "Largest request message; bigger ones fail with RESOURCE_EXHAUSTED.",
     ),
+    list_page_size: int(
+      1000,
+      1,
+      100_000,
+      "Items per List/ListSnapshots page when the client sends no page_size, and the most it may ask for. A page also ends before it would pass half of max_message_bytes.",
+    ),
     shutdown_grace_ms: int(
       10_000,
       0,

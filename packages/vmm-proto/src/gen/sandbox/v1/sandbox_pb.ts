@@ -23,7 +23,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sandbox/v1/sandbox.proto.
  */
 export const file_sandbox_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiBwoFRW1wdHkiGwoLTmV0d29ya1NwZWMSDAoEbW9kZRgBIAEoCSI5CgVNb3VudBIOCgZzb3VyY2UYASABKAkSDgoGdGFyZ2V0GAIgASgJEhAKCHJlYWRvbmx5GAMgASgIIjMKDlJlc291cmNlTGltaXRzEg0KBXZjcHVzGAEgASgNEhIKCm1lbW9yeV9taWIYAiABKAQiLQoMVGVybWluYWxTaXplEg0KBXdpZHRoGAEgASgNEg4KBmhlaWdodBgCIAEoDSKjBAoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRIOCgZrZXJuZWwYAyABKAkSDgoGcm9vdGZzGAQgASgJEhEKCWJvb3RfYXJncxgFIAEoCRIqCgZsaW1pdHMYBiABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEg0KBWltYWdlGAcgASgJEgsKA2NtZBgIIAMoCRI2CgNlbnYYCSADKAsyKS5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAogASgJEgwKBHVzZXIYCyABKAkSIQoGbW91bnRzGAwgAygLMhEuc2FuZGJveC52MS5Nb3VudBIoCgduZXR3b3JrGA0gASgLMhcuc2FuZGJveC52MS5OZXR3b3JrU3BlYxITCgt0dGxfc2Vjb25kcxgOIAEoDRIbCg5zc2hfcHVibGljX2tleRgPIAEoCUgAiAEBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIRCg9fc3NoX3B1YmxpY19rZXkiRgoVQ3JlYXRlU2FuZGJveFJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkSDQoFc3RhdGUYAyABKAkiyAEKClJ1blJlcXVlc3QSCgoCaWQYASABKAkSCwoDY21kGAIgAygJEiwKA2VudhgDIAMoCzIfLnNhbmRib3gudjEuUnVuUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIXCg90aW1lb3V0X3NlY29uZHMYByABKA0aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKCglSdW5PdXRwdXQSDgoGc3RyZWFtGAEgASgJEgwKBGRhdGEYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgFEgwKBGRvbmUYBCABKAgifAoJRXhlY0lucHV0EicKBGluaXQYASABKAsyFy5zYW5kYm94LnYxLkV4ZWNSZXF1ZXN0SAASDwoFc3RkaW4YAiABKAxIABIqCgZyZXNpemUYAyABKAsyGC5zYW5kYm94LnYxLlRlcm1pbmFsU2l6ZUgAQgkKB3BheWxvYWQi9gEKC0V4ZWNSZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2NtZBgCIAMoCRItCgNlbnYYAyADKAsyIC5zYW5kYm94LnYxLkV4ZWNSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAQgASgJEgwKBHVzZXIYBSABKAkSCwoDdHR5GAYgASgIEioKCHR0eV9zaXplGAcgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemUSFwoPdGltZW91dF9zZWNvbmRzGAggASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSwoKRXhlY091dHB1dBIOCgZzdHJlYW0YASABKAkSDAoEZGF0YRgCIAEoDBIRCglleGl0X2NvZGUYAyABKAUSDAoEZG9uZRgEIAEoCCI5ChJTdG9wU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSFwoPdGltZW91dF9zZWNvbmRzGAIgASgNIjEKFFJlbW92ZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJEg0KBWZvcmNlGAIgASgIIiMKFUluc3BlY3RTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSLJAwoLU2FuZGJveEluZm8SCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSMwoGbGFiZWxzGAMgAygLMiMuc2FuZGJveC52MS5TYW5kYm94SW5mby5MYWJlbHNFbnRyeRIqCgZsaW1pdHMYBCABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEisKB25ldHdvcmsYBSABKAsyGi5zYW5kYm94LnYxLlNhbmRib3hOZXR3b3JrEhIKCmNyZWF0ZWRfYXQYBiABKAMSEAoIcmVhZHlfYXQYByABKAMSFgoObGFzdF9leGl0ZWRfYXQYCCABKAMSFgoObGFzdF9leGl0X2NvZGUYCSABKAUSDQoFZXJyb3IYCiABKAkSFAoMY3JlYXRlZF9mcm9tGDIgASgJEhMKC3NuYXBzaG90X2lkGDMgASgJEg4KBmtlcm5lbBg0IAEoCRIOCgZyb290ZnMYNSABKAkSEQoJYm9vdF9hcmdzGDYgASgJEgsKA3BpZBg3IAEoAxISCgpleHBpcmVzX2F0GDggASgDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiaAoOU2FuZGJveE5ldHdvcmsSEgoKaXBfYWRkcmVzcxgBIAEoCRIPCgdnYXRld2F5GAIgASgJEhAKCHRhcF9uYW1lGAMgASgJEhAKCGd1ZXN0X2lwGDIgASgJEg0KBW5ldG5zGDMgASgJIpIBChRMaXN0U2FuZGJveGVzUmVxdWVzdBINCgVzdGF0ZRgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiRgoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi0KCXNhbmRib3hlcxgBIAMoCzIaLnNhbmRib3gudjEuU2FuZGJveFN1bW1hcnkiugEKDlNhbmRib3hTdW1tYXJ5EgoKAmlkGAEgASgJEg0KBXN0YXRlGAIgASgJEjYKBmxhYmVscxgDIAMoCzImLnNhbmRib3gudjEuU2FuZGJveFN1bW1hcnkuTGFiZWxzRW50cnkSEgoKaXBfYWRkcmVzcxgEIAEoCRISCgpjcmVhdGVkX2F0GAUgASgDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMgoUU2FuZGJveEV2ZW50c1JlcXVlc3QSCgoCaWQYASABKAkSDgoGYWN0aW9uGAIgASgJIrYBCgxTYW5kYm94RXZlbnQSEgoKc2FuZGJveF9pZBgBIAEoCRIOCgZhY3Rpb24YAiABKAkSEQoJdGltZXN0YW1wGAMgASgDEjwKCmF0dHJpYnV0ZXMYBCADKAsyKC5zYW5kYm94LnYxLlNhbmRib3hFdmVudC5BdHRyaWJ1dGVzRW50cnkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEinwEKEUNoZWNrcG9pbnRSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEbmFtZRgCIAEoCRI5CgZsYWJlbHMYAyADKAsyKS5zYW5kYm94LnYxLkNoZWNrcG9pbnRSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiUwoSQ2hlY2twb2ludFJlc3BvbnNlEhMKC3NuYXBzaG90X2lkGAEgASgJEhQKDHNuYXBzaG90X2RpchgCIAEoCRISCgpjcmVhdGVkX2F0GAMgASgJIscBCg5SZXN0b3JlUmVxdWVzdBIKCgJpZBgBIAEoCRITCgtzbmFwc2hvdF9pZBgCIAEoCRI2CgZsYWJlbHMYAyADKAsyJi5zYW5kYm94LnYxLlJlc3RvcmVSZXF1ZXN0LkxhYmVsc0VudHJ5EhgKEG5ldHdvcmtfb3ZlcnJpZGUYBCABKAgSEwoLdHRsX3NlY29uZHMYBSABKA0aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIxCg9SZXN0b3JlUmVzcG9uc2USCgoCaWQYASABKAkSEgoKaXBfYWRkcmVzcxgCIAEoCSKXAQoUTGlzdFNuYXBzaG90c1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiRwoVTGlzdFNuYXBzaG90c1Jlc3BvbnNlEi4KCXNuYXBzaG90cxgBIAMoCzIbLnNhbmRib3gudjEuU25hcHNob3RTdW1tYXJ5Io4CCg9TbmFwc2hvdFN1bW1hcnkSCgoCaWQYASABKAkSEgoKc2FuZGJveF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEjcKBmxhYmVscxgEIAMoCzInLnNhbmRib3gudjEuU25hcHNob3RTdW1tYXJ5LkxhYmVsc0VudHJ5EhQKDHNuYXBzaG90X2RpchgFIAEoCRISCgpjcmVhdGVkX2F0GAYgASgJEg4KBnVzYWJsZRgyIAEoCBIXCg91bnVzYWJsZV9yZWFzb24YMyABKAkSEgoKc2l6ZV9ieXRlcxg0IAEoBBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiwKFURlbGV0ZVNuYXBzaG90UmVxdWVzdBITCgtzbmFwc2hvdF9pZBgBIAEoCTKoBAoOU2FuZGJveFNlcnZpY2USTQoGQ3JlYXRlEiAuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBohLnNhbmRib3gudjEuQ3JlYXRlU2FuZGJveFJlc3BvbnNlEjYKA1J1bhIWLnNhbmRib3gudjEuUnVuUmVxdWVzdBoVLnNhbmRib3gudjEuUnVuT3V0cHV0MAESOQoERXhlYxIVLnNhbmRib3gudjEuRXhlY0lucHV0GhYuc2FuZGJveC52MS5FeGVjT3V0cHV0KAEwARI5CgRTdG9wEh4uc2FuZGJveC52MS5TdG9wU2FuZGJveFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5Ej0KBlJlbW92ZRIgLnNhbmRib3gudjEuUmVtb3ZlU2FuZGJveFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5EkUKB0luc3BlY3QSIS5zYW5kYm94LnYxLkluc3BlY3RTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SSwoETGlzdBIgLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXNwb25zZRJGCgZFdmVudHMSIC5zYW5kYm94LnYxLlNhbmRib3hFdmVudHNSZXF1ZXN0Ghguc2FuZGJveC52MS5TYW5kYm94RXZlbnQwATLHAgoWU2FuZGJveFNuYXBzaG90U2VydmljZRJLCgpDaGVja3BvaW50Eh0uc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdBoeLnNhbmRib3gudjEuQ2hlY2twb2ludFJlc3BvbnNlEkIKB1Jlc3RvcmUSGi5zYW5kYm94LnYxLlJlc3RvcmVSZXF1ZXN0Ghsuc2FuZGJveC52MS5SZXN0b3JlUmVzcG9uc2USVAoNTGlzdFNuYXBzaG90cxIgLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXNwb25zZRJGCg5EZWxldGVTbmFwc2hvdBIhLnNhbmRib3gudjEuRGVsZXRlU25hcHNob3RSZXF1ZXN0GhEuc2FuZGJveC52MS5FbXB0eWIGcHJvdG8z");
+  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiBwoFRW1wdHkiGwoLTmV0d29ya1NwZWMSDAoEbW9kZRgBIAEoCSI5CgVNb3VudBIOCgZzb3VyY2UYASABKAkSDgoGdGFyZ2V0GAIgASgJEhAKCHJlYWRvbmx5GAMgASgIIjMKDlJlc291cmNlTGltaXRzEg0KBXZjcHVzGAEgASgNEhIKCm1lbW9yeV9taWIYAiABKAQiLQoMVGVybWluYWxTaXplEg0KBXdpZHRoGAEgASgNEg4KBmhlaWdodBgCIAEoDSKjBAoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRIOCgZrZXJuZWwYAyABKAkSDgoGcm9vdGZzGAQgASgJEhEKCWJvb3RfYXJncxgFIAEoCRIqCgZsaW1pdHMYBiABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEg0KBWltYWdlGAcgASgJEgsKA2NtZBgIIAMoCRI2CgNlbnYYCSADKAsyKS5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAogASgJEgwKBHVzZXIYCyABKAkSIQoGbW91bnRzGAwgAygLMhEuc2FuZGJveC52MS5Nb3VudBIoCgduZXR3b3JrGA0gASgLMhcuc2FuZGJveC52MS5OZXR3b3JrU3BlYxITCgt0dGxfc2Vjb25kcxgOIAEoDRIbCg5zc2hfcHVibGljX2tleRgPIAEoCUgAiAEBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIRCg9fc3NoX3B1YmxpY19rZXkiRgoVQ3JlYXRlU2FuZGJveFJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkSDQoFc3RhdGUYAyABKAkiyAEKClJ1blJlcXVlc3QSCgoCaWQYASABKAkSCwoDY21kGAIgAygJEiwKA2VudhgDIAMoCzIfLnNhbmRib3gudjEuUnVuUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIXCg90aW1lb3V0X3NlY29uZHMYByABKA0aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKCglSdW5PdXRwdXQSDgoGc3RyZWFtGAEgASgJEgwKBGRhdGEYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgFEgwKBGRvbmUYBCABKAgifAoJRXhlY0lucHV0EicKBGluaXQYASABKAsyFy5zYW5kYm94LnYxLkV4ZWNSZXF1ZXN0SAASDwoFc3RkaW4YAiABKAxIABIqCgZyZXNpemUYAyABKAsyGC5zYW5kYm94LnYxLlRlcm1pbmFsU2l6ZUgAQgkKB3BheWxvYWQi9gEKC0V4ZWNSZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2NtZBgCIAMoCRItCgNlbnYYAyADKAsyIC5zYW5kYm94LnYxLkV4ZWNSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAQgASgJEgwKBHVzZXIYBSABKAkSCwoDdHR5GAYgASgIEioKCHR0eV9zaXplGAcgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemUSFwoPdGltZW91dF9zZWNvbmRzGAggASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSwoKRXhlY091dHB1dBIOCgZzdHJlYW0YASABKAkSDAoEZGF0YRgCIAEoDBIRCglleGl0X2NvZGUYAyABKAUSDAoEZG9uZRgEIAEoCCI5ChJTdG9wU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSFwoPdGltZW91dF9zZWNvbmRzGAIgASgNIjEKFFJlbW92ZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJEg0KBWZvcmNlGAIgASgIIiMKFUluc3BlY3RTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSLJAwoLU2FuZGJveEluZm8SCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSMwoGbGFiZWxzGAMgAygLMiMuc2FuZGJveC52MS5TYW5kYm94SW5mby5MYWJlbHNFbnRyeRIqCgZsaW1pdHMYBCABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEisKB25ldHdvcmsYBSABKAsyGi5zYW5kYm94LnYxLlNhbmRib3hOZXR3b3JrEhIKCmNyZWF0ZWRfYXQYBiABKAMSEAoIcmVhZHlfYXQYByABKAMSFgoObGFzdF9leGl0ZWRfYXQYCCABKAMSFgoObGFzdF9leGl0X2NvZGUYCSABKAUSDQoFZXJyb3IYCiABKAkSFAoMY3JlYXRlZF9mcm9tGDIgASgJEhMKC3NuYXBzaG90X2lkGDMgASgJEg4KBmtlcm5lbBg0IAEoCRIOCgZyb290ZnMYNSABKAkSEQoJYm9vdF9hcmdzGDYgASgJEgsKA3BpZBg3IAEoAxISCgpleHBpcmVzX2F0GDggASgDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiaAoOU2FuZGJveE5ldHdvcmsSEgoKaXBfYWRkcmVzcxgBIAEoCRIPCgdnYXRld2F5GAIgASgJEhAKCHRhcF9uYW1lGAMgASgJEhAKCGd1ZXN0X2lwGDIgASgJEg0KBW5ldG5zGDMgASgJIrkBChRMaXN0U2FuZGJveGVzUmVxdWVzdBINCgVzdGF0ZRgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgyIAEoDRISCgpwYWdlX3Rva2VuGDMgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXwoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi0KCXNhbmRib3hlcxgBIAMoCzIaLnNhbmRib3gudjEuU2FuZGJveFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIroBCg5TYW5kYm94U3VtbWFyeRIKCgJpZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRI2CgZsYWJlbHMYAyADKAsyJi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5LkxhYmVsc0VudHJ5EhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKY3JlYXRlZF9hdBgFIAEoAxotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjIKFFNhbmRib3hFdmVudHNSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmFjdGlvbhgCIAEoCSK2AQoMU2FuZGJveEV2ZW50EhIKCnNhbmRib3hfaWQYASABKAkSDgoGYWN0aW9uGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxI8CgphdHRyaWJ1dGVzGAQgAygLMiguc2FuZGJveC52MS5TYW5kYm94RXZlbnQuQXR0cmlidXRlc0VudHJ5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp8BChFDaGVja3BvaW50UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSOQoGbGFiZWxzGAMgAygLMikuc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKEkNoZWNrcG9pbnRSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoCRIUCgxzbmFwc2hvdF9kaXIYAiABKAkSEgoKY3JlYXRlZF9hdBgDIAEoCSLHAQoOUmVzdG9yZVJlcXVlc3QSCgoCaWQYASABKAkSEwoLc25hcHNob3RfaWQYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdC5MYWJlbHNFbnRyeRIYChBuZXR3b3JrX292ZXJyaWRlGAQgASgIEhMKC3R0bF9zZWNvbmRzGAUgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMQoPUmVzdG9yZVJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkivgEKFExpc3RTbmFwc2hvdHNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImAKFUxpc3RTbmFwc2hvdHNSZXNwb25zZRIuCglzbmFwc2hvdHMYASADKAsyGy5zYW5kYm94LnYxLlNuYXBzaG90U3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YMiABKAkijgIKD1NuYXBzaG90U3VtbWFyeRIKCgJpZBgBIAEoCRISCgpzYW5kYm94X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSNwoGbGFiZWxzGAQgAygLMicuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkuTGFiZWxzRW50cnkSFAoMc25hcHNob3RfZGlyGAUgASgJEhIKCmNyZWF0ZWRfYXQYBiABKAkSDgoGdXNhYmxlGDIgASgIEhcKD3VudXNhYmxlX3JlYXNvbhgzIAEoCRISCgpzaXplX2J5dGVzGDQgASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLAoVRGVsZXRlU25hcHNob3RSZXF1ZXN0EhMKC3NuYXBzaG90X2lkGAEgASgJMqgECg5TYW5kYm94U2VydmljZRJNCgZDcmVhdGUSIC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GiEuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USNgoDUnVuEhYuc2FuZGJveC52MS5SdW5SZXF1ZXN0GhUuc2FuZGJveC52MS5SdW5PdXRwdXQwARI5CgRFeGVjEhUuc2FuZGJveC52MS5FeGVjSW5wdXQaFi5zYW5kYm94LnYxLkV4ZWNPdXRwdXQoATABEjkKBFN0b3ASHi5zYW5kYm94LnYxLlN0b3BTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSPQoGUmVtb3ZlEiAuc2FuZGJveC52MS5SZW1vdmVTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSRQoHSW5zcGVjdBIhLnNhbmRib3gudjEuSW5zcGVjdFNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJLCgRMaXN0EiAuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBohLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkYKBkV2ZW50cxIgLnNhbmRib3gudjEuU2FuZGJveEV2ZW50c1JlcXVlc3QaGC5zYW5kYm94LnYxLlNhbmRib3hFdmVudDABMscCChZTYW5kYm94U25hcHNob3RTZXJ2aWNlEksKCkNoZWNrcG9pbnQSHS5zYW5kYm94LnYxLkNoZWNrcG9pbnRSZXF1ZXN0Gh4uc2FuZGJveC52MS5DaGVja3BvaW50UmVzcG9uc2USQgoHUmVzdG9yZRIaLnNhbmRib3gudjEuUmVzdG9yZVJlcXVlc3QaGy5zYW5kYm94LnYxLlJlc3RvcmVSZXNwb25zZRJUCg1MaXN0U25hcHNob3RzEiAuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVxdWVzdBohLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1Jlc3BvbnNlEkYKDkRlbGV0ZVNuYXBzaG90EiEuc2FuZGJveC52MS5EZWxldGVTbmFwc2hvdFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5YgZwcm90bzM");
 
 /**
  * Empty is the response of calls that return nothing.
@@ -169,7 +169,12 @@ export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & 
   id: string;
 
   /**
-   * labels are arbitrary key/value pairs used by List filters.
+   * labels are arbitrary key/value pairs used by List filters. At most 64;
+   * keys 1-128 bytes of [A-Za-z0-9._/-]; values at most 1024 bytes of UTF-8
+   * without control characters; keys and values together at most 16 KiB.
+   * The same bounds apply to every labels field of a request (Restore,
+   * Checkpoint, and the List filters); beyond them the call fails with
+   * INVALID_ARGUMENT naming the field and the limit.
    *
    * @generated from field: map<string, string> labels = 2;
    */
@@ -194,6 +199,7 @@ export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & 
 
   /**
    * boot_args is the kernel command line; empty means the daemon's default.
+   * At most 1500 bytes, no NUL or newline.
    *
    * @generated from field: string boot_args = 5;
    */
@@ -215,28 +221,31 @@ export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & 
   image: string;
 
   /**
-   * cmd is the initial workload, started once the sandbox is ready.
+   * cmd is the initial workload, started once the sandbox is ready. Same
+   * bounds as RunRequest.cmd.
    *
    * @generated from field: repeated string cmd = 8;
    */
   cmd: string[];
 
   /**
-   * env is the initial workload's environment.
+   * env is the initial workload's environment. Same bounds as RunRequest.env.
    *
    * @generated from field: map<string, string> env = 9;
    */
   env: { [key: string]: string };
 
   /**
-   * working_dir is the initial workload's working directory.
+   * working_dir is the initial workload's working directory (absolute, at
+   * most 4096 bytes).
    *
    * @generated from field: string working_dir = 10;
    */
   workingDir: string;
 
   /**
-   * user is the initial workload's user, by name or numeric uid.
+   * user is the initial workload's user, by name or numeric uid (1-32
+   * characters of [A-Za-z0-9._-]).
    *
    * @generated from field: string user = 11;
    */
@@ -265,7 +274,8 @@ export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & 
   ttlSeconds: number;
 
   /**
-   * ssh_public_key is delivered to the guest through MMDS.
+   * ssh_public_key is delivered to the guest through MMDS. At most 16 KiB,
+   * no NUL.
    *
    * @generated from field: optional string ssh_public_key = 15;
    */
@@ -329,28 +339,33 @@ export type RunRequest = Message<"sandbox.v1.RunRequest"> & {
   id: string;
 
   /**
-   * cmd is the argv; cmd[0] is looked up in the guest's PATH.
+   * cmd is the argv; cmd[0] is looked up in the guest's PATH. 1-1024
+   * arguments, no NUL, at most 128 KiB in all.
    *
    * @generated from field: repeated string cmd = 2;
    */
   cmd: string[];
 
   /**
-   * env is added to the guest's default environment.
+   * env is added to the guest's default environment. At most 1024
+   * variables; names 1-256 bytes without '=' or NUL; values without NUL;
+   * names and values together at most 128 KiB.
    *
    * @generated from field: map<string, string> env = 3;
    */
   env: { [key: string]: string };
 
   /**
-   * working_dir is the command's working directory (default "/").
+   * working_dir is the command's working directory (default "/"; absolute,
+   * at most 4096 bytes).
    *
    * @generated from field: string working_dir = 4;
    */
   workingDir: string;
 
   /**
-   * user runs the command as this user, by name or numeric uid (default root).
+   * user runs the command as this user, by name or numeric uid (default
+   * root; 1-32 characters of [A-Za-z0-9._-]).
    *
    * @generated from field: string user = 5;
    */
@@ -482,21 +497,24 @@ export type ExecRequest = Message<"sandbox.v1.ExecRequest"> & {
   id: string;
 
   /**
-   * cmd is the argv; cmd[0] is looked up in the guest's PATH.
+   * cmd is the argv; cmd[0] is looked up in the guest's PATH. Same bounds
+   * as RunRequest.cmd.
    *
    * @generated from field: repeated string cmd = 2;
    */
   cmd: string[];
 
   /**
-   * env is added to the guest's default environment.
+   * env is added to the guest's default environment. Same bounds as
+   * RunRequest.env.
    *
    * @generated from field: map<string, string> env = 3;
    */
   env: { [key: string]: string };
 
   /**
-   * working_dir is the process's working directory (default "/").
+   * working_dir is the process's working directory (default "/"; absolute,
+   * at most 4096 bytes).
    *
    * @generated from field: string working_dir = 4;
    */
@@ -860,11 +878,32 @@ export type ListSandboxesRequest = Message<"sandbox.v1.ListSandboxesRequest"> & 
   state: string;
 
   /**
-   * labels keeps only sandboxes having all of these labels.
+   * labels keeps only sandboxes having all of these labels (bounded like
+   * CreateSandboxRequest.labels).
    *
    * @generated from field: map<string, string> labels = 2;
    */
   labels: { [key: string]: string };
+
+  /**
+   * page_size is the most sandboxes to return; 0 = the daemon's default
+   * (config grpc.list_page_size, 1000 unless changed), which is also the
+   * cap. A page also ends early rather than exceed half the daemon's
+   * message size limit (grpc.max_message_bytes); it holds at least one
+   * sandbox. vmm extension.
+   *
+   * @generated from field: uint32 page_size = 50;
+   */
+  pageSize: number;
+
+  /**
+   * page_token continues a listing: the next_page_token of the previous
+   * response, sent with the same state and labels. A token that is malformed
+   * or was made for other filters fails with INVALID_ARGUMENT. vmm extension.
+   *
+   * @generated from field: string page_token = 51;
+   */
+  pageToken: string;
 };
 
 /**
@@ -881,11 +920,21 @@ export const ListSandboxesRequestSchema: GenMessage<ListSandboxesRequest> = /*@_
  */
 export type ListSandboxesResponse = Message<"sandbox.v1.ListSandboxesResponse"> & {
   /**
-   * sandboxes are the matching sandboxes, oldest first.
+   * sandboxes are the matching sandboxes, oldest first (by created_at, then
+   * id).
    *
    * @generated from field: repeated sandbox.v1.SandboxSummary sandboxes = 1;
    */
   sandboxes: SandboxSummary[];
+
+  /**
+   * next_page_token fetches the next page; empty on the last page. Paging is
+   * by position (created_at, id): sandboxes created or removed between pages
+   * never make another one appear twice or be skipped. vmm extension.
+   *
+   * @generated from field: string next_page_token = 50;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -1032,14 +1081,15 @@ export type CheckpointRequest = Message<"sandbox.v1.CheckpointRequest"> & {
 
   /**
    * name is a human name for the snapshot (optional; 1-63 characters of
-   * [A-Za-z0-9._-]).
+   * [A-Za-z0-9._-]). Empty = "<sandbox id>-<time>", shortened to fit.
    *
    * @generated from field: string name = 2;
    */
   name: string;
 
   /**
-   * labels are attached to the snapshot for ListSnapshots filters.
+   * labels are attached to the snapshot for ListSnapshots filters (bounded
+   * like CreateSandboxRequest.labels).
    *
    * @generated from field: map<string, string> labels = 3;
    */
@@ -1109,7 +1159,8 @@ export type RestoreRequest = Message<"sandbox.v1.RestoreRequest"> & {
   snapshotId: string;
 
   /**
-   * labels are the new sandbox's labels.
+   * labels are the new sandbox's labels (bounded like
+   * CreateSandboxRequest.labels).
    *
    * @generated from field: map<string, string> labels = 3;
    */
@@ -1180,11 +1231,28 @@ export type ListSnapshotsRequest = Message<"sandbox.v1.ListSnapshotsRequest"> & 
   sandboxId: string;
 
   /**
-   * labels keeps only snapshots having all of these labels.
+   * labels keeps only snapshots having all of these labels (bounded like
+   * CreateSandboxRequest.labels).
    *
    * @generated from field: map<string, string> labels = 2;
    */
   labels: { [key: string]: string };
+
+  /**
+   * page_size is the most snapshots to return; 0 = the daemon's default,
+   * which is also the cap (as ListSandboxesRequest.page_size). vmm extension.
+   *
+   * @generated from field: uint32 page_size = 50;
+   */
+  pageSize: number;
+
+  /**
+   * page_token continues a listing: the next_page_token of the previous
+   * response, sent with the same sandbox_id and labels. vmm extension.
+   *
+   * @generated from field: string page_token = 51;
+   */
+  pageToken: string;
 };
 
 /**
@@ -1201,11 +1269,20 @@ export const ListSnapshotsRequestSchema: GenMessage<ListSnapshotsRequest> = /*@_
  */
 export type ListSnapshotsResponse = Message<"sandbox.v1.ListSnapshotsResponse"> & {
   /**
-   * snapshots are the matching snapshots, oldest first.
+   * snapshots are the matching snapshots, oldest first (by created_at, then
+   * id).
    *
    * @generated from field: repeated sandbox.v1.SnapshotSummary snapshots = 1;
    */
   snapshots: SnapshotSummary[];
+
+  /**
+   * next_page_token fetches the next page; empty on the last page. vmm
+   * extension.
+   *
+   * @generated from field: string next_page_token = 50;
+   */
+  nextPageToken: string;
 };
 
 /**
@@ -1392,7 +1469,8 @@ export const SandboxService: GenService<{
     output: typeof SandboxInfoSchema;
   },
   /**
-   * List returns the sandboxes matching a state and all of the given labels.
+   * List returns the sandboxes matching a state and all of the given labels,
+   * oldest first, one page at a time (page_size, page_token: vmm extension).
    *
    * @generated from rpc sandbox.v1.SandboxService.List
    */
@@ -1446,7 +1524,8 @@ export const SandboxSnapshotService: GenService<{
   },
   /**
    * ListSnapshots returns the snapshots matching an origin sandbox and all of
-   * the given labels.
+   * the given labels, oldest first, one page at a time (page_size,
+   * page_token: vmm extension).
    *
    * @generated from rpc sandbox.v1.SandboxSnapshotService.ListSnapshots
    */
