@@ -40,6 +40,7 @@ describe("output", () => {
     });
     expect(JSON.parse(renderMessage("json", ListSandboxesResponseSchema, msg))).toEqual({
       sandboxes: [{ id: "a", state: "ready", labels: {}, ipAddress: "", createdAt: "5" }],
+      nextPageToken: "",
     });
     expect(renderMessage("yaml", ListSandboxesResponseSchema, msg)).toMatch(
       /^sandboxes:\n {2}- id: a\n/,

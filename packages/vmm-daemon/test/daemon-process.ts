@@ -28,7 +28,11 @@ export async function startDaemonProcess(
   const dir = mkdtempSync(join(tmpdir(), "vmmd-"));
   const socket = join(dir, "vmm.sock");
   const config = join(dir, "vmm.toml");
-  writeFileSync(config, `[grpc]\nunix_socket = "${socket}"\n${toml}\n`);
+  // Network mode tap would build its "host" side in this test's own namespace (the root one
+  // here): daemons get no networking unless the test configures [network] (with host_netns
+  // inside a namespace it made).
+  const network = toml.includes("[network]") ? "" : '[network]\nmode = "none"\n';
+  writeFileSync(config, `[grpc]\nunix_socket = "${socket}"\n${toml}\n${network}`);
   let stderr = "";
   const argv = [...wrapper, process.execPath, DAEMON_BIN, "--config", config];
   const child = spawn(argv[0]!, argv.slice(1), {
