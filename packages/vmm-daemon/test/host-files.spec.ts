@@ -21,6 +21,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startDaemonProcess } from "./daemon-process.js";
 import {
   IMAGES_DIR,
   processesMatching,
@@ -133,6 +134,33 @@ describe("host files as sandbox images (gRPC, fc-sim)", () => {
     });
     await waitForState(d, "hf-allowed", "ready");
     await d.sandboxes.remove({ id: "hf-allowed", force: true });
+  });
+});
+
+describe("image roots a daemon refuses at startup", () => {
+  it.each([
+    ["/proc", /storage\.allowed_image_roots: \/proc is under \/proc, \/sys, \/dev/],
+    ["/dev/disk", /storage\.allowed_image_roots: \/dev\/disk is under/],
+    ["relative/images", /storage\.allowed_image_roots: "relative\/images" is not an absolute path/],
+    ["<data>/snapshots", /is inside firecracker\.data_dir .*private files/],
+  ])("allowed_image_roots = %j", async (root, message) => {
+    const dir = mkdtempSync(join(tmpdir(), "vmm-badroot-"));
+    try {
+      const value = root.replace("<data>", join(dir, "d"));
+      const err = await startDaemonProcess("", {
+        VMM_FIRECRACKER_DATA_DIR: join(dir, "d"),
+        VMM_STORAGE_ALLOWED_IMAGE_ROOTS: value,
+      }).then(
+        async (d) => {
+          await d[Symbol.asyncDispose]();
+          return "started";
+        },
+        (e: unknown) => String(e),
+      );
+      expect(err).toMatch(message);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
