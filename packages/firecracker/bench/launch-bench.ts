@@ -10,9 +10,9 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, linkSync, mkdtempSync, rmSync } from "node:fs";
 import { Agent, request } from "node:http";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import { createDirectLauncher } from "../src/index.js";
+import { createDirectLauncher, MINIMAL_FIRECRACKER_ENV } from "../src/index.js";
 
 const { values } = parseArgs({
   options: {
@@ -65,7 +65,17 @@ async function viaLauncher(): Promise<number> {
   const dir = prepareDir();
   const t0 = performance.now();
   const proc = await launcher.launch(
-    { binaryPath: binary, workDir: dir, id: `bench-${seq++}`, cleanupPaths: ["v.sock"] },
+    {
+      binaryPath: binary,
+      // fc-sim is a node script: keep this node reachable.
+      env: {
+        ...MINIMAL_FIRECRACKER_ENV,
+        PATH: `${dirname(process.execPath)}:${MINIMAL_FIRECRACKER_ENV.PATH}`,
+      },
+      workDir: dir,
+      id: `bench-${seq++}`,
+      cleanupPaths: ["v.sock"],
+    },
     AbortSignal.timeout(10_000),
   );
   try {

@@ -50,6 +50,7 @@ export type {
   SeccompOptions,
   StopOptions,
 } from "./launcher.js";
+export { MINIMAL_FIRECRACKER_ENV } from "./launcher.js";
 export type { DirectLauncherOptions } from "./launcher-direct.js";
 export { createDirectLauncher } from "./launcher-direct.js";
 export type {

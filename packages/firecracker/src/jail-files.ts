@@ -1,4 +1,4 @@
-import { chown, constants, copyFile, link, mkdir } from "node:fs/promises";
+import { chmod, chown, constants, copyFile, link, lstat, mkdir } from "node:fs/promises";
 import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
 import { FirecrackerLaunchError } from "./errors.js";
 
@@ -32,9 +32,10 @@ export interface JailFile {
  * Places `files` under a jail's `rootDir` (`FirecrackerProcess.rootDir`, after `launch` — the launcher
  * removes a stale jail before starting, and Firecracker opens files only at API-call time): hard link
  * when source and jail share a filesystem, else a reflink-or-copy (`COPYFILE_FICLONE`). Parent
- * directories are created. With `owner`, the placed file is chowned — note that a hard link shares
- * its inode, so the source changes owner too; give read-only images group/other read permission
- * instead. Targets may not escape the root.
+ * directories are created owner-only (0700). With `owner`, the placed file is chowned to it and made
+ * owner-only (0600), and so are the directories created for it — note that a hard link shares its
+ * inode, so the source changes owner and mode too; for read-only images shared by several jails
+ * give them group/other read permission instead and pass no owner. Targets may not escape the root.
  */
 export async function linkIntoJail(
   rootDir: string,
@@ -49,11 +50,21 @@ export async function linkIntoJail(
         `jail file target ${JSON.stringify(f.target)} must be a path relative to the jail root ${rootDir}`,
       );
     }
-    await mkdir(dirname(target), { recursive: true });
+    const created = await mkdir(dirname(target), { recursive: true, mode: 0o700 });
+    if (owner && created !== undefined) {
+      // Every directory mkdir made, from the first one down to the target's parent.
+      for (let d = dirname(target); d.length >= created.length; d = dirname(d)) {
+        await chown(d, owner.uid, owner.gid);
+      }
+    }
     await link(f.source, target).catch(async (err: NodeJS.ErrnoException) => {
       if (err.code !== "EXDEV" && err.code !== "EPERM") throw err;
       await copyFile(f.source, target, constants.COPYFILE_FICLONE);
     });
-    if (owner) await chown(target, owner.uid, owner.gid);
+    if (owner) {
+      await chown(target, owner.uid, owner.gid);
+      const mode = (await lstat(target)).mode;
+      if ((mode & 0o077) !== 0) await chmod(target, mode & 0o700);
+    }
   }
 }

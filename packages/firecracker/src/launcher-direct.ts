@@ -4,7 +4,12 @@ import { FirecrackerLaunchError } from "./errors.js";
 import { checkInstanceId, firecrackerFlags } from "./internal/firecracker-args.js";
 import { removePaths } from "./internal/remove-paths.js";
 import { startProcess } from "./internal/start-process.js";
-import type { FirecrackerLauncher, FirecrackerProcess, LaunchOptions } from "./launcher.js";
+import {
+  type FirecrackerLauncher,
+  type FirecrackerProcess,
+  type LaunchOptions,
+  MINIMAL_FIRECRACKER_ENV,
+} from "./launcher.js";
 import { checkUnixSocketPath, removeStaleSocket } from "./socket-path.js";
 
 /** Options of {@link createDirectLauncher}. */
@@ -62,6 +67,7 @@ export function createDirectLauncher(options: DirectLauncherOptions = {}): Firec
           command,
           args,
           cwd: workDir,
+          env: launch.env ?? MINIMAL_FIRECRACKER_ENV,
           what: "firecracker",
           id: launch.id,
           workDir,

@@ -6,7 +6,12 @@ import { readStartTime } from "./internal/pid-watch.js";
 import { removeEmptyDir, removePaths, removeTree } from "./internal/remove-paths.js";
 import { startProcess } from "./internal/start-process.js";
 import { jailPaths } from "./jail-files.js";
-import type { FirecrackerLauncher, FirecrackerProcess, LaunchOptions } from "./launcher.js";
+import {
+  type FirecrackerLauncher,
+  type FirecrackerProcess,
+  type LaunchOptions,
+  MINIMAL_FIRECRACKER_ENV,
+} from "./launcher.js";
 import { checkUnixSocketPath, isListening } from "./socket-path.js";
 
 /** Host-wide jailer settings: options of {@link createJailerLauncher}. */
@@ -124,6 +129,7 @@ export function createJailerLauncher(options: JailerLauncherOptions): JailerLaun
           command: options.jailerPath,
           args,
           cwd: workDir,
+          env: launch.env ?? MINIMAL_FIRECRACKER_ENV,
           what: "jailer",
           id: launch.id,
           workDir,

@@ -9,6 +9,15 @@ export type SeccompOptions =
 /** Firecracker's `--level`. */
 export type FirecrackerLogLevel = "Off" | "Error" | "Warning" | "Info" | "Debug" | "Trace";
 
+/**
+ * The environment Firecracker (and nsenter, the jailer) gets by default: a fixed PATH and LANG,
+ * nothing of the daemon's (whose environment may hold secrets such as VMM_GRPC_AUTH_TOKEN).
+ */
+export const MINIMAL_FIRECRACKER_ENV: Readonly<Record<string, string>> = Object.freeze({
+  PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+  LANG: "C",
+});
+
 /** Options of one launch, shared by every {@link FirecrackerLauncher}. */
 export interface LaunchOptions {
   /** Firecracker binary. Required. Under the jailer it is copied into the jail as its basename. */
@@ -35,6 +44,11 @@ export interface LaunchOptions {
   httpApiMaxPayloadSizeBytes?: number;
   /** `--mmds-size-limit` in bytes. Default: Firecracker's (= payload limit). */
   mmdsSizeLimitBytes?: number;
+  /**
+   * The complete environment of the spawned process (Firecracker, nsenter or the jailer): the daemon's
+   * own environment is never inherited. Default {@link MINIMAL_FIRECRACKER_ENV}.
+   */
+  env?: Readonly<Record<string, string>>;
   /** Extra Firecracker arguments, appended last. */
   extraArgs?: readonly string[];
   /**

@@ -1,9 +1,9 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { copyFileSync, existsSync, linkSync, mkdtempSync, rmSync } from "node:fs";
-import { join, resolve } from "node:path";
+import { delimiter, dirname, join, resolve } from "node:path";
 import { onTestFinished } from "vitest";
-import type { FirecrackerProcess } from "../src/index.js";
+import { type FirecrackerProcess, MINIMAL_FIRECRACKER_ENV } from "../src/index.js";
 
 const root = resolve(import.meta.dirname, "../../..");
 
@@ -13,9 +13,20 @@ export const fcSimPath = resolve(root, "packages/fc-sim/dist/fc-sim.mjs");
 export const jailerSimPath = resolve(root, "packages/fc-sim/dist/jailer-sim.mjs");
 export const kernelPath = process.env.FIRECRACKER_KERNEL ?? "/root/.cache/vmm-tools/kernel/vmlinux";
 
+/**
+ * The environment fc-sim is launched with: the launcher's minimal one plus this node on PATH
+ * (fc-sim is a `#!/usr/bin/env node` script).
+ */
+export const fcSimEnv: Readonly<Record<string, string>> = {
+  ...MINIMAL_FIRECRACKER_ENV,
+  PATH: `${dirname(process.execPath)}${delimiter}${MINIMAL_FIRECRACKER_ENV.PATH}`,
+};
+
 export interface Backend {
   name: string;
   binary: string;
+  /** `LaunchOptions.env` for this backend. */
+  env: Readonly<Record<string, string>>;
   available: boolean;
   why: string;
 }
@@ -25,12 +36,14 @@ export const backends: Backend[] = [
   {
     name: "fc-sim",
     binary: fcSimPath,
+    env: fcSimEnv,
     available: existsSync(fcSimPath),
     why: `${fcSimPath} not built yet`,
   },
   {
     name: "firecracker",
     binary: process.env.FIRECRACKER_BIN ?? "",
+    env: MINIMAL_FIRECRACKER_ENV,
     available: Boolean(process.env.FIRECRACKER_BIN),
     why: "FIRECRACKER_BIN not set",
   },

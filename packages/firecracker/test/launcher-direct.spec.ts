@@ -30,6 +30,16 @@ import {
 } from "./helpers.js";
 
 const launcher = createDirectLauncher();
+
+/** The environment of a live process, from /proc. */
+function environOf(pid: number): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const kv of readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")) {
+    const eq = kv.indexOf("=");
+    if (eq > 0) out[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return out;
+}
 const memSizeMib = 128;
 
 async function configure(proc: FirecrackerProcess): Promise<void> {
@@ -52,6 +62,7 @@ for (const backend of backends) {
   describe.skipIf(!backend.available)(suiteTitle("launcher-direct", backend), () => {
     const base = (dir: string, extra: Partial<LaunchOptions> = {}): LaunchOptions => ({
       binaryPath: backend.binary,
+      env: backend.env,
       workDir: dir,
       id: uniqueId(),
       cleanupPaths: ["v.sock"],
@@ -148,6 +159,46 @@ for (const backend of backends) {
       expect(err).toBeInstanceOf(FirecrackerLaunchError);
       expect(String(err.message)).toMatch(/107-byte Unix socket limit.*shorten data_dir/);
       expect(existsSync(join(deep, "api.sock"))).toBe(false);
+    });
+
+    it("starts Firecracker with exactly the given environment, nothing of the daemon's", async () => {
+      const dir = tempDir();
+      const saved = { ...process.env };
+      process.env.VMM_GRPC_AUTH_TOKEN = "secret-token-canary";
+      process.env.VMM_TEST_CANARY = "canary-value";
+      onTestFinished(() => {
+        for (const k of ["VMM_GRPC_AUTH_TOKEN", "VMM_TEST_CANARY"]) {
+          if (saved[k] === undefined) delete process.env[k];
+          else process.env[k] = saved[k];
+        }
+      });
+      // The default environment (no `env`). fc-sim is a `#!/usr/bin/env node` script and the minimal
+      // PATH need not reach this node: run it from a script naming node by absolute path.
+      let binaryPath = backend.binary;
+      if (backend.name === "fc-sim") {
+        binaryPath = join(dir, "fc-sim.mjs");
+        writeFileSync(
+          binaryPath,
+          `#!${process.execPath}\nawait import(${JSON.stringify(backend.binary)});\n`,
+          {
+            mode: 0o755,
+          },
+        );
+      }
+      const withDefault = track(
+        await launcher.launch(
+          { ...base(dir), binaryPath, env: undefined },
+          AbortSignal.timeout(10_000),
+        ),
+      );
+      expect(environOf(withDefault.pid)).toEqual({
+        PATH: "/usr/sbin:/usr/bin:/sbin:/bin",
+        LANG: "C",
+      });
+      const dir2 = tempDir();
+      const proc = track(await launcher.launch(base(dir2), AbortSignal.timeout(10_000)));
+      expect(environOf(proc.pid)).toEqual(backend.env);
+      expect(JSON.stringify(environOf(proc.pid))).not.toMatch(/canary/);
     });
 
     it("reports a process killed from outside through `exited` and cleans up", async () => {

@@ -7,8 +7,10 @@ import {
   type JailerLauncherOptions,
   jailPaths,
   linkIntoJail,
+  MINIMAL_FIRECRACKER_ENV,
 } from "../src/index.js";
 import {
+  fcSimEnv,
   fcSimPath,
   jailerSimPath,
   kernelPath,
@@ -22,6 +24,7 @@ interface JailerBackend {
   name: string;
   jailer: string;
   exec: string;
+  env: Readonly<Record<string, string>>;
   available: boolean;
   why: string;
 }
@@ -31,6 +34,7 @@ const jailerBackends: JailerBackend[] = [
     name: "jailer-sim + fc-sim",
     jailer: jailerSimPath,
     exec: fcSimPath,
+    env: fcSimEnv,
     available: existsSync(jailerSimPath) && existsSync(fcSimPath),
     why: `${jailerSimPath} / ${fcSimPath} not built yet`,
   },
@@ -38,6 +42,7 @@ const jailerBackends: JailerBackend[] = [
     name: "jailer + firecracker",
     jailer: process.env.JAILER_BIN ?? "",
     exec: process.env.FIRECRACKER_BIN ?? "",
+    env: MINIMAL_FIRECRACKER_ENV,
     available: Boolean(process.env.JAILER_BIN && process.env.FIRECRACKER_BIN),
     why: "JAILER_BIN and FIRECRACKER_BIN not both set",
   },
@@ -92,7 +97,7 @@ for (const b of jailerBackends) {
         const id = uniqueId("j");
         const proc = track(
           await launcher.launch(
-            { binaryPath: b.exec, workDir, id, cleanupPaths: ["v.sock"] },
+            { binaryPath: b.exec, env: b.env, workDir, id, cleanupPaths: ["v.sock"] },
             AbortSignal.timeout(10_000),
           ),
         );
@@ -119,7 +124,10 @@ for (const b of jailerBackends) {
       const { base, workDir, launcher } = setup({ daemonize: true });
       const id = uniqueId("j");
       const proc = track(
-        await launcher.launch({ binaryPath: b.exec, workDir, id }, AbortSignal.timeout(10_000)),
+        await launcher.launch(
+          { binaryPath: b.exec, env: b.env, workDir, id },
+          AbortSignal.timeout(10_000),
+        ),
       );
       process.kill(proc.pid, "SIGKILL");
       await proc.exited;
@@ -133,7 +141,7 @@ for (const b of jailerBackends) {
       const { launcher } = setup({ chrootBaseDir: `/tmp/${"x".repeat(90)}` });
       await expect(
         launcher.launch(
-          { binaryPath: b.exec, workDir: "/tmp", id: uniqueId("j") },
+          { binaryPath: b.exec, env: b.env, workDir: "/tmp", id: uniqueId("j") },
           AbortSignal.timeout(5000),
         ),
       ).rejects.toThrow(/107-byte Unix socket limit.*chroot_base_dir/);

@@ -53,5 +53,12 @@ export { EVENT_ACTIONS, isEventAction, isSandboxState, SANDBOX_STATES } from "./
 export type { SnapshotEntry, SnapshotMeta } from "./snapshot/index.js";
 export { SnapshotCatalog } from "./snapshot/index.js";
 export type { CloneMode, DiskCloner, SpareCloner } from "./storage/index.js";
-export { createDiskCloner, openSpareCloner, SandboxDir } from "./storage/index.js";
+export {
+  createDiskCloner,
+  FORBIDDEN_IMAGE_TREES,
+  isInside,
+  openSpareCloner,
+  prepareDataDir,
+  SandboxDir,
+} from "./storage/index.js";
 export type { BootSpec, VmmRuntime } from "./vm/microvm.js";

@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { accessSync, constants, existsSync, readFileSync } from "node:fs";
-import { delimiter, isAbsolute, join, resolve } from "node:path";
+import { delimiter, dirname, isAbsolute, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import {
@@ -8,6 +8,7 @@ import {
   createDryRunCommandRunner,
   createNetworkManager,
   openSpareCloner,
+  prepareDataDir,
   SandboxManager,
   SnapshotCatalog,
 } from "@vmm/core";
@@ -15,11 +16,13 @@ import {
   createDirectLauncher,
   createJailerLauncher,
   type FirecrackerLauncher,
+  MINIMAL_FIRECRACKER_ENV,
 } from "@vmm/firecracker";
 import type { SandboxApi, SnapshotApi } from "@vmm/grpc";
 import type { Logger } from "pino";
 import { ConfigError } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
+import { imageRootsFromConfig } from "./image-roots.js";
 
 /** The sandbox backend the API serves, and how to release it. */
 export interface Backend {
@@ -92,6 +95,25 @@ function kvmUsable(): boolean {
   }
 }
 
+/**
+ * The environment Firecracker (or the jailer) starts with: {@link MINIMAL_FIRECRACKER_ENV}, nothing
+ * of the daemon's. fc-sim additionally needs node on PATH (it is a node script) and its own
+ * `FC_SIM_*` settings (development only).
+ */
+export function firecrackerEnv(
+  simulated: boolean,
+  env: NodeJS.ProcessEnv = process.env,
+): Record<string, string> {
+  if (!simulated) return { ...MINIMAL_FIRECRACKER_ENV };
+  const out: Record<string, string> = {
+    ...MINIMAL_FIRECRACKER_ENV,
+    PATH: `${dirname(process.execPath)}${delimiter}${MINIMAL_FIRECRACKER_ENV.PATH}`,
+  };
+  for (const [k, v] of Object.entries(env))
+    if (k.startsWith("FC_SIM_") && v !== undefined) out[k] = v;
+  return out;
+}
+
 /** True when this process has CAP_NET_ADMIN (bit 12 of CapEff). */
 export function hasNetAdmin(): boolean {
   try {
@@ -120,6 +142,16 @@ function networkOptions(config: Config, logger: Logger | undefined) {
 /** Builds the backend from the configuration and recovers what an earlier daemon left. */
 export async function createBackend(config: Config, logger: Logger): Promise<Backend> {
   const fc = chooseFirecracker(config.firecracker.binary);
+  const images = imageRootsFromConfig(config);
+  // Owner-only data_dir; the umask also covers files children (Firecracker) create there.
+  process.umask(0o077);
+  const dataDir = await prepareDataDir(config.firecracker.data_dir);
+  if (dataDir.tightened.length > 0) {
+    logger.warn(
+      { dataDir: config.firecracker.data_dir, tightened: dataDir.tightened.length },
+      "removed group/other permissions under data_dir (everything there is owner-only)",
+    );
+  }
   const warnSimulated = () =>
     logger.warn(
       { firecracker: fc.path, reason: fc.reason },
@@ -184,13 +216,14 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     }),
     exposeHostDetails: config.grpc.expose_host_details,
     dataDir: f.data_dir,
-    imagesDir:
-      config.storage.images_dir !== "" ? config.storage.images_dir : join(f.data_dir, "images"),
+    imagesDir: images.imagesDir,
+    allowedImageRoots: images.allowedRoots,
     runtime: {
       launcher,
       apiTimeoutMs: f.api_timeout_ms,
       launchDefaults: {
         binaryPath: fc.path,
+        env: firecrackerEnv(fc.simulated),
         logLevel: f.log_level as "Warning",
         seccomp: f.no_seccomp
           ? { mode: "off" }
@@ -258,6 +291,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
 async function firecrackerVersion(binary: string): Promise<string> {
   const { stdout: out } = await execFileAsync(binary, ["--version"], {
     encoding: "utf8",
+    env: firecrackerEnv(/fc-sim/.test(binary)),
     timeout: 10_000,
   });
   const m = /Firecracker v(\d+\.\d+\.\d+)/.exec(out);

@@ -19,7 +19,7 @@ export interface ConsoleCapture {
 }
 
 export function createConsoleCapture(path: string | undefined, maxBytes: number): ConsoleCapture {
-  let fd = path === undefined ? undefined : openSync(path, "w", 0o640);
+  let fd = path === undefined ? undefined : openSync(path, "w", 0o600);
   let written = 0;
   let tail = Buffer.alloc(0);
   let truncations = 0;

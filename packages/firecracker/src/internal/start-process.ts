@@ -13,6 +13,8 @@ export interface StartSpec {
   command: string;
   args: string[];
   cwd: string;
+  /** The complete environment of the process (nothing is inherited). */
+  env: Readonly<Record<string, string>>;
   /** Names the program in errors, e.g. `firecracker` or `jailer`. */
   what: string;
   id: string;
@@ -61,6 +63,7 @@ export async function startProcess(
   try {
     child = spawn(spec.command, spec.args, {
       cwd: spec.cwd,
+      env: { ...spec.env },
       detached: true,
       stdio: ["ignore", "pipe", "pipe"],
     });

@@ -14,7 +14,7 @@ import { basename, dirname, join } from "node:path";
 
 /** Options of {@link writeFileAtomic}. */
 export interface WriteFileAtomicOptions {
-  /** File mode of the new file. Default 0o644. */
+  /** File mode of the new file. Default 0o600 (owner-only: everything under data_dir is). */
   mode?: number;
   /**
    * fsync the file and its directory so the write survives a power loss.
@@ -32,7 +32,7 @@ export async function writeFileAtomic(
 ): Promise<void> {
   const dir = dirname(path);
   const tmp = join(dir, `.${basename(path)}.tmp-${randomBytes(6).toString("hex")}`);
-  const fh = await open(tmp, "wx", options.mode ?? 0o644);
+  const fh = await open(tmp, "wx", options.mode ?? 0o600);
   let renamed = false;
   try {
     try {

@@ -71,6 +71,11 @@ export interface SandboxManagerOptions {
   readonly dataDir: string;
   /** Where kernel and rootfs names are looked up. */
   readonly imagesDir: string;
+  /**
+   * Further directories a request's absolute kernel/rootfs path may point into
+   * (config `storage.allowed_image_roots`). Default none: only `imagesDir`.
+   */
+  readonly allowedImageRoots?: readonly string[];
   readonly runtime: VmmRuntime;
   /** Network slots for mode "tap" sandboxes (a "none" manager makes every sandbox NIC-less). */
   readonly network: NetworkManager;
@@ -321,8 +326,10 @@ export class SandboxManager {
       if (existing.requestKey === requestKey) return this.view(existing);
       throw new AlreadyExistsError(`sandbox ${id} already exists with a different spec`);
     }
-    const kernel = await resolveImage(this.opts.imagesDir, resolved.kernel, "kernel");
-    const rootfs = await resolveImage(this.opts.imagesDir, resolved.rootfs, "rootfs");
+    // Request values are confined to the image roots; config defaults and the daemon's own (hidden) creates are trusted.
+    const trusted = (v: string | undefined) => ({ trusted: v === undefined || !!options.hidden });
+    const kernel = await this.resolveImage(resolved.kernel, "kernel", trusted(spec.kernel));
+    const rootfs = await this.resolveImage(resolved.rootfs, "rootfs", trusted(spec.rootfs));
     const inFlight = this.pendingIds.get(id);
     if (inFlight || this.sandboxes.has(id)) {
       await inFlight; // lost a race with the same id: answer as the idempotent repeat
@@ -454,6 +461,19 @@ export class SandboxManager {
     if (!s.hidden) this.opts.onCreate?.(s.id);
     if (s.ttlSeconds > 0) this.armTtl(s);
     return s;
+  }
+
+  /** resolveImage with this daemon's roots; `trusted` for config values and the daemon's own paths. */
+  private resolveImage(
+    nameOrPath: string,
+    field: string,
+    options: { trusted: boolean },
+  ): Promise<ResolvedImage> {
+    return resolveImage(this.opts.imagesDir, nameOrPath, field, {
+      allowedRoots: this.opts.allowedImageRoots ?? [],
+      privateDirs: [this.opts.dataDir],
+      trusted: options.trusted,
+    });
   }
 
   private resolveSpec(spec: CreateSandboxSpec) {
@@ -932,8 +952,8 @@ export class SandboxManager {
     const started = performance.now();
     try {
       const [kernel, rootfsBase] = await Promise.all([
-        resolveImage(this.opts.imagesDir, s.kernel, "kernel"),
-        resolveImage(this.opts.imagesDir, s.rootfs, "rootfs"),
+        this.resolveImage(s.kernel, "kernel", { trusted: true }),
+        this.resolveImage(s.rootfs, "rootfs", { trusted: true }),
       ]);
       const slot = s.slot?.mode === "tap" ? s.slot : undefined;
       await using pending = await catalog.beginSnapshot({
@@ -1314,8 +1334,8 @@ export class SandboxManager {
   private async warmDefaultGolden(): Promise<void> {
     await this.catalogOrThrow();
     const r = this.resolveSpec({ labels: {}, ttlSeconds: 0 });
-    const kernel = await resolveImage(this.opts.imagesDir, r.kernel, "kernel");
-    const rootfs = await resolveImage(this.opts.imagesDir, r.rootfs, "rootfs");
+    const kernel = await this.resolveImage(r.kernel, "kernel", { trusted: true });
+    const rootfs = await this.resolveImage(r.rootfs, "rootfs", { trusted: true });
     const golden = this.goldenFor(r, kernel, rootfs);
     if (golden.key !== undefined && !golden.snapshot)
       this.ensureGolden(golden.key, r, kernel, rootfs);

@@ -5,7 +5,7 @@
  * the next `SnapshotCatalog.open` removes. `await using` aborts it if it was
  * not committed.
  */
-import { realpath, rename, rm, stat } from "node:fs/promises";
+import { chmod, realpath, rename, rm, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { AlreadyExistsError, FailedPreconditionError } from "../errors.js";
 import { fsyncDir, fsyncFile, writeFileAtomic } from "../internal/atomic-file.js";
@@ -198,7 +198,7 @@ export class PendingSnapshot implements AsyncDisposable {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
       throw new FailedPreconditionError(
-        `cannot commit snapshot ${this.id}: ${SNAPSHOT_FILES[name]} is missing in ${this.dir}`,
+        `cannot commit snapshot ${this.id}: ${SNAPSHOT_FILES[name]} is missing`,
         {
           hint: "write vmstate and mem (Firecracker PUT /snapshot/create) and call addRootfs before commit",
         },
@@ -206,9 +206,11 @@ export class PendingSnapshot implements AsyncDisposable {
     }
     if (!st.isFile()) {
       throw new FailedPreconditionError(
-        `cannot commit snapshot ${this.id}: ${path} is not a regular file`,
+        `cannot commit snapshot ${this.id}: ${SNAPSHOT_FILES[name]} is not a regular file`,
       );
     }
+    // Firecracker wrote vmstate and mem with its own umask (0644 is common): guest memory is owner-only.
+    if ((st.mode & 0o077) !== 0) await chmod(path, st.mode & 0o700);
     return st.size;
   }
 
@@ -221,7 +223,7 @@ export class PendingSnapshot implements AsyncDisposable {
     const [digest] = await Promise.all([sha256File(path, signal), fsyncFile(path)]);
     if (digest.size !== size) {
       throw new FailedPreconditionError(
-        `cannot commit snapshot ${this.id}: ${path} changed size while being hashed (${size} → ${digest.size} bytes)`,
+        `cannot commit snapshot ${this.id}: ${SNAPSHOT_FILES[name]} changed size while being hashed (${size} → ${digest.size} bytes)`,
       );
     }
     return { size: digest.size, sha256: digest.sha256 };

@@ -146,7 +146,7 @@ export class SnapshotCatalog {
   static async open(options: SnapshotCatalogOptions): Promise<SnapshotCatalog> {
     const report: CatalogOpenReport = { removedLeftovers: [], unusable: [], ignored: [] };
     const catalog = new SnapshotCatalog(options, report);
-    await mkdir(catalog.dir, { recursive: true, mode: 0o755 });
+    await mkdir(catalog.dir, { recursive: true, mode: 0o700 });
     report.removedLeftovers = await removeMatching(
       catalog.dir,
       (n) => n.startsWith(TMP_PREFIX) || isDeletingName(n),
@@ -222,11 +222,11 @@ export class SnapshotCatalog {
     this.#pending.add(id);
     const tmp = join(this.dir, `${TMP_PREFIX}${id}`);
     try {
-      await mkdir(tmp, { mode: 0o755 });
+      await mkdir(tmp, { mode: 0o700 });
     } catch (err) {
       this.#pending.delete(id);
       if ((err as NodeJS.ErrnoException).code === "EEXIST") {
-        throw new AlreadyExistsError(`snapshot ${id} is already being written (${tmp} exists)`);
+        throw new AlreadyExistsError(`snapshot ${id} is already being written`);
       }
       throw err;
     }
@@ -336,7 +336,7 @@ export class SnapshotCatalog {
             st = await stat(own);
           } catch {
             throw new FailedPreconditionError(
-              `snapshot ${id} is in use: sandbox ${sandboxId} runs from it and has no memory file of its own (${own})`,
+              `snapshot ${id} is in use: sandbox ${sandboxId} runs from it and has no memory file of its own`,
               { hint: `stop sandbox ${sandboxId} first, then delete the snapshot` },
             );
           }
@@ -390,7 +390,7 @@ export class SnapshotCatalog {
         d = await sha256File(e.paths[f], signal);
       } catch (err) {
         if (signal?.aborted) throw err;
-        return `${SNAPSHOT_FILES[f]} cannot be read (${(err as Error).message})`;
+        return `${SNAPSHOT_FILES[f]} cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`;
       }
       const want = meta.files[f];
       if (d.size !== want.size)
@@ -453,7 +453,10 @@ export class SnapshotCatalog {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === "ENOENT") return unusable("meta.json is missing");
-      return unusable(`meta.json is unreadable or corrupt: ${(err as Error).message}`);
+      // The message of a read error names the host path: keep the errno, or the parse error.
+      const cause = (err as Error).cause as Error | undefined;
+      const why = code ?? (cause ? `not valid JSON (${cause.message})` : (err as Error).message);
+      return unusable(`meta.json is unreadable or corrupt: ${why}`);
     }
     if (meta.id !== id)
       return unusable(`meta.json names snapshot ${meta.id}, but its directory is ${id}`, meta);
@@ -505,6 +508,6 @@ async function checkFiles(
 
 function unusableError(e: UnusableSnapshot): FailedPreconditionError {
   return new FailedPreconditionError(`snapshot ${e.id} is unusable: ${e.reason}`, {
-    hint: `delete it (it is kept for inspection in ${e.dir})`,
+    hint: `delete it with DeleteSnapshot (operators find it under data_dir/snapshots/${e.id})`,
   });
 }

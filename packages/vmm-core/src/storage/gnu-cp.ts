@@ -33,15 +33,15 @@ export async function copyWithGnuCp(
   signal?: AbortSignal,
 ): Promise<CloneResult> {
   signal?.throwIfAborted();
-  const st = await stat(src);
-  await (await open(dst, "wx", st.mode & 0o777)).close();
+  // cp keeps the mode of an existing destination: the clone stays owner-only.
+  await (await open(dst, "wx", 0o600)).close();
   try {
     await runCp(src, dst, signal);
     const out = await stat(dst);
     return { method: "copy", sizeBytes: out.size, writtenBytes: out.blocks * 512 };
   } catch (err) {
     await rm(dst, { force: true });
-    throw mapDiskError(err, `copying ${src} to ${dst}`);
+    throw mapDiskError(err, "copying a disk image");
   }
 }
 

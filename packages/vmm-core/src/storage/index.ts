@@ -1,8 +1,13 @@
+export { type DataDirReport, prepareDataDir } from "./data-dir.js";
 export { isDiskFull, mapDiskError } from "./disk-errors.js";
 export { filesystemName } from "./filesystem.js";
 export {
+  FORBIDDEN_IMAGE_TREES,
   type ImageIdentity,
+  imageRefused,
+  isInside,
   type ResolvedImage,
+  type ResolveImageOptions,
   resolveImage,
   sameImageIdentity,
 } from "./image.js";

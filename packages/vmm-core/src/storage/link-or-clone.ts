@@ -1,5 +1,5 @@
 import { link } from "node:fs/promises";
-import { dirname } from "node:path";
+import { basename, dirname } from "node:path";
 import { FailedPreconditionError } from "../errors.js";
 import { mapDiskError } from "./disk-errors.js";
 import { filesystemName } from "./filesystem.js";
@@ -25,7 +25,7 @@ export async function linkOrClone(src: string, dst: string): Promise<LinkMethod>
     linkErr = err as NodeJS.ErrnoException;
     if (linkErr.code === "EEXIST" || linkErr.code === "ENOENT") throw err;
     if (linkErr.code === "ENOSPC" || linkErr.code === "EDQUOT")
-      throw mapDiskError(err, `linking ${src} to ${dst}`);
+      throw mapDiskError(err, "linking a snapshot file");
   }
   try {
     await tryReflink(src, dst);
@@ -33,10 +33,10 @@ export async function linkOrClone(src: string, dst: string): Promise<LinkMethod>
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === "ENOSPC" || e.code === "EDQUOT")
-      throw mapDiskError(err, `cloning ${src} to ${dst}`);
+      throw mapDiskError(err, "cloning a snapshot file");
     const [srcFs, dstFs] = await Promise.all([filesystemName(src), filesystemName(dirname(dst))]);
     throw new FailedPreconditionError(
-      `cannot share ${src} (${srcFs}) with ${dst} (${dstFs}) without a full copy: ` +
+      `cannot share the snapshot file ${basename(src)} (${srcFs}) with the sandbox directory (${dstFs}) without a full copy: ` +
         `hard link failed (${linkErr.code}), reflink failed (${e.code})`,
       {
         cause: new AggregateError([linkErr, err]),

@@ -117,7 +117,7 @@ export class SandboxDir {
   }
 
   /**
-   * Creates `<dataDir>/sandboxes/<id>/` (mode 0700; parents as needed).
+   * Creates `<dataDir>/sandboxes/<id>/` (mode 0700; parents as needed, also 0700).
    * Errors: InvalidArgumentError for a bad id or socket paths over 107 bytes,
    * AlreadyExistsError if the directory exists.
    */
@@ -125,12 +125,14 @@ export class SandboxDir {
     validateId("sandbox_id", id, "id");
     assertSocketPathsFit(dataDir, id.length);
     const dir = new SandboxDir(dataDir, id);
-    await mkdir(sandboxesDir(dataDir), { recursive: true, mode: 0o755 });
+    await mkdir(sandboxesDir(dataDir), { recursive: true, mode: 0o700 });
     try {
       await mkdir(dir.path, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "EEXIST") {
-        throw new AlreadyExistsError(`sandbox directory ${dir.path} already exists`);
+        throw new AlreadyExistsError(
+          `the directory of sandbox ${id} already exists (left by an earlier sandbox)`,
+        );
       }
       throw err;
     }

@@ -20,7 +20,7 @@ export async function cloneAuto(
     await tryReflink(src, dst);
     return { method: "reflink", sizeBytes: size, writtenBytes: 0 };
   } catch (err) {
-    if (!isReflinkUnsupported(err)) throw mapDiskError(err, `cloning ${src} to ${dst}`);
+    if (!isReflinkUnsupported(err)) throw mapDiskError(err, "cloning a disk image");
   }
   return copyFileSparse(src, dst, signal);
 }

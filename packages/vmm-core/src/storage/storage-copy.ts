@@ -7,12 +7,14 @@ import type { CloneResult } from "./storage.js";
 const CHUNK = 1 << 20; // read size, bytes
 const BLOCK = 4096; // hole granularity, bytes (the ext4/XFS block size)
 const ZERO = Buffer.alloc(BLOCK);
+/** Mode of every clone: owner-only, whatever the source's mode (clones live under data_dir). */
+export const CLONE_MODE = 0o600;
 
 /**
  * Copies `src` to the new file `dst` (never sharing extents), leaving a hole
  * wherever a 4 KiB block of the source reads as zeros — holes stay holes, and
- * zero-filled blocks become holes, which is what disk images want. The file
- * mode is copied. On any failure `dst` is removed. Uses GNU cp where present
+ * zero-filled blocks become holes, which is what disk images want. The new
+ * file is owner-only ({@link CLONE_MODE}), whatever the source's mode. On any failure `dst` is removed. Uses GNU cp where present
  * (it skips holes without reading them), else {@link copyFileSparseInProcess}.
  */
 export async function copyFileSparse(
@@ -38,8 +40,7 @@ export async function copyFileSparseInProcess(
   const input = await open(src, "r");
   let output: FileHandle | undefined;
   try {
-    const st = await input.stat();
-    output = await open(dst, "wx", st.mode & 0o777);
+    output = await open(dst, "wx", CLONE_MODE);
     const buf = Buffer.allocUnsafe(CHUNK);
     let pos = 0;
     let written = 0;
@@ -72,7 +73,7 @@ export async function copyFileSparseInProcess(
       await output.close().catch(() => {});
       await rm(dst, { force: true });
     }
-    throw mapDiskError(err, `copying ${src} to ${dst}`);
+    throw mapDiskError(err, "copying a disk image");
   } finally {
     await input.close();
   }

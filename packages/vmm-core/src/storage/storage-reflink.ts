@@ -1,6 +1,6 @@
 import { constants } from "node:fs";
-import { copyFile, rm, stat } from "node:fs/promises";
-import { dirname } from "node:path";
+import { chmod, copyFile, rm, stat } from "node:fs/promises";
+import { basename, dirname } from "node:path";
 import { FailedPreconditionError } from "../errors.js";
 import { isReflinkUnsupported, mapDiskError } from "./disk-errors.js";
 import { filesystemName } from "./filesystem.js";
@@ -22,19 +22,21 @@ export async function reflinkFile(
     await tryReflink(src, dst);
   } catch (err) {
     if (isReflinkUnsupported(err)) throw await reflinkUnsupportedError(src, dst, err);
-    throw mapDiskError(err, `cloning ${src} to ${dst}`);
+    throw mapDiskError(err, "cloning a disk image");
   }
   return { method: "reflink", sizeBytes: size, writtenBytes: 0 };
 }
 
 /**
- * One FICLONE attempt creating `dst` exclusively; removes `dst` if the attempt
- * created it and failed. Rethrows the raw errno error.
+ * One FICLONE attempt creating `dst` exclusively (mode 0600); removes `dst` if
+ * the attempt created it and failed. Rethrows the raw errno error.
  * @private for storage-auto and link-or-clone.
  */
 export async function tryReflink(src: string, dst: string): Promise<void> {
   try {
     await copyFile(src, dst, constants.COPYFILE_FICLONE_FORCE | constants.COPYFILE_EXCL);
+    // copyFile gives dst the source's mode (an image may be 0644): clones are owner-only.
+    await chmod(dst, 0o600);
   } catch (err) {
     // With COPYFILE_EXCL, dst did not exist before unless the error is EEXIST.
     if ((err as NodeJS.ErrnoException).code !== "EEXIST") await rm(dst, { force: true });
@@ -53,7 +55,7 @@ export async function reflinkUnsupportedError(
   if (code === "EXDEV") {
     const srcFs = await filesystemName(src);
     return new FailedPreconditionError(
-      `cannot reflink ${src} (${srcFs}) to ${dst} (${dstFs}): they are on different filesystems`,
+      `cannot reflink ${basename(src)} (${srcFs}) into the sandbox directory (${dstFs}): they are on different filesystems`,
       {
         cause,
         hint: 'keep images/ and sandboxes/ on one XFS/btrfs filesystem, or set rootfs_clone = "copy"',
@@ -61,7 +63,7 @@ export async function reflinkUnsupportedError(
     );
   }
   return new FailedPreconditionError(
-    `cannot reflink ${src} to ${dst}: the ${dstFs} filesystem at ${dirname(dst)} does not support reflinks (${code})`,
+    `cannot reflink ${basename(src)}: the ${dstFs} filesystem of the sandbox directory does not support reflinks (${code})`,
     {
       cause,
       hint: 'set rootfs_clone = "copy" (or "auto"), or put data_dir on XFS (mkfs.xfs -m reflink=1) or btrfs',

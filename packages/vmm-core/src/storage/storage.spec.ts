@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { chmod, mkdtemp, open, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -55,6 +55,13 @@ describe.each(engines)("%s", (_name, copy) => {
     if ((await filesystemName(dir)) !== "tmpfs" || st.blocks > 0) {
       expect(st.blocks * 512).toBeLessThan(2 << 20);
     }
+  });
+
+  it("makes an owner-only clone of a world-readable image", async () => {
+    await writeFile(join(dir, "img"), randomBytes(10000), { mode: 0o644 });
+    await chmod(join(dir, "img"), 0o644);
+    await copy(join(dir, "img"), join(dir, "clone"));
+    expect((await stat(join(dir, "clone"))).mode & 0o777).toBe(0o600);
   });
 
   it("refuses to overwrite dst", async () => {

@@ -175,10 +175,13 @@ export const schema = {
   defaults: {
     vcpus: int(1, 1, 32, "vCPUs of a sandbox that asks for none."),
     memory_mib: int(256, 16, 1 << 20, "Memory of a sandbox that asks for none, MiB."),
-    kernel: str("vmlinux", "Guest kernel: a path, or a file name under <data_dir>/images."),
+    kernel: str(
+      "vmlinux",
+      "Guest kernel: a path, or a file name under images_dir. Trusted (may lie outside storage.allowed_image_roots).",
+    ),
     rootfs: str(
       "rootfs.ext4",
-      "Base root filesystem: a path, or a file name under <data_dir>/images.",
+      "Base root filesystem: a path, or a file name under images_dir. Trusted (may lie outside storage.allowed_image_roots).",
     ),
     boot_args: str(
       "console=ttyS0 reboot=k panic=1 pci=off i8042.noaux i8042.nomux i8042.dumbkbd",
@@ -247,6 +250,10 @@ export const schema = {
       'How each sandbox gets its writable rootfs: "reflink" (fails where unsupported), "copy", or "auto" (reflink, else copy).',
     ),
     images_dir: path("", "Where kernel and rootfs names are looked up; empty = <data_dir>/images."),
+    allowed_image_roots: strings(
+      [],
+      "Absolute directories that a request's absolute kernel/rootfs path may point into, besides images_dir. Empty = only images_dir. Request paths are resolved with symlinks followed and must stay inside a root; /proc, /sys, /dev and data_dir (except images_dir) are never allowed. defaults.kernel/rootfs are config and may lie anywhere.",
+    ),
     spare_clones: int(
       4,
       0,
