@@ -37,10 +37,13 @@ export function limitHttp1(
     headersTimeout: number;
     requestTimeout: number;
     keepAliveTimeout: number;
+    connectionsCheckingInterval: number;
   };
   h1.requestTimeout = limits.requestTimeoutMs;
   h1.headersTimeout = limits.requestTimeoutMs;
   h1.keepAliveTimeout = limits.idleTimeoutMs;
+  // Node checks both timeouts on this interval (default 30 s): check often enough.
+  h1.connectionsCheckingInterval = Math.max(100, Math.min(1000, limits.requestTimeoutMs / 4));
 }
 
 /**

@@ -15,7 +15,7 @@ type Response = http.ServerResponse | http2.Http2ServerResponse;
  * - Connect unary (and anything else): the code's HTTP status with the JSON
  *   error body `{"code": "...", "message": "..."}`.
  * The unread body is then dropped: the HTTP/2 stream is reset with NO_ERROR
- * once the answer is out (RFC 9113 §8.1), an HTTP/1.1 connection closed.
+ * once the answer is out (RFC 9113 §8.1); over HTTP/1.1 Node discards it.
  */
 export function rejectCall(req: Request, res: Response, code: Code, message: string): void {
   const contentType = String(req.headers["content-type"] ?? "");
@@ -67,15 +67,10 @@ function send(
     if (!req.complete) stream.close(http2.constants.NGHTTP2_NO_ERROR);
     return;
   }
+  // HTTP/1.1: Node discards (never buffers) the unread body; closing the connection
+  // instead would race the client's body writes (EPIPE before it reads the answer).
+  // A body that never completes is cut by requestTimeout (limitHttp1).
   const h1 = res as http.ServerResponse;
-  h1.shouldKeepAlive = false;
   h1.writeHead(status, headers);
-  const socket = req.socket;
-  h1.once("finish", () => {
-    // end(), not destroy(): closing with unread data makes the kernel send RST,
-    // which could reach the client before the answer. Destroy later regardless.
-    socket.end();
-    setTimeout(() => socket.destroy(), 2000).unref();
-  });
   h1.end(body);
 }

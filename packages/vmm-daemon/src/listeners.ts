@@ -61,6 +61,9 @@ function createCleartextServer(
   const h2 = http2.createServer({ settings: http2Settings(limits) }, handler as never);
   const h1 = http.createServer(handler as never);
   limitHttp1(h1, limits);
+  // h1 never listens itself (connections are handed to it), but Node starts the
+  // checker of requestTimeout/headersTimeout on "listening": start it.
+  h1.emit("listening");
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => {

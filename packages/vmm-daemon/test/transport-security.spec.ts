@@ -326,8 +326,10 @@ describe("bearer token checked on the headers, before the body", () => {
       await health.check({ service: "" });
       expect(performance.now() - t).toBeLessThan(100);
       const grown = rss(d.child.pid!) - before;
-      // Buffering the bodies (the bug) costs ≥ 200 MiB here; the gate keeps it under 48 MiB.
-      expect(grown).toBeLessThan(48 << 20);
+      // Buffering the bodies (the bug) costs ≥ 200 MiB here. With the gate nothing is
+      // kept; what remains is garbage from Node discarding the HTTP/1.1 bodies as they
+      // arrive (measured 20-62 MiB, not yet collected).
+      expect(grown).toBeLessThan(96 << 20);
     } finally {
       for (const c of cleanup) c();
     }
