@@ -9,9 +9,14 @@ import {
   type SandboxApi,
   type SnapshotApi,
 } from "@vmm/grpc";
+import * as pb from "@vmm/proto";
+import { healthV1, reflectionV1, reflectionV1alpha } from "@vmm/proto";
 import type { Logger } from "pino";
+import { createCallGate } from "./call-gate.js";
 import type { Config } from "./config/schema.js";
+import type { ConnectionLimits } from "./connection-limits.js";
 import { type Listener, listenTcp, listenUnix, type UniversalHandler } from "./listeners.js";
+import { resolveGroup } from "./socket-group.js";
 import { VERSION } from "./version.js";
 
 /** Options of `startDaemon`. */
@@ -51,6 +56,22 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       maxMessageBytes: config.grpc.max_message_bytes,
     },
   });
+  const g = config.grpc;
+  const gate = createCallGate({
+    ...(tcpToken !== undefined && { tcpToken }),
+    eventsPath: `/${pb.SandboxService.typeName}/${pb.SandboxService.method.events.name}`,
+    maxEventStreams: g.max_event_streams,
+    maxEventStreamsPerConnection: g.max_event_streams_per_connection,
+    clientStreamingPaths: clientStreamingPaths(),
+    requestTimeoutMs: g.request_timeout_ms,
+  });
+  const limits: ConnectionLimits = {
+    maxConnections: g.max_connections,
+    idleTimeoutMs: g.idle_timeout_ms,
+    requestTimeoutMs: g.request_timeout_ms,
+    maxConcurrentStreams: g.max_concurrent_streams,
+  };
+  const onConnectionRefused = refusalLogger(logger, g.max_connections);
   let inFlight = 0;
   let idle: (() => void) | undefined;
   const handlerFor = (kind: "unix" | "tcp"): UniversalHandler => {
@@ -62,6 +83,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       contextValues: () => createContextValues().set(listenerKey, kind),
     });
     return (req, res) => {
+      if (gate(req, res, kind) === "rejected") return;
       inFlight++;
       res.once("close", () => {
         inFlight--;
@@ -75,17 +97,26 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   try {
     listeners.push(
       await listenUnix(handlerFor("unix"), {
-        path: config.grpc.unix_socket,
-        mode: Number.parseInt(config.grpc.socket_mode, 8),
+        path: g.unix_socket,
+        mode: Number.parseInt(g.socket_mode, 8),
+        ...(g.socket_group !== "" && { gid: socketGid(g.socket_group) }),
+        limits,
+        onConnectionRefused,
       }),
     );
     if (config.grpc.tcp_addr !== "") {
       listeners.push(
         await listenTcp(handlerFor("tcp"), {
-          address: config.grpc.tcp_addr,
-          ...(config.grpc.tls_cert !== "" && {
-            tls: { certFile: config.grpc.tls_cert, keyFile: config.grpc.tls_key },
+          address: g.tcp_addr,
+          ...(g.tls_cert !== "" && {
+            tls: {
+              certFile: g.tls_cert,
+              keyFile: g.tls_key,
+              ...(g.tls_client_ca !== "" && { clientCaFile: g.tls_client_ca }),
+            },
           }),
+          limits,
+          onConnectionRefused,
         }),
       );
     }
@@ -131,4 +162,48 @@ function hostPaths(config: Config): RedactedPath[] {
     },
     { path: config["firecracker.jailer"].chroot_base_dir, placeholder: "<chroot_base_dir>" },
   ];
+}
+
+/** Request paths of every client- or bidi-streaming method the daemon serves. */
+function clientStreamingPaths(): ReadonlySet<string> {
+  const paths = new Set<string>();
+  for (const service of [
+    pb.SandboxService,
+    pb.SandboxSnapshotService,
+    healthV1.Health,
+    reflectionV1.ServerReflection,
+    reflectionV1alpha.ServerReflection,
+  ]) {
+    for (const m of service.methods) {
+      if (m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming") {
+        paths.add(`/${service.typeName}/${m.name}`);
+      }
+    }
+  }
+  return paths;
+}
+
+function socketGid(group: string): number {
+  const gid = resolveGroup(group);
+  // validateConfig checked it already; a group removed since is still worth a clear message.
+  if (gid === undefined)
+    throw new Error(`grpc.socket_group ${JSON.stringify(group)} is not a known group`);
+  return gid;
+}
+
+/** Logs refused connections at most once every 10 s, with how many since the last line. */
+function refusalLogger(logger: Logger, cap: number): () => void {
+  let refused = 0;
+  let last = 0;
+  return () => {
+    refused++;
+    const now = Date.now();
+    if (now - last < 10_000) return;
+    logger.warn(
+      { refused, maxConnections: cap },
+      "connection limit reached: closing new connections (grpc.max_connections)",
+    );
+    refused = 0;
+    last = now;
+  };
 }

@@ -1,9 +1,24 @@
-import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, unlinkSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  statSync,
+  unlinkSync,
+} from "node:fs";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import {
+  type ConnectionLimits,
+  closeWhenIdle,
+  deadlineForFirstBytes,
+  http2Settings,
+  limitHttp1,
+} from "./connection-limits.js";
 
 /** A request handler that accepts both HTTP/1.1 and HTTP/2 requests (connect-node's adapter). */
 export type UniversalHandler = (
@@ -22,36 +37,52 @@ export interface Listener {
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
+/** What every listener needs besides its address. */
+export interface ListenOptions {
+  readonly limits: ConnectionLimits;
+  /** Called (rate-limited by the caller) when a connection beyond the cap was closed. */
+  readonly onConnectionRefused?: () => void;
+}
+
 /**
  * Serves `handler` on a plain (non-TLS) socket that speaks both h2c (gRPC,
  * gRPC-Web, Connect) and HTTP/1.1 (Connect and gRPC-Web from curl or fetch):
  * the first bytes of each connection decide (HTTP/2 connections open with a
  * fixed preface).
  */
-function createCleartextServer(handler: UniversalHandler): {
+function createCleartextServer(
+  handler: UniversalHandler,
+  limits: ConnectionLimits,
+): {
   server: net.Server;
   sockets: Set<net.Socket>;
   sessions: Set<http2.ServerHttp2Session>;
 } {
-  const h2 = http2.createServer({}, handler as never);
+  const h2 = http2.createServer({ settings: http2Settings(limits) }, handler as never);
   const h1 = http.createServer(handler as never);
-  h1.keepAliveTimeout = 5000;
+  limitHttp1(h1, limits);
+  // h1 never listens itself (connections are handed to it), but Node starts the
+  // checker of requestTimeout/headersTimeout on "listening": start it.
+  h1.emit("listening");
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => {
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
+    closeWhenIdle(s, limits.idleTimeoutMs);
   });
   const server = net.createServer((socket) => {
     sockets.add(socket);
     socket.once("close", () => sockets.delete(socket));
     socket.once("error", () => socket.destroy());
+    const spoke = deadlineForFirstBytes(socket, limits.requestTimeoutMs);
     socket.once("readable", function route() {
       const first: Buffer | null = socket.read();
       if (first === null) {
         socket.once("readable", route);
         return;
       }
+      spoke();
       socket.unshift(first);
       const isH2 = first
         .subarray(0, Math.min(first.length, H2_PREFACE.length))
@@ -60,6 +91,13 @@ function createCleartextServer(handler: UniversalHandler): {
     });
   });
   return { server, sockets, sessions };
+}
+
+function capConnections(server: net.Server, options: ListenOptions): void {
+  // Node accepts and closes at once every connection beyond the cap ("drop"):
+  // the new client sees a closed connection, existing ones are untouched.
+  server.maxConnections = options.limits.maxConnections;
+  server.on("drop", () => options.onConnectionRefused?.());
 }
 
 function listenerOf(
@@ -88,10 +126,12 @@ function listenerOf(
 }
 
 /** Options of `listenUnix`. */
-export interface UnixListenOptions {
+export interface UnixListenOptions extends ListenOptions {
   readonly path: string;
   /** File mode of the socket, e.g. 0o660. */
   readonly mode: number;
+  /** Group the socket is chowned to (`grpc.socket_group`); undefined = leave it. */
+  readonly gid?: number;
 }
 
 /**
@@ -122,7 +162,8 @@ export async function listenUnix(
     }
     unlinkSync(options.path);
   }
-  const { server, sockets, sessions } = createCleartextServer(handler);
+  const { server, sockets, sessions } = createCleartextServer(handler, options.limits);
+  capConnections(server, options);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(options.path, () => {
@@ -131,6 +172,7 @@ export async function listenUnix(
     });
   });
   chmodSync(options.path, options.mode);
+  if (options.gid !== undefined) chownSync(options.path, -1, options.gid);
   return listenerOf(server, sockets, sessions, `unix:${options.path}`, () => {
     try {
       unlinkSync(options.path);
@@ -165,13 +207,22 @@ async function isLive(path: string): Promise<boolean> {
 }
 
 /** Options of `listenTcp`. */
-export interface TcpListenOptions {
+export interface TcpListenOptions extends ListenOptions {
   /** "host:port"; port 0 picks a free port. */
   readonly address: string;
-  readonly tls?: { readonly certFile: string; readonly keyFile: string };
+  readonly tls?: {
+    readonly certFile: string;
+    readonly keyFile: string;
+    /** PEM CA bundle: when set, clients must present a certificate it signed (mutual TLS). */
+    readonly clientCaFile?: string;
+  };
 }
 
-/** Listens on TCP, with TLS (HTTP/2 and HTTP/1.1 via ALPN) or cleartext (h2c and HTTP/1.1). */
+/**
+ * Listens on TCP, with TLS (HTTP/2 and HTTP/1.1 via ALPN) or cleartext (h2c
+ * and HTTP/1.1). With `tls.clientCaFile` the handshake fails for a client
+ * without a certificate or with one no CA of the bundle signed.
+ */
 export async function listenTcp(
   handler: UniversalHandler,
   options: TcpListenOptions,
@@ -184,17 +235,27 @@ export async function listenTcp(
   let sockets: Set<net.Socket>;
   let sessions = new Set<http2.ServerHttp2Session>();
   if (options.tls) {
+    const { clientCaFile } = options.tls;
     const secure = http2.createSecureServer(
       {
         allowHTTP1: true,
         cert: readFileSync(options.tls.certFile),
         key: readFileSync(options.tls.keyFile),
+        ...(clientCaFile !== undefined && {
+          ca: readFileSync(clientCaFile),
+          requestCert: true,
+          rejectUnauthorized: true,
+        }),
+        handshakeTimeout: options.limits.requestTimeoutMs,
+        settings: http2Settings(options.limits),
       },
       handler as never,
     );
+    limitHttp1(secure, options.limits);
     secure.on("session", (s) => {
       sessions.add(s);
       s.once("close", () => sessions.delete(s));
+      closeWhenIdle(s, options.limits.idleTimeoutMs);
     });
     sockets = new Set();
     const tracked = sockets;
@@ -204,11 +265,12 @@ export async function listenTcp(
     });
     server = secure;
   } else {
-    const clear = createCleartextServer(handler);
+    const clear = createCleartextServer(handler, options.limits);
     server = clear.server;
     sockets = clear.sockets;
     sessions = clear.sessions;
   }
+  capConnections(server, options);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(port, host, () => {

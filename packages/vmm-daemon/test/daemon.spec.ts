@@ -183,6 +183,18 @@ describe("vmm-daemon startup and shutdown", () => {
     ["[nope]\nx = 1\n", /:1: unknown section \[nope\]/],
     ['[agent]\nreadiness = "maybe"\n', /agent\.readiness must be one of "agent", "vmm"/],
     ['[grpc]\ntcp_addr = "127.0.0.1:0"\n', /grpc\.tcp_addr is set but neither grpc\.auth_token/],
+    [
+      '[grpc]\ntcp_addr = "127.0.0.1:0"\ntls_cert = "/x/cert.pem"\ntls_key = "/x/key.pem"\n',
+      /neither grpc\.auth_token nor grpc\.tls_client_ca is: .*TLS encrypts but does not authenticate/,
+    ],
+    [
+      '[grpc]\ntcp_addr = "127.0.0.1:0"\ntls_client_ca = "/x/ca.pem"\n',
+      /grpc\.tls_client_ca is set but grpc\.tls_cert\/tls_key are not/,
+    ],
+    [
+      '[grpc]\nsocket_group = "vmm-no-such-group"\n',
+      /grpc\.socket_group "vmm-no-such-group" is not a known group/,
+    ],
     ["[grpc\n", /invalid TOML/],
   ])("exits 2 with one line naming the key for bad config %j", async (toml, pattern) => {
     const { mkdtempSync, rmSync } = await import("node:fs");
@@ -246,7 +258,7 @@ describe("vmm-daemon startup and shutdown", () => {
     client.close();
   });
 
-  it("serves TLS on TCP when tls_cert/tls_key are set", async () => {
+  it("serves TLS on TCP when tls_cert/tls_key are set (with the token)", async () => {
     const { mkdtempSync, readFileSync, rmSync } = await import("node:fs");
     const { tmpdir } = await import("node:os");
     const dir = mkdtempSync(join(tmpdir(), "vmmd-tls-"));
@@ -271,7 +283,7 @@ describe("vmm-daemon startup and shutdown", () => {
     ]);
     try {
       await using d = await startDaemonProcess(
-        `tcp_addr = "127.0.0.1:0"\ntls_cert = "${cert}"\ntls_key = "${key}"`,
+        `tcp_addr = "127.0.0.1:0"\nauth_token = "s3cret"\ntls_cert = "${cert}"\ntls_key = "${key}"`,
       );
       const address = /"tcp:([^"]+)"/.exec(d.stderr())![1]!;
       const health = (pkg.grpc as grpc.GrpcObject).health as grpc.GrpcObject;
@@ -283,7 +295,14 @@ describe("vmm-daemon startup and shutdown", () => {
       const tls = new Ctor(address, grpc.credentials.createSsl(readFileSync(cert)), {
         "grpc.ssl_target_name_override": "localhost",
       });
-      await expect(unary(tls, "Check", { service: "" })).resolves.toEqual({ status: "SERVING" });
+      const md = new grpc.Metadata();
+      md.set("authorization", "Bearer s3cret");
+      const ok = await new Promise((resolve, reject) =>
+        tls.Check!({ service: "" }, md, (e: Error | null, r: unknown) =>
+          e ? reject(e) : resolve(r),
+        ),
+      );
+      expect(ok).toEqual({ status: "SERVING" });
       tls.close();
       // A cleartext client cannot talk to the TLS listener.
       const clear = new Ctor(address, grpc.credentials.createInsecure());

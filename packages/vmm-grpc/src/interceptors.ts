@@ -29,6 +29,12 @@ export function createErrorAndLogInterceptor(log: Logger): Interceptor {
         log.debug({ method, code: "ok", durationMs }, "rpc");
         return;
       }
+      const hangUp = clientHangUp(err, req.signal);
+      if (hangUp !== undefined) {
+        // The client went away mid-call (cancelled, reset, disconnected): normal, no stack.
+        log.debug({ method, code: "canceled", durationMs, reason: hangUp }, "rpc: client hung up");
+        return new ConnectError("the call was cancelled", Code.Canceled, undefined, undefined, err);
+      }
       const mapped = toConnectError(err);
       const code = Code[mapped.code].replace(/[A-Z]/g, (c, i) => (i ? "_" : "") + c.toLowerCase());
       if (isInternal(mapped))
@@ -62,9 +68,42 @@ async function* wrapStream<T>(
   done(undefined);
 }
 
+/** Node error codes of a peer that closed, reset or cancelled its side of a call. */
+const HANG_UP_CODES = new Set([
+  "ERR_HTTP2_INVALID_STREAM",
+  "ERR_HTTP2_STREAM_CANCEL",
+  "ERR_HTTP2_STREAM_ERROR",
+  "ERR_STREAM_PREMATURE_CLOSE",
+  "ERR_STREAM_DESTROYED",
+  "ERR_STREAM_WRITE_AFTER_END",
+  "ECONNRESET",
+  "EPIPE",
+]);
+
+/**
+ * Says why a failure is the client's hang-up (a Node error code, "aborted"),
+ * or undefined when it is not one. A call whose signal was aborted (connect
+ * aborts it when the client cancels or the stream closes) counts whatever
+ * the error; otherwise the cause chain is searched for a hang-up code or an
+ * AbortError (connect-node reports write errors to the handler's iterator).
+ */
+function clientHangUp(err: unknown, signal: AbortSignal): string | undefined {
+  let e: unknown = err;
+  for (let depth = 0; e instanceof Error && depth < 8; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string" && HANG_UP_CODES.has(code)) return code;
+    if (e.name === "AbortError") return "aborted";
+    e = e.cause;
+  }
+  if (err instanceof ConnectError && err.code === Code.Canceled) return "canceled";
+  return signal.aborted ? "aborted" : undefined;
+}
+
 /**
  * Requires `authorization: Bearer <token>` on calls that arrived over TCP.
- * Unix socket calls are authorized by the socket's file mode.
+ * Unix socket calls are authorized by the socket's file mode. The daemon
+ * checks the token on the raw request headers before any body is read; this
+ * interceptor is the second line (for other embedders of the routes).
  */
 export function createAuthInterceptor(token: string | undefined): Interceptor {
   const expected = token ? `Bearer ${token}` : undefined;

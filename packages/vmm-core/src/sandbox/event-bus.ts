@@ -73,6 +73,7 @@ export class EventBus {
     }
   }
 
+  /** Subscribers registered now (a cancelled subscription leaves at once). */
   get subscriberCount(): number {
     return this.subscribers.size;
   }

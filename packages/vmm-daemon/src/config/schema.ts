@@ -142,16 +142,63 @@ export const schema = {
       "Unix socket the API listens on (parent directory created, mode socket_mode).",
     ),
     socket_mode: str("0660", "File mode of the Unix socket, octal."),
+    socket_group: str(
+      "",
+      "Group (name or numeric gid) the Unix socket is chowned to, so non-root members of that group can call the API (with socket_mode 0660); empty = the daemon's own group. An unknown group is a startup error.",
+    ),
     tcp_addr: str(
       "",
-      'Optional TCP listener, "host:port"; empty = off. Requires auth_token or tls_cert+tls_key.',
+      'Optional TCP listener, "host:port"; empty = off. Requires authentication: auth_token, tls_client_ca (mutual TLS), or both. TLS alone (tls_cert/tls_key) is encryption, not authentication, and is refused.',
     ),
-    auth_token: str("", "Bearer token required on the TCP listener."),
+    auth_token: str(
+      "",
+      "Bearer token required on the TCP listener (authorization: Bearer <token>), checked on the request headers before any body is read.",
+    ),
     tls_cert: path("", "PEM certificate for the TCP listener."),
     tls_key: path("", "PEM private key for the TCP listener."),
     expose_host_details: bool(
       false,
       "Show host details to API clients: Firecracker pids and absolute kernel, rootfs and snapshot paths (otherwise names under images_dir and paths relative to data_dir). Logs always have them.",
+    ),
+    tls_client_ca: path(
+      "",
+      "PEM CA bundle: when set, the TCP listener requires mutual TLS, a client certificate signed by one of these CAs (needs tls_cert/tls_key). Combined with auth_token, both are required.",
+    ),
+    max_connections: int(
+      1024,
+      1,
+      1_000_000,
+      "Open connections per listener (Unix socket and TCP each); one more is closed at once, without touching the others. Mind the process's open-file limit (ulimit -n).",
+    ),
+    idle_timeout_ms: int(
+      300_000,
+      1000,
+      86_400_000,
+      "A connection with no call in progress is closed after this long (a long-lived Events or Exec stream keeps its connection open).",
+    ),
+    request_timeout_ms: int(
+      30_000,
+      1000,
+      3_600_000,
+      "A request's headers, and the body of every call except client-streaming ones (Exec, reflection), must arrive within this; a slower one (slowloris) is cancelled and its connection closed (HTTP/1.1).",
+    ),
+    max_concurrent_streams: int(
+      256,
+      1,
+      100_000,
+      "Concurrent calls per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS).",
+    ),
+    max_event_streams: int(
+      1024,
+      1,
+      1_000_000,
+      "Events streams open at once, all clients together; more fail with RESOURCE_EXHAUSTED.",
+    ),
+    max_event_streams_per_connection: int(
+      64,
+      1,
+      100_000,
+      "Events streams open at once on one connection; more fail with RESOURCE_EXHAUSTED.",
     ),
     max_message_bytes: int(
       4 << 20,

@@ -1,3 +1,4 @@
+import { resolveGroup } from "../socket-group.js";
 import { ConfigError, type LoadedConfig } from "./load-config.js";
 
 /**
@@ -11,6 +12,11 @@ export function validateConfig({ config }: LoadedConfig): void {
       `grpc.socket_mode must be an octal file mode like "0660", got ${JSON.stringify(g.socket_mode)}`,
     );
   }
+  if (g.socket_group !== "" && resolveGroup(g.socket_group) === undefined) {
+    throw new ConfigError(
+      `grpc.socket_group ${JSON.stringify(g.socket_group)} is not a known group; create it (groupadd) or name an existing group or gid`,
+    );
+  }
   if (g.tcp_addr !== "") {
     if (!/^.+:\d+$/.test(g.tcp_addr)) {
       throw new ConfigError(`grpc.tcp_addr must be "host:port", got ${JSON.stringify(g.tcp_addr)}`);
@@ -19,11 +25,21 @@ export function validateConfig({ config }: LoadedConfig): void {
     if (tls && (g.tls_cert === "" || g.tls_key === "")) {
       throw new ConfigError("grpc.tls_cert and grpc.tls_key must be set together");
     }
-    if (!tls && g.auth_token === "") {
+    if (g.auth_token === "" && g.tls_client_ca === "") {
       throw new ConfigError(
-        "grpc.tcp_addr is set but neither grpc.auth_token nor grpc.tls_cert/tls_key is: the TCP listener would be open to anyone",
+        `grpc.tcp_addr is set but neither grpc.auth_token nor grpc.tls_client_ca is: the TCP listener would be open to anyone${tls ? " (TLS encrypts but does not authenticate clients)" : ""}; set auth_token, or tls_client_ca for mutual TLS, or both`,
       );
     }
+  }
+  if (g.tls_client_ca !== "" && (g.tls_cert === "" || g.tls_key === "")) {
+    throw new ConfigError(
+      "grpc.tls_client_ca is set but grpc.tls_cert/tls_key are not: mutual TLS needs the server's own certificate and key too",
+    );
+  }
+  if (g.max_event_streams_per_connection > g.max_event_streams) {
+    throw new ConfigError(
+      "grpc.max_event_streams_per_connection is larger than grpc.max_event_streams",
+    );
   }
   if (config.firecracker.seccomp_filter !== "" && config.firecracker.no_seccomp) {
     throw new ConfigError(
