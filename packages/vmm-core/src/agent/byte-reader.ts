@@ -29,8 +29,8 @@ const scratch = Buffer.alloc(64 * 1024);
  *   from a token bucket ({@link SMALL_READ_BURST} back to back, then
  *   {@link SMALL_READS_PER_SECOND}/s); when it is empty the socket stops
  *   reading until the next token, and the kernel coalesces what arrives
- *   meanwhile into the next read. That bounds a session's reading to about
- *   2 % of a core whatever the peer does. Bulk transfers (long reads) and
+ *   meanwhile into the next read. That bounds a session's read rate (and so
+ *   its CPU) whatever the peer does. Bulk transfers (long reads) and
  *   interactive use (a few small reads) never meet the limit.
  *
  * Read errors (including a destroy's reason) reject `read`.
