@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { DeadlineExceededError, InvalidArgumentError, isVmmError } from "../errors.js";
+import { sanitizeGuestText } from "../internal/guest-text.js";
+import { setLongTimeout } from "../internal/long-timeout.js";
 import { AgentProcess, decodeExit } from "./agent-process.js";
 import { AgentConnection, type GreetedStream } from "./connection.js";
 import { type AgentEndpoint, bindAgentStream, connectAgent, describeEndpoint } from "./dial.js";
@@ -86,6 +88,36 @@ export interface AgentClientOptions {
   readonly spareConnection?: boolean;
 }
 
+/**
+ * Grace the host gives the guest past a RUN's `timeoutMs` before it ends the
+ * session itself, ms: 2 s + 10 % of the timeout, at most 60 s. It covers the
+ * agent's kill, its output drain (≤ 50 ms idle) and the EXIT frame's trip.
+ */
+export function hostDeadlineGraceMs(timeoutMs: number): number {
+  return Math.min(2000 + Math.ceil(timeoutMs / 10), 60_000);
+}
+
+/**
+ * Aborts `deadline` (closing the session: its socket is bound to that signal)
+ * with DeadlineExceededError once the process outlives its timeout plus the
+ * grace; the timer ends with the connection.
+ */
+function armHostDeadline(
+  conn: AgentConnection,
+  deadline: AbortController,
+  timeoutMs: number,
+): void {
+  const graceMs = hostDeadlineGraceMs(timeoutMs);
+  const timer = setLongTimeout(() => {
+    deadline.abort(
+      new DeadlineExceededError(
+        `the process did not exit within its timeout (${timeoutMs} ms) plus ${graceMs} ms: the agent did not end it, so the daemon closed the session`,
+      ),
+    );
+  }, timeoutMs + graceMs);
+  conn.onClosed(() => timer.clear());
+}
+
 /** Age after which a spare connection is dropped instead of used, ms (the agent waits 10 s for HELLO). */
 export const SPARE_MAX_AGE_MS = 8000;
 
@@ -114,7 +146,12 @@ export interface RunOptions {
   readonly user?: string | number;
   /** Run on a new pty of this size (stdout then carries all output). Default: pipes. */
   readonly tty?: { readonly cols: number; readonly rows: number };
-  /** Kill the process group after this many ms (exit reports timedOut). Default: no limit. */
+  /**
+   * Kill the process group after this many ms (exit reports timedOut).
+   * Enforced by the agent; the host also closes the session, failing the
+   * iteration with DeadlineExceededError, if no EXIT arrived
+   * {@link hostDeadlineGraceMs} later (a guest that ignores it). Default: no limit.
+   */
   readonly timeoutMs?: number;
   /** Give the process a stdin pipe (true) or /dev/null (false). Default true. */
   readonly stdin?: boolean;
@@ -335,20 +372,30 @@ export class AgentClient {
   async run(options: RunOptions): Promise<AgentProcess> {
     const payload = encodeRun(options);
     const outer = options.signal ?? new AbortController().signal;
-    // The session lives under the caller's signal only; its start also has a time limit.
+    // The guest enforces timeoutMs, but the guest is untrusted: the host closes the session too.
+    const timeoutMs = options.timeoutMs ?? 0;
+    const deadline = timeoutMs > 0 ? new AbortController() : undefined;
+    const session = deadline ? AbortSignal.any([outer, deadline.signal]) : outer;
+    // The session lives under the caller's signal (and the host deadline); its start also has a time limit.
     const { conn: c, first } = await this.withRequestTimeout(outer, this.requestTimeoutMs, (s) =>
-      this.exchange({ type: FrameType.run, payload }, outer, s),
+      this.exchange({ type: FrameType.run, payload }, session, s),
     );
     c.markStarted();
-    if (first?.type === FrameType.started && first.payload.length === 4) {
-      return new AgentProcess(c, readUint(first.payload));
+    try {
+      if (first?.type === FrameType.started && first.payload.length === 4) {
+        // Armed once the guest started the process (its own timer starts then too).
+        if (deadline) armHostDeadline(c, deadline, timeoutMs);
+        return new AgentProcess(c, readUint(first.payload));
+      }
+      if (first?.type === FrameType.exit)
+        return new AgentProcess(c, undefined, decodeExit(first.payload));
+      throw new AgentProtocolError(
+        `expected STARTED or EXIT, got ${first ? `type 0x${first.type.toString(16)}` : "EOF"}`,
+      );
+    } catch (err) {
+      c.close();
+      throw err;
     }
-    if (first?.type === FrameType.exit)
-      return new AgentProcess(c, undefined, decodeExit(first.payload));
-    c.close();
-    throw new AgentProtocolError(
-      `expected STARTED or EXIT, got ${first ? `type 0x${first.type.toString(16)}` : "EOF"}`,
-    );
   }
 
   /** Runs fn under `signal` plus a time limit; a timeout becomes AgentUnavailableError. */
@@ -461,6 +508,9 @@ function encodeIdentity(id: AgentIdentity): Uint8Array {
   return w.finish();
 }
 
+/** Bound of each string field of INFO and IDENTITY_SET (hostname ≤ 64, boot id 32, versions), bytes. */
+const GUEST_FIELD_MAX_BYTES = 256;
+
 function decodeIdentitySet(payload: Uint8Array): IdentityResult {
   let hostname = "";
   let bootId = "";
@@ -468,7 +518,7 @@ function decodeIdentitySet(payload: Uint8Array): IdentityResult {
   let hostnameSet = false;
   let clockSet = false;
   let entropy = "";
-  const text = (v: Uint8Array) => new TextDecoder().decode(v);
+  const text = (v: Uint8Array) => sanitizeGuestText(v, GUEST_FIELD_MAX_BYTES);
   for (const { tag, value } of decodeTlv(payload)) {
     if (tag === IdentitySetTag.hostname) hostname = text(value);
     else if (tag === IdentitySetTag.bootId) bootId = text(value);
@@ -530,7 +580,7 @@ function decodeInfo(payload: Uint8Array): AgentInfo {
     hostname: "",
     mode: "",
   };
-  const text = (v: Uint8Array) => new TextDecoder().decode(v);
+  const text = (v: Uint8Array) => sanitizeGuestText(v, GUEST_FIELD_MAX_BYTES);
   for (const { tag, value } of decodeTlv(payload)) {
     if (tag === InfoTag.agentVersion) info.agentVersion = text(value);
     else if (tag === InfoTag.protocolVersion) info.protocolVersion = readUint(value);

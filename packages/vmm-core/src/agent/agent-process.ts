@@ -1,5 +1,6 @@
 import { constants } from "node:os";
 import { FailedPreconditionError, InvalidArgumentError } from "../errors.js";
+import { sanitizeGuestText } from "../internal/guest-text.js";
 import type { AgentConnection } from "./connection.js";
 import { AgentProtocolError } from "./errors.js";
 import { decodeTlv, encodeFrame, readUint } from "./frame.js";
@@ -28,17 +29,34 @@ const signalNames = new Map<number, string>(
   Object.entries(constants.signals).map(([name, num]) => [num, name]),
 );
 
-/** Parses an EXIT frame's payload. @private */
+/** Largest exit code a Linux process can report (`WEXITSTATUS`). */
+const MAX_EXIT_CODE = 255;
+/** Largest Linux signal number (SIGRTMAX). */
+const MAX_SIGNAL = 64;
+
+/**
+ * Parses an EXIT frame's payload. Throws AgentProtocolError for anything our
+ * agent never sends: a field of the wrong width or repeated, an exit code
+ * outside 0–255, a signal outside 1–64, both or neither of code and signal,
+ * a timed-out flag other than 0/1. The error text is sanitized
+ * (sanitizeGuestText). @private
+ */
 export function decodeExit(payload: Uint8Array): ExitStatus {
   let code: number | null = null;
   let signal: number | undefined;
   let timedOut = false;
   let error: string | undefined;
+  const seen = new Set<number>();
   for (const { tag, value } of decodeTlv(payload)) {
-    if (tag === ExitTag.code) code = readUint(value) | 0;
-    else if (tag === ExitTag.signal) signal = readUint(value);
-    else if (tag === ExitTag.timedOut) timedOut = readUint(value) !== 0;
-    else if (tag === ExitTag.error) error = new TextDecoder().decode(value);
+    if (seen.has(tag)) throw new AgentProtocolError(`EXIT repeats field ${tag}`);
+    seen.add(tag);
+    if (tag === ExitTag.code) code = exitField("exit code", value, 4, 0, MAX_EXIT_CODE);
+    else if (tag === ExitTag.signal) signal = exitField("signal", value, 1, 1, MAX_SIGNAL);
+    else if (tag === ExitTag.timedOut) timedOut = exitField("timed out", value, 1, 0, 1) === 1;
+    else if (tag === ExitTag.error) error = sanitizeGuestText(value);
+  }
+  if ((code === null) === (signal === undefined)) {
+    throw new AgentProtocolError("EXIT must carry exactly one of exit code and signal");
   }
   const status: { -readonly [K in keyof ExitStatus]: ExitStatus[K] } = { code, timedOut };
   if (signal !== undefined) {
@@ -48,6 +66,24 @@ export function decodeExit(payload: Uint8Array): ExitStatus {
   }
   if (error !== undefined) status.error = error;
   return status;
+}
+
+/** An integer field of an EXIT frame of exactly `width` bytes within `min..max`. */
+function exitField(
+  name: string,
+  value: Uint8Array,
+  width: number,
+  min: number,
+  max: number,
+): number {
+  if (value.length !== width) {
+    throw new AgentProtocolError(`EXIT ${name} has ${value.length} bytes, expected ${width}`);
+  }
+  const n = readUint(value);
+  if (n < min || n > max) {
+    throw new AgentProtocolError(`EXIT ${name} ${n} is outside ${min}..${max}`);
+  }
+  return n;
 }
 
 /**

@@ -1,4 +1,5 @@
 import type { Socket } from "node:net";
+import { sanitizeGuestText } from "../internal/guest-text.js";
 import type { ByteReader } from "./byte-reader.js";
 import {
   type AgentEndpoint,
@@ -244,7 +245,8 @@ function helloPayload(): Uint8Array {
   return hello;
 }
 
+/** An ERROR frame as AgentError; its text is untrusted, so bounded and sanitized. */
 function decodeError(payload: Uint8Array): AgentError {
   const code = payload[0] ?? 0;
-  return new AgentError(code, new TextDecoder().decode(payload.subarray(1)) || "unknown error");
+  return new AgentError(code, sanitizeGuestText(payload.subarray(1)) || "unknown error");
 }

@@ -70,9 +70,11 @@ export async function connectAgent(
   signal.throwIfAborted();
   const name = describeEndpoint(endpoint);
   const path = endpoint.kind === "vsock" ? endpoint.udsPath : endpoint.path;
-  const socket = createConnection({ path });
+  const reader = new ByteReader();
+  const socket = createConnection({ path, onread: reader.onread });
   // Errors surface through reads and write callbacks; this keeps an unread one from crashing.
   socket.on("error", () => {});
+  reader.attach(socket);
   const onAbort = () => socket.destroy(signal.reason);
   signal.addEventListener("abort", onAbort, { once: true });
   try {
@@ -88,7 +90,6 @@ export async function connectAgent(
         cause: err,
       });
     }
-    const reader = new ByteReader(socket);
     if (endpoint.kind === "vsock") {
       try {
         await vsockConnect(socket, reader, endpoint.port ?? DEFAULT_AGENT_PORT, name);

@@ -1,10 +1,21 @@
 import { type ErrorKind, VmmError } from "../errors.js";
 import { AgentErrorCode } from "./protocol.js";
 
-/** The agent (or something claiming to be it) broke the protocol: bad, oversized or truncated frames. */
+/**
+ * The agent (or something claiming to be it) broke the protocol: bad,
+ * oversized or truncated frames, out-of-range values, a session that ends
+ * before its EXIT. The session is closed; other calls are unaffected.
+ *
+ * Kind `unavailable`, not `internal`: the guest runs untrusted code and may
+ * replace the agent, so this is the sandbox's agent failing to serve the call
+ * (as when it crashes), not a daemon bug. A retry opens a new session.
+ */
 export class AgentProtocolError extends VmmError {
   constructor(message: string, options?: ErrorOptions) {
-    super("internal", `agent protocol error: ${message}`, options);
+    super("unavailable", `agent protocol error: ${message}`, {
+      ...options,
+      hint: "the sandbox's agent misbehaved and the session was closed; retry, or recreate the sandbox if it persists",
+    });
   }
 }
 
@@ -34,11 +45,16 @@ const kindOf: Record<number, ErrorKind> = {
   [AgentErrorCode.internal]: "internal",
 };
 
-/** The agent refused a request with an ERROR frame; `agentCode` is its code (AgentErrorCode). */
+/**
+ * The agent refused a request with an ERROR frame; `agentCode` is its code
+ * (AgentErrorCode). `message` comes from the guest and must already be
+ * sanitized (sanitizeGuestText). A code the protocol does not define is the
+ * guest misbehaving: kind `unavailable`, as AgentProtocolError.
+ */
 export class AgentError extends VmmError {
   readonly agentCode: number;
   constructor(agentCode: number, message: string) {
-    super(kindOf[agentCode] ?? "internal", `agent: ${message}`);
+    super(kindOf[agentCode] ?? "unavailable", `agent: ${message}`);
     this.agentCode = agentCode;
   }
 }

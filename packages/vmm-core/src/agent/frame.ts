@@ -26,10 +26,22 @@ export function encodeFrame(type: number, payload: Uint8Array = new Uint8Array(0
  * Incremental frame decoder: `push` received bytes, then call `next` until it
  * returns undefined. Throws AgentProtocolError on a length of 0 or above
  * `maxLength` as soon as the 4 length bytes arrive (nothing oversized is buffered).
+ *
+ * Linear in the bytes received, however they are split: a partial frame
+ * lives in a buffer whose capacity doubles when it is full, so each byte is
+ * copied O(1) times on average (a guest sending a 1 MiB frame in 1-byte
+ * writes costs ~1 MiB of copying, not ~2^39 bytes). It holds at most one
+ * partial frame (≤ 4 + `maxLength` bytes) plus the rest of the last chunk.
+ * Bytes handed out in a frame are never written again (payloads may be kept
+ * by the caller), so a grown buffer is always a new allocation.
  */
 export class FrameDecoder {
   readonly maxLength: number;
+  /** Received bytes live in `buf[head, tail)`; `buf` is a pushed chunk itself while `!owned`. */
   private buf: Uint8Array = new Uint8Array(0);
+  private head = 0;
+  private tail = 0;
+  private owned = false;
 
   /** @param maxLength largest accepted length field, bytes (default 1 MiB). */
   constructor(maxLength: number = MAX_FRAME_LENGTH) {
@@ -38,40 +50,61 @@ export class FrameDecoder {
 
   /** Bytes received but not yet returned as frames. */
   get pending(): number {
-    return this.buf.length;
+    return this.tail - this.head;
   }
 
   /** Appends received bytes. */
   push(chunk: Uint8Array): void {
     if (chunk.length === 0) return;
-    if (this.buf.length === 0) {
+    const live = this.tail - this.head;
+    if (live === 0) {
+      // Common case: the chunk holds whole frames; hand them out without copying.
       this.buf = chunk;
+      this.head = 0;
+      this.tail = chunk.length;
+      this.owned = false;
       return;
     }
-    const merged = new Uint8Array(this.buf.length + chunk.length);
-    merged.set(this.buf);
-    merged.set(chunk, this.buf.length);
-    this.buf = merged;
+    if (!this.owned || this.tail + chunk.length > this.buf.length) {
+      const grown = new Uint8Array(Math.max(live + chunk.length, 2 * live, 256));
+      grown.set(this.buf.subarray(this.head, this.tail));
+      this.buf = grown;
+      this.head = 0;
+      this.tail = live;
+      this.owned = true;
+    }
+    this.buf.set(chunk, this.tail);
+    this.tail += chunk.length;
   }
 
   /** Returns the next complete frame, or undefined if more bytes are needed. */
   next(): Frame | undefined {
-    if (this.buf.length < 4) return undefined;
-    const len = new DataView(this.buf.buffer, this.buf.byteOffset, 4).getUint32(0);
+    const live = this.tail - this.head;
+    if (live < 4) return undefined;
+    const len = new DataView(this.buf.buffer, this.buf.byteOffset + this.head, 4).getUint32(0);
     if (len === 0) throw new AgentProtocolError("bad frame length 0");
     if (len > this.maxLength) {
       throw new AgentProtocolError(`frame length ${len} exceeds the ${this.maxLength}-byte limit`);
     }
-    if (this.buf.length < 4 + len) return undefined;
-    const frame = { type: this.buf[4]!, payload: this.buf.subarray(5, 4 + len) };
-    this.buf = this.buf.subarray(4 + len);
+    if (live < 4 + len) return undefined;
+    const frame = {
+      type: this.buf[this.head + 4]!,
+      payload: this.buf.subarray(this.head + 5, this.head + 4 + len),
+    };
+    this.head += 4 + len;
+    if (this.head === this.tail) {
+      // Drop the reference: the next push starts afresh (and never writes into handed-out bytes).
+      this.buf = new Uint8Array(0);
+      this.head = this.tail = 0;
+      this.owned = false;
+    }
     return frame;
   }
 
   /** Call at end of stream: throws if it ended inside a frame. */
   end(): void {
-    if (this.buf.length > 0) {
-      throw new AgentProtocolError(`stream truncated: ${this.buf.length} bytes of a partial frame`);
+    if (this.pending > 0) {
+      throw new AgentProtocolError(`stream truncated: ${this.pending} bytes of a partial frame`);
     }
   }
 }

@@ -8,7 +8,7 @@ export type {
   RunOptions,
   WaitReadyOptions,
 } from "./agent-client.js";
-export { AgentClient } from "./agent-client.js";
+export { AgentClient, hostDeadlineGraceMs } from "./agent-client.js";
 export type { ExitStatus, OutputEvent } from "./agent-process.js";
 export { AgentProcess } from "./agent-process.js";
 export type { AgentEndpoint } from "./dial.js";
