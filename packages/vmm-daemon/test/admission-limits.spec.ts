@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { bestOfMs } from "./responsiveness.js";
 import { IMAGES_DIR, type SimDaemon, startSimDaemon, waitForState } from "./sim-daemon.js";
 
 // Attacks on the limits of issue 14: limits bypassed by concurrency, TTL overflow,
@@ -14,21 +15,6 @@ const code = (p: Promise<unknown>) =>
     () => "ok",
     (e: unknown) => (e instanceof ConnectError ? Code[e.code] : String(e)),
   );
-
-/**
- * How fast the daemon answers a List while under attack: the best of five
- * Lists made one after another during it (a blocked event loop makes every
- * one slow; one slow answer alone is the test host's noise).
- */
-async function listLatencyMs(d: SimDaemon): Promise<number> {
-  let best = Number.POSITIVE_INFINITY;
-  for (let i = 0; i < 5; i++) {
-    const t = performance.now();
-    await d.sandboxes.list({});
-    best = Math.min(best, performance.now() - t);
-  }
-  return best;
-}
 
 async function removeAll(d: SimDaemon | undefined): Promise<void> {
   if (!d) return;
@@ -58,7 +44,7 @@ describe("admission holds under concurrency", () => {
     const calls = Array.from({ length: 20 }, (_, i) =>
       code(d.sandboxes.create({ id: `par-${i}` })),
     );
-    const latency = listLatencyMs(d);
+    const latency = bestOfMs(() => d.sandboxes.list({}));
     const codes = await Promise.all(calls);
     expect(codes.filter((c) => c === "ok")).toHaveLength(3);
     expect(codes.filter((c) => c === "ResourceExhausted")).toHaveLength(17);

@@ -13,6 +13,7 @@ import { healthV1 } from "@vmm/proto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startDaemonProcess } from "./daemon-process.js";
 import { loadGrpcJsPackage, type Method } from "./grpc-js-client.js";
+import { bestOfMs } from "./responsiveness.js";
 
 const run = promisify(execFile);
 const pkg = loadGrpcJsPackage();
@@ -322,9 +323,7 @@ describe("bearer token checked on the headers, before the body", () => {
       expect(answers.filter((a) => a === "200 grpc-status 16")).toHaveLength(100);
       expect(elapsed).toBeLessThan(5000);
       // The daemon keeps serving while they stall.
-      const t = performance.now();
-      await health.check({ service: "" });
-      expect(performance.now() - t).toBeLessThan(100);
+      expect(await bestOfMs(() => health.check({ service: "" }))).toBeLessThan(100);
       const grown = rss(d.child.pid!) - before;
       // Buffering the bodies (the bug) costs ≥ 200 MiB here. With the gate nothing is
       // kept; what remains is garbage from Node discarding the HTTP/1.1 bodies as they
