@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { InvalidArgumentError } from "../errors.js";
 import {
+  MAX_PROCESS_TIMEOUT_SECONDS,
   REQUEST_LIMITS,
   validateCreateRequest,
   validateLabels,
@@ -138,6 +139,12 @@ const cases: Case[] = [
     () => validateCreateRequest(spec({ labels: labelsOf(64, L.labels.maxTotalBytes) })),
     () => validateCreateRequest(spec({ labels: labelsOf(65) })),
     /^labels: at most 64 labels/,
+  ],
+  [
+    "Run/Exec timeout_seconds (the agent's 32-bit milliseconds)",
+    () => validateProcessSpec(proc({ timeoutSeconds: MAX_PROCESS_TIMEOUT_SECONDS })),
+    () => validateProcessSpec(proc({ timeoutSeconds: MAX_PROCESS_TIMEOUT_SECONDS + 1 })),
+    /^timeout_seconds: must be at most 4294967 /,
   ],
 ];
 

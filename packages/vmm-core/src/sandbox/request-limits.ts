@@ -162,7 +162,16 @@ export function validateProcessSpec(spec: ProcessSpec): void {
   ) {
     throw new InvalidArgumentError("tty_size", "width and height must be 1..65535");
   }
+  if (spec.timeoutSeconds > MAX_PROCESS_TIMEOUT_SECONDS) {
+    throw new InvalidArgumentError(
+      "timeout_seconds",
+      `must be at most ${MAX_PROCESS_TIMEOUT_SECONDS} (49 days; the agent protocol carries milliseconds in 32 bits), got ${spec.timeoutSeconds}`,
+    );
+  }
 }
+
+/** Longest Run/Exec timeout: the agent protocol's TIMEOUT_MS is a uint32 of milliseconds. */
+export const MAX_PROCESS_TIMEOUT_SECONDS = Math.floor(0xffffffff / 1000);
 
 function validateCmd(cmd: readonly string[]): void {
   const l = REQUEST_LIMITS.cmd;
