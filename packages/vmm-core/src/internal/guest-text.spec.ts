@@ -1,23 +1,12 @@
 import { describe, expect, it } from "vitest";
-import { GUEST_TEXT_MAX_BYTES, sanitizeGuestText } from "./guest-text.js";
+import {
+  controlCodePoints as controlsIn,
+  GUEST_TEXT_MAX_BYTES,
+  sanitizeGuestText,
+} from "./guest-text.js";
 
 const bytes = (...b: number[]) => Uint8Array.from(b);
 const utf8Length = (s: string) => Buffer.byteLength(s, "utf8");
-/** Code points a terminal or a log reader would interpret (C0, DEL, C1, bidi controls). */
-function controlsIn(s: string): number[] {
-  return [...s]
-    .map((ch) => ch.codePointAt(0)!)
-    .filter(
-      (c) =>
-        c < 0x20 ||
-        (c >= 0x7f && c <= 0x9f) ||
-        c === 0x061c ||
-        c === 0x200e ||
-        c === 0x200f ||
-        (c >= 0x202a && c <= 0x202e) ||
-        (c >= 0x2066 && c <= 0x2069),
-    );
-}
 
 describe("sanitizeGuestText", () => {
   it.each<[string, string | Uint8Array, string]>([

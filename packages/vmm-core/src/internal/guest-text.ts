@@ -31,6 +31,17 @@ const BIDI = new Set([
 const encoder = new TextEncoder();
 
 /**
+ * The code points in `text` that a terminal or a log reader would interpret
+ * (C0, DEL, C1, bidirectional formatting): none are left in what
+ * {@link sanitizeGuestText} returns. For tests and assertions.
+ */
+export function controlCodePoints(text: string): number[] {
+  return [...text]
+    .map((ch) => ch.codePointAt(0)!)
+    .filter((c) => c < 0x20 || (c >= 0x7f && c <= 0x9f) || BIDI.has(c));
+}
+
+/**
  * Bounds and cleans guest text for display:
  * - bytes are decoded as UTF-8, invalid sequences become U+FFFD; lone
  *   surrogates in a string too (the result is always valid UTF-8);

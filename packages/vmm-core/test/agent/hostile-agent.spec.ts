@@ -15,24 +15,12 @@ import {
   hostDeadlineGraceMs,
 } from "../../src/agent/index.js";
 import { DeadlineExceededError, FailedPreconditionError, VmmError } from "../../src/errors.js";
-import { GUEST_TEXT_MAX_BYTES } from "../../src/internal/guest-text.js";
+import {
+  controlCodePoints as controlsIn,
+  GUEST_TEXT_MAX_BYTES,
+} from "../../src/internal/guest-text.js";
 
 const HOSTILE_AGENT = resolve(import.meta.dirname, "hostile-agent.mjs");
-/** Code points a terminal or a log reader would interpret (C0, DEL, C1, bidi controls). */
-function controlsIn(s: string): number[] {
-  return [...s]
-    .map((ch) => ch.codePointAt(0)!)
-    .filter(
-      (c) =>
-        c < 0x20 ||
-        (c >= 0x7f && c <= 0x9f) ||
-        c === 0x061c ||
-        c === 0x200e ||
-        c === 0x200f ||
-        (c >= 0x202a && c <= 0x202e) ||
-        (c >= 0x2066 && c <= 0x2069),
-    );
-}
 
 let dir: string;
 let agent: ChildProcess;
