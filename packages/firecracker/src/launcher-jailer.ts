@@ -144,6 +144,9 @@ export function createJailerLauncher(options: JailerLauncherOptions): JailerLaun
           pidFile: options.daemonize || options.newPidNs ? pidFile : undefined,
           recordedPidFile: pidFile,
           sigtermWorks: !options.newPidNs,
+          // The real jailer's --daemonize calls setsid() and aborts when that fails (EPERM for a
+          // session leader, which a detached spawn makes it): found with jailer v1.0.0.
+          detached: !options.daemonize,
           cleanup: async () => {
             await removePaths([
               apiSocketPath,

@@ -35,6 +35,11 @@ export interface StartSpec {
   recordedPidFile?: string;
   /** False under `--new-pid-ns` (Firecracker is a pid-namespace init and ignores SIGTERM). */
   sigtermWorks: boolean;
+  /**
+   * Spawn in a session of its own (default true). False for a process that calls setsid()
+   * itself: the jailer's `--daemonize` fails with EPERM when it already leads a session.
+   */
+  detached?: boolean;
   /** Removes everything the process leaves behind. Runs only after exit. */
   cleanup: () => Promise<void>;
 }
@@ -64,7 +69,7 @@ export async function startProcess(
     child = spawn(spec.command, spec.args, {
       cwd: spec.cwd,
       env: { ...spec.env },
-      detached: true,
+      detached: spec.detached ?? true,
       stdio: ["ignore", "pipe", "pipe"],
     });
   } catch (err) {
