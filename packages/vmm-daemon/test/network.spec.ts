@@ -477,7 +477,7 @@ describe.skipIf(process.getuid?.() !== 0)(
         await d[Symbol.asyncDispose]();
         spawnSync("ip", ["netns", "del", hostNetns]);
       }
-    }, 60_000);
+    }, 120_000); // ~22 s alone; fifty fc-sim Node processes on two busy cores take longer
 
     it("restores 20 clones of one tap snapshot concurrently: 20 addresses, 20 namespaces, each answering", async () => {
       const hostNetns = makeHostNetns();
@@ -559,7 +559,7 @@ describe.skipIf(process.getuid?.() !== 0)(
         await d[Symbol.asyncDispose]();
         spawnSync("ip", ["netns", "del", hostNetns]);
       }
-    }, 60_000);
+    }, 120_000);
 
     it("leaves no namespace of this suite behind", async () => {
       expect(await eventually(() => ours().length === 0)).toBe(true);
