@@ -42,6 +42,7 @@ export type { JailFile, JailPaths } from "./jail-files.js";
 export { jailPaths, linkIntoJail } from "./jail-files.js";
 // Launchers: start Firecracker directly or under the jailer.
 export type {
+  AdoptTarget,
   ExitStatus,
   FirecrackerLauncher,
   FirecrackerLogLevel,

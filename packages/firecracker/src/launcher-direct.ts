@@ -1,10 +1,12 @@
 import { stat } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import { FirecrackerLaunchError } from "./errors.js";
+import { adoptProcess } from "./internal/adopt-process.js";
 import { checkInstanceId, firecrackerFlags } from "./internal/firecracker-args.js";
 import { removePaths } from "./internal/remove-paths.js";
 import { startProcess } from "./internal/start-process.js";
 import {
+  type AdoptTarget,
   type FirecrackerLauncher,
   type FirecrackerProcess,
   type LaunchOptions,
@@ -40,16 +42,11 @@ export function createDirectLauncher(options: DirectLauncherOptions = {}): Firec
           `workDir ${workDir} of firecracker ${launch.id} is not a directory; create it first`,
         );
       }
-      const apiSocket = launch.apiSocket ?? "api.sock";
-      const apiSocketPath = resolve(workDir, apiSocket);
+      const { apiSocketPath, cleanupPaths } = directPaths(launch);
       checkUnixSocketPath(apiSocketPath, `API socket of firecracker ${launch.id}`);
       await removeStaleSocket(apiSocketPath, `API socket of firecracker ${launch.id}`);
       const binary = isAbsolute(launch.binaryPath) ? launch.binaryPath : resolve(launch.binaryPath);
       const fcArgs = ["--api-sock", apiSocketPath, "--id", launch.id, ...firecrackerFlags(launch)];
-      const cleanupPaths = [
-        apiSocketPath,
-        ...(launch.cleanupPaths ?? []).map((p) => resolve(workDir, p)),
-      ];
       let command = binary;
       let args = fcArgs;
       if (launch.netns !== undefined) {
@@ -86,5 +83,33 @@ export function createDirectLauncher(options: DirectLauncherOptions = {}): Firec
         signal,
       );
     },
+    adopt(launch: LaunchOptions, target: AdoptTarget, signal: AbortSignal) {
+      checkInstanceId(launch.id);
+      const workDir = resolve(launch.workDir);
+      const { apiSocketPath, cleanupPaths } = directPaths(launch);
+      return adoptProcess(
+        {
+          id: launch.id,
+          workDir,
+          rootDir: workDir,
+          checkCwd: true,
+          apiSocketPath,
+          sigtermWorks: true,
+          cleanup: () => removePaths(cleanupPaths),
+        },
+        target,
+        signal,
+      );
+    },
+  };
+}
+
+/** The API socket and the files cleanup removes, for a launch (or adoption) with `launch`. */
+function directPaths(launch: LaunchOptions): { apiSocketPath: string; cleanupPaths: string[] } {
+  const workDir = resolve(launch.workDir);
+  const apiSocketPath = resolve(workDir, launch.apiSocket ?? "api.sock");
+  return {
+    apiSocketPath,
+    cleanupPaths: [apiSocketPath, ...(launch.cleanupPaths ?? []).map((p) => resolve(workDir, p))],
   };
 }

@@ -1,12 +1,14 @@
 import { readFile, stat } from "node:fs/promises";
 import { basename, isAbsolute, resolve } from "node:path";
 import { FirecrackerLaunchError } from "./errors.js";
+import { adoptProcess } from "./internal/adopt-process.js";
 import { checkInstanceId, firecrackerFlags } from "./internal/firecracker-args.js";
 import { readStartTime } from "./internal/pid-watch.js";
 import { removeEmptyDir, removePaths, removeTree } from "./internal/remove-paths.js";
 import { startProcess } from "./internal/start-process.js";
 import { jailPaths } from "./jail-files.js";
 import {
+  type AdoptTarget,
   type FirecrackerLauncher,
   type FirecrackerProcess,
   type LaunchOptions,
@@ -52,6 +54,11 @@ export interface JailerLaunchOptions extends LaunchOptions {
 /** A {@link FirecrackerLauncher} that also takes {@link JailerLaunchOptions}. */
 export interface JailerLauncher extends FirecrackerLauncher {
   launch(options: JailerLaunchOptions, signal: AbortSignal): Promise<FirecrackerProcess>;
+  adopt(
+    options: JailerLaunchOptions,
+    target: AdoptTarget,
+    signal: AbortSignal,
+  ): Promise<FirecrackerProcess>;
 }
 
 /**
@@ -87,7 +94,6 @@ export function createJailerLauncher(options: JailerLauncherOptions): JailerLaun
       await removeStaleJail(jailDir, pidFile, apiSocketPath, launch.id);
 
       const cgroups = { ...options.cgroups, ...launch.cgroups };
-      const parentCgroup = options.parentCgroup ?? exec;
       const args = [
         "--id",
         launch.id,
@@ -115,14 +121,7 @@ export function createJailerLauncher(options: JailerLauncherOptions): JailerLaun
       // under a stand-in that does not chroot (an absolute path would then escape to the host's /run).
       args.push("--", "--api-sock", apiSocket, ...firecrackerFlags(launch));
 
-      const cgroupDirs =
-        Object.keys(cgroups).length === 0
-          ? []
-          : cgroupVersion === 2
-            ? [resolve(cgroupRootDir, parentCgroup, launch.id)]
-            : [...new Set(Object.keys(cgroups).map((f) => f.split(".")[0] ?? f))].map((c) =>
-                resolve(cgroupRootDir, c, parentCgroup, launch.id),
-              );
+      const cgroupDirs = cgroupDirsOf(launch);
       const workDir = resolve(launch.workDir);
       return startProcess(
         {
@@ -147,19 +146,62 @@ export function createJailerLauncher(options: JailerLauncherOptions): JailerLaun
           // The real jailer's --daemonize calls setsid() and aborts when that fails (EPERM for a
           // session leader, which a detached spawn makes it): found with jailer v1.0.0.
           detached: !options.daemonize,
-          cleanup: async () => {
-            await removePaths([
-              apiSocketPath,
-              ...(launch.cleanupPaths ?? []).map((p) => resolve(rootDir, p)),
-            ]);
-            await removeTree(jailDir);
-            for (const dir of cgroupDirs) await removeEmptyDir(dir);
-          },
+          cleanup: () => removeJail(launch, apiSocketPath, jailDir, rootDir, cgroupDirs),
         },
         signal,
       );
     },
+    adopt(launch: JailerLaunchOptions, target: AdoptTarget, signal: AbortSignal) {
+      checkInstanceId(launch.id);
+      const binary = isAbsolute(launch.binaryPath) ? launch.binaryPath : resolve(launch.binaryPath);
+      const { jailDir, rootDir } = jailPaths({ chrootBaseDir, binaryPath: binary, id: launch.id });
+      const apiSocketPath = resolve(rootDir, launch.apiSocket ?? "run/api.sock");
+      const cgroupDirs = cgroupDirsOf(launch);
+      return adoptProcess(
+        {
+          id: launch.id,
+          workDir: resolve(launch.workDir),
+          rootDir,
+          // The jailer pivots into its own mount namespace: seen from outside, the cwd is not
+          // the jail path. The start time and `--id` identify the process.
+          checkCwd: false,
+          apiSocketPath,
+          sigtermWorks: !options.newPidNs,
+          cleanup: () => removeJail(launch, apiSocketPath, jailDir, rootDir, cgroupDirs),
+        },
+        target,
+        signal,
+      );
+    },
   };
+
+  /** The VM's cgroup directories (removed by cleanup). */
+  function cgroupDirsOf(launch: JailerLaunchOptions): string[] {
+    const cgroups = { ...options.cgroups, ...launch.cgroups };
+    const parentCgroup = options.parentCgroup ?? basename(launch.binaryPath);
+    if (Object.keys(cgroups).length === 0) return [];
+    return cgroupVersion === 2
+      ? [resolve(cgroupRootDir, parentCgroup, launch.id)]
+      : [...new Set(Object.keys(cgroups).map((f) => f.split(".")[0] ?? f))].map((c) =>
+          resolve(cgroupRootDir, c, parentCgroup, launch.id),
+        );
+  }
+}
+
+/** Everything a jailed Firecracker leaves: its sockets, the jail, its cgroup directories. */
+async function removeJail(
+  launch: LaunchOptions,
+  apiSocketPath: string,
+  jailDir: string,
+  rootDir: string,
+  cgroupDirs: readonly string[],
+): Promise<void> {
+  await removePaths([
+    apiSocketPath,
+    ...(launch.cleanupPaths ?? []).map((p) => resolve(rootDir, p)),
+  ]);
+  await removeTree(jailDir);
+  for (const dir of cgroupDirs) await removeEmptyDir(dir);
 }
 
 async function removeStaleJail(

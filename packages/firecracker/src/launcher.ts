@@ -95,6 +95,12 @@ export interface StopOptions {
 export interface FirecrackerProcess {
   /** Pid of Firecracker itself (never a wrapper; read from the jail's `.pid` file when daemonized). */
   readonly pid: number;
+  /**
+   * The process's start time (field 22 of `/proc/<pid>/stat`, clock ticks since boot), read once
+   * it answered; undefined if it could not be read. Recorded so that a later daemon adopting the
+   * pid can tell Firecracker from a process that reused the pid ({@link FirecrackerLauncher.adopt}).
+   */
+  readonly startTime: string | undefined;
   /** Instance id. */
   readonly id: string;
   /** Client bound to the API socket. */
@@ -116,8 +122,25 @@ export interface FirecrackerProcess {
    * Rejects if the process is still running. Idempotent.
    */
   cleanup(): Promise<void>;
+  /**
+   * Lets go of the process without stopping it (a daemon leaving VMs running for the next one,
+   * which adopts them): stops watching it, closes the client and the console pipes. `exited`
+   * then never settles. The console output from then on is lost (its pipe is closed).
+   */
+  detach(): void;
   /** kill → wait for exit → cleanup. */
   [Symbol.asyncDispose](): Promise<void>;
+}
+
+/** The Firecracker process to adopt: what was recorded when it was launched. */
+export interface AdoptTarget {
+  /** Its pid. Required. */
+  readonly pid: number;
+  /**
+   * {@link FirecrackerProcess.startTime} recorded at launch; undefined for records written before
+   * it was kept (then only its cwd and `--id` identify it).
+   */
+  readonly startTime: string | undefined;
 }
 
 /**
@@ -127,4 +150,17 @@ export interface FirecrackerProcess {
 export interface FirecrackerLauncher {
   /** `signal` only bounds the startup; the process outlives it. */
   launch(options: LaunchOptions, signal: AbortSignal): Promise<FirecrackerProcess>;
+  /**
+   * Re-attaches to a Firecracker this launcher started with the same `options` (e.g. by a daemon
+   * that has since died): refuses a pid that is gone, reused (start time), or not that instance
+   * (`--id`, cwd); its API is not called. The process is not our child:
+   * its exit is seen by polling `/proc` (within 200 ms) with an unknown status (code and signal
+   * null), and its console output, which went to the dead daemon's pipe, is lost. Throws
+   * FirecrackerLaunchError; leaves the process alone when it refuses it.
+   */
+  adopt(
+    options: LaunchOptions,
+    target: AdoptTarget,
+    signal: AbortSignal,
+  ): Promise<FirecrackerProcess>;
 }

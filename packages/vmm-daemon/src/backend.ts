@@ -264,9 +264,8 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     logger: logger.child({ component: "sandboxes" }),
     ...(fc.simulated && { onCreate: warnSimulated }),
   });
-  const recovered = await manager.recover();
-
-  await network.recover(recovered.slotsInUse);
+  // Re-adopts what an earlier daemon left running, and starts the network manager.
+  await manager.recover();
   // Built in the background: Create never waits for it.
   manager.warmGolden();
   const snapshots: SnapshotApi = {

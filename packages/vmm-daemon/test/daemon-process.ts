@@ -24,8 +24,10 @@ export async function startDaemonProcess(
   env: NodeJS.ProcessEnv = {},
   /** A command the daemon runs under, e.g. ["setpriv", "--bounding-set", "-net_admin", "--"]. */
   wrapper: readonly string[] = [],
+  /** The temp dir of an earlier daemon (killed or stopped): same socket, same data_dir. */
+  reuseDir?: string,
 ): Promise<DaemonProcess> {
-  const dir = mkdtempSync(join(tmpdir(), "vmmd-"));
+  const dir = reuseDir ?? mkdtempSync(join(tmpdir(), "vmmd-"));
   const socket = join(dir, "vmm.sock");
   const config = join(dir, "vmm.toml");
   // Network mode tap would build its "host" side in this test's own namespace (the root one

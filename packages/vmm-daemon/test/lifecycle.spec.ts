@@ -275,7 +275,7 @@ describe("limits, boot timeout and restart", () => {
     await d.sandboxes.remove({ id: "slow-1" });
   });
 
-  it("keeps records across a daemon crash: dead sandboxes are cleaned up, live ones listed and removable", async () => {
+  it("keeps records across a daemon crash: a live sandbox is re-adopted, one whose firecracker died meanwhile is failed and listed", async () => {
     const d1 = await startSimDaemon();
     await d1.sandboxes.create({ id: "keep-live" });
     await d1.sandboxes.create({ id: "keep-dead" });
@@ -288,11 +288,22 @@ describe("limits, boot timeout and restart", () => {
     const d2 = await startSimDaemon({ env: { VMM_FIRECRACKER_DATA_DIR: d1.dataDir } });
     try {
       const list = await d2.sandboxes.list({});
-      expect(list.sandboxes.map((s) => s.id)).toEqual(["keep-live"]);
+      expect(list.sandboxes.map((s) => [s.id, s.state])).toEqual([
+        ["keep-live", "ready"],
+        ["keep-dead", "failed"],
+      ]);
       const info = await d2.sandboxes.inspect({ id: "keep-live" });
-      expect(info.error).toContain("not re-adopted");
-      expect(d2.stderr()).toContain("keep-dead");
+      expect(info.error).toBe("");
+      expect(info.pid).toBe(live.pid);
+      let exit = -1;
+      for await (const o of d2.sandboxes.run({ id: "keep-live", cmd: ["true"] }))
+        if (o.done) exit = o.exitCode;
+      expect(exit).toBe(0);
+      expect((await d2.sandboxes.inspect({ id: "keep-dead" })).error).toMatch(
+        /exited while the daemon was down/,
+      );
       await d2.sandboxes.remove({ id: "keep-live", force: true });
+      await d2.sandboxes.remove({ id: "keep-dead" });
       expect(processesMatching(`${d1.dataDir}/sandboxes/keep-live`)).toEqual([]);
       expect(Number(live.pid)).toBeGreaterThan(0);
     } finally {

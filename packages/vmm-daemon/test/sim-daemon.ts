@@ -25,7 +25,14 @@ export interface SimDaemon extends DaemonProcess {
  * `grpc` lines go into [grpc]; `sections` are appended as whole TOML tables.
  */
 export async function startSimDaemon(
-  options: { grpc?: string; sections?: string; env?: NodeJS.ProcessEnv; firecracker?: string } = {},
+  options: {
+    grpc?: string;
+    sections?: string;
+    env?: NodeJS.ProcessEnv;
+    firecracker?: string;
+    /** Start on the temp dir (socket, data_dir) of an earlier daemon: a restart. */
+    reuseDir?: string;
+  } = {},
 ): Promise<SimDaemon> {
   const firecracker = options.firecracker ?? FC_SIM_BIN;
   const sections = options.sections ?? "";
@@ -39,7 +46,12 @@ export async function startSimDaemon(
     ...(sections.includes("[defaults]") ? [] : ["[defaults]", "memory_mib = 128"]),
     sections,
   ].join("\n");
-  const d = await startDaemonProcess(toml, { VMM_FIRECRACKER_BINARY: firecracker, ...options.env });
+  const d = await startDaemonProcess(
+    toml,
+    { VMM_FIRECRACKER_BINARY: firecracker, ...options.env },
+    [],
+    options.reuseDir,
+  );
   const transport = createGrpcTransport({
     baseUrl: "http://localhost",
     nodeOptions: { createConnection: () => net.connect(d.socket) },

@@ -228,8 +228,10 @@ export async function startProcess(
   };
 
   const fcPid = pid as number;
+  const startTime = await readStartTime(fcPid);
   const proc: FirecrackerProcess = {
     pid: fcPid,
+    startTime,
     id: spec.id,
     client,
     apiSocketPath: spec.apiSocketPath,
@@ -252,6 +254,14 @@ export async function startProcess(
       return exited;
     },
     cleanup,
+    detach() {
+      stopWatch();
+      client.close();
+      capture.close();
+      child.stdout?.destroy();
+      child.stderr?.destroy();
+      child.unref();
+    },
     async [Symbol.asyncDispose]() {
       sendSignal("SIGKILL");
       await exited;

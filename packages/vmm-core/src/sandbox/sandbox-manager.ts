@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { readFileSync, statSync } from "node:fs";
+import { statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
 import { isAbsolute, relative } from "node:path";
@@ -33,11 +33,12 @@ import {
   SandboxDir,
   sameImageIdentity,
 } from "../storage/index.js";
-import { bootMicroVm, type VmmRuntime } from "../vm/microvm.js";
+import { adoptMicroVm, bootMicroVm, type VmmRuntime } from "../vm/microvm.js";
 import { Admission, type CommittedUsage, type Reservation } from "./admission.js";
 import { EventBus } from "./event-bus.js";
 import type { SandboxLimits } from "./limits.js";
 import { compareByCreation } from "./list-order.js";
+import { type AdoptAllOptions, adoptAll, type FoundSandbox, scanSandboxes } from "./recovery.js";
 import { validateCreateRequest, validateLabels, validateProcessSpec } from "./request-limits.js";
 import type { SandboxRecord } from "./sandbox-record.js";
 import { defaultSnapshotName } from "./snapshot-name.js";
@@ -110,6 +111,20 @@ export interface SandboxManagerOptions {
   readonly exposeHostDetails?: boolean;
   /** Called on every Create (the daemon warns when sandboxes are simulated). */
   readonly onCreate?: (id: string) => void;
+  /** Bounds of startup re-adoption (`recover`): parallelism and per-sandbox deadline. */
+  readonly recovery?: AdoptAllOptions;
+}
+
+/** What `SandboxManager.recover` found and did, by sandbox id. */
+export interface RecoveryReport {
+  /** Live VMs re-adopted (now ready, or stopped/removed when they were being stopped/built). */
+  readonly adopted: readonly string[];
+  /** Sandboxes now `failed`: VM gone while the daemon was down, or adoption failed. */
+  readonly failed: readonly string[];
+  /** `failed`/`stopped` records kept as they were. */
+  readonly kept: readonly string[];
+  /** Directories without a readable record, removed. */
+  readonly removed: readonly string[];
 }
 
 /** The golden snapshot pool's budget (config `[golden]`). */
@@ -165,8 +180,6 @@ interface Sandbox {
   stopping: Promise<void> | undefined;
   removing: Promise<void> | undefined;
   ttlTimer: LongTimeout | undefined;
-  /** The sandbox's process is not ours (found alive at startup): only Stop/Remove work. */
-  orphanPid: number | undefined;
   /** A checkpoint holds the VM paused: workloads and other checkpoints must wait. */
   checkpointing: boolean;
   /** Internal (golden builds): not listed, no events. */
@@ -224,7 +237,6 @@ function newSandbox(init: SandboxInit, log: Logger): Sandbox {
     stopping: undefined,
     removing: undefined,
     ttlTimer: undefined,
-    orphanPid: undefined,
     checkpointing: false,
     persisting: undefined,
     persistDirty: false,
@@ -592,14 +604,19 @@ export class SandboxManager {
 
   /** Turns an unexpected Firecracker exit into `failed` (or `stopped` after a Stop). */
   private watchExit(s: Sandbox, fc: FirecrackerProcess): void {
-    this.track(
-      fc.exited.then(async (exit) => {
-        const how = exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.code}`;
-        if (s.stopRequested || s.ending || !vmIsAlive(s.state)) return;
-        s.log.warn({ exit }, "firecracker died underneath");
-        await this.fail(s, `firecracker ${how} unexpectedly`, exitAttributes(exit));
-      }),
-    );
+    // Not a tracked task: a VM kept running at shutdown (on_shutdown = "keep") never exits
+    // before close() returns. The failure it causes is tracked.
+    void fc.exited.then((exit) => {
+      // A re-adopted VM is not our child: its exit status is unknown (both null).
+      const how = exit.signal
+        ? `killed by ${exit.signal}`
+        : exit.code !== null
+          ? `exited with code ${exit.code}`
+          : "exited";
+      if (s.stopRequested || s.ending || !vmIsAlive(s.state) || this.closed) return;
+      s.log.warn({ exit }, "firecracker died underneath");
+      this.track(this.fail(s, `firecracker ${how} unexpectedly`, exitAttributes(exit)));
+    });
   }
 
   /**
@@ -644,10 +661,6 @@ export class SandboxManager {
       fc.kill();
       await fc.exited;
       await fc.cleanup().catch((err: unknown) => s.log.warn({ err }, "firecracker cleanup failed"));
-    }
-    if (s.orphanPid !== undefined) {
-      await killPid(s.orphanPid);
-      s.orphanPid = undefined;
     }
     const slot = s.slot;
     s.slot = undefined;
@@ -878,14 +891,6 @@ export class SandboxManager {
   }
 
   private agentOf(s: Sandbox): AgentClient {
-    if (s.orphanPid !== undefined) {
-      throw new FailedPreconditionError(
-        `sandbox ${s.id} was left by an earlier daemon and is not re-adopted`,
-        {
-          hint: "stop or remove it",
-        },
-      );
-    }
     if (this.opts.agent.readiness === "vmm") {
       throw new FailedPreconditionError(`sandbox ${s.id} has no agent (agent.readiness = "vmm")`, {
         hint: 'use a rootfs with the vmm agent and agent.readiness = "agent"',
@@ -930,10 +935,7 @@ export class SandboxManager {
       );
     }
     const fc = s.fc;
-    if (!fc)
-      throw new FailedPreconditionError(
-        `sandbox ${s.id} has no microVM of this daemon (not re-adopted)`,
-      );
+    if (!fc) throw new FailedPreconditionError(`sandbox ${s.id} has no running microVM`);
     const maxSnapshots = this.opts.limits.maxSnapshotsPerSandbox;
     if (!req.hidden && maxSnapshots > 0) {
       const taken = catalog.list({ originSandboxId: s.id }).length;
@@ -1379,68 +1381,149 @@ export class SandboxManager {
   // ── Startup / shutdown ────────────────────────────────────────────────
 
   /**
-   * Reads the records left by an earlier daemon: sandboxes whose Firecracker
-   * is gone are cleaned up (slot, directory) and reported; live ones are
-   * listed, marked as not re-adopted (Stop/Remove still work).
+   * Startup, once, before serving (and before anything else uses the network
+   * manager): rebuilds the registry from the records an earlier daemon left
+   * (rules in recovery.ts, docs/architecture.md "Restarts") and starts the
+   * network manager keeping the slots of live sandboxes.
+   *
+   * A live VM is re-adopted, under `recovery` bounds: its process checked
+   * (pid + start time, `--id`, cwd), its exit watch, agent client, slot and
+   * TTL (time left) re-armed; state and timestamps as recorded. `running`
+   * comes back `ready`: the workload is no longer tracked (its output and
+   * exit code are lost). A VM that was `starting` is failed (a boot cannot be
+   * resumed), one `stopping` is killed and `stopped`, a golden build removed.
+   * One that cannot be adopted is `failed` with the reason; startup goes on.
    */
-  async recover(): Promise<{ cleaned: string[]; live: string[]; slotsInUse: number[] }> {
-    const { ids } = await SandboxDir.list(this.opts.dataDir);
-    const cleaned: string[] = [];
-    const live: string[] = [];
-    const slotsInUse: number[] = [];
-    for (const id of ids) {
-      const dir = await SandboxDir.open(this.opts.dataDir, id);
-      const { parseSandboxRecord } = await import("./sandbox-record.js");
-      const record = parseSandboxRecord(await dir.readRecord().catch(() => undefined));
-      const pid = record?.pid;
-      if (
-        !record ||
-        pid === undefined ||
-        !vmIsAlive(record.state) ||
-        !firecrackerAlive(pid, dir.path)
-      ) {
-        await dir.remove();
-        cleaned.push(id);
-        continue;
+  async recover(): Promise<RecoveryReport> {
+    const scan = await scanSandboxes(this.opts.dataDir, this.log);
+    const slotOf = (r: SandboxRecord) => (r.network === "tap" ? r.slotIndex : undefined);
+    const net = await this.opts.network.recover(scan.live.flatMap((f) => slotOf(f.record) ?? []));
+    const slots = new Map(net.kept.map((slot) => [slot.index, slot]));
+    const adopted: string[] = [];
+    const failed: string[] = [];
+    for (const f of scan.final) this.registerFound(f, undefined);
+    for (const f of scan.dead) {
+      const s = this.registerFound(f, undefined);
+      if (s.state === "stopping") {
+        await this.transition(s, "stopped", {});
+      } else {
+        await this.fail(s, "firecracker exited while the daemon was down");
+        failed.push(s.id);
       }
-      if (record.slotIndex !== undefined) slotsInUse.push(record.slotIndex);
-      live.push(id);
-      const s = newSandbox(
-        {
-          id,
-          requestKey: record.requestKey,
-          labels: record.labels,
-          kernel: record.kernel,
-          rootfs: record.rootfs,
-          bootArgs: record.bootArgs,
-          vcpus: record.vcpus,
-          memoryMib: record.memoryMib,
-          network: record.network,
-          ttlSeconds: record.ttlSeconds,
-          workload: record.workload,
-          createdFrom: record.createdFrom,
-          snapshotId: record.snapshotId,
-          diskBytes: apparentSize(dir.absolute.rootfs),
-          dir,
-          slot: undefined,
-          hidden: false,
-          state: record.state,
-          createdAt: new Date(record.createdAt),
-        },
-        this.log,
-      );
-      s.readyAt = record.readyAt ? new Date(record.readyAt) : undefined;
-      s.lastExitedAt = record.lastExitedAt ? new Date(record.lastExitedAt) : undefined;
-      s.lastExitCode = record.lastExitCode;
-      s.error = "left running by an earlier daemon; not re-adopted (stop or remove it)";
-      s.orphanPid = pid;
-      this.sandboxes.set(id, s);
     }
-    if (cleaned.length > 0)
-      this.log.info({ sandboxes: cleaned }, "cleaned up sandboxes whose firecracker is gone");
-    if (live.length > 0)
-      this.log.warn({ sandboxes: live }, "sandboxes left running by an earlier daemon");
-    return { cleaned, live, slotsInUse };
+    await adoptAll(
+      scan.live,
+      async (f, signal) => {
+        const index = slotOf(f.record);
+        const slot = index === undefined ? undefined : slots.get(index);
+        const s = this.registerFound(f, slot);
+        if (index !== undefined && !slot)
+          throw new Error(`its network namespace (slot ${index}) is gone`);
+        await this.adopt(s, f.record, signal);
+        adopted.push(s.id);
+      },
+      async (f, err) => {
+        const s = this.sandboxes.get(f.record.id);
+        if (s) await this.fail(s, `re-adoption after a daemon restart failed: ${errorText(err)}`);
+        failed.push(f.record.id);
+      },
+      this.opts.recovery,
+    );
+    // Armed only now: a TTL that ran out while the daemon was down must not race an adoption.
+    for (const s of this.sandboxes.values()) {
+      if (s.hidden) await this.remove(s.id, { force: true }).catch(() => {});
+      else if (s.ttlSeconds > 0) this.armTtl(s);
+    }
+    const report = {
+      adopted,
+      failed,
+      kept: scan.final.map((f) => f.record.id),
+      removed: scan.removed,
+    };
+    if (scan.live.length + scan.dead.length + scan.final.length > 0)
+      this.log.info(report, "sandboxes of an earlier daemon recovered");
+    return report;
+  }
+
+  /** Registers a sandbox read from disk, in its recorded state, without an event. */
+  private registerFound(f: FoundSandbox, slot: NetworkSlot | undefined): Sandbox {
+    const { dir, record } = f;
+    const s = newSandbox(
+      {
+        id: record.id,
+        requestKey: record.requestKey,
+        labels: record.labels,
+        kernel: record.kernel,
+        rootfs: record.rootfs,
+        bootArgs: record.bootArgs,
+        vcpus: record.vcpus,
+        memoryMib: record.memoryMib,
+        network: record.network,
+        ttlSeconds: record.ttlSeconds,
+        workload: record.workload,
+        createdFrom: record.createdFrom,
+        snapshotId: record.snapshotId,
+        diskBytes: apparentSize(dir.absolute.rootfs),
+        dir,
+        slot,
+        hidden: record.hidden ?? false,
+        // `running` is not tracked across a restart: the workload's session is gone.
+        state: record.state === "running" ? "ready" : record.state,
+        createdAt: new Date(record.createdAt),
+      },
+      this.log,
+    );
+    s.readyAt = record.readyAt ? new Date(record.readyAt) : undefined;
+    s.lastExitedAt = record.lastExitedAt ? new Date(record.lastExitedAt) : undefined;
+    s.lastExitCode = record.lastExitCode;
+    s.error = record.error;
+    if (s.state !== "starting") s.markSettled();
+    this.sandboxes.set(s.id, s);
+    return s;
+  }
+
+  /** Re-attaches a registered sandbox to its running Firecracker (see `recover`). */
+  private async adopt(s: Sandbox, record: SandboxRecord, signal: AbortSignal): Promise<void> {
+    const { agent, runtime } = this.opts;
+    const pid = record.pid;
+    if (pid === undefined) throw new Error("its record has no pid");
+    const net = s.slot?.mode === "tap" ? s.slot : undefined;
+    const { fc, state } = await adoptMicroVm(
+      runtime,
+      { dir: s.dir, net, target: { pid, startTime: record.pidStartTime } },
+      signal,
+    );
+    s.fc = fc;
+    this.watchExit(s, fc);
+    if (s.state === "stopping") {
+      s.stopRequested = true;
+      s.lifetime.abort();
+      fc.kill();
+      await this.releaseVm(s);
+      await this.transition(s, "stopped", {});
+      return;
+    }
+    if (s.state === "starting" || state === "not-started") {
+      await this.fail(s, "boot interrupted by a daemon restart");
+      return;
+    }
+    if (state === "resumed")
+      s.log.warn({ vmState: "Paused" }, "resumed a VM left paused by a checkpoint cut short");
+    if (agent.readiness === "agent") {
+      s.agent = new AgentClient({
+        endpoint: { kind: "vsock", udsPath: s.dir.absolute.vsockSocket, port: agent.port },
+        requestTimeoutMs: agent.callTimeoutMs,
+        spareConnection: true,
+      });
+    }
+    if (record.state === "running") {
+      s.log.info(
+        { recordedState: record.state },
+        "a workload was running when the daemon stopped: its exit code is unknown",
+      );
+    }
+    // The record gains this process's start time if an older daemon wrote it.
+    this.track(this.persist(s));
   }
 
   /** Refuses new work; with `stopSandboxes`, stops and removes every sandbox. */
@@ -1455,7 +1538,12 @@ export class SandboxManager {
         ),
       );
     } else {
-      for (const s of this.sandboxes.values()) s.ttlTimer?.clear();
+      // Left running for the next daemon, which re-adopts them: let go of every handle.
+      for (const s of this.sandboxes.values()) {
+        s.ttlTimer?.clear();
+        s.agent?.close();
+        s.fc?.detach();
+      }
     }
     await Promise.allSettled([...this.background]);
   }
@@ -1538,7 +1626,9 @@ export class SandboxManager {
       slotIndex: s.slot?.mode === "tap" ? s.slot.index : undefined,
       ttlSeconds: s.ttlSeconds,
       workload: s.workload,
-      pid: s.fc?.pid ?? s.orphanPid,
+      pid: s.fc?.pid,
+      pidStartTime: s.fc?.startTime,
+      ...(s.hidden && { hidden: true }),
       createdFrom: s.createdFrom,
       snapshotId: s.snapshotId,
       createdAt: s.createdAt.toISOString(),
@@ -1580,7 +1670,7 @@ export class SandboxManager {
       error: s.error,
       createdFrom: s.createdFrom,
       snapshotId: s.snapshotId,
-      pid: this.opts.exposeHostDetails ? (s.fc?.pid ?? s.orphanPid) : undefined,
+      pid: this.opts.exposeHostDetails ? s.fc?.pid : undefined,
       expiresAt:
         s.ttlSeconds > 0 ? new Date(s.createdAt.getTime() + s.ttlSeconds * 1000) : undefined,
     };
@@ -1668,33 +1758,6 @@ function errorText(err: unknown): string {
 
 function signalName(n: number): string | undefined {
   return Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0];
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    // A zombie (state Z) is dead; the kernel keeps it until a parent reaps it.
-    return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-}
-
-/** True when `pid` is alive and is the Firecracker of `sandboxDir` (not a reused pid). */
-function firecrackerAlive(pid: number, sandboxDir: string): boolean {
-  try {
-    return pidAlive(pid) && readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(sandboxDir);
-  } catch {
-    return false;
-  }
-}
-
-async function killPid(pid: number): Promise<void> {
-  try {
-    process.kill(pid, "SIGKILL");
-  } catch {
-    return;
-  }
-  for (let i = 0; i < 100 && pidAlive(pid); i++) await new Promise((r) => setTimeout(r, 10));
 }
 
 /** The `rootfs_clone` event attribute: how the sandbox's writable disk was made. */

@@ -22,6 +22,14 @@ export interface SandboxRecord {
   readonly ttlSeconds: number;
   readonly workload: ProcessSpec | undefined;
   readonly pid: number | undefined;
+  /**
+   * Start time of `pid` (field 22 of `/proc/<pid>/stat`), so a restarted daemon
+   * never adopts a process that reused the pid. Absent in records of earlier
+   * versions: the process's cwd and `--id` are then the only check.
+   */
+  readonly pidStartTime?: string | undefined;
+  /** A daemon-internal sandbox (golden build): never listed; removed at restart. */
+  readonly hidden?: boolean | undefined;
   readonly createdFrom: CreatedFrom;
   readonly snapshotId: string | undefined;
   readonly createdAt: string;

@@ -25,6 +25,9 @@ function recordingRuntime(log: string[]): VmmRuntime {
         },
       } as unknown as FirecrackerProcess;
     },
+    async adopt() {
+      throw new Error("not used");
+    },
   };
   return {
     launcher,

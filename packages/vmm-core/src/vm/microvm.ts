@@ -1,4 +1,9 @@
-import type { FirecrackerLauncher, FirecrackerProcess, LaunchOptions } from "@vmm/firecracker";
+import type {
+  AdoptTarget,
+  FirecrackerLauncher,
+  FirecrackerProcess,
+  LaunchOptions,
+} from "@vmm/firecracker";
 import type { TapSlot } from "../network/index.js";
 import type { SandboxDir } from "../storage/index.js";
 
@@ -30,6 +35,54 @@ export interface VmmRuntime {
   readonly apiTimeoutMs: number;
 }
 
+/** The launch options of the sandbox in `dir` (the same for launching and adopting). */
+function launchOptions(runtime: VmmRuntime, dir: SandboxDir, net: TapSlot | undefined) {
+  const rel = dir.relative;
+  return {
+    ...runtime.launchDefaults,
+    workDir: dir.path,
+    id: dir.id,
+    ...(net && { netns: net.netns }),
+    consoleLogPath: rel.consoleLog,
+    cleanupPaths: [rel.vsockSocket],
+  };
+}
+
+/** What the VM was doing when it was adopted. */
+export type AdoptedVmState = "running" | "resumed" | "not-started";
+
+/**
+ * Re-attaches to the microVM of `dir` found running (left by an earlier
+ * daemon): the launcher refuses a pid that is gone or reused; then the API
+ * must answer within `signal`. A VM found paused (a checkpoint cut short by
+ * the daemon's death) is resumed. If the process is ours but the API does not
+ * answer, it is killed before the error propagates.
+ */
+export async function adoptMicroVm(
+  runtime: VmmRuntime,
+  spec: { dir: SandboxDir; net: TapSlot | undefined; target: AdoptTarget },
+  signal: AbortSignal,
+): Promise<{ fc: FirecrackerProcess; state: AdoptedVmState }> {
+  const fc = await runtime.launcher.adopt(
+    launchOptions(runtime, spec.dir, spec.net),
+    spec.target,
+    signal,
+  );
+  try {
+    const call = { signal, timeoutMs: runtime.apiTimeoutMs };
+    const info = await fc.client.describeInstance(call);
+    if (info.state === "Not started") return { fc, state: "not-started" };
+    if (info.state === "Paused") {
+      await fc.client.patchVm({ state: "Resumed" }, call);
+      return { fc, state: "resumed" };
+    }
+    return { fc, state: "running" };
+  } catch (err) {
+    await fc[Symbol.asyncDispose]();
+    throw err;
+  }
+}
+
 /**
  * Boots a microVM: launches Firecracker in the sandbox dir (its cwd) and
  * configures it with relative paths (ARCHITECTURE decision 3), then
@@ -42,17 +95,7 @@ export async function bootMicroVm(
   signal: AbortSignal,
 ): Promise<FirecrackerProcess> {
   const rel = spec.dir.relative;
-  const fc = await runtime.launcher.launch(
-    {
-      ...runtime.launchDefaults,
-      workDir: spec.dir.path,
-      id: spec.dir.id,
-      ...(spec.net && { netns: spec.net.netns }),
-      consoleLogPath: rel.consoleLog,
-      cleanupPaths: [rel.vsockSocket],
-    },
-    signal,
-  );
+  const fc = await runtime.launcher.launch(launchOptions(runtime, spec.dir, spec.net), signal);
   try {
     const call = { signal, timeoutMs: runtime.apiTimeoutMs };
     const api = fc.client;

@@ -55,7 +55,7 @@ export const schema = {
     on_shutdown: oneOf(
       "stop",
       ["stop", "keep"],
-      "What happens to running sandboxes when the daemon exits: stop them, or keep their microVMs running (their records stay; a restarted daemon lists them).",
+      "What happens to running sandboxes when the daemon exits: stop them, or keep their microVMs running (a restarted daemon re-adopts them: docs/architecture.md).",
     ),
   },
   firecracker: {
