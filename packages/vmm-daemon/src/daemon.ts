@@ -16,6 +16,7 @@ import { createCallGate } from "./call-gate.js";
 import type { Config } from "./config/schema.js";
 import type { ConnectionLimits } from "./connection-limits.js";
 import { type Listener, listenTcp, listenUnix, type UniversalHandler } from "./listeners.js";
+import { REQUEST_COMPRESSIONS } from "./request-compression.js";
 import { resolveGroup } from "./socket-group.js";
 import { VERSION } from "./version.js";
 
@@ -79,6 +80,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       routes,
       interceptors,
       readMaxBytes: config.grpc.max_message_bytes,
+      acceptCompression: [...REQUEST_COMPRESSIONS],
       shutdownSignal: shutdown.signal,
       contextValues: () => createContextValues().set(listenerKey, kind),
     });

@@ -1080,10 +1080,20 @@ export class SandboxManager {
       void this.opts.cloner.prepare(snap.paths.rootfs);
       return this.view(s);
     } catch (err) {
+      const removedMeanwhile = s.stopRequested;
       // A failed restore leaves nothing behind: the caller got no sandbox.
       if (!s.stopRequested && s.state === "starting")
         await this.fail(s, `restore failed: ${errorText(err)}`, {}, err);
       await this.remove(s.id, { force: true }, { reason: "restore failed" }).catch(() => {});
+      // Files vanishing while they are cloned is a race the client lost, not a daemon bug:
+      // the snapshot was deleted (NOT_FOUND) or the sandbox removed (FAILED_PRECONDITION).
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+        if (removedMeanwhile)
+          throw new FailedPreconditionError(
+            `sandbox ${id} was removed while it was being restored`,
+          );
+        await catalog.usableOrThrow(snapshotId);
+      }
       throw err;
     } finally {
       reservation.settled();
