@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { constants as osConstants } from "node:os";
@@ -31,17 +31,18 @@ import {
   type ResolvedImage,
   resolveImage,
   SandboxDir,
-  sameImageIdentity,
 } from "../storage/index.js";
 import { adoptMicroVm, bootMicroVm, type VmmRuntime } from "../vm/microvm.js";
 import { Admission, type CommittedUsage, type Reservation } from "./admission.js";
 import { EventBus } from "./event-bus.js";
+import { type GoldenOptions, GoldenPool, type GoldenSpec } from "./golden-pool.js";
 import type { SandboxLimits } from "./limits.js";
 import { compareByCreation } from "./list-order.js";
 import { type AdoptAllOptions, adoptAll, type FoundSandbox, scanSandboxes } from "./recovery.js";
 import { validateCreateRequest, validateLabels, validateProcessSpec } from "./request-limits.js";
 import type { SandboxRecord } from "./sandbox-record.js";
 import { defaultSnapshotName } from "./snapshot-name.js";
+import { stableKey } from "./stable-key.js";
 import { assertTransition, vmIsAlive } from "./state-machine.js";
 import type {
   CreatedFrom,
@@ -126,17 +127,6 @@ export interface RecoveryReport {
   /** Directories without a readable record, removed. */
   readonly removed: readonly string[];
 }
-
-/** The golden snapshot pool's budget (config `[golden]`). */
-export interface GoldenOptions {
-  /** Golden snapshots kept at once; the least recently used beyond it are deleted. */
-  readonly maxSnapshots: number;
-  /** Golden builds (a hidden boot + checkpoint) running at once. */
-  readonly maxConcurrentBuilds: number;
-}
-
-/** A golden build that failed is not retried for this long (a broken image must not boot in a loop). */
-const GOLDEN_RETRY_MS = 60_000;
 
 /** Longest graceful-stop wait a client may ask for (Stop.timeout_seconds). */
 export const MAX_STOP_TIMEOUT_SECONDS = 3600;
@@ -265,12 +255,8 @@ export class SandboxManager {
   private readonly opts: SandboxManagerOptions;
   private readonly log: Logger;
   private readonly background = new Set<Promise<unknown>>();
-  /** Golden keys being built now (Create never waits for them). */
-  private readonly goldenBuilds = new Set<string>();
-  /** When a golden key's build last failed (not retried for GOLDEN_RETRY_MS). */
-  private readonly goldenFailedAt = new Map<string, number>();
-  /** When each golden snapshot last served a Create (least recently used ones are evicted). */
-  private readonly goldenUsedAt = new Map<string, number>();
+  /** Golden snapshots (config `[golden]`); absent when off. */
+  private readonly golden: GoldenPool | undefined;
   private readonly admission: Admission;
   /** Ids admitted but not yet registered: a second Create of one waits for the first. */
   private readonly pendingIds = new Map<string, Promise<void>>();
@@ -281,6 +267,16 @@ export class SandboxManager {
     this.opts = options;
     this.log = options.logger;
     this.admission = new Admission(options.limits, () => this.committedUsage());
+    this.golden =
+      options.golden &&
+      new GoldenPool({
+        budget: options.golden,
+        catalog: () => this.catalog,
+        builder: this.goldenBuilder(),
+        agentPort: options.agent.port,
+        track: (p) => this.track(p),
+        log: this.log,
+      });
     if (options.catalog instanceof Promise) {
       options.catalog.then(
         (c) => {
@@ -363,7 +359,8 @@ export class SandboxManager {
           memoryMib: resolved.memoryMib,
           diskBytes: rootfs.identity.size,
         });
-    const golden = options.hidden ? {} : this.goldenFor(resolved, kernel, rootfs);
+    const golden: ReturnType<GoldenPool["lookup"]> =
+      (!options.hidden && this.golden?.lookup(resolved, kernel, rootfs)) || {};
     const s = await this.admitted(id, reservation, async () => {
       const { slot, dir } = await this.allocate(id, resolved.network);
       return this.register({
@@ -389,7 +386,7 @@ export class SandboxManager {
     const start = golden.snapshot ? this.bootFromGolden(s, golden.snapshot) : this.boot(s);
     this.track(start.finally(() => reservation?.settled()));
     if (golden.key !== undefined && !golden.snapshot)
-      this.ensureGolden(golden.key, resolved, kernel, rootfs);
+      this.golden?.ensure(golden.key, resolved, kernel, rootfs);
     return this.view(s);
   }
 
@@ -1192,142 +1189,40 @@ export class SandboxManager {
 
   // ── Golden snapshots ───────────────────────────────────────────────────
 
-  /**
-   * The golden key of a spec: its kernel and rootfs (path and file identity,
-   * so a changed file gets a new key), size, boot args and network mode.
-   */
-  private goldenFor(
-    r: { vcpus: number; memoryMib: number; bootArgs: string; network: NetworkMode },
-    kernel: ResolvedImage,
-    rootfs: ResolvedImage,
-  ): { key?: string; snapshot?: UsableSnapshot } {
-    if (!this.opts.golden || this.opts.golden.maxSnapshots === 0 || !this.catalog) return {};
-    const key = createHash("sha256")
-      .update(
-        stableKey({
-          kernel: [kernel.path, kernel.identity],
-          rootfs: [rootfs.path, rootfs.identity],
-          vcpus: r.vcpus,
-          memoryMib: r.memoryMib,
-          bootArgs: r.bootArgs,
-          network: r.network,
-          agentPort: this.opts.agent.port,
-        }),
-      )
-      .digest("hex")
-      .slice(0, 32);
-    const snapshot = this.catalog.findGolden(key)[0];
-    return snapshot ? { key, snapshot } : { key };
-  }
-
-  /** Starts building the golden snapshot for `key` in the background unless one is being built. */
-  private ensureGolden(
-    key: string,
-    r: { vcpus: number; memoryMib: number; bootArgs: string; network: NetworkMode },
-    kernel: ResolvedImage,
-    rootfs: ResolvedImage,
-  ): void {
-    const budget = this.opts.golden;
-    if (!budget || this.goldenBuilds.has(key) || this.closed) return;
-    // The pool's own budget: a bounded number of builds at once (a later Create of the
-    // spec starts it), and no rebuild loop for a spec whose build just failed.
-    if (this.goldenBuilds.size >= budget.maxConcurrentBuilds) return;
-    const failedAt = this.goldenFailedAt.get(key);
-    if (failedAt !== undefined && Date.now() - failedAt < GOLDEN_RETRY_MS) return;
-    this.goldenBuilds.add(key);
-    this.track(
-      this.buildGolden(key, r, kernel, rootfs)
-        .then(
-          () => this.goldenFailedAt.delete(key),
-          (err: unknown) => {
-            this.goldenFailedAt.set(key, Date.now());
-            this.log.warn({ err, goldenKey: key }, "golden snapshot build failed");
+  /** How the golden pool builds: a hidden sandbox of this manager, booted, checkpointed, removed. */
+  private goldenBuilder() {
+    return {
+      boot: async (
+        id: string,
+        spec: GoldenSpec,
+        kernel: ResolvedImage,
+        rootfs: ResolvedImage,
+      ): Promise<void> => {
+        await this.create(
+          {
+            id,
+            labels: {},
+            kernel: kernel.path,
+            rootfs: rootfs.path,
+            bootArgs: spec.bootArgs,
+            vcpus: spec.vcpus,
+            memoryMib: spec.memoryMib,
+            network: spec.network,
+            ttlSeconds: 0,
           },
-        )
-        .finally(() => this.goldenBuilds.delete(key)),
-    );
-  }
-
-  /**
-   * Keeps the golden pool within its budget after a build: goldens of an
-   * image whose file changed since are useless and go; of the rest, the
-   * least recently used beyond `maxSnapshots` go (several specs in use keep
-   * their goldens instead of evicting each other on every build).
-   */
-  private async evictGoldens(
-    catalog: SnapshotCatalog,
-    kernel: ResolvedImage,
-    rootfs: ResolvedImage,
-  ): Promise<void> {
-    const max = this.opts.golden?.maxSnapshots ?? 0;
-    const goldens = catalog
-      .list({ includeHidden: true })
-      .filter((e) => e.meta?.hidden && e.meta.goldenKey !== undefined);
-    const stale = (e: SnapshotEntry) => {
-      const m = e.meta;
-      if (!m) return true;
-      return (
-        (m.kernel.path === kernel.path && !sameImageIdentity(m.kernel.identity, kernel.identity)) ||
-        (m.rootfsBase.path === rootfs.path &&
-          !sameImageIdentity(m.rootfsBase.identity, rootfs.identity))
-      );
-    };
-    const lastUsed = (e: SnapshotEntry) =>
-      this.goldenUsedAt.get(e.id) ?? (e.meta ? Date.parse(e.meta.createdAt) : 0);
-    const kept = goldens.filter((e) => !stale(e)).sort((a, b) => lastUsed(b) - lastUsed(a));
-    const doomed = [...goldens.filter(stale), ...kept.slice(Math.max(0, max))];
-    for (const e of doomed) {
-      this.goldenUsedAt.delete(e.id);
-      await this.deleteSnapshot(e.id).catch((err: unknown) =>
-        this.log.warn({ err, snapshotId: e.id }, "deleting a golden snapshot failed"),
-      );
-    }
-  }
-
-  private async buildGolden(
-    key: string,
-    r: { vcpus: number; memoryMib: number; bootArgs: string; network: NetworkMode },
-    kernel: ResolvedImage,
-    rootfs: ResolvedImage,
-  ): Promise<void> {
-    const catalog = await this.catalogOrThrow();
-    const id = `golden-${key.slice(0, 16)}`;
-    const started = performance.now();
-    await this.create(
-      {
-        id,
-        labels: {},
-        kernel: kernel.path,
-        rootfs: rootfs.path,
-        bootArgs: r.bootArgs,
-        vcpus: r.vcpus,
-        memoryMib: r.memoryMib,
-        network: r.network,
-        ttlSeconds: 0,
+          { hidden: true },
+        );
+        const s = this.get(id);
+        await s.settled;
+        if (s.state !== "ready")
+          throw new Error(`golden sandbox ${id} is ${s.state}: ${s.error ?? ""}`);
       },
-      { hidden: true },
-    );
-    const s = this.get(id);
-    try {
-      await s.settled;
-      if (s.state !== "ready")
-        throw new Error(`golden sandbox ${id} is ${s.state}: ${s.error ?? ""}`);
-      const snap = await this.checkpoint({
-        sandboxId: id,
-        name: id,
-        labels: {},
-        hidden: true,
-        goldenKey: key,
-      });
-      this.log.info(
-        { goldenKey: key, snapshotId: snap.id, ms: Math.round(performance.now() - started) },
-        "golden snapshot ready",
-      );
-      this.goldenUsedAt.set(snap.id, Date.now());
-      await this.evictGoldens(catalog, kernel, rootfs);
-    } finally {
-      await this.remove(id, { force: true }).catch(() => {});
-    }
+      checkpoint: async (id: string, goldenKey: string): Promise<string> =>
+        (await this.checkpoint({ sandboxId: id, name: id, labels: {}, hidden: true, goldenKey }))
+          .id,
+      remove: (id: string) => this.remove(id, { force: true }),
+      deleteSnapshot: (snapshotId: string) => this.deleteSnapshot(snapshotId),
+    };
   }
 
   /**
@@ -1335,7 +1230,7 @@ export class SandboxManager {
    * returns at once: neither startup nor any Create waits for it.
    */
   warmGolden(): void {
-    if (!this.opts.golden || !this.opts.catalog) return;
+    if (!this.golden || !this.opts.catalog) return;
     this.track(
       this.warmDefaultGolden().catch((err: unknown) =>
         this.log.warn({ err }, "golden snapshot of the defaults not started"),
@@ -1348,15 +1243,15 @@ export class SandboxManager {
     const r = this.resolveSpec({ labels: {}, ttlSeconds: 0 });
     const kernel = await this.resolveImage(r.kernel, "kernel", { trusted: true });
     const rootfs = await this.resolveImage(r.rootfs, "rootfs", { trusted: true });
-    const golden = this.goldenFor(r, kernel, rootfs);
+    const golden = this.golden?.lookup(r, kernel, rootfs) ?? {};
     if (golden.key !== undefined && !golden.snapshot)
-      this.ensureGolden(golden.key, r, kernel, rootfs);
+      this.golden?.ensure(golden.key, r, kernel, rootfs);
   }
 
   /** The golden path of Create: restore, then give the clone its own identity through the agent. */
   private async bootFromGolden(s: Sandbox, snap: UsableSnapshot): Promise<void> {
     const started = performance.now();
-    this.goldenUsedAt.set(snap.id, Date.now());
+    this.golden?.used(snap.id);
     try {
       const clone = await this.loadFromSnapshot(s, snap);
       let identity = "none";
@@ -1539,6 +1434,7 @@ export class SandboxManager {
   /** Refuses new work; with `stopSandboxes`, stops and removes every sandbox. */
   async close(options: { stopSandboxes: boolean }): Promise<void> {
     this.closed = true;
+    this.golden?.close();
     if (options.stopSandboxes) {
       await Promise.all(
         [...this.sandboxes.values()].map((s) =>
@@ -1740,16 +1636,6 @@ function snapshotView(e: SnapshotEntry): SnapshotView {
     unusableReason: e.state === "unusable" ? e.reason : undefined,
     sizeBytes: size,
   };
-}
-
-function stableKey(value: unknown): string {
-  return JSON.stringify(value, (_k, v: unknown) =>
-    v && typeof v === "object" && !Array.isArray(v)
-      ? Object.fromEntries(
-          Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)),
-        )
-      : v,
-  );
 }
 
 function exitAttributes(exit: {
