@@ -1,0 +1,232 @@
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type {
+  ExitStatus,
+  FirecrackerLauncher,
+  FirecrackerProcess,
+  LaunchOptions,
+} from "@vmm/firecracker";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FailedPreconditionError, ResourceExhaustedError } from "../errors.js";
+import { silentLogger } from "../internal/index.js";
+import { createNoNetworkManager } from "../network/network-manager-none.js";
+import { createDiskCloner } from "../storage/index.js";
+import { SandboxManager } from "./sandbox-manager.js";
+import type { SandboxEvent } from "./types.js";
+
+// The manager in-process, over a fake Firecracker runtime (no process, no
+// socket): every API call succeeds unless `failOn` names it, and a process
+// "exits" when killed. Readiness "vmm": ready once InstanceStart returned.
+
+interface FakeVm {
+  readonly id: string;
+  readonly calls: string[];
+  alive: boolean;
+  exit(status?: Partial<ExitStatus>): void;
+}
+
+function fakeLauncher(failOn: Set<string>, vms: FakeVm[]): FirecrackerLauncher {
+  let pid = 100_000;
+  const launch = async (options: LaunchOptions): Promise<FirecrackerProcess> => {
+    let exit!: (s: ExitStatus) => void;
+    const exited = new Promise<ExitStatus>((r) => {
+      exit = r;
+    });
+    const vm: FakeVm = {
+      id: options.id,
+      calls: [],
+      alive: true,
+      exit: (s) => {
+        if (!vm.alive) return;
+        vm.alive = false;
+        exit({ code: null, signal: "SIGKILL", ...s } as ExitStatus);
+      },
+    };
+    vms.push(vm);
+    const client = new Proxy(
+      {},
+      {
+        get: (_t, name) => async () => {
+          vm.calls.push(String(name));
+          if (failOn.has(String(name))) throw new Error(`fake firecracker refuses ${String(name)}`);
+          return {};
+        },
+      },
+    );
+    return {
+      pid: ++pid,
+      startTime: "1",
+      id: options.id,
+      client,
+      apiSocketPath: join(options.workDir, "api.sock"),
+      workDir: options.workDir,
+      rootDir: options.workDir,
+      exited,
+      stop: async () => {
+        vm.exit();
+        return exited;
+      },
+      kill: () => vm.exit(),
+      cleanup: async () => {},
+      detach: () => {},
+      [Symbol.asyncDispose]: async () => vm.exit(),
+    } as unknown as FirecrackerProcess;
+  };
+  return {
+    launch,
+    adopt: async () => {
+      throw new Error("no adoption in these specs");
+    },
+  };
+}
+
+describe("SandboxManager in-process (fake runtime)", () => {
+  let dataDir: string;
+  let vms: FakeVm[];
+  let failOn: Set<string>;
+  let manager: SandboxManager;
+
+  const make = (
+    limits: Partial<ConstructorParameters<typeof SandboxManager>[0]["limits"]> = {},
+  ) => {
+    manager = new SandboxManager({
+      dataDir,
+      imagesDir: join(dataDir, "images"),
+      runtime: {
+        launcher: fakeLauncher(failOn, vms),
+        apiTimeoutMs: 1000,
+        launchDefaults: { binaryPath: "/bin/firecracker" } as never,
+      },
+      network: createNoNetworkManager(),
+      cloner: createDiskCloner("copy"),
+      defaults: {
+        vcpus: 1,
+        memoryMib: 128,
+        kernel: "vmlinux",
+        rootfs: "rootfs.ext4",
+        bootArgs: "console=ttyS0",
+        network: "none",
+      },
+      limits: {
+        maxSandboxes: 10,
+        maxVcpusPerSandbox: 4,
+        maxMemoryMibPerSandbox: 1024,
+        maxTotalVcpus: 0,
+        maxTotalMemoryMib: 0,
+        maxConcurrentCreates: 10,
+        maxTotalDiskBytes: 0,
+        maxSnapshotsPerSandbox: 0,
+        ...limits,
+      },
+      agent: { port: 1024, readiness: "vmm", bootTimeoutMs: 5000, callTimeoutMs: 1000 },
+      logger: silentLogger,
+    });
+    return manager;
+  };
+  const settle = async (id: string, state: string) => {
+    for (let i = 0; i < 200; i++) {
+      if (manager.inspect(id).state === state) return manager.inspect(id);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    throw new Error(`${id} is ${manager.inspect(id).state}, not ${state}`);
+  };
+  const sandboxDirs = async () =>
+    (await readdir(join(dataDir, "sandboxes"))).filter((n) => !n.startsWith("."));
+
+  beforeEach(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), "vmm-manager-"));
+    await rm(join(dataDir, "images"), { recursive: true, force: true });
+    const { mkdir } = await import("node:fs/promises");
+    await mkdir(join(dataDir, "images"));
+    await writeFile(join(dataDir, "images", "vmlinux"), "kernel");
+    await writeFile(join(dataDir, "images", "rootfs.ext4"), "rootfs");
+    vms = [];
+    failOn = new Set();
+  });
+  afterEach(async () => {
+    await manager?.close({ stopSandboxes: true });
+    await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it("create → ready → stop → remove, with events in order and nothing left", async () => {
+    make();
+    await manager.recover();
+    const ac = new AbortController();
+    const events: SandboxEvent[] = [];
+    const pump = (async () => {
+      for await (const e of manager.events({ id: "a" }, ac.signal)) events.push(e);
+    })().catch(() => {});
+    await new Promise((r) => setTimeout(r, 10));
+    await expect(manager.create({ id: "a", labels: {}, ttlSeconds: 0 })).resolves.toMatchObject({
+      state: "starting",
+    });
+    await settle("a", "ready");
+    expect(vms[0]?.calls).toContain("createSyncAction");
+    await manager.stop("a", 0);
+    expect(manager.inspect("a").state).toBe("stopped");
+    await manager.remove("a", { force: false });
+    ac.abort();
+    await pump;
+    expect(events.map((e) => e.action)).toEqual([
+      "created",
+      "ready",
+      "stopping",
+      "stopped",
+      "removed",
+    ]);
+    expect(await sandboxDirs()).toEqual([]);
+    expect(vms.every((v) => !v.alive)).toBe(true);
+  });
+
+  it("a boot step that fails leaves the sandbox failed with the reason, its VM gone", async () => {
+    make();
+    await manager.recover();
+    failOn.add("putGuestBootSource");
+    await manager.create({ id: "b", labels: {}, ttlSeconds: 0 });
+    const info = await settle("b", "failed");
+    expect(info.error).toMatch(/^boot failed: .*putGuestBootSource/);
+    expect(vms[0]?.alive).toBe(false);
+    await manager.remove("b", { force: false });
+    expect(await sandboxDirs()).toEqual([]);
+  });
+
+  it("Firecracker dying underneath turns a ready sandbox failed", async () => {
+    make();
+    await manager.recover();
+    await manager.create({ id: "c", labels: {}, ttlSeconds: 0 });
+    await settle("c", "ready");
+    vms[0]?.exit({ code: null, signal: "SIGKILL" });
+    const info = await settle("c", "failed");
+    expect(info.error).toMatch(/killed by SIGKILL/);
+  });
+
+  it("admission: concurrent Creates past max_sandboxes are refused and hold nothing", async () => {
+    make({ maxSandboxes: 2 });
+    await manager.recover();
+    const results = await Promise.allSettled(
+      ["d1", "d2", "d3", "d4"].map((id) => manager.create({ id, labels: {}, ttlSeconds: 0 })),
+    );
+    expect(results.filter((r) => r.status === "fulfilled")).toHaveLength(2);
+    const refused = results.filter((r) => r.status === "rejected");
+    expect(refused.map((r) => (r as PromiseRejectedResult).reason)).toEqual([
+      expect.any(ResourceExhaustedError),
+      expect.any(ResourceExhaustedError),
+    ]);
+    expect((await sandboxDirs()).sort()).toHaveLength(2);
+  });
+
+  it("Run without an agent (readiness vmm) is FAILED_PRECONDITION", async () => {
+    make();
+    await manager.recover();
+    await manager.create({ id: "e", labels: {}, ttlSeconds: 0 });
+    await settle("e", "ready");
+    await expect(
+      manager.run(
+        "e",
+        { cmd: ["true"], env: {}, tty: false, timeoutSeconds: 0 },
+        AbortSignal.timeout(1000),
+      ),
+    ).rejects.toBeInstanceOf(FailedPreconditionError);
+  });
+});
