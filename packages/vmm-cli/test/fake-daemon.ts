@@ -23,22 +23,7 @@ import {
   SnapshotSummarySchema,
   type TerminalSize,
 } from "@vmm/proto";
-
-const states = ["starting", "ready", "running", "stopping", "stopped", "failed"];
-const actions = [
-  "created",
-  "ready",
-  "running",
-  "idle",
-  "stopping",
-  "stopped",
-  "failed",
-  "removed",
-  "paused",
-  "resumed",
-  "checkpointed",
-  "restored",
-];
+import { isEventAction, isSandboxState } from "@vmm/proto/wire";
 
 /** The version the fake daemon reports in the vmm-version header. */
 export const fakeDaemonVersion = "9.8.7-fake";
@@ -340,7 +325,7 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
         };
       },
       async list(req) {
-        if (req.state !== "" && !states.includes(req.state)) {
+        if (req.state !== "" && !isSandboxState(req.state)) {
           throw new ConnectError(`state: unknown state "${req.state}"`, Code.InvalidArgument);
         }
         const out = [...sandboxes.values()].filter(
@@ -359,7 +344,7 @@ export async function startFakeDaemon(opts: { bootDelayMs?: number } = {}): Prom
         };
       },
       async *events(req, ctx) {
-        if (req.action !== "" && !actions.includes(req.action)) {
+        if (req.action !== "" && !isEventAction(req.action)) {
           throw new ConnectError(`action: unknown action "${req.action}"`, Code.InvalidArgument);
         }
         const queue: SandboxEvent[] = [];

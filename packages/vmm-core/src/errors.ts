@@ -91,8 +91,8 @@ export class UnavailableError extends VmmError {
 
 /** A feature this daemon does not provide. */
 export class UnimplementedError extends VmmError {
-  constructor(message: string) {
-    super("unimplemented", message);
+  constructor(message: string, options?: { hint?: string }) {
+    super("unimplemented", message, options);
   }
 }
 

@@ -49,7 +49,6 @@ export type {
   SandboxView,
   SnapshotView,
 } from "./sandbox/types.js";
-export { EVENT_ACTIONS, isEventAction, isSandboxState, SANDBOX_STATES } from "./sandbox/types.js";
 export type { SnapshotEntry, SnapshotMeta } from "./snapshot/index.js";
 export { SnapshotCatalog } from "./snapshot/index.js";
 export type { CloneMode, DiskCloner, SpareCloner } from "./storage/index.js";

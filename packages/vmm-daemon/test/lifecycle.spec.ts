@@ -2,6 +2,7 @@ import { rmSync } from "node:fs";
 import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { EVENT_ACTIONS, SANDBOX_STATES } from "@vmm/proto/wire";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   leftovers,
@@ -117,6 +118,34 @@ describe("sandbox lifecycle over gRPC with fc-sim", () => {
     ).resolves.toBe("InvalidArgument");
     await d.sandboxes.remove({ id: "flt-a" });
     await d.sandboxes.remove({ id: "flt-b" });
+  });
+
+  it("List and Events filters accept exactly the wire contract's lists (@vmm/proto/wire)", async () => {
+    for (const state of SANDBOX_STATES)
+      await expect(code(d.sandboxes.list({ state }))).resolves.toBe("ok");
+    // `paused` is a contract state this daemon cannot be in yet (no pause): refused, with the list.
+    const paused = await d.sandboxes.list({ state: "paused" }).catch((e: unknown) => e);
+    expect(paused).toBeInstanceOf(ConnectError);
+    expect((paused as ConnectError).code).toBe(Code.InvalidArgument);
+    expect((paused as ConnectError).rawMessage).toBe(
+      `state: unknown state "paused"; use one of ${SANDBOX_STATES.join(", ")}`,
+    );
+    expect(EVENT_ACTIONS).toEqual(
+      expect.arrayContaining(["paused", "resumed", "checkpointed", "restored"]),
+    );
+    // Each action is a valid filter: the stream opens and waits (ended here by the client).
+    await Promise.all(
+      EVENT_ACTIONS.map(async (action) => {
+        const stream = d.sandboxes.events({ action }, { signal: AbortSignal.timeout(500) });
+        await expect(
+          code(
+            (async () => {
+              for await (const _ of stream) break;
+            })(),
+          ),
+        ).resolves.toBe("Canceled");
+      }),
+    );
   });
 
   it("removes a sandbox when its TTL expires, saying so in the event", async () => {

@@ -228,6 +228,31 @@ describe("snapshots over gRPC with fc-sim", () => {
     await d.snapshots.deleteSnapshot({ snapshotId: cp.snapshotId });
   });
 
+  it("a vmstate Firecracker refuses to load: FailedPrecondition with Firecracker's fault, not Internal", async () => {
+    await d.sandboxes.create({ id: "crc-src" });
+    await waitForState(d, "crc-src", "ready");
+    const cp = await d.snapshots.checkpoint({ sandboxId: "crc-src" });
+    await d.sandboxes.remove({ id: "crc-src" });
+    // Same size (the catalog's cheap checks pass), one payload byte flipped: fc-sim, like
+    // Firecracker, answers snapshot/load with 400 "CRC64 validation failed".
+    const vmstate = join(cp.snapshotDir, "vmstate");
+    const bytes = readFileSync(vmstate);
+    bytes[20] = (bytes[20] ?? 0) ^ 0xff;
+    writeFileSync(vmstate, bytes);
+    const sandboxDirs = () =>
+      readdirSync(join(d.dataDir, "sandboxes")).filter((n) => !n.startsWith("."));
+    const before = sandboxDirs();
+    await expect(
+      code(d.snapshots.restore({ snapshotId: cp.snapshotId, id: "crc-clone" })),
+    ).resolves.toMatch(
+      /^FailedPrecondition: firecracker refused loadSnapshot: Load snapshot error: .*CRC64 validation failed/,
+    );
+    expect(sandboxDirs()).toEqual(before);
+    await expect(code(d.sandboxes.inspect({ id: "crc-clone" }))).resolves.toMatch(/^NotFound/);
+    expect((await d.sandboxes.list({})).sandboxes.map((s) => s.id)).not.toContain("crc-clone");
+    await d.snapshots.deleteSnapshot({ snapshotId: cp.snapshotId });
+  });
+
   it("rejects bad snapshot input with the right codes", async () => {
     const cases: [() => Promise<unknown>, RegExp][] = [
       [() => d.snapshots.checkpoint({ sandboxId: "" }), /^InvalidArgument: sandbox_id/],

@@ -4,13 +4,12 @@ import {
   DeadlineExceededError,
   FailedPreconditionError,
   InvalidArgumentError,
-  isEventAction,
-  isSandboxState,
   type ProcessSession,
   quote,
   type SandboxView,
 } from "@vmm/core";
 import * as pb from "@vmm/proto";
+import { isEventAction, isSandboxState, SANDBOX_STATES } from "@vmm/proto/wire";
 import {
   createSpecFromProto,
   processOutputFields,
@@ -87,7 +86,7 @@ export function registerSandboxService(
       if (req.state !== "" && !isSandboxState(req.state)) {
         throw new InvalidArgumentError(
           "state",
-          `unknown state ${quote(req.state)}; use starting, ready, running, stopping, stopped or failed`,
+          `unknown state ${quote(req.state)}; use one of ${SANDBOX_STATES.join(", ")}`,
         );
       }
       const views = sandboxes.list({

@@ -1,23 +1,8 @@
 import { type SandboxEvent, SandboxEventSchema } from "@vmm/proto";
+import { EVENT_ACTIONS } from "@vmm/proto/wire";
 import { defineCommand, writeChunk } from "../command.js";
 import { outputFlag } from "../common-flags.js";
 import { formatUnixNanos, parseOutputFormat, renderStreamMessage } from "../output.js";
-
-/** Event actions (sandbox.v1 plus vmm extensions), for completion. */
-export const eventActions = [
-  "created",
-  "ready",
-  "running",
-  "idle",
-  "stopping",
-  "stopped",
-  "failed",
-  "removed",
-  "paused",
-  "resumed",
-  "checkpointed",
-  "restored",
-] as const;
 
 /** `vmm events`: stream lifecycle events until Ctrl-C. */
 export const eventsCommand = defineCommand({
@@ -34,7 +19,7 @@ export const eventsCommand = defineCommand({
       type: "string",
       value: "ACTION",
       description: "only events with this action",
-      choices: eventActions,
+      choices: EVENT_ACTIONS,
     },
     output: outputFlag(["table", "json", "yaml"]),
   },

@@ -1,4 +1,5 @@
 import { ListSandboxesResponseSchema } from "@vmm/proto";
+import { SANDBOX_STATES } from "@vmm/proto/wire";
 import { defineCommand } from "../command.js";
 import { labelFlag, outputFlag } from "../common-flags.js";
 import { parseKeyValues } from "../flags.js";
@@ -11,16 +12,6 @@ import {
   parseOutputFormat,
   renderMessage,
 } from "../output.js";
-
-/** Sandbox states, for validation hints and completion. */
-export const sandboxStates = [
-  "starting",
-  "ready",
-  "running",
-  "stopping",
-  "stopped",
-  "failed",
-] as const;
 
 /** `vmm list`: the sandboxes, filtered by state and labels. */
 export const listCommand = defineCommand({
@@ -35,7 +26,7 @@ export const listCommand = defineCommand({
       type: "string",
       value: "STATE",
       description: "only sandboxes in this state",
-      choices: sandboxStates,
+      choices: SANDBOX_STATES,
     },
     label: labelFlag("only sandboxes with this label"),
     quiet: { type: "boolean", short: "q", description: "print ids only" },

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, UnimplementedError } from "../errors.js";
 import {
   MAX_PROCESS_TIMEOUT_SECONDS,
   REQUEST_LIMITS,
@@ -117,12 +117,6 @@ const cases: Case[] = [
     /^user: must be a user name or numeric uid/,
   ],
   [
-    "ssh_public_key bytes",
-    () => validateCreateRequest(spec({ sshPublicKey: "k".repeat(L.sshPublicKeyMaxBytes) })),
-    () => validateCreateRequest(spec({ sshPublicKey: "k".repeat(L.sshPublicKeyMaxBytes + 1) })),
-    /^ssh_public_key: must be at most 16384 bytes, got 16385$/,
-  ],
-  [
     "kernel bytes",
     () => validateCreateRequest(spec({ kernel: "k".repeat(L.imagePathMaxBytes) })),
     () => validateCreateRequest(spec({ kernel: "k".repeat(L.imagePathMaxBytes + 1) })),
@@ -171,6 +165,34 @@ describe("request limits", () => {
     const t = performance.now();
     expect(() => validateLabels("labels", labels)).toThrow(/at most 64 labels, got 120000/);
     expect(performance.now() - t).toBeLessThan(100);
+  });
+
+  it("ssh_public_key: bounded (16 KiB, no NUL) first, then any non-empty key UNIMPLEMENTED, never dropped", () => {
+    const over = () =>
+      validateCreateRequest(spec({ sshPublicKey: "k".repeat(L.sshPublicKeyMaxBytes + 1) }));
+    expect(over).toThrow(InvalidArgumentError);
+    expect(over).toThrow(/^ssh_public_key: must be at most 16384 bytes, got 16385$/);
+    expect(() => validateCreateRequest(spec({ sshPublicKey: "ssh-ed25519 A\0" }))).toThrow(
+      /^ssh_public_key: must not contain NUL$/,
+    );
+    for (const key of [
+      "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA user@host",
+      "k".repeat(L.sshPublicKeyMaxBytes),
+    ]) {
+      let err: unknown;
+      try {
+        validateCreateRequest(spec({ sshPublicKey: key }));
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(UnimplementedError);
+      expect((err as UnimplementedError).kind).toBe("unimplemented");
+      expect((err as Error).message).toMatch(/^ssh_public_key: SSH access is not supported/);
+      expect((err as UnimplementedError).hint).toMatch(/Run or Exec/);
+    }
+    // Unset or empty: nothing to deliver.
+    expect(() => validateCreateRequest(spec({}))).not.toThrow();
+    expect(() => validateCreateRequest(spec({ sshPublicKey: "" }))).not.toThrow();
   });
 
   it("labelsOf builds what it says", () => {

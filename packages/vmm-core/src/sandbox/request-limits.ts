@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from "../errors.js";
+import { InvalidArgumentError, UnimplementedError } from "../errors.js";
 import { quote } from "../internal/index.js";
 import type { CreateSandboxSpec, ProcessSpec } from "./types.js";
 
@@ -123,6 +123,16 @@ export function validateCreateRequest(spec: CreateSandboxSpec): void {
     }
     if (spec.sshPublicKey.includes("\0"))
       throw new InvalidArgumentError("ssh_public_key", "must not contain NUL");
+    // Refused rather than accepted and dropped: nothing delivers it to the guest yet (no MMDS
+    // write, no agent support), and a client must not believe it can ssh in.
+    if (spec.sshPublicKey !== "") {
+      throw new UnimplementedError(
+        "ssh_public_key: SSH access is not supported by this daemon yet; the key would not reach the guest",
+        {
+          hint: "leave ssh_public_key unset and use Run or Exec (vmm run, vmm exec) to work in the sandbox",
+        },
+      );
+    }
   }
 }
 

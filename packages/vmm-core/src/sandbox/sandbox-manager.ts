@@ -32,7 +32,14 @@ import {
   resolveImage,
   SandboxDir,
 } from "../storage/index.js";
-import { adoptMicroVm, bootMicroVm, type VmmRuntime } from "../vm/microvm.js";
+import {
+  adoptMicroVm,
+  bootMicroVm,
+  loadMicroVmSnapshot,
+  requestMicroVmShutdown,
+  snapshotMicroVm,
+  type VmmRuntime,
+} from "../vm/microvm.js";
 import { Admission, type CommittedUsage, type Reservation } from "./admission.js";
 import { EventBus } from "./event-bus.js";
 import { type GoldenOptions, GoldenPool, type GoldenSpec } from "./golden-pool.js";
@@ -699,10 +706,7 @@ export class SandboxManager {
         let exited = false;
         if (graceMs > 0) {
           try {
-            await fc.client.createSyncAction(
-              { action_type: "SendCtrlAltDel" },
-              { timeoutMs: Math.min(graceMs, 5000) },
-            );
+            await requestMicroVmShutdown(fc, s.id, { timeoutMs: Math.min(graceMs, 5000) });
             const t = setLongTimeout(() => fc.kill(), graceMs);
             const exit = await fc.exited;
             t.clear();
@@ -975,22 +979,20 @@ export class SandboxManager {
       // Firecracker writes where it is told, relative to its cwd (the sandbox dir).
       const target = rel ?? { vmstate: s.dir.relative.vmstate, mem: s.dir.relative.mem };
       const call = { timeoutMs: Math.max(this.opts.runtime.apiTimeoutMs, 120_000) };
-      await fc.client.patchVm({ state: "Paused" }, call);
-      try {
-        await fc.client.createSnapshot(
-          { snapshot_type: "Full", snapshot_path: target.vmstate, mem_file_path: target.mem },
-          call,
-        );
-        if (!rel) {
-          await pending.adoptFile(s.dir.absolute.vmstate, "vmstate");
-          await pending.adoptFile(s.dir.absolute.mem, "mem");
-        }
-        await pending.addRootfs(s.dir.absolute.rootfs, this.opts.cloner.mode);
-      } finally {
-        await fc.client.patchVm({ state: "Resumed" }, call).catch((err: unknown) => {
-          s.log.error({ err }, "resuming after a checkpoint failed");
-        });
-      }
+      await snapshotMicroVm(
+        fc,
+        s.id,
+        target,
+        call,
+        async () => {
+          if (!rel) {
+            await pending.adoptFile(s.dir.absolute.vmstate, "vmstate");
+            await pending.adoptFile(s.dir.absolute.mem, "mem");
+          }
+          await pending.addRootfs(s.dir.absolute.rootfs, this.opts.cloner.mode);
+        },
+        (err: unknown) => s.log.error({ err }, "resuming after a checkpoint failed"),
+      );
       const meta = await pending.commit();
       const entry = catalog.get(meta.id);
       // Restores of a new snapshot are likely: the first need not wait for a disk copy.
@@ -1130,7 +1132,9 @@ export class SandboxManager {
     s.fc = fc;
     this.watchExit(s, fc);
     const [clone] = await files;
-    await fc.client.loadSnapshot(
+    await loadMicroVmSnapshot(
+      fc,
+      s.id,
       {
         snapshot_path: rel.vmstate,
         mem_backend: { backend_type: "File", backend_path: rel.mem },

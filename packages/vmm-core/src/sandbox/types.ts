@@ -1,39 +1,7 @@
-/** The states of the sandbox.v1 contract, in the order a sandbox normally goes through them. */
-export const SANDBOX_STATES = [
-  "starting",
-  "ready",
-  "running",
-  "stopping",
-  "stopped",
-  "failed",
-] as const;
-export type SandboxStateName = (typeof SANDBOX_STATES)[number];
+import type { EventAction, SandboxStateName } from "@vmm/proto/wire";
 
-/**
- * Event actions. The first eight are the sandbox.v1 contract; `checkpointed`
- * and `restored` are vmm additions (documented in the proto header).
- */
-export const EVENT_ACTIONS = [
-  "created",
-  "ready",
-  "running",
-  "idle",
-  "stopping",
-  "stopped",
-  "failed",
-  "removed",
-  "checkpointed",
-  "restored",
-] as const;
-export type EventAction = (typeof EVENT_ACTIONS)[number];
-
-export function isSandboxState(value: string): value is SandboxStateName {
-  return (SANDBOX_STATES as readonly string[]).includes(value);
-}
-
-export function isEventAction(value: string): value is EventAction {
-  return (EVENT_ACTIONS as readonly string[]).includes(value);
-}
+// The contract's lists live in @vmm/proto/wire, shared with vmm-grpc, vmm-cli and tests.
+export type { EventAction, SandboxStateName };
 
 /** How a sandbox came to be: booted, restored from a snapshot, or restored from a golden snapshot. */
 export type CreatedFrom = "boot" | "restore" | "golden";

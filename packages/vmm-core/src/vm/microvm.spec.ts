@@ -1,21 +1,46 @@
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { FirecrackerLauncher, FirecrackerProcess } from "@vmm/firecracker";
+import {
+  FirecrackerApiError,
+  type FirecrackerClient,
+  FirecrackerConnectionError,
+  type FirecrackerLauncher,
+  type FirecrackerProcess,
+} from "@vmm/firecracker";
 import { afterAll, describe, expect, it } from "vitest";
+import { FailedPreconditionError } from "../errors.js";
+import { controlCodePoints } from "../internal/guest-text.js";
 import { SandboxDir } from "../storage/index.js";
-import { bootMicroVm, type VmmRuntime } from "./microvm.js";
+import {
+  bootMicroVm,
+  loadMicroVmSnapshot,
+  requestMicroVmShutdown,
+  snapshotMicroVm,
+  type VmmRuntime,
+} from "./microvm.js";
 
-/** A launcher whose process records API calls (and what had happened when each was made). */
-function recordingRuntime(log: string[]): VmmRuntime {
-  const client = new Proxy(
+/** A fake Firecracker client: records each call; throws `faults[operationId]` if set. */
+function recordingClient(log: string[], faults: Record<string, Error> = {}): FirecrackerClient {
+  return new Proxy(
     {},
     {
       get: (_t, name) => async () => {
         log.push(String(name));
+        const fault = faults[String(name)];
+        if (fault) throw fault;
       },
     },
-  );
+  ) as FirecrackerClient;
+}
+
+/** Firecracker's answer to a call it refuses: 400 with a `fault_message`. */
+const refusal = (operation: string, faultMessage: string) =>
+  new FirecrackerApiError({ operation, method: "PUT", path: "/x", status: 400, faultMessage });
+
+/** A launcher whose process records API calls (and what had happened when each was made). */
+function recordingRuntime(log: string[], faults: Record<string, Error> = {}): VmmRuntime {
+  const client = recordingClient(log, faults);
   const launcher: FirecrackerLauncher = {
     async launch() {
       return {
@@ -76,6 +101,124 @@ describe("bootMicroVm", () => {
       bootMicroVm(recordingRuntime(log), await spec(failed), AbortSignal.timeout(5000)),
     ).rejects.toThrow("disk full");
     expect(log).not.toContain("putGuestDriveByID");
+    expect(log.at(-1)).toBe("disposed");
+  });
+});
+
+describe("Firecracker refusals become FailedPreconditionError with the fault message", () => {
+  const fcWith = (log: string[], faults: Record<string, Error>) =>
+    ({ client: recordingClient(log, faults) }) as unknown as FirecrackerProcess;
+  const call = { timeoutMs: 1000 };
+  const target = { vmstate: "vmstate", mem: "mem" };
+
+  it("createSnapshot refused: FailedPrecondition naming the call, fault kept, VM resumed", async () => {
+    const log: string[] = [];
+    const fault = refusal(
+      "createSnapshot",
+      "Create snapshot error: Cannot save the microVM state: Operation not allowed",
+    );
+    const resumeErrors: unknown[] = [];
+    const err = await snapshotMicroVm(
+      fcWith(log, { createSnapshot: fault }),
+      "sb-1",
+      target,
+      call,
+      async () => {
+        log.push("copied while paused");
+      },
+      (e) => resumeErrors.push(e),
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FailedPreconditionError);
+    expect((err as FailedPreconditionError).kind).toBe("failed_precondition");
+    expect((err as Error).message).toBe(
+      "firecracker refused createSnapshot: Create snapshot error: Cannot save the microVM state: Operation not allowed",
+    );
+    expect((err as Error).cause).toBe(fault);
+    expect(log).toEqual(["patchVm", "createSnapshot", "patchVm"]);
+    expect(resumeErrors).toEqual([]);
+  });
+
+  it("pause refused: nothing snapshotted, FailedPrecondition", async () => {
+    const log: string[] = [];
+    await expect(
+      snapshotMicroVm(
+        fcWith(log, { patchVm: refusal("patchVm", "The requested operation is not supported") }),
+        "sb-1",
+        target,
+        call,
+        async () => {
+          log.push("copied while paused");
+        },
+        () => {},
+      ),
+    ).rejects.toThrow(/^firecracker refused patchVm: The requested operation is not supported$/);
+    expect(log).not.toContain("createSnapshot");
+  });
+
+  it("loadSnapshot refused: the fault text is bounded and stripped of control characters", async () => {
+    const hostile = `Load snapshot error: \x1b[31mred\x1b[0m line\nforged ${"x".repeat(100_000)}`;
+    const err = await loadMicroVmSnapshot(
+      fcWith([], { loadSnapshot: refusal("loadSnapshot", hostile) }),
+      "sb-1",
+      { snapshot_path: "vmstate", mem_backend: { backend_type: "File", backend_path: "mem" } },
+      call,
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FailedPreconditionError);
+    const message = (err as Error).message;
+    expect(message).toMatch(
+      /^firecracker refused loadSnapshot: Load snapshot error: red line forged x+/,
+    );
+    expect(message).toMatch(/truncated/);
+    expect(Buffer.byteLength(message)).toBeLessThan(700);
+    expect(controlCodePoints(message)).toEqual([]);
+  });
+
+  it("the API socket gone: FailedPrecondition naming the sandbox, no socket path", async () => {
+    const gone = new FirecrackerConnectionError(
+      "createSyncAction",
+      "/var/lib/vmm/sandboxes/sb-1/api.sock",
+      "connect ECONNREFUSED",
+    );
+    const err = await requestMicroVmShutdown(
+      fcWith([], { createSyncAction: gone }),
+      "sb-1",
+      call,
+    ).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FailedPreconditionError);
+    expect((err as Error).message).toMatch(/sandbox sb-1 did not answer createSyncAction/);
+    expect((err as Error).message).not.toContain("/var/lib/vmm");
+    expect((err as Error).cause).toBe(gone);
+  });
+
+  it("a 503 (too many connections) is UNAVAILABLE; other errors pass unchanged", async () => {
+    const busy = new FirecrackerApiError({
+      operation: "loadSnapshot",
+      method: "PUT",
+      path: "/snapshot/load",
+      status: 503,
+      faultMessage: "too many connections",
+    });
+    const params = {
+      snapshot_path: "vmstate",
+      mem_backend: { backend_type: "File" as const, backend_path: "mem" },
+    };
+    await expect(
+      loadMicroVmSnapshot(fcWith([], { loadSnapshot: busy }), "sb-1", params, call),
+    ).rejects.toMatchObject({ kind: "unavailable", cause: busy });
+    const bug = new TypeError("x is undefined");
+    await expect(
+      loadMicroVmSnapshot(fcWith([], { loadSnapshot: bug }), "sb-1", params, call),
+    ).rejects.toBe(bug);
+  });
+
+  it("bootMicroVm: a refused boot call is FailedPrecondition and the process is disposed", async () => {
+    const log: string[] = [];
+    const runtime = recordingRuntime(log, {
+      putGuestBootSource: refusal("putGuestBootSource", "Invalid kernel path"),
+    });
+    await expect(
+      bootMicroVm(runtime, await spec(Promise.resolve()), AbortSignal.timeout(5000)),
+    ).rejects.toThrow(/^firecracker refused putGuestBootSource: Invalid kernel path$/);
     expect(log.at(-1)).toBe("disposed");
   });
 });

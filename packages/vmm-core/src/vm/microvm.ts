@@ -1,11 +1,14 @@
 import type {
   AdoptTarget,
+  CallOptions,
   FirecrackerLauncher,
   FirecrackerProcess,
   LaunchOptions,
+  SnapshotLoadParams,
 } from "@vmm/firecracker";
 import type { TapSlot } from "../network/index.js";
 import type { SandboxDir } from "../storage/index.js";
+import { firecrackerCallError } from "./firecracker-errors.js";
 
 /** What to boot: everything Firecracker needs, with paths relative to the sandbox dir. */
 export interface BootSpec {
@@ -79,7 +82,7 @@ export async function adoptMicroVm(
     return { fc, state: "running" };
   } catch (err) {
     await fc[Symbol.asyncDispose]();
-    throw err;
+    throw firecrackerCallError(err, spec.dir.id);
   }
 }
 
@@ -125,6 +128,78 @@ export async function bootMicroVm(
     return fc;
   } catch (err) {
     await fc[Symbol.asyncDispose]();
-    throw err;
+    throw firecrackerCallError(err, spec.dir.id);
+  }
+}
+
+/**
+ * Loads a snapshot into a freshly launched Firecracker of sandbox `sandboxId`
+ * (`snapshot/load`; paths relative to its cwd). Firecracker's refusal (a
+ * vmstate that does not verify, a missing memory file) becomes a
+ * FailedPreconditionError with its fault message; the process must then be
+ * discarded (NOTES.md §3).
+ */
+export async function loadMicroVmSnapshot(
+  fc: FirecrackerProcess,
+  sandboxId: string,
+  params: SnapshotLoadParams,
+  call: CallOptions,
+): Promise<void> {
+  try {
+    await fc.client.loadSnapshot(params, call);
+  } catch (err) {
+    throw firecrackerCallError(err, sandboxId);
+  }
+}
+
+/**
+ * Takes a Full snapshot of a running microVM: pause, `snapshot/create` to
+ * `target` (relative to its cwd), `whilePaused` (copy what must be copied
+ * while the guest cannot write: its disk), then resume, always. A failure to
+ * resume is reported to `onResumeError` (the snapshot itself is fine); the
+ * other Firecracker failures are translated (FirecrackerApiError 4xx →
+ * FailedPreconditionError with the fault message).
+ */
+export async function snapshotMicroVm(
+  fc: FirecrackerProcess,
+  sandboxId: string,
+  target: { readonly vmstate: string; readonly mem: string },
+  call: CallOptions,
+  whilePaused: () => Promise<void>,
+  onResumeError: (err: unknown) => void,
+): Promise<void> {
+  try {
+    await fc.client.patchVm({ state: "Paused" }, call);
+  } catch (err) {
+    throw firecrackerCallError(err, sandboxId);
+  }
+  try {
+    try {
+      await fc.client.createSnapshot(
+        { snapshot_type: "Full", snapshot_path: target.vmstate, mem_file_path: target.mem },
+        call,
+      );
+    } catch (err) {
+      throw firecrackerCallError(err, sandboxId);
+    }
+    await whilePaused();
+  } finally {
+    await fc.client.patchVm({ state: "Resumed" }, call).catch(onResumeError);
+  }
+}
+
+/**
+ * Asks the guest to shut down (`SendCtrlAltDel`); resolves when Firecracker
+ * accepted the request, not when the guest is down (await `fc.exited`).
+ */
+export async function requestMicroVmShutdown(
+  fc: FirecrackerProcess,
+  sandboxId: string,
+  call: CallOptions,
+): Promise<void> {
+  try {
+    await fc.client.createSyncAction({ action_type: "SendCtrlAltDel" }, call);
+  } catch (err) {
+    throw firecrackerCallError(err, sandboxId);
   }
 }

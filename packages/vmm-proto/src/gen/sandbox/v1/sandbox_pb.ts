@@ -274,8 +274,10 @@ export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & 
   ttlSeconds: number;
 
   /**
-   * ssh_public_key is delivered to the guest through MMDS. At most 16 KiB,
-   * no NUL.
+   * ssh_public_key would be installed in the guest for SSH access. Not
+   * supported by this daemon yet: a non-empty key fails with UNIMPLEMENTED
+   * (never accepted and dropped); use Run/Exec to work in a sandbox. At most
+   * 16 KiB, no NUL (INVALID_ARGUMENT, checked first).
    *
    * @generated from field: optional string ssh_public_key = 15;
    */
