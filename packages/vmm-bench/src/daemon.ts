@@ -34,6 +34,8 @@ export interface DaemonOptions {
    * instead of a fresh one; the options above are then ignored.
    */
   readonly reuseDir?: string;
+  /** Extra node options of the daemon process only (not inherited by its children), e.g. --inspect. */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** gRPC clients of one daemon over its Unix socket; `close()` ends the HTTP/2 session. */
@@ -160,10 +162,14 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess
   if (options.reuseDir === undefined) writeConfig(config, socket, dataDir, options);
   let stderr = "";
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [DAEMON_BIN, "--config", config], {
-    env: childEnv(),
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), DAEMON_BIN, "--config", config],
+    {
+      env: childEnv(),
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
   child.stderr?.on("data", (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-65536);
   });

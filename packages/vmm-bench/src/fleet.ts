@@ -18,6 +18,12 @@ import {
 import { connectDaemon, type DaemonClients, type DaemonProcess, startDaemon } from "./daemon.js";
 import { type H2loadResult, h2loadArgs, runH2load } from "./h2load.js";
 import { backendInfo } from "./host.js";
+import {
+  type ConstructorTotal,
+  diffConstructors,
+  InspectorSession,
+  inspectorUrlFromLog,
+} from "./inspector.js";
 import { runTrueGrpc, waitReadyEvent } from "./lifecycle.js";
 import type { BenchReport } from "./report.js";
 import { percentile, roundMs, Samples } from "./stats.js";
@@ -40,7 +46,7 @@ export interface TargetCheck {
 async function startFleetDaemon(
   o: BenchOptions,
   f: FleetOptions,
-  extra: { tcpAuthToken?: string } = {},
+  extra: { tcpAuthToken?: string; nodeArgs?: string[] } = {},
 ): Promise<DaemonProcess> {
   if (o.socket !== undefined)
     throw new Error("this command starts its own daemon; --socket makes no sense here");
@@ -339,6 +345,46 @@ export async function apiLoadCommand(
 
 // ── idle-rss ───────────────────────────────────────────────────────────────
 
+/** RSS and V8 heap of the daemon at one sandbox count. */
+interface RssStep {
+  readonly sandboxes: number;
+  /** VmRSS, median of 5 readings, before the forced GC. */
+  readonly rssKiB: number;
+  /** VmRSS right after a full GC (median of 5 readings). */
+  readonly rssAfterGcKiB: number;
+  /** V8 heap used after that GC. */
+  readonly heapUsedKiB: number;
+}
+
+async function inspectorOf(d: DaemonProcess): Promise<InspectorSession> {
+  const deadline = performance.now() + 5000;
+  for (;;) {
+    const url = inspectorUrlFromLog(d.stderr());
+    if (url !== undefined) return InspectorSession.connect(url);
+    if (performance.now() > deadline) throw new Error("the daemon's inspector URL never appeared");
+    await sleep(10);
+  }
+}
+
+function perSandbox(
+  steps: readonly RssStep[],
+  key: "rssKiB" | "rssAfterGcKiB" | "heapUsedKiB",
+): Record<string, number> {
+  const base = steps[0]!;
+  const out: Record<string, number> = {};
+  for (let i = 1; i < steps.length; i++) {
+    const r = steps[i]!;
+    out[`0_to_${r.sandboxes}`] = roundMs((r[key] - base[key]) / r.sandboxes);
+    if (i > 1) {
+      const p = steps[i - 1]!;
+      out[`${p.sandboxes}_to_${r.sandboxes}`] = roundMs(
+        (r[key] - p[key]) / (r.sandboxes - p.sandboxes),
+      );
+    }
+  }
+  return out;
+}
+
 export async function idleRssCommand(
   o: BenchOptions,
   f: FleetOptions,
@@ -346,43 +392,56 @@ export async function idleRssCommand(
   settleMs: number,
 ): Promise<BenchReport> {
   const start = runStart();
-  const d = await startFleetDaemon(o, f);
+  const d = await startFleetDaemon(o, f, { nodeArgs: ["--inspect=127.0.0.1:0"] });
   const clients = connectDaemon(d.socket);
   const ids: string[] = [];
   const pid = d.child.pid!;
-  const rss: Array<{ sandboxes: number; rssKiB: number }> = [];
+  const rss: RssStep[] = [];
+  let topGrowth: Array<{ name: string; count: number; selfSize: number }> = [];
+  let idleGrowth: Array<{ name: string; count: number; selfSize: number }> = [];
+  const idleGrowthMs = 20_000;
   let left: ReturnType<typeof leftovers>;
+  let inspector: InspectorSession | undefined;
   try {
+    inspector = await inspectorOf(d);
+    const session = inspector;
+    const measure = async (sandboxes: number) => {
+      const rssKiB = await settledRssKiB(pid, settleMs);
+      const heap = await session.gcAndHeapUsage();
+      const rssAfterGcKiB = await settledRssKiB(pid, 500);
+      rss.push({ sandboxes, rssKiB, rssAfterGcKiB, heapUsedKiB: Math.round(heap.usedSize / 1024) });
+    };
     // A first sandbox created and removed: code paths loaded and compiled once, not per sandbox.
     const warm: string[] = [];
     await createFleet(clients, 1, 1, o.signal, warm);
     await removeFleet(clients, warm);
-    rss.push({ sandboxes: 0, rssKiB: await settledRssKiB(pid, settleMs) });
+    await measure(0);
     for (const n of steps) {
       await createFleet(clients, n - ids.length, f.createBatch, o.signal, ids);
-      rss.push({ sandboxes: n, rssKiB: await settledRssKiB(pid, settleMs) });
+      await measure(n);
     }
+    // Live objects by constructor with all sandboxes, then with none (removed): the difference
+    // is what the sandboxes hold. Taken after the RSS readings, which a snapshot would disturb.
+    const full: Map<string, ConstructorTotal> = await session.constructorCounts();
+    // The same sandboxes, idle a while longer: anything growing here grows with time, not count.
+    await sleep(idleGrowthMs);
+    idleGrowth = diffConstructors(full, await session.constructorCounts(), 8);
+    await removeFleet(clients, ids);
+    ids.length = 0;
+    await sleep(settleMs);
+    const empty = await session.constructorCounts();
+    topGrowth = diffConstructors(empty, full, 15);
   } finally {
+    inspector?.close();
     await removeFleet(clients, ids).catch(() => {});
     clients.close();
     await d.stop();
     left = leftovers(d.dir);
     if (left.processes.length > 0) killUnder(d.dir);
   }
-  const base = rss[0]!.rssKiB;
-  const perSandbox: Record<string, number> = {};
-  for (let i = 1; i < rss.length; i++) {
-    const r = rss[i]!;
-    perSandbox[`0_to_${r.sandboxes}`] = roundMs((r.rssKiB - base) / r.sandboxes);
-    if (i > 1) {
-      const p = rss[i - 1]!;
-      perSandbox[`${p.sandboxes}_to_${r.sandboxes}`] = roundMs(
-        (r.rssKiB - p.rssKiB) / (r.sandboxes - p.sandboxes),
-      );
-    }
-  }
   const last = rss[rss.length - 1]!;
-  const headline = perSandbox[`0_to_${last.sandboxes}`]!;
+  const perRss = perSandbox(rss, "rssKiB");
+  const headline = perRss[`0_to_${last.sandboxes}`]!;
   return loadReport(
     "idle-rss",
     start,
@@ -391,13 +450,21 @@ export async function idleRssCommand(
     { steps, settleMs },
     new Samples(),
     [
-      "rssKiB: the daemon's node process VmRSS (/proc/<pid>/status), median of 5 readings 400 ms apart after settleMs of quiet; no forced GC (the heap holds garbage until V8 collects it, so a reading may include some)",
-      "baseline (0 sandboxes) taken after one sandbox was created and removed, so code loaded on first use is not charged to the sandboxes",
-      "perSandboxKiB: RSS growth / sandboxes between two steps (0_to_N from the baseline)",
+      "rssKiB: the daemon's node process VmRSS (/proc/<pid>/status), median of 5 readings 400 ms apart after settleMs of quiet; then a full GC through the inspector (HeapProfiler.collectGarbage) and rssAfterGcKiB, heapUsedKiB (Runtime.getHeapUsage)",
+      "the daemon runs with --inspect=127.0.0.1:0 (same at every step); baseline (0 sandboxes) taken after one sandbox was created and removed, so code loaded on first use is not charged to the sandboxes",
+      "perSandboxKiB: growth / sandboxes between two steps (0_to_N from the baseline); the target is judged on rss 0_to_N",
+      "heapGrowthByConstructor: live objects (heap snapshot) with all sandboxes minus after removing them all; count and self bytes (not retained size), for the largest 15",
+      "heapGrowthWhileIdle: the same with all sandboxes, a snapshot 20 s later minus the first one (growth with time rather than with count)",
     ],
     {
       rss,
-      perSandboxKiB: perSandbox,
+      perSandboxKiB: {
+        rss: perRss,
+        rssAfterGc: perSandbox(rss, "rssAfterGcKiB"),
+        heapUsed: perSandbox(rss, "heapUsedKiB"),
+      },
+      heapGrowthByConstructor: topGrowth,
+      heapGrowthWhileIdle: { ms: idleGrowthMs, top: idleGrowth },
       targets: {
         rss_growth_per_idle_sandbox_kib: { value: headline, target: "<= 64", met: headline <= 64 },
       },
