@@ -7,6 +7,13 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } fr
 import * as http2 from "node:http2";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import {
+  InspectSandboxRequestSchema,
+  ListSandboxesRequestSchema,
+  ListSandboxesResponseSchema,
+  SandboxInfoSchema,
+} from "@vmm/proto";
 import {
   type BenchOptions,
   backendNotes,
@@ -205,18 +212,21 @@ function loadReport(
 
 /** h2load settings of api-load. */
 export interface ApiLoadOptions {
+  /** Connect unary encoding: JSON (application/json) or binary protobuf (application/proto). */
+  readonly encoding: "json" | "proto";
   readonly requests: number;
   readonly clients: number;
   readonly maxStreams: number;
 }
 
-/** One Connect unary JSON call over h2c with the token; status and parsed body. */
-async function connectJsonCall(
+/** One Connect unary call over h2c with the token: HTTP status and the response body. */
+async function connectUnaryCall(
   address: string,
   token: string,
   method: string,
-  body: unknown,
-): Promise<{ status: number; body: unknown }> {
+  contentType: string,
+  body: Uint8Array,
+): Promise<{ status: number; body: Buffer }> {
   const session = http2.connect(`http://${address}`);
   try {
     return await new Promise((resolve, reject) => {
@@ -224,33 +234,55 @@ async function connectJsonCall(
       const req = session.request({
         ":method": "POST",
         ":path": `/sandbox.v1.SandboxService/${method}`,
-        "content-type": "application/json",
+        "content-type": contentType,
         authorization: `Bearer ${token}`,
       });
       let status = 0;
-      let text = "";
+      const chunks: Buffer[] = [];
       req.on("response", (h) => {
         status = Number(h[":status"]);
       });
-      req.setEncoding("utf8");
-      req.on("data", (c: string) => {
-        text += c;
-      });
-      req.on("end", () => {
-        try {
-          resolve({ status, body: JSON.parse(text) });
-        } catch (err) {
-          reject(
-            new Error(`${method}: HTTP ${status}, not JSON: ${text.slice(0, 200)}`, { cause: err }),
-          );
-        }
-      });
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => resolve({ status, body: Buffer.concat(chunks) }));
       req.on("error", reject);
-      req.end(JSON.stringify(body));
+      req.end(body);
     });
   } finally {
     session.close();
   }
+}
+
+/** The two calls api-load fires, in one Connect encoding: request bytes and an answer check. */
+function apiCalls(encoding: "json" | "proto", inspectId: string) {
+  const json = encoding === "json";
+  return {
+    contentType: json ? "application/json" : "application/proto",
+    List: {
+      body: json
+        ? Buffer.from("{}")
+        : // h2load cannot send an empty body file: page_size 1000 (the default) makes it non-empty.
+          toBinary(
+            ListSandboxesRequestSchema,
+            create(ListSandboxesRequestSchema, { pageSize: 1000 }),
+          ),
+      listed: (b: Buffer) =>
+        json
+          ? ((JSON.parse(b.toString()) as { sandboxes?: unknown[] }).sandboxes?.length ?? 0)
+          : fromBinary(ListSandboxesResponseSchema, b).sandboxes.length,
+    },
+    Inspect: {
+      body: json
+        ? Buffer.from(JSON.stringify({ id: inspectId }))
+        : toBinary(
+            InspectSandboxRequestSchema,
+            create(InspectSandboxRequestSchema, { id: inspectId }),
+          ),
+      id: (b: Buffer) =>
+        json
+          ? (JSON.parse(b.toString()) as { id?: string }).id
+          : fromBinary(SandboxInfoSchema, b).id,
+    },
+  };
 }
 
 export async function apiLoadCommand(
@@ -272,30 +304,30 @@ export async function apiLoadCommand(
     phases.add("create_all_ms", performance.now() - c0);
     const address = d.tcpAddress!;
     const inspectId = ids[Math.floor(ids.length / 2)]!;
-    const calls = {
-      List: {},
-      Inspect: { id: inspectId },
-    } as const;
+    const calls = apiCalls(a.encoding, inspectId);
+    const ct = calls.contentType;
     // Each body must answer 200 with what we expect before it is fired 50,000 times.
-    const list = await connectJsonCall(address, token, "List", calls.List);
-    const listed = (list.body as { sandboxes?: unknown[] }).sandboxes?.length;
-    if (list.status !== 200 || listed !== f.sandboxes)
+    const list = await connectUnaryCall(address, token, "List", ct, calls.List.body);
+    const listed = list.status === 200 ? calls.List.listed(list.body) : undefined;
+    if (listed !== f.sandboxes)
       throw new Error(
         `List over TCP: HTTP ${list.status}, ${listed} sandboxes (want ${f.sandboxes})`,
       );
-    const insp = await connectJsonCall(address, token, "Inspect", calls.Inspect);
-    if (insp.status !== 200 || (insp.body as { id?: string }).id !== inspectId)
-      throw new Error(`Inspect over TCP: HTTP ${insp.status} ${JSON.stringify(insp.body)}`);
-    const noToken = await connectJsonCall(address, "wrong", "List", {});
+    const insp = await connectUnaryCall(address, token, "Inspect", ct, calls.Inspect.body);
+    if (insp.status !== 200 || calls.Inspect.id(insp.body) !== inspectId)
+      throw new Error(
+        `Inspect over TCP: HTTP ${insp.status} ${insp.body.toString().slice(0, 200)}`,
+      );
+    const noToken = await connectUnaryCall(address, "wrong", "List", ct, calls.List.body);
     if (noToken.status !== 401)
       throw new Error(`List with a wrong token answered HTTP ${noToken.status}, not 401`);
-    for (const [method, body] of Object.entries(calls)) {
-      const bodyFile = join(d.dir, `${method}.json`);
-      writeFileSync(bodyFile, JSON.stringify(body));
+    for (const method of ["List", "Inspect"] as const) {
+      const bodyFile = join(d.dir, `${method}.body`);
+      writeFileSync(bodyFile, calls[method].body);
       const h = {
         url: `http://${address}/sandbox.v1.SandboxService/${method}`,
         bodyFile,
-        headers: ["content-type: application/json", `authorization: Bearer ${token}`],
+        headers: [`content-type: ${ct}`, `authorization: Bearer ${token}`],
         clients: a.clients,
         maxStreams: a.maxStreams,
         signal: o.signal,
@@ -332,10 +364,13 @@ export async function apiLoadCommand(
     start,
     o,
     f,
-    { h2load: { requests: a.requests, clients: a.clients, maxStreams: a.maxStreams, threads: 1 } },
+    {
+      encoding: a.encoding,
+      h2load: { requests: a.requests, clients: a.clients, maxStreams: a.maxStreams, threads: 1 },
+    },
     phases,
     [
-      "h2load (nghttp2-client) over TCP 127.0.0.1 (h2c, prior knowledge) with the bearer token: Connect unary JSON POSTs (content-type application/json), List with body {} (all sandboxes: one page), Inspect of one sandbox; each method after a warm-up run of 2,000 calls; every call checked 2xx (Connect errors are non-2xx)",
+      "h2load (nghttp2-client) over TCP 127.0.0.1 (h2c, prior knowledge) with the bearer token: Connect unary POSTs (encoding json = application/json, proto = application/proto), List with body {} (json) or page_size 1000 (proto: h2load cannot send an empty body file), all sandboxes in one page, Inspect of one sandbox; each method after a warm-up run of 2,000 calls; every call checked 2xx (Connect errors are non-2xx)",
       "calls/s = h2load's req/s over the whole run (completed calls / wall time); latency = h2load's 'time for request' (min/max/mean/sd, ms)",
       "before the runs, List and Inspect are checked to answer 200 with all sandboxes / the right id, and a wrong token 401",
     ],

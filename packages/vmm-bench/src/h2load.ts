@@ -142,7 +142,8 @@ export async function runH2load(o: H2loadOptions): Promise<H2loadResult> {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") {
       throw new Error("h2load not found: apt-get install nghttp2-client", { cause: err });
     }
-    throw err;
+    const message = String((err as Error).message).replace(/(Bearer )\S+/g, "$1<token>");
+    throw new Error(`h2load failed: ${message}`);
   }
   return parseH2loadOutput(stdout);
 }

@@ -55,6 +55,7 @@ Options:
   --sandboxes N         api-load, restart: sandboxes held (default 100)
   --create-batch N      api-load, idle-rss, restart: Creates in flight at once (default 4)
   --requests N          api-load: h2load -n per method (default 50000)
+  --encoding E          api-load: Connect unary json (default) or proto (binary)
   --clients N           api-load: h2load -c (default 8)
   --streams N           api-load: h2load -m, streams per connection (default 16)
   --steps N,N           idle-rss: sandbox counts to measure at (default 40,100)
@@ -75,6 +76,11 @@ const COMMANDS = {
 const FLEET_COMMANDS = ["api-load", "idle-rss", "restart"] as const;
 
 class UsageError extends Error {}
+
+function parseEncoding(v: string | undefined): "json" | "proto" {
+  if (v === undefined || v === "json" || v === "proto") return v ?? "json";
+  throw new UsageError(`--encoding wants json or proto, got ${v}`);
+}
 
 function int(name: string, v: string | undefined, def: number, min: number): number {
   if (v === undefined) return def;
@@ -106,6 +112,7 @@ function parse(argv: string[], signal: AbortSignal) {
       sandboxes: { type: "string" },
       "create-batch": { type: "string" },
       requests: { type: "string" },
+      encoding: { type: "string" },
       clients: { type: "string" },
       streams: { type: "string" },
       steps: { type: "string" },
@@ -174,6 +181,7 @@ function parse(argv: string[], signal: AbortSignal) {
       createBatch: int("create-batch", values["create-batch"], 4, 1),
     },
     apiLoad: {
+      encoding: parseEncoding(values.encoding),
       requests: int("requests", values.requests, 50_000, 1),
       clients: int("clients", values.clients, 8, 1),
       maxStreams: int("streams", values.streams, 16, 1),
