@@ -93,7 +93,7 @@ async function openDaemon(
 const runTag = process.pid.toString(36);
 let seq = 0;
 /** A fresh sandbox/VM id: [a-z0-9-], short (socket path limit). */
-function nextId(prefix: string): string {
+export function nextId(prefix: string): string {
   return `${prefix}${runTag}-${(seq++).toString(36)}`;
 }
 
@@ -112,7 +112,7 @@ function commonParams(o: BenchOptions): Record<string, unknown> {
   };
 }
 
-function backendNotes(b: BackendInfo, readiness: "agent" | "vmm"): string[] {
+export function backendNotes(b: BackendInfo, readiness: "agent" | "vmm"): string[] {
   const notes: string[] = [];
   if (b.simulated) {
     notes.push(
@@ -128,16 +128,17 @@ function backendNotes(b: BackendInfo, readiness: "agent" | "vmm"): string[] {
 }
 
 /** When a run started: the date and the host's load averages then. */
-interface RunStart {
+export interface RunStart {
   readonly at: Date;
   readonly load: readonly number[];
 }
 
-function runStart(): RunStart {
+export function runStart(): RunStart {
   return { at: new Date(), load: loadAverages() };
 }
 
-function report(
+/** Assembles the vmm-bench/1 document of one run. */
+export function report(
   command: string,
   date: RunStart,
   backend: BackendInfo,

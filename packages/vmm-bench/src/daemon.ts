@@ -24,6 +24,18 @@ export interface DaemonOptions {
   readonly golden?: boolean;
   /** Limit for the daemon to answer Health/Check, ms. Default 15000. */
   readonly startTimeoutMs?: number;
+  /** Also listen on TCP 127.0.0.1 (a free port) with this bearer token (`grpc.auth_token`). */
+  readonly tcpAuthToken?: string;
+  /** `[limits]` overrides (the daemon's defaults otherwise). */
+  readonly maxSandboxes?: number;
+  readonly maxConcurrentCreates?: number;
+  /**
+   * Start on the config and data_dir of this earlier daemon's dir (a restart)
+   * instead of a fresh one; the options above are then ignored.
+   */
+  readonly reuseDir?: string;
+  /** Extra node options of the daemon process only (not inherited by its children), e.g. --inspect. */
+  readonly nodeArgs?: readonly string[];
 }
 
 /** gRPC clients of one daemon over its Unix socket; `close()` ends the HTTP/2 session. */
@@ -58,26 +70,33 @@ export interface DaemonProcess extends AsyncDisposable {
   /** performance.now() just before spawn, and when Health/Check first answered SERVING. */
   readonly spawnedAt: number;
   readonly healthyAt: number;
+  /** "host:port" of the TCP listener (with `tcpAuthToken`), from the daemon's "serving" log line. */
+  readonly tcpAddress: string | undefined;
   /** The last 64 KiB of the daemon's stderr. */
   stderr(): string;
   /** SIGTERM, then SIGKILL after 15 s; resolves when it exited. Removes the temp dir. */
   stop(): Promise<void>;
+  /** SIGKILL of the daemon's node process only (its Firecracker children live on); keeps the dir. */
+  crash(): Promise<void>;
 }
 
 function tomlString(s: string): string {
   return JSON.stringify(s);
 }
 
-/** Writes a config into a fresh /tmp dir, spawns the built daemon and waits for Health/Check = SERVING. */
-export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess> {
-  if (!existsSync(DAEMON_BIN)) {
-    throw new Error(`${DAEMON_BIN} is not built: run node scripts/build.mjs`);
-  }
-  // Short paths: sandbox sockets live under <data_dir>/sandboxes/<id>/ (107-byte limit).
-  const dir = mkdtempSync("/tmp/vb-");
-  const socket = join(dir, "s.sock");
-  const dataDir = join(dir, "d");
-  const config = join(dir, "vmm.toml");
+/** The daemon config the bench runs with (`tcpAuthToken` adds a TCP listener on a free port). */
+function writeConfig(
+  config: string,
+  socket: string,
+  dataDir: string,
+  options: DaemonOptions,
+): void {
+  const limits = [
+    ...(options.maxSandboxes !== undefined ? [`max_sandboxes = ${options.maxSandboxes}`] : []),
+    ...(options.maxConcurrentCreates !== undefined
+      ? [`max_concurrent_creates = ${options.maxConcurrentCreates}`]
+      : []),
+  ];
   writeFileSync(
     config,
     [
@@ -91,6 +110,9 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess
       `unix_socket = ${tomlString(socket)}`,
       // The raw restore baseline reads the snapshot's files from the answer's snapshot_dir.
       "expose_host_details = true",
+      ...(options.tcpAuthToken !== undefined
+        ? ['tcp_addr = "127.0.0.1:0"', `auth_token = ${tomlString(options.tcpAuthToken)}`]
+        : []),
       "[network]",
       'mode = "none"',
       "[defaults]",
@@ -100,17 +122,54 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess
       `rootfs = ${tomlString(options.rootfs)}`,
       "[agent]",
       `readiness = ${tomlString(options.readiness)}`,
+      ...(limits.length > 0 ? ["[limits]", ...limits] : []),
       "[golden]",
       `enabled = ${options.golden === true}`,
       "",
     ].join("\n"),
   );
+}
+
+/**
+ * The TCP listener's "host:port" from the daemon's JSON "serving" log line
+ * (`listeners: ["unix:…", "tcp:127.0.0.1:PORT"]`); undefined until logged.
+ */
+export function tcpAddressFromLog(stderr: string): string | undefined {
+  for (const line of stderr.split("\n")) {
+    if (!line.includes('"serving"')) continue;
+    try {
+      const rec = JSON.parse(line) as { msg?: string; listeners?: unknown };
+      if (rec.msg !== "serving" || !Array.isArray(rec.listeners)) continue;
+      const tcp = rec.listeners.find(
+        (l): l is string => typeof l === "string" && l.startsWith("tcp:"),
+      );
+      return tcp?.slice("tcp:".length);
+    } catch {}
+  }
+  return undefined;
+}
+
+/** Writes a config into a fresh /tmp dir, spawns the built daemon and waits for Health/Check = SERVING. */
+export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess> {
+  if (!existsSync(DAEMON_BIN)) {
+    throw new Error(`${DAEMON_BIN} is not built: run node scripts/build.mjs`);
+  }
+  // Short paths: sandbox sockets live under <data_dir>/sandboxes/<id>/ (107-byte limit).
+  const dir = options.reuseDir ?? mkdtempSync("/tmp/vb-");
+  const socket = join(dir, "s.sock");
+  const dataDir = join(dir, "d");
+  const config = join(dir, "vmm.toml");
+  if (options.reuseDir === undefined) writeConfig(config, socket, dataDir, options);
   let stderr = "";
   const spawnedAt = performance.now();
-  const child = spawn(process.execPath, [DAEMON_BIN, "--config", config], {
-    env: childEnv(),
-    stdio: ["ignore", "ignore", "pipe"],
-  });
+  const child = spawn(
+    process.execPath,
+    [...(options.nodeArgs ?? []), DAEMON_BIN, "--config", config],
+    {
+      env: childEnv(),
+      stdio: ["ignore", "ignore", "pipe"],
+    },
+  );
   child.stderr?.on("data", (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-65536);
   });
@@ -127,9 +186,25 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess
     })();
     return stopped;
   };
+  const crash = async () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+    await exited;
+  };
   let healthyAt: number;
+  let tcpAddress: string | undefined;
   try {
     healthyAt = await waitServing(socket, child, () => stderr, options.startTimeoutMs ?? 15_000);
+    if (options.tcpAuthToken !== undefined) {
+      // The log is written asynchronously: the line may trail the first answer.
+      const deadline = performance.now() + 2000;
+      for (;;) {
+        tcpAddress = tcpAddressFromLog(stderr);
+        if (tcpAddress !== undefined) break;
+        if (performance.now() > deadline)
+          throw new Error(`daemon serving but no TCP listener in its log:\n${stderr}`);
+        await sleep(10);
+      }
+    }
   } catch (err) {
     await stop();
     throw err;
@@ -141,8 +216,10 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess
     child,
     spawnedAt,
     healthyAt,
+    tcpAddress,
     stderr: () => stderr,
     stop,
+    crash,
     [Symbol.asyncDispose]: stop,
   };
 }

@@ -13,6 +13,7 @@ import {
   startupCommand,
   UnimplementedRpcError,
 } from "./commands.js";
+import { apiLoadCommand, idleRssCommand, restartCommand } from "./fleet.js";
 import { DEV_IMAGES_DIR, isSimulated, resolveFirecracker } from "./host.js";
 import { type BenchReport, formatRatios, formatTable } from "./report.js";
 
@@ -29,6 +30,9 @@ Commands:
   restore      Restore → ready / → first Run, and Checkpoint of 128 and 1024 MiB guests
   compare-restore  daemon Restore vs raw /snapshot/load of the same snapshot, ABAB; ratios
   golden       Create → ready with golden snapshots off vs on (two daemons); speed-up
+  api-load     N sandboxes; h2load (nghttp2-client) List and Inspect over TCP + token; calls/s
+  idle-rss     daemon VmRSS with 0 and --steps idle sandboxes; KiB per sandbox
+  restart      N sandboxes; SIGKILL the daemon; new daemon → serving, all ready, Run in each
 
 Options:
   --iterations N        measured iterations (default 20; run-latency 200: one
@@ -48,6 +52,14 @@ Options:
   --checkpoint-iterations N   restore: checkpoints per guest size (default 3)
   --socket PATH         use the daemon at PATH instead of starting one
   --data-dir PATH       that daemon's data_dir (run-latency with --socket)
+  --sandboxes N         api-load, restart: sandboxes held (default 100)
+  --create-batch N      api-load, idle-rss, restart: Creates in flight at once (default 4)
+  --requests N          api-load: h2load -n per method (default 50000)
+  --encoding E          api-load: Connect unary json (default) or proto (binary)
+  --clients N           api-load: h2load -c (default 8)
+  --streams N           api-load: h2load -m, streams per connection (default 16)
+  --steps N,N           idle-rss: sandbox counts to measure at (default 40,100)
+  --rss-settle-ms MS    idle-rss: quiet before each RSS reading (default 3000)
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 the daemon does not implement the RPCs (restore).`;
 
@@ -61,7 +73,14 @@ const COMMANDS = {
   golden: goldenCommand,
 } as const;
 
+const FLEET_COMMANDS = ["api-load", "idle-rss", "restart"] as const;
+
 class UsageError extends Error {}
+
+function parseEncoding(v: string | undefined): "json" | "proto" {
+  if (v === undefined || v === "json" || v === "proto") return v ?? "json";
+  throw new UsageError(`--encoding wants json or proto, got ${v}`);
+}
 
 function int(name: string, v: string | undefined, def: number, min: number): number {
   if (v === undefined) return def;
@@ -90,13 +109,25 @@ function parse(argv: string[], signal: AbortSignal) {
       "checkpoint-iterations": { type: "string" },
       socket: { type: "string" },
       "data-dir": { type: "string" },
+      sandboxes: { type: "string" },
+      "create-batch": { type: "string" },
+      requests: { type: "string" },
+      encoding: { type: "string" },
+      clients: { type: "string" },
+      streams: { type: "string" },
+      steps: { type: "string" },
+      "rss-settle-ms": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
   const command = positionals[0];
   if (values.help || command === undefined) return { help: true as const };
   if (positionals.length > 1) throw new UsageError(`unexpected argument ${positionals[1]}`);
-  if (!(command in COMMANDS) && command !== "restore")
+  if (
+    !(command in COMMANDS) &&
+    !(FLEET_COMMANDS as readonly string[]).includes(command) &&
+    command !== "restore"
+  )
     throw new UsageError(`unknown command ${command}`);
   const firecracker =
     values.socket !== undefined && values.firecracker === undefined
@@ -136,11 +167,27 @@ function parse(argv: string[], signal: AbortSignal) {
     dataDir: values["data-dir"] === undefined ? undefined : resolve(values["data-dir"]),
     signal,
   };
+  const steps = (values.steps ?? "40,100").split(",").map((x) => int("steps", x, 0, 1));
+  if (steps.some((x, i) => i > 0 && x <= steps[i - 1]!))
+    throw new UsageError(`--steps wants increasing counts, got ${values.steps}`);
+  const sandboxes = int("sandboxes", values.sandboxes, 100, 1);
   return {
     help: false as const,
     command,
     options,
     checkpointIterations: int("checkpoint-iterations", values["checkpoint-iterations"], 3, 1),
+    fleet: {
+      sandboxes: command === "idle-rss" ? steps[steps.length - 1]! : sandboxes,
+      createBatch: int("create-batch", values["create-batch"], 4, 1),
+    },
+    apiLoad: {
+      encoding: parseEncoding(values.encoding),
+      requests: int("requests", values.requests, 50_000, 1),
+      clients: int("clients", values.clients, 8, 1),
+      maxStreams: int("streams", values.streams, 16, 1),
+    },
+    steps,
+    rssSettleMs: int("rss-settle-ms", values["rss-settle-ms"], 3000, 0),
   };
 }
 
@@ -168,7 +215,13 @@ async function main(argv: string[]): Promise<number> {
     const result: BenchReport =
       command === "restore"
         ? await restoreCommand(options, parsed.checkpointIterations)
-        : await COMMANDS[command as keyof typeof COMMANDS](options);
+        : command === "api-load"
+          ? await apiLoadCommand(options, parsed.fleet, parsed.apiLoad)
+          : command === "idle-rss"
+            ? await idleRssCommand(options, parsed.fleet, parsed.steps, parsed.rssSettleMs)
+            : command === "restart"
+              ? await restartCommand(options, parsed.fleet)
+              : await COMMANDS[command as keyof typeof COMMANDS](options);
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     const b = result.backend;
     process.stderr.write(
@@ -178,7 +231,11 @@ async function main(argv: string[]): Promise<number> {
     const extra = result as unknown as {
       differences?: Record<string, Record<string, number>>;
       speedup?: Record<string, Record<string, number | null>>;
+      targets?: Record<string, { value: number; target: string; met: boolean }>;
     };
+    for (const [k, t] of Object.entries(extra.targets ?? {})) {
+      process.stderr.write(`target ${k}: ${t.value} (${t.target}) ${t.met ? "met" : "MISSED"}\n`);
+    }
     for (const [label, table] of [
       ["difference", extra.differences],
       ["speedup", extra.speedup],
