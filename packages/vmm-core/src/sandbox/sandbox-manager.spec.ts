@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -177,6 +178,37 @@ describe("SandboxManager in-process (fake runtime)", () => {
     ]);
     expect(await sandboxDirs()).toEqual([]);
     expect(vms.every((v) => !v.alive)).toBe(true);
+  });
+
+  it("writes each lifecycle state to the record before its event goes out", async () => {
+    make();
+    await manager.recover();
+    const ac = new AbortController();
+    const seen: string[] = [];
+    const pump = (async () => {
+      for await (const e of manager.events({ id: "r" }, ac.signal)) {
+        if (e.action === "created") continue;
+        // Read at once, in the same turn the subscriber learns of it.
+        const record = JSON.parse(
+          readFileSync(join(dataDir, "sandboxes", "r", "sandbox.json"), "utf8"),
+        ) as { state: string };
+        seen.push(`${e.action}:${record.state}`);
+      }
+    })().catch(() => {});
+    await new Promise((r) => setTimeout(r, 10));
+    await manager.create({ id: "r", labels: {}, ttlSeconds: 0 });
+    await settle("r", "ready");
+    await manager.stop("r", 0);
+    ac.abort();
+    await pump;
+    // A daemon killed right after announcing `ready` must find `ready` (or later) on disk: the
+    // record is never behind an event a client saw (restart rules).
+    const order = ["starting", "ready", "stopping", "stopped"];
+    expect(seen.map((x) => x.split(":")[0])).toEqual(["ready", "stopping", "stopped"]);
+    for (const x of seen) {
+      const [event, record] = x.split(":") as [string, string];
+      expect(order.indexOf(record), x).toBeGreaterThanOrEqual(order.indexOf(event));
+    }
   });
 
   it("a boot step that fails leaves the sandbox failed with the reason, its VM gone", async () => {

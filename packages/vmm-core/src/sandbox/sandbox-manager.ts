@@ -1484,7 +1484,9 @@ export class SandboxManager {
     const churn =
       (s.state === "ready" && to === "running") || (s.state === "running" && to === "ready");
     s.state = to;
-    if (!churn) this.track(this.persist(s));
+    // The record says it before any client is told: a daemon killed right after a `ready`
+    // event used to come back with the record still `starting` and fail the sandbox.
+    if (!churn) await this.persist(s);
     this.publish(s, action, { ...attrs, ...extraAttrs });
   }
 
