@@ -2,6 +2,7 @@ import { readdirSync } from "node:fs";
 import * as http2 from "node:http2";
 import * as net from "node:net";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { healthV1 } from "@vmm/proto";
@@ -283,7 +284,10 @@ describe("garbage on the wire (fc-sim)", () => {
     await removeAll();
     expect((await d.sandboxes.list({})).sandboxes).toEqual([]);
     expect((await d.snapshots.listSnapshots({})).snapshots).toEqual([]);
-    expect(readdirSync(join(d.dataDir, "sandboxes"))).toEqual([]);
+    // Remove renames a directory aside (".<id>.deleting-…") and frees it in the background.
+    const sandboxesDir = join(d.dataDir, "sandboxes");
+    for (let i = 0; i < 100 && readdirSync(sandboxesDir).length > 0; i++) await sleep(50);
+    expect(readdirSync(sandboxesDir)).toEqual([]);
     expect(leftovers(d, [...seenIds], [])).toEqual([]);
     console.log(`wire fuzz: ${CASES} cases, seed ${SEED}, ${seconds.toFixed(1)} s`);
   }, 180_000);
