@@ -1,5 +1,4 @@
 import { execFileSync, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
 import {
   existsSync,
   mkdtempSync,
@@ -24,27 +23,12 @@ import {
   startSimDaemon,
   waitForState,
 } from "./sim-daemon.js";
+import { links, netnsNames, nftTables, testNetns } from "./test-netns.js";
 
-// Everything this file creates is named after this tag: slot namespaces
-// "<tag>-<n>", host veth ends "<tag>-h<n>", and the namespaces that play the
-// host "<tag>host<k>". Nothing is created in the root namespace.
-const tag = `vt${randomBytes(2).toString("hex")}`;
-const prefix = `${tag}-`;
-const octet = 100 + Math.floor(Math.random() * 100);
+// Everything this file creates is named after a random tag (see testNetns).
+const { tag, prefix, octet, ours, makeHostNetns } = testNetns("vt");
 
 const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8" });
-const netnsNames = () =>
-  sh("ip", ["netns", "list"])
-    .split("\n")
-    .map((l) => l.split(" ")[0] ?? "")
-    .filter((n) => n !== "");
-const ours = () => netnsNames().filter((n) => n.startsWith(tag));
-const links = (netns?: string) =>
-  sh("ip", [...(netns ? ["-n", netns] : []), "-o", "link"])
-    .split("\n")
-    .map((l) => /^\d+:\s+([^:@]+)/.exec(l)?.[1] ?? "")
-    .filter((n) => n !== "");
-const nftTables = (netns: string) => sh("ip", ["netns", "exec", netns, "nft", "list", "tables"]);
 /** The nsfs inode of a named namespace (its identity), or undefined when it is gone. */
 const netnsInode = (name: string) => {
   try {
@@ -54,14 +38,6 @@ const netnsInode = (name: string) => {
   }
 };
 const allNetnsInodes = () => new Set(netnsNames().map(netnsInode));
-
-let hosts = 0;
-function makeHostNetns(): string {
-  const name = `${tag}host${hosts++}`;
-  sh("ip", ["netns", "add", name]);
-  sh("ip", ["-n", name, "link", "set", "lo", "up"]);
-  return name;
-}
 
 function networkSection(hostNetns: string, cidr: string, extra = "", poolSize = 2): string {
   return [

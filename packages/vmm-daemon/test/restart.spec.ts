@@ -1,5 +1,4 @@
-import { execFileSync, spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -12,36 +11,16 @@ import {
   subscribe,
   waitForState,
 } from "./sim-daemon.js";
+import { links, nftTables, testNetns } from "./test-netns.js";
 
 // Restart semantics (docs/architecture.md "Restarts"). Everything this file creates is named
 // after `tag`: slot namespaces "<tag>-<n>", host veths "<tag>-h<n>", host namespaces
 // "<tag>host<k>". Nothing is created in the root namespace.
-const tag = `vr${randomBytes(2).toString("hex")}`;
-const prefix = `${tag}-`;
-const octet = 100 + Math.floor(Math.random() * 100);
+const { prefix, octet, ours: netnsNames, makeHostNetns } = testNetns("vr");
 const POOL = 2;
 
-const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8" });
-const netnsNames = () =>
-  sh("ip", ["netns", "list"])
-    .split("\n")
-    .map((l) => l.split(" ")[0] ?? "")
-    .filter((n) => n.startsWith(tag));
 const slotNamespaces = () => netnsNames().filter((n) => n.startsWith(prefix));
-const hostVeths = (hostNetns: string) =>
-  sh("ip", ["-n", hostNetns, "-o", "link"])
-    .split("\n")
-    .map((l) => /^\d+:\s+([^:@]+)/.exec(l)?.[1] ?? "")
-    .filter((n) => n.startsWith(prefix));
-const nftTables = (netns: string) => sh("ip", ["netns", "exec", netns, "nft", "list", "tables"]);
-
-let hosts = 0;
-function makeHostNetns(): string {
-  const name = `${tag}host${hosts++}`;
-  sh("ip", ["netns", "add", name]);
-  sh("ip", ["-n", name, "link", "set", "lo", "up"]);
-  return name;
-}
+const hostVeths = (hostNetns: string) => links(hostNetns).filter((n) => n.startsWith(prefix));
 
 function sections(hostNetns: string, extra = ""): string {
   return [
