@@ -13,6 +13,7 @@ export {
   type WriteFileAtomicOptions,
   writeFileAtomic,
 } from "./atomic-file.js";
+export { BackgroundTasks } from "./background-tasks.js";
 export { GUEST_TEXT_MAX_BYTES, sanitizeGuestText } from "./guest-text.js";
 export { generateId, ID_MAX_LENGTH, type IdKind, isValidId, validateId } from "./ids.js";
 export { KeyedMutex } from "./keyed-mutex.js";

@@ -12,11 +12,18 @@
  * - a directory without a readable record (a Create cut short before its
  *   first write) is removed: no client ever saw it listed.
  *
- * This module reads and sorts; the manager re-registers (it owns the registry).
+ * `scanSandboxes` reads and sorts; `recoverSandboxes` re-registers and
+ * re-adopts through the registry, the lifecycle and `MicroVm.adopt`.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import type { Logger } from "../internal/index.js";
+import type { NetworkSlot } from "../network/index.js";
 import { SandboxDir } from "../storage/index.js";
+import { MicroVm } from "../vm/microvm.js";
+import { errorText, type SandboxContext } from "./context.js";
+import type { SandboxLifecycle } from "./lifecycle.js";
+import { Sandbox, type SandboxPhase } from "./sandbox.js";
+import type { SandboxFactory } from "./sandbox-factory.js";
 import { parseSandboxRecord, type SandboxRecord } from "./sandbox-record.js";
 import { vmIsAlive } from "./state-machine.js";
 
@@ -112,4 +119,187 @@ export async function adoptAll<T>(
     }
   };
   await Promise.all(Array.from({ length: Math.min(parallelism, items.length) }, worker));
+}
+
+/** What `recoverSandboxes` found and did, by sandbox id. */
+export interface RecoveryReport {
+  /** Live VMs re-adopted (now ready, or stopped/removed when they were being stopped/built). */
+  readonly adopted: readonly string[];
+  /** Sandboxes now `failed`: VM gone while the daemon was down, or adoption failed. */
+  readonly failed: readonly string[];
+  /** `failed`/`stopped` records kept as they were. */
+  readonly kept: readonly string[];
+  /** Directories without a readable record, removed. */
+  readonly removed: readonly string[];
+}
+
+/**
+ * Startup, once, before serving (and before anything else uses the network
+ * manager): rebuilds the registry from the records an earlier daemon left
+ * and starts the network manager keeping the slots of live sandboxes.
+ *
+ * A live VM is re-adopted, under `opts.recovery` bounds: its process checked
+ * (pid + start time, `--id`, cwd), its exit watch, agent client, slot and
+ * TTL (time left) re-armed; state and timestamps as recorded. `running`
+ * comes back `ready`: the workload is no longer tracked (its output and
+ * exit code are lost). A VM that was `starting` is failed (a boot cannot be
+ * resumed), one `stopping` is killed and `stopped`, a golden build removed.
+ * One that cannot be adopted is `failed` with the reason; startup goes on.
+ */
+export async function recoverSandboxes(
+  ctx: SandboxContext,
+  deps: { lifecycle: SandboxLifecycle; factory: SandboxFactory },
+): Promise<RecoveryReport> {
+  const { opts, registry, log } = ctx;
+  const { lifecycle } = deps;
+  const scan = await scanSandboxes(opts.dataDir, log);
+  const slotOf = (r: SandboxRecord) => (r.network === "tap" ? r.slotIndex : undefined);
+  const net = await opts.network.recover(scan.live.flatMap((f) => slotOf(f.record) ?? []));
+  const slots = new Map(net.kept.map((slot) => [slot.index, slot]));
+  const readd = (f: FoundSandbox, slot: NetworkSlot | undefined) => {
+    const s = sandboxFromRecord(f, slot, log);
+    registry.readd(s);
+    return s;
+  };
+  const adopted: string[] = [];
+  const failed: string[] = [];
+  for (const f of scan.final) readd(f, undefined);
+  for (const f of scan.dead) {
+    const s = readd(f, undefined);
+    if (s.phase.kind === "stopping") {
+      await registry.transition(s, { kind: "stopped" }, {});
+    } else {
+      await lifecycle.fail(s, "firecracker exited while the daemon was down");
+      failed.push(s.id);
+    }
+  }
+  await adoptAll(
+    scan.live,
+    async (f, signal) => {
+      const index = slotOf(f.record);
+      const slot = index === undefined ? undefined : slots.get(index);
+      const s = readd(f, slot);
+      if (index !== undefined && !slot)
+        throw new Error(`its network namespace (slot ${index}) is gone`);
+      await adopt(ctx, deps, s, f.record, signal);
+      adopted.push(s.id);
+    },
+    async (f, err) => {
+      const s = registry.find(f.record.id);
+      if (s)
+        await lifecycle.fail(s, `re-adoption after a daemon restart failed: ${errorText(err)}`);
+      failed.push(f.record.id);
+    },
+    opts.recovery,
+  );
+  // Armed only now: a TTL that ran out while the daemon was down must not race an adoption.
+  for (const s of [...registry.all()]) {
+    if (s.spec.hidden) await lifecycle.remove(s.id, { force: true }).catch(() => {});
+    else lifecycle.armTtl(s);
+  }
+  const report = {
+    adopted,
+    failed,
+    kept: scan.final.map((f) => f.record.id),
+    removed: scan.removed,
+  };
+  if (scan.live.length + scan.dead.length + scan.final.length > 0)
+    log.info(report, "sandboxes of an earlier daemon recovered");
+  return report;
+}
+
+/** A sandbox as its record describes it, in its recorded state (`running` comes back `ready`). */
+function sandboxFromRecord(f: FoundSandbox, slot: NetworkSlot | undefined, log: Logger): Sandbox {
+  const { dir, record } = f;
+  const phase: SandboxPhase =
+    record.state === "failed"
+      ? { kind: "failed", error: record.error ?? "failed" }
+      : record.state === "stopping"
+        ? { kind: "stopping", done: Promise.resolve() }
+        : record.state === "running"
+          ? // `running` is not tracked across a restart: the workload's session is gone.
+            { kind: "ready" }
+          : { kind: record.state };
+  return new Sandbox(
+    {
+      id: record.id,
+      requestKey: record.requestKey,
+      labels: record.labels,
+      kernel: record.kernel,
+      rootfs: record.rootfs,
+      bootArgs: record.bootArgs,
+      vcpus: record.vcpus,
+      memoryMib: record.memoryMib,
+      network: record.network,
+      ttlSeconds: record.ttlSeconds,
+      workload: record.workload,
+      createdFrom: record.createdFrom,
+      snapshotId: record.snapshotId,
+      createdAt: new Date(record.createdAt),
+      diskBytes: apparentSize(dir.absolute.rootfs),
+      hidden: record.hidden ?? false,
+    },
+    {
+      dir,
+      slot,
+      phase,
+      history: {
+        readyAt: record.readyAt ? new Date(record.readyAt) : undefined,
+        lastExitedAt: record.lastExitedAt ? new Date(record.lastExitedAt) : undefined,
+        lastExitCode: record.lastExitCode,
+      },
+      log,
+    },
+  );
+}
+
+/** Re-attaches a re-registered sandbox to its running Firecracker (see `recoverSandboxes`). */
+async function adopt(
+  ctx: SandboxContext,
+  deps: { lifecycle: SandboxLifecycle; factory: SandboxFactory },
+  s: Sandbox,
+  record: SandboxRecord,
+  signal: AbortSignal,
+): Promise<void> {
+  const { registry, opts } = ctx;
+  const pid = record.pid;
+  if (pid === undefined) throw new Error("its record has no pid");
+  const { vm, state } = await MicroVm.adopt(
+    opts.runtime,
+    { dir: s.dir, net: s.tap, target: { pid, startTime: record.pidStartTime } },
+    signal,
+  );
+  if (s.phase.kind === "stopping") {
+    // It was being stopped when the daemon died: finish the stop.
+    s.attachVm(vm);
+    s.lifetime.abort();
+    await deps.lifecycle.release(s);
+    await registry.transition(s, { kind: "stopped" }, {});
+    return;
+  }
+  await deps.lifecycle.attach(s, vm);
+  if (s.phase.kind === "starting" || state === "not-started") {
+    await deps.lifecycle.fail(s, "boot interrupted by a daemon restart");
+    return;
+  }
+  if (state === "resumed")
+    s.log.warn({ vmState: "Paused" }, "resumed a VM left paused by a checkpoint cut short");
+  await deps.factory.connectAgent(s, signal, { wait: false });
+  if (record.state === "running") {
+    s.log.info(
+      { recordedState: record.state },
+      "a workload was running when the daemon stopped: its exit code is unknown",
+    );
+  }
+  // The record gains this process's start time if an older daemon wrote it.
+  ctx.tasks.track(registry.persist(s));
+}
+
+/** Apparent size of a file, 0 when it cannot be read. */
+function apparentSize(path: string): number {
+  try {
+    return statSync(path).size;
+  } catch {
+    return 0;
+  }
 }

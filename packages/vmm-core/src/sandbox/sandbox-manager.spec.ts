@@ -11,6 +11,7 @@ import type {
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FailedPreconditionError, ResourceExhaustedError } from "../errors.js";
 import { silentLogger } from "../internal/index.js";
+import type { NetworkManager, NetworkSlot } from "../network/index.js";
 import { createNoNetworkManager } from "../network/network-manager-none.js";
 import { createDiskCloner } from "../storage/index.js";
 import { SandboxManager } from "./sandbox-manager.js";
@@ -90,6 +91,7 @@ describe("SandboxManager in-process (fake runtime)", () => {
 
   const make = (
     limits: Partial<ConstructorParameters<typeof SandboxManager>[0]["limits"]> = {},
+    network: NetworkManager = createNoNetworkManager(),
   ) => {
     manager = new SandboxManager({
       dataDir,
@@ -99,7 +101,7 @@ describe("SandboxManager in-process (fake runtime)", () => {
         apiTimeoutMs: 1000,
         launchDefaults: { binaryPath: "/bin/firecracker" } as never,
       },
-      network: createNoNetworkManager(),
+      network,
       cloner: createDiskCloner("copy"),
       defaults: {
         vcpus: 1,
@@ -260,5 +262,74 @@ describe("SandboxManager in-process (fake runtime)", () => {
         AbortSignal.timeout(1000),
       ),
     ).rejects.toBeInstanceOf(FailedPreconditionError);
+  });
+
+  describe("the factory's undo stack: a failed Create gives back exactly what it took", () => {
+    /** A tap network manager that counts the slots out; `failAcquire` makes the next acquire throw. */
+    const countingNetwork = () => {
+      const out = new Set<number>();
+      let next = 0;
+      const net = {
+        mode: "tap" as const,
+        failAcquire: false,
+        out,
+        recover: async () => ({
+          kept: [],
+          missing: [],
+          removedNamespaces: [],
+          removedLinks: [],
+          replacedHostTable: false,
+        }),
+        acquire: async () => {
+          if (net.failAcquire) throw new ResourceExhaustedError("network: every slot is in use");
+          const index = next++;
+          out.add(index);
+          return { mode: "tap", index } as unknown as NetworkSlot;
+        },
+        release: async (slot: NetworkSlot) => {
+          out.delete((slot as { index: number }).index);
+        },
+        close: async () => {},
+        describeCommands: () => [],
+      };
+      return net;
+    };
+    const tapCreate = (id: string) =>
+      manager.create({ id, labels: {}, ttlSeconds: 0, network: "tap" });
+
+    it("the directory cannot be made: the slot, the admission and the id are given back", async () => {
+      const net = countingNetwork();
+      make({ maxSandboxes: 1, maxConcurrentCreates: 1 }, net as unknown as NetworkManager);
+      await manager.recover();
+      const { mkdir } = await import("node:fs/promises");
+      await mkdir(join(dataDir, "sandboxes"), { recursive: true });
+      await writeFile(join(dataDir, "sandboxes", "u1"), "in the way");
+      await expect(tapCreate("u1")).rejects.toThrow(/already exists/);
+      expect(net.out.size).toBe(0);
+      expect(() => manager.inspect("u1")).toThrow(/not found/);
+      await rm(join(dataDir, "sandboxes", "u1"));
+      // The only admission slot and concurrent-create slot are free again, and so is the id.
+      failOn.add("createSyncAction"); // no VM needed: the boot fails after registration
+      await expect(tapCreate("u1")).resolves.toMatchObject({ id: "u1", state: "starting" });
+      await settle("u1", "failed");
+      expect(net.out.size).toBe(0); // a failure releases the slot at once
+      await manager.remove("u1", { force: true });
+      expect(await sandboxDirs()).toEqual([]);
+    });
+
+    it("no slot to be had: nothing is created and the admission is given back", async () => {
+      const net = countingNetwork();
+      make({ maxSandboxes: 1, maxConcurrentCreates: 1 }, net as unknown as NetworkManager);
+      await manager.recover();
+      net.failAcquire = true;
+      await expect(tapCreate("u2")).rejects.toBeInstanceOf(ResourceExhaustedError);
+      expect(await sandboxDirs().catch(() => [])).toEqual([]);
+      net.failAcquire = false;
+      failOn.add("createSyncAction");
+      await expect(tapCreate("u2")).resolves.toMatchObject({ id: "u2" });
+      await settle("u2", "failed");
+      await manager.remove("u2", { force: true });
+      expect(net.out.size).toBe(0);
+    });
   });
 });

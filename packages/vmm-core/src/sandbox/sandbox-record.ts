@@ -1,3 +1,4 @@
+import type { Sandbox } from "./sandbox.js";
 import type { CreatedFrom, NetworkMode, ProcessSpec, SandboxStateName } from "./types.js";
 
 /**
@@ -46,4 +47,35 @@ export function parseSandboxRecord(value: unknown): SandboxRecord | undefined {
   if (r.formatVersion !== 1 || typeof r.id !== "string" || typeof r.state !== "string")
     return undefined;
   return r as SandboxRecord;
+}
+
+/** The record of `s` as it is now. */
+export function recordOf(s: Sandbox): SandboxRecord {
+  const spec = s.spec;
+  return {
+    formatVersion: 1,
+    id: s.id,
+    state: s.state,
+    requestKey: spec.requestKey,
+    labels: spec.labels,
+    kernel: spec.kernel,
+    rootfs: spec.rootfs,
+    bootArgs: spec.bootArgs,
+    vcpus: spec.vcpus,
+    memoryMib: spec.memoryMib,
+    network: spec.network,
+    slotIndex: s.tap?.index,
+    ttlSeconds: spec.ttlSeconds,
+    workload: spec.workload,
+    pid: s.vm?.pid,
+    pidStartTime: s.vm?.startTime,
+    ...(spec.hidden && { hidden: true }),
+    createdFrom: spec.createdFrom,
+    snapshotId: spec.snapshotId,
+    createdAt: spec.createdAt.toISOString(),
+    readyAt: s.readyAt?.toISOString(),
+    lastExitedAt: s.lastExitedAt?.toISOString(),
+    lastExitCode: s.lastExitCode,
+    error: s.error,
+  };
 }

@@ -12,13 +12,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { FailedPreconditionError } from "../errors.js";
 import { controlCodePoints } from "../internal/guest-text.js";
 import { SandboxDir } from "../storage/index.js";
-import {
-  bootMicroVm,
-  loadMicroVmSnapshot,
-  requestMicroVmShutdown,
-  snapshotMicroVm,
-  type VmmRuntime,
-} from "./microvm.js";
+import { MicroVm, type VmmRuntime } from "./microvm.js";
 
 /** A fake Firecracker client: records each call; throws `faults[operationId]` if set. */
 function recordingClient(log: string[], faults: Record<string, Error> = {}): FirecrackerClient {
@@ -76,7 +70,7 @@ const spec = async (rootfsReady: Promise<unknown>) => ({
   rootfsReady,
 });
 
-describe("bootMicroVm", () => {
+describe("MicroVm.boot", () => {
   it("attaches the rootfs only once its clone has finished", async () => {
     const log: string[] = [];
     let finish!: () => void;
@@ -87,7 +81,7 @@ describe("bootMicroVm", () => {
       };
     });
     setTimeout(finish, 20);
-    await bootMicroVm(recordingRuntime(log), await spec(rootfsReady), AbortSignal.timeout(5000));
+    await MicroVm.boot(recordingRuntime(log), await spec(rootfsReady), AbortSignal.timeout(5000));
     expect(log.indexOf("rootfs cloned")).toBeGreaterThanOrEqual(0);
     expect(log.indexOf("rootfs cloned")).toBeLessThan(log.indexOf("putGuestDriveByID"));
     expect(log.at(-1)).toBe("createSyncAction");
@@ -96,9 +90,9 @@ describe("bootMicroVm", () => {
   it("stops Firecracker when the clone fails, before attaching anything", async () => {
     const log: string[] = [];
     const failed = Promise.reject(new Error("disk full"));
-    failed.catch(() => {}); // handled by bootMicroVm; created before it is called
+    failed.catch(() => {}); // handled by MicroVm.boot; created before it is called
     await expect(
-      bootMicroVm(recordingRuntime(log), await spec(failed), AbortSignal.timeout(5000)),
+      MicroVm.boot(recordingRuntime(log), await spec(failed), AbortSignal.timeout(5000)),
     ).rejects.toThrow("disk full");
     expect(log).not.toContain("putGuestDriveByID");
     expect(log.at(-1)).toBe("disposed");
@@ -106,8 +100,35 @@ describe("bootMicroVm", () => {
 });
 
 describe("Firecracker refusals become FailedPreconditionError with the fault message", () => {
-  const fcWith = (log: string[], faults: Record<string, Error>) =>
-    ({ client: recordingClient(log, faults) }) as unknown as FirecrackerProcess;
+  /** A booted MicroVm whose later calls meet `faults` (the boot itself succeeds). */
+  const vmWith = async (log: string[], faults: Record<string, Error>) => {
+    const live: Record<string, Error> = {};
+    const vm = await MicroVm.boot(
+      recordingRuntime(log, live),
+      await spec(Promise.resolve()),
+      AbortSignal.timeout(5000),
+    );
+    log.length = 0;
+    Object.assign(live, faults);
+    return vm;
+  };
+  /** A restore whose `snapshot/load` meets `fault`. */
+  const restoreWith = async (log: string[], fault: Error) =>
+    MicroVm.restore(
+      recordingRuntime(log, { loadSnapshot: fault }),
+      {
+        dir: (await spec(Promise.resolve())).dir,
+        net: undefined,
+        filesReady: Promise.resolve(),
+        load: params,
+        loadTimeoutMs: 1000,
+      },
+      AbortSignal.timeout(5000),
+    );
+  const params = {
+    snapshot_path: "vmstate",
+    mem_backend: { backend_type: "File" as const, backend_path: "mem" },
+  };
   const call = { timeoutMs: 1000 };
   const target = { vmstate: "vmstate", mem: "mem" };
 
@@ -118,16 +139,17 @@ describe("Firecracker refusals become FailedPreconditionError with the fault mes
       "Create snapshot error: Cannot save the microVM state: Operation not allowed",
     );
     const resumeErrors: unknown[] = [];
-    const err = await snapshotMicroVm(
-      fcWith(log, { createSnapshot: fault }),
-      "sb-1",
-      target,
-      call,
-      async () => {
-        log.push("copied while paused");
-      },
-      (e) => resumeErrors.push(e),
-    ).catch((e: unknown) => e);
+    const vm = await vmWith(log, { createSnapshot: fault });
+    const err = await vm
+      .snapshot(
+        target,
+        call,
+        async () => {
+          log.push("copied while paused");
+        },
+        (e: unknown) => resumeErrors.push(e),
+      )
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FailedPreconditionError);
     expect((err as FailedPreconditionError).kind).toBe("failed_precondition");
     expect((err as Error).message).toBe(
@@ -140,10 +162,11 @@ describe("Firecracker refusals become FailedPreconditionError with the fault mes
 
   it("pause refused: nothing snapshotted, FailedPrecondition", async () => {
     const log: string[] = [];
+    const vm = await vmWith(log, {
+      patchVm: refusal("patchVm", "The requested operation is not supported"),
+    });
     await expect(
-      snapshotMicroVm(
-        fcWith(log, { patchVm: refusal("patchVm", "The requested operation is not supported") }),
-        "sb-1",
+      vm.snapshot(
         target,
         call,
         async () => {
@@ -157,12 +180,8 @@ describe("Firecracker refusals become FailedPreconditionError with the fault mes
 
   it("loadSnapshot refused: the fault text is bounded and stripped of control characters", async () => {
     const hostile = `Load snapshot error: \x1b[31mred\x1b[0m line\nforged ${"x".repeat(100_000)}`;
-    const err = await loadMicroVmSnapshot(
-      fcWith([], { loadSnapshot: refusal("loadSnapshot", hostile) }),
-      "sb-1",
-      { snapshot_path: "vmstate", mem_backend: { backend_type: "File", backend_path: "mem" } },
-      call,
-    ).catch((e: unknown) => e);
+    const log: string[] = [];
+    const err = await restoreWith(log, refusal("loadSnapshot", hostile)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FailedPreconditionError);
     const message = (err as Error).message;
     expect(message).toMatch(
@@ -171,6 +190,7 @@ describe("Firecracker refusals become FailedPreconditionError with the fault mes
     expect(message).toMatch(/truncated/);
     expect(Buffer.byteLength(message)).toBeLessThan(700);
     expect(controlCodePoints(message)).toEqual([]);
+    expect(log.at(-1)).toBe("disposed");
   });
 
   it("the API socket gone: FailedPrecondition naming the sandbox, no socket path", async () => {
@@ -179,13 +199,10 @@ describe("Firecracker refusals become FailedPreconditionError with the fault mes
       "/var/lib/vmm/sandboxes/sb-1/api.sock",
       "connect ECONNREFUSED",
     );
-    const err = await requestMicroVmShutdown(
-      fcWith([], { createSyncAction: gone }),
-      "sb-1",
-      call,
-    ).catch((e: unknown) => e);
+    const vm = await vmWith([], { createSyncAction: gone });
+    const err = await vm.requestShutdown(call).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(FailedPreconditionError);
-    expect((err as Error).message).toMatch(/sandbox sb-1 did not answer createSyncAction/);
+    expect((err as Error).message).toMatch(/sandbox sb-\d+ did not answer createSyncAction/);
     expect((err as Error).message).not.toContain("/var/lib/vmm");
     expect((err as Error).cause).toBe(gone);
   });
@@ -198,26 +215,18 @@ describe("Firecracker refusals become FailedPreconditionError with the fault mes
       status: 503,
       faultMessage: "too many connections",
     });
-    const params = {
-      snapshot_path: "vmstate",
-      mem_backend: { backend_type: "File" as const, backend_path: "mem" },
-    };
-    await expect(
-      loadMicroVmSnapshot(fcWith([], { loadSnapshot: busy }), "sb-1", params, call),
-    ).rejects.toMatchObject({ kind: "unavailable", cause: busy });
+    await expect(restoreWith([], busy)).rejects.toMatchObject({ kind: "unavailable", cause: busy });
     const bug = new TypeError("x is undefined");
-    await expect(
-      loadMicroVmSnapshot(fcWith([], { loadSnapshot: bug }), "sb-1", params, call),
-    ).rejects.toBe(bug);
+    await expect(restoreWith([], bug)).rejects.toBe(bug);
   });
 
-  it("bootMicroVm: a refused boot call is FailedPrecondition and the process is disposed", async () => {
+  it("MicroVm.boot: a refused boot call is FailedPrecondition and the process is disposed", async () => {
     const log: string[] = [];
     const runtime = recordingRuntime(log, {
       putGuestBootSource: refusal("putGuestBootSource", "Invalid kernel path"),
     });
     await expect(
-      bootMicroVm(runtime, await spec(Promise.resolve()), AbortSignal.timeout(5000)),
+      MicroVm.boot(runtime, await spec(Promise.resolve()), AbortSignal.timeout(5000)),
     ).rejects.toThrow(/^firecracker refused putGuestBootSource: Invalid kernel path$/);
     expect(log.at(-1)).toBe("disposed");
   });

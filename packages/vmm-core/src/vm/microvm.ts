@@ -1,6 +1,7 @@
 import type {
   AdoptTarget,
   CallOptions,
+  ExitStatus,
   FirecrackerLauncher,
   FirecrackerProcess,
   LaunchOptions,
@@ -30,6 +31,21 @@ export interface BootSpec {
   readonly rootfsReady: Promise<unknown>;
 }
 
+/** What to restore: a sandbox dir whose snapshot files are being put in place. */
+export interface RestoreSpec {
+  readonly dir: SandboxDir;
+  readonly net: TapSlot | undefined;
+  /**
+   * Settles when the vmstate, memory file and disk are in the sandbox dir;
+   * `snapshot/load` waits for it (the files are prepared while Firecracker starts).
+   */
+  readonly filesReady: Promise<unknown>;
+  /** `snapshot/load` body (paths relative to the sandbox dir). */
+  readonly load: SnapshotLoadParams;
+  /** Deadline of `snapshot/load` (it reads the whole vmstate), ms. */
+  readonly loadTimeoutMs: number;
+}
+
 /** How the daemon starts Firecracker (binary, launcher, flags): fixed per daemon. */
 export interface VmmRuntime {
   readonly launcher: FirecrackerLauncher;
@@ -37,6 +53,9 @@ export interface VmmRuntime {
   /** Deadline of one Firecracker API call, ms. */
   readonly apiTimeoutMs: number;
 }
+
+/** What the VM was doing when it was adopted. */
+export type AdoptedVmState = "running" | "resumed" | "not-started";
 
 /** The launch options of the sandbox in `dir` (the same for launching and adopting). */
 function launchOptions(runtime: VmmRuntime, dir: SandboxDir, net: TapSlot | undefined) {
@@ -51,155 +70,218 @@ function launchOptions(runtime: VmmRuntime, dir: SandboxDir, net: TapSlot | unde
   };
 }
 
-/** What the VM was doing when it was adopted. */
-export type AdoptedVmState = "running" | "resumed" | "not-started";
-
 /**
- * Re-attaches to the microVM of `dir` found running (left by an earlier
- * daemon): the launcher refuses a pid that is gone or reused; then the API
- * must answer within `signal`. A VM found paused (a checkpoint cut short by
- * the daemon's death) is resumed. If the process is ours but the API does not
- * answer, it is killed before the error propagates.
+ * One sandbox's microVM: the only holder of its Firecracker process and API
+ * client. Created by {@link MicroVm.boot}, {@link MicroVm.restore} or
+ * {@link MicroVm.adopt}; each leaves nothing behind when it fails. Every
+ * Firecracker refusal reaches callers as a domain error
+ * (`firecrackerCallError`: 4xx → FailedPrecondition with the fault message).
  */
-export async function adoptMicroVm(
-  runtime: VmmRuntime,
-  spec: { dir: SandboxDir; net: TapSlot | undefined; target: AdoptTarget },
-  signal: AbortSignal,
-): Promise<{ fc: FirecrackerProcess; state: AdoptedVmState }> {
-  const fc = await runtime.launcher.adopt(
-    launchOptions(runtime, spec.dir, spec.net),
-    spec.target,
-    signal,
-  );
-  try {
-    const call = { signal, timeoutMs: runtime.apiTimeoutMs };
-    const info = await fc.client.describeInstance(call);
-    if (info.state === "Not started") return { fc, state: "not-started" };
-    if (info.state === "Paused") {
-      await fc.client.patchVm({ state: "Resumed" }, call);
-      return { fc, state: "resumed" };
-    }
-    return { fc, state: "running" };
-  } catch (err) {
-    await fc[Symbol.asyncDispose]();
-    throw firecrackerCallError(err, spec.dir.id);
-  }
-}
+export class MicroVm {
+  private constructor(
+    private readonly fc: FirecrackerProcess,
+    /** The sandbox it belongs to (named in errors). */
+    readonly sandboxId: string,
+    private readonly apiTimeoutMs: number,
+  ) {}
 
-/**
- * Boots a microVM: launches Firecracker in the sandbox dir (its cwd) and
- * configures it with relative paths (ARCHITECTURE decision 3), then
- * InstanceStart. On failure the process is killed and its sockets removed
- * before the error propagates (also when `rootfsReady` rejects).
- */
-export async function bootMicroVm(
-  runtime: VmmRuntime,
-  spec: BootSpec,
-  signal: AbortSignal,
-): Promise<FirecrackerProcess> {
-  const rel = spec.dir.relative;
-  const fc = await runtime.launcher.launch(launchOptions(runtime, spec.dir, spec.net), signal);
-  try {
-    const call = { signal, timeoutMs: runtime.apiTimeoutMs };
-    const api = fc.client;
-    await api.putMachineConfiguration(
-      { vcpu_count: spec.vcpus, mem_size_mib: spec.memoryMib },
-      call,
-    );
-    // The kernel is a read-only base image outside the sandbox dir: absolute.
-    await api.putGuestBootSource(
-      { kernel_image_path: spec.kernelPath, boot_args: spec.bootArgs },
-      call,
-    );
-    // Firecracker opens the file at this call: the clone must be complete.
-    await spec.rootfsReady;
-    await api.putGuestDriveByID(
-      { drive_id: "rootfs", path_on_host: rel.rootfs, is_root_device: true, is_read_only: false },
-      call,
-    );
-    if (spec.net) {
-      await api.putGuestNetworkInterfaceByID(
-        { iface_id: "eth0", host_dev_name: spec.net.tapName, guest_mac: spec.net.guestMac },
-        call,
-      );
-    }
-    await api.putGuestVsock({ guest_cid: spec.vsockCid, uds_path: rel.vsockSocket }, call);
-    await api.createSyncAction({ action_type: "InstanceStart" }, call);
-    return fc;
-  } catch (err) {
-    await fc[Symbol.asyncDispose]();
-    throw firecrackerCallError(err, spec.dir.id);
-  }
-}
-
-/**
- * Loads a snapshot into a freshly launched Firecracker of sandbox `sandboxId`
- * (`snapshot/load`; paths relative to its cwd). Firecracker's refusal (a
- * vmstate that does not verify, a missing memory file) becomes a
- * FailedPreconditionError with its fault message; the process must then be
- * discarded (NOTES.md §3).
- */
-export async function loadMicroVmSnapshot(
-  fc: FirecrackerProcess,
-  sandboxId: string,
-  params: SnapshotLoadParams,
-  call: CallOptions,
-): Promise<void> {
-  try {
-    await fc.client.loadSnapshot(params, call);
-  } catch (err) {
-    throw firecrackerCallError(err, sandboxId);
-  }
-}
-
-/**
- * Takes a Full snapshot of a running microVM: pause, `snapshot/create` to
- * `target` (relative to its cwd), `whilePaused` (copy what must be copied
- * while the guest cannot write: its disk), then resume, always. A failure to
- * resume is reported to `onResumeError` (the snapshot itself is fine); the
- * other Firecracker failures are translated (FirecrackerApiError 4xx →
- * FailedPreconditionError with the fault message).
- */
-export async function snapshotMicroVm(
-  fc: FirecrackerProcess,
-  sandboxId: string,
-  target: { readonly vmstate: string; readonly mem: string },
-  call: CallOptions,
-  whilePaused: () => Promise<void>,
-  onResumeError: (err: unknown) => void,
-): Promise<void> {
-  try {
-    await fc.client.patchVm({ state: "Paused" }, call);
-  } catch (err) {
-    throw firecrackerCallError(err, sandboxId);
-  }
-  try {
+  /**
+   * Boots a microVM: launches Firecracker in the sandbox dir (its cwd) and
+   * configures it with relative paths (ARCHITECTURE decision 3), then
+   * InstanceStart. On failure the process is killed and its sockets removed
+   * before the error propagates (also when `rootfsReady` rejects).
+   */
+  static async boot(runtime: VmmRuntime, spec: BootSpec, signal: AbortSignal): Promise<MicroVm> {
+    const rel = spec.dir.relative;
+    const fc = await runtime.launcher.launch(launchOptions(runtime, spec.dir, spec.net), signal);
     try {
-      await fc.client.createSnapshot(
-        { snapshot_type: "Full", snapshot_path: target.vmstate, mem_file_path: target.mem },
+      const call = { signal, timeoutMs: runtime.apiTimeoutMs };
+      const api = fc.client;
+      await api.putMachineConfiguration(
+        { vcpu_count: spec.vcpus, mem_size_mib: spec.memoryMib },
         call,
       );
+      // The kernel is a read-only base image outside the sandbox dir: absolute.
+      await api.putGuestBootSource(
+        { kernel_image_path: spec.kernelPath, boot_args: spec.bootArgs },
+        call,
+      );
+      // Firecracker opens the file at this call: the clone must be complete.
+      await spec.rootfsReady;
+      await api.putGuestDriveByID(
+        { drive_id: "rootfs", path_on_host: rel.rootfs, is_root_device: true, is_read_only: false },
+        call,
+      );
+      if (spec.net) {
+        await api.putGuestNetworkInterfaceByID(
+          { iface_id: "eth0", host_dev_name: spec.net.tapName, guest_mac: spec.net.guestMac },
+          call,
+        );
+      }
+      await api.putGuestVsock({ guest_cid: spec.vsockCid, uds_path: rel.vsockSocket }, call);
+      await api.createSyncAction({ action_type: "InstanceStart" }, call);
+      return new MicroVm(fc, spec.dir.id, runtime.apiTimeoutMs);
     } catch (err) {
-      throw firecrackerCallError(err, sandboxId);
+      await fc[Symbol.asyncDispose]();
+      throw firecrackerCallError(err, spec.dir.id);
     }
-    await whilePaused();
-  } finally {
-    await fc.client.patchVm({ state: "Resumed" }, call).catch(onResumeError);
   }
-}
 
-/**
- * Asks the guest to shut down (`SendCtrlAltDel`); resolves when Firecracker
- * accepted the request, not when the guest is down (await `fc.exited`).
- */
-export async function requestMicroVmShutdown(
-  fc: FirecrackerProcess,
-  sandboxId: string,
-  call: CallOptions,
-): Promise<void> {
-  try {
-    await fc.client.createSyncAction({ action_type: "SendCtrlAltDel" }, call);
-  } catch (err) {
-    throw firecrackerCallError(err, sandboxId);
+  /**
+   * A microVM from a snapshot: launches Firecracker in the sandbox dir, waits
+   * for the files, then `snapshot/load` (resumed). Firecracker's refusal (a
+   * vmstate that does not verify, a missing memory file) is a
+   * FailedPreconditionError with its fault message; on any failure the
+   * process is gone before the error propagates (a process that failed a
+   * load cannot be reused, NOTES.md §3) and no file copy is still writing.
+   */
+  static async restore(
+    runtime: VmmRuntime,
+    spec: RestoreSpec,
+    signal: AbortSignal,
+  ): Promise<MicroVm> {
+    const fc = await runtime.launcher
+      .launch(launchOptions(runtime, spec.dir, spec.net), signal)
+      .catch(async (err: unknown) => {
+        await spec.filesReady.catch(() => {}); // never leave a copy writing into a dir being removed
+        throw err;
+      });
+    try {
+      await spec.filesReady;
+      await fc.client.loadSnapshot(spec.load, { signal, timeoutMs: spec.loadTimeoutMs });
+      return new MicroVm(fc, spec.dir.id, runtime.apiTimeoutMs);
+    } catch (err) {
+      await fc[Symbol.asyncDispose]();
+      throw firecrackerCallError(err, spec.dir.id);
+    }
+  }
+
+  /**
+   * Re-attaches to the microVM of `dir` found running (left by an earlier
+   * daemon): the launcher refuses a pid that is gone or reused (start time,
+   * `--id`, cwd); then the API must answer within `signal`. A VM found paused
+   * (a checkpoint cut short by the daemon's death) is resumed. If the process
+   * is ours but the API does not answer, it is killed before the error
+   * propagates.
+   */
+  static async adopt(
+    runtime: VmmRuntime,
+    spec: { dir: SandboxDir; net: TapSlot | undefined; target: AdoptTarget },
+    signal: AbortSignal,
+  ): Promise<{ vm: MicroVm; state: AdoptedVmState }> {
+    const fc = await runtime.launcher.adopt(
+      launchOptions(runtime, spec.dir, spec.net),
+      spec.target,
+      signal,
+    );
+    try {
+      const call = { signal, timeoutMs: runtime.apiTimeoutMs };
+      const vm = new MicroVm(fc, spec.dir.id, runtime.apiTimeoutMs);
+      const info = await fc.client.describeInstance(call);
+      if (info.state === "Not started") return { vm, state: "not-started" };
+      if (info.state === "Paused") {
+        await fc.client.patchVm({ state: "Resumed" }, call);
+        return { vm, state: "resumed" };
+      }
+      return { vm, state: "running" };
+    } catch (err) {
+      await fc[Symbol.asyncDispose]();
+      throw firecrackerCallError(err, spec.dir.id);
+    }
+  }
+
+  /** Firecracker's pid. */
+  get pid(): number {
+    return this.fc.pid;
+  }
+
+  /** The process's start time, recorded so a later daemon adopts only this process. */
+  get startTime(): string | undefined {
+    return this.fc.startTime;
+  }
+
+  /** Resolves once the process is gone (never rejects; both fields null for an adopted one). */
+  get exited(): Promise<ExitStatus> {
+    return this.fc.exited;
+  }
+
+  /** Pauses the guest's vCPUs. */
+  pause(call: CallOptions = this.call()): Promise<void> {
+    return this.api(() => this.fc.client.patchVm({ state: "Paused" }, call));
+  }
+
+  /** Resumes a paused guest. */
+  resume(call: CallOptions = this.call()): Promise<void> {
+    return this.api(() => this.fc.client.patchVm({ state: "Resumed" }, call));
+  }
+
+  /**
+   * Takes a Full snapshot: pause, `snapshot/create` to `target` (relative to
+   * its cwd), `whilePaused` (copy what must be copied while the guest cannot
+   * write: its disk), then resume, always. A failure to resume is reported to
+   * `onResumeError` (the snapshot itself is fine).
+   */
+  async snapshot(
+    target: { readonly vmstate: string; readonly mem: string },
+    call: CallOptions,
+    whilePaused: () => Promise<void>,
+    onResumeError: (err: unknown) => void,
+  ): Promise<void> {
+    await this.pause(call);
+    try {
+      await this.api(() =>
+        this.fc.client.createSnapshot(
+          { snapshot_type: "Full", snapshot_path: target.vmstate, mem_file_path: target.mem },
+          call,
+        ),
+      );
+      await whilePaused();
+    } finally {
+      await this.resume(call).catch(onResumeError);
+    }
+  }
+
+  /**
+   * Asks the guest to shut down (`SendCtrlAltDel`); resolves when Firecracker
+   * accepted the request, not when the guest is down (await `exited`).
+   */
+  requestShutdown(call: CallOptions = this.call()): Promise<void> {
+    return this.api(() => this.fc.client.createSyncAction({ action_type: "SendCtrlAltDel" }, call));
+  }
+
+  /** SIGKILL (no wait); no-op once exited. */
+  kill(): void {
+    this.fc.kill();
+  }
+
+  /**
+   * Kills the process, waits for its exit and removes its sockets (and jail).
+   * Idempotent. A cleanup failure is reported to `onCleanupError`: the process
+   * is gone either way.
+   */
+  async dispose(onCleanupError: (err: unknown) => void = () => {}): Promise<void> {
+    this.fc.kill();
+    await this.fc.exited;
+    await this.fc.cleanup().catch(onCleanupError);
+  }
+
+  /**
+   * Lets go of the process without stopping it (a daemon leaving VMs running
+   * for the next one, which adopts them). `exited` then never settles.
+   */
+  detach(): void {
+    this.fc.detach();
+  }
+
+  private call(): CallOptions {
+    return { timeoutMs: this.apiTimeoutMs };
+  }
+
+  private async api(send: () => Promise<unknown>): Promise<void> {
+    try {
+      await send();
+    } catch (err) {
+      throw firecrackerCallError(err, this.sandboxId);
+    }
   }
 }

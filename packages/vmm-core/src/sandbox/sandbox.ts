@@ -1,0 +1,298 @@
+import type { AgentClient } from "../agent/index.js";
+import type { Logger, LongTimeout } from "../internal/index.js";
+import type { NetworkSlot, TapSlot } from "../network/index.js";
+import type { SandboxDir } from "../storage/index.js";
+import type { MicroVm } from "../vm/microvm.js";
+import { assertTransition } from "./state-machine.js";
+import type {
+  CreatedFrom,
+  NetworkMode,
+  ProcessSpec,
+  SandboxStateName,
+  SandboxView,
+} from "./types.js";
+
+/** Wire states in which the microVM may run. */
+export type AliveState = "starting" | "ready" | "running" | "stopping";
+
+/**
+ * Where a sandbox is in its life: one value. The wire state (`state` in
+ * sandbox.v1) is derived from it ({@link wireState}); the extra kinds say
+ * what the wire does not:
+ *
+ * - `checkpointing`: ready, with the VM paused for a snapshot (workloads and
+ *   other checkpoints wait);
+ * - `running` counts the workloads (Run, Exec, initial command) running now;
+ * - `stopping` holds the stop in progress (a second Stop joins it);
+ * - `failing`: the failure is decided and the VM being released; clients see
+ *   the state it failed from until `failed` is on disk.
+ */
+export type SandboxPhase =
+  | { readonly kind: "starting" }
+  | { readonly kind: "ready" }
+  | { readonly kind: "checkpointing" }
+  | { readonly kind: "running"; readonly workloads: number }
+  | { readonly kind: "stopping"; readonly done: Promise<void> }
+  | {
+      readonly kind: "failing";
+      readonly from: Exclude<AliveState, "stopping">;
+      readonly error: string;
+    }
+  | { readonly kind: "stopped" }
+  | { readonly kind: "failed"; readonly error: string };
+
+/** The sandbox.v1 state a phase shows. */
+export function wireState(phase: SandboxPhase): SandboxStateName {
+  switch (phase.kind) {
+    case "checkpointing":
+      return "ready";
+    case "failing":
+      return phase.from;
+    default:
+      return phase.kind;
+  }
+}
+
+/** True while the microVM may run and nobody decided to end it (a stop or failure is not under way). */
+export function isLive(
+  phase: SandboxPhase,
+): phase is Extract<SandboxPhase, { kind: "starting" | "ready" | "checkpointing" | "running" }> {
+  return (
+    phase.kind === "starting" ||
+    phase.kind === "ready" ||
+    phase.kind === "checkpointing" ||
+    phase.kind === "running"
+  );
+}
+
+/** What a sandbox is made of: fixed at Create/Restore (or read back from its record). */
+export interface SandboxSpec {
+  readonly id: string;
+  /** Normalized request, compared for idempotent Create. */
+  readonly requestKey: string;
+  readonly labels: Readonly<Record<string, string>>;
+  readonly kernel: string;
+  readonly rootfs: string;
+  readonly bootArgs: string;
+  readonly vcpus: number;
+  readonly memoryMib: number;
+  readonly network: NetworkMode;
+  /** 0 = never expires. */
+  readonly ttlSeconds: number;
+  readonly workload: ProcessSpec | undefined;
+  readonly createdFrom: CreatedFrom;
+  readonly snapshotId: string | undefined;
+  readonly createdAt: Date;
+  /** Apparent size of its writable disk (counts against limits.max_total_disk_gib). */
+  readonly diskBytes: number;
+  /** Internal (golden builds): not listed, no events, not counted against limits. */
+  readonly hidden: boolean;
+}
+
+/** Timestamps and results a restarted daemon reads back from the record. */
+export interface SandboxHistory {
+  readonly readyAt?: Date | undefined;
+  readonly lastExitedAt?: Date | undefined;
+  readonly lastExitCode?: number | undefined;
+}
+
+/**
+ * One sandbox: its spec, its phase, the resources it holds now (network
+ * slot, microVM, agent client, TTL timer) and its lifetime signal. Owned by
+ * the registry; the lifecycle, factory and workload modules change it through
+ * these methods, and the registry's `transition` is the only way its wire
+ * state changes.
+ */
+export class Sandbox {
+  readonly id: string;
+  readonly dir: SandboxDir;
+  readonly log: Logger;
+  /** Aborted when the sandbox is stopped, failed or removed: cancels a boot in progress. */
+  readonly lifetime = new AbortController();
+  /** Resolves when the sandbox leaves `starting` (ready, failed or stopping). */
+  readonly settled: Promise<void>;
+  #markSettled: () => void = () => {};
+  #phase: SandboxPhase;
+  #slot: NetworkSlot | undefined;
+  #vm: MicroVm | undefined;
+  #agent: AgentClient | undefined;
+  #ttlTimer: LongTimeout | undefined;
+  #readyAt: Date | undefined;
+  #lastExitedAt: Date | undefined;
+  #lastExitCode: number | undefined;
+  /** The view of the current state, built once per change (List/Inspect reuse it). */
+  #view: SandboxView | undefined;
+  /** While a new state's record is being written: the state clients still see, and whose write. */
+  #hold: { readonly shown: SandboxStateName; readonly write: number } | undefined;
+  #writes = 0;
+
+  constructor(
+    readonly spec: SandboxSpec,
+    init: {
+      dir: SandboxDir;
+      slot: NetworkSlot | undefined;
+      phase?: SandboxPhase;
+      history?: SandboxHistory;
+      log: Logger;
+    },
+  ) {
+    this.id = spec.id;
+    this.dir = init.dir;
+    this.#slot = init.slot;
+    this.#phase = init.phase ?? { kind: "starting" };
+    this.#readyAt = init.history?.readyAt;
+    this.#lastExitedAt = init.history?.lastExitedAt;
+    this.#lastExitCode = init.history?.lastExitCode;
+    this.log = init.log.child({ sandboxId: spec.id });
+    this.settled = new Promise<void>((resolve) => {
+      this.#markSettled = resolve;
+    });
+    if (this.#phase.kind !== "starting") this.#markSettled();
+  }
+
+  get phase(): SandboxPhase {
+    return this.#phase;
+  }
+
+  /** The wire state. */
+  get state(): SandboxStateName {
+    return wireState(this.#phase);
+  }
+
+  /**
+   * The state clients see (views, List filters): the wire state once its
+   * record is on disk. A client that saw a state can count on a daemon
+   * killed right then coming back with it (restart rules).
+   */
+  get shownState(): SandboxStateName {
+    return this.#hold?.shown ?? this.state;
+  }
+
+  /**
+   * Keeps showing `shown` until the write this returns is released (the
+   * first of overlapping writes decides what is shown until the last ends).
+   */
+  holdShownState(shown: SandboxStateName): number {
+    const write = ++this.#writes;
+    this.#hold = { shown: this.#hold?.shown ?? shown, write };
+    this.#view = undefined;
+    return write;
+  }
+
+  /** The record of write `write` is on disk: show the current state unless a later write holds it. */
+  releaseShownState(write: number): void {
+    if (this.#hold?.write !== write) return;
+    this.#hold = undefined;
+    this.#view = undefined;
+  }
+
+  /** The failure text (failing or failed). */
+  get error(): string | undefined {
+    const p = this.#phase;
+    return p.kind === "failing" || p.kind === "failed" ? p.error : undefined;
+  }
+
+  get slot(): NetworkSlot | undefined {
+    return this.#slot;
+  }
+
+  /** The slot when it is a TAP one (mode tap). */
+  get tap(): TapSlot | undefined {
+    return this.#slot?.mode === "tap" ? this.#slot : undefined;
+  }
+
+  get vm(): MicroVm | undefined {
+    return this.#vm;
+  }
+
+  get agent(): AgentClient | undefined {
+    return this.#agent;
+  }
+
+  get readyAt(): Date | undefined {
+    return this.#readyAt;
+  }
+
+  get lastExitedAt(): Date | undefined {
+    return this.#lastExitedAt;
+  }
+
+  get lastExitCode(): number | undefined {
+    return this.#lastExitCode;
+  }
+
+  /**
+   * Sets the phase (the registry's `transition` calls this after checking
+   * the state machine). `enter` without the registry is for changes the
+   * wire does not see (ready ⇄ checkpointing, the workload count, → failing).
+   */
+  enter(next: SandboxPhase, options: { wireChange?: boolean } = {}): void {
+    const from = this.state;
+    const to = wireState(next);
+    if (options.wireChange) assertTransition(this.id, from, to);
+    else if (from !== to) {
+      throw new Error(`sandbox ${this.id}: ${from} → ${to} must go through the registry`);
+    }
+    if (from === "starting" && to !== "starting") this.#markSettled();
+    this.#phase = next;
+    this.#view = undefined;
+  }
+
+  /** Back to `ready` after a checkpoint, unless a Stop or failure moved it on meanwhile. */
+  endCheckpoint(): void {
+    if (this.#phase.kind === "checkpointing") this.enter({ kind: "ready" });
+  }
+
+  /** Holds the microVM (boot, restore or adoption gave it). */
+  attachVm(vm: MicroVm): void {
+    this.#vm = vm;
+    this.#view = undefined;
+  }
+
+  /** Lets go of the microVM handle and returns it (the caller disposes or detaches it). */
+  takeVm(): MicroVm | undefined {
+    const vm = this.#vm;
+    this.#vm = undefined;
+    this.#view = undefined;
+    return vm;
+  }
+
+  /** Gives up the network slot and returns it (the caller releases it). */
+  takeSlot(): NetworkSlot | undefined {
+    const slot = this.#slot;
+    this.#slot = undefined;
+    this.#view = undefined;
+    return slot;
+  }
+
+  setAgent(agent: AgentClient | undefined): void {
+    this.#agent?.close();
+    this.#agent = agent;
+  }
+
+  /** Replaces the TTL timer (clearing the previous one). */
+  setTtlTimer(timer: LongTimeout | undefined): void {
+    this.#ttlTimer?.clear();
+    this.#ttlTimer = timer;
+  }
+
+  markReady(at = new Date()): void {
+    this.#readyAt = at;
+    this.#view = undefined;
+  }
+
+  recordExit(exitCode: number, at = new Date()): void {
+    this.#lastExitCode = exitCode;
+    this.#lastExitedAt = at;
+    this.#view = undefined;
+  }
+
+  /**
+   * The view of the sandbox now: the same frozen object until something about
+   * it changes (List and Inspect callers may cache work keyed by it).
+   */
+  view(build: (s: Sandbox) => SandboxView): SandboxView {
+    this.#view ??= Object.freeze(build(this));
+    return this.#view;
+  }
+}

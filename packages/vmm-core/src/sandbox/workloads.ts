@@ -1,0 +1,161 @@
+import { constants as osConstants } from "node:os";
+import type { AgentClient, AgentProcess } from "../agent/index.js";
+import { FailedPreconditionError } from "../errors.js";
+import type { SandboxContext } from "./context.js";
+import { validateProcessSpec } from "./request-limits.js";
+import type { Sandbox } from "./sandbox.js";
+import type { ProcessOutput, ProcessSession, ProcessSpec } from "./types.js";
+
+/**
+ * Processes in a sandbox's guest (Run, Exec, the initial workload), through
+ * its agent. A sandbox is `running` while any workload runs and `ready`
+ * again (event `idle`) when the last one ends.
+ */
+export class Workloads {
+  constructor(private readonly ctx: SandboxContext) {}
+
+  /** Runs a command to completion; the sandbox is `running` meanwhile (Run while running fails). */
+  run(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession> {
+    return this.start(this.ctx.registry.get(id), spec, signal, { exclusive: true, stdin: false });
+  }
+
+  /**
+   * Starts an interactive process. Several Exec sessions may run at once (and
+   * alongside a Run); the sandbox is `running` while any workload runs.
+   */
+  exec(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession> {
+    return this.start(this.ctx.registry.get(id), spec, signal, { exclusive: false, stdin: true });
+  }
+
+  /** Runs the sandbox's initial workload (Create's `workload`) until it exits or the sandbox ends. */
+  async runInitial(s: Sandbox, spec: ProcessSpec): Promise<void> {
+    const ac = new AbortController();
+    s.lifetime.signal.addEventListener("abort", () => ac.abort(), { once: true });
+    try {
+      const session = await this.start(s, spec, ac.signal, { exclusive: true, stdin: false });
+      for await (const out of session.output) {
+        if (out.kind === "exit") s.log.info({ exitCode: out.exitCode }, "initial workload exited");
+      }
+    } catch (err) {
+      s.log.warn({ err }, "initial workload failed");
+    }
+  }
+
+  private async start(
+    s: Sandbox,
+    spec: ProcessSpec,
+    signal: AbortSignal,
+    mode: { exclusive: boolean; stdin: boolean },
+  ): Promise<ProcessSession> {
+    validateProcessSpec(spec);
+    const agent = this.agentOf(s);
+    const p = s.phase;
+    if (p.kind === "checkpointing") {
+      throw new FailedPreconditionError(
+        `sandbox ${s.id} is being checkpointed (paused); retry when it is done`,
+      );
+    }
+    if (p.kind === "running" && mode.exclusive) {
+      throw new FailedPreconditionError(
+        `sandbox ${s.id} is running a workload; Run needs state ready`,
+      );
+    }
+    if (p.kind !== "ready" && p.kind !== "running") {
+      throw new FailedPreconditionError(`sandbox ${s.id} is ${s.state}; it must be ready`);
+    }
+    const proc = await agent.run({
+      argv: spec.cmd,
+      env: spec.env,
+      ...(spec.workingDir !== undefined && { cwd: spec.workingDir }),
+      ...(spec.user !== undefined && { user: spec.user }),
+      ...(spec.tty && { tty: spec.ttySize ?? { cols: 80, rows: 24 } }),
+      ...(spec.timeoutSeconds > 0 && { timeoutMs: spec.timeoutSeconds * 1000 }),
+      stdin: mode.stdin,
+      signal,
+    });
+    return this.track(s, proc, signal);
+  }
+
+  /** Counts `proc` as a workload of `s` until its output ends or the caller goes away. */
+  private async track(
+    s: Sandbox,
+    proc: AgentProcess,
+    signal: AbortSignal,
+  ): Promise<ProcessSession> {
+    await this.began(s);
+    let finished = false;
+    const finish = async (exitCode: number | undefined) => {
+      if (finished) return;
+      finished = true;
+      if (exitCode !== undefined) s.recordExit(exitCode);
+      await this.ended(s, exitCode);
+    };
+    signal.addEventListener("abort", () => void finish(undefined), { once: true });
+    const output = async function* (): AsyncGenerator<ProcessOutput> {
+      let exitCode: number | undefined;
+      try {
+        for await (const ev of proc) {
+          if ("exit" in ev) {
+            const e = ev.exit;
+            exitCode = e.code ?? (e.signal !== undefined ? 128 + e.signal : 255);
+            yield {
+              kind: "exit",
+              exitCode,
+              signal: e.signalName ?? (e.signal !== undefined ? signalName(e.signal) : undefined),
+              timedOut: e.timedOut,
+            };
+          } else {
+            yield { kind: ev.stream, data: ev.data };
+          }
+        }
+      } finally {
+        proc.close();
+        await finish(exitCode);
+      }
+    };
+    return {
+      output: output(),
+      writeStdin: (data) => proc.writeStdin(data),
+      closeStdin: () => proc.closeStdin(),
+      resize: (cols, rows) => proc.resize(cols, rows),
+    };
+  }
+
+  private async began(s: Sandbox): Promise<void> {
+    const p = s.phase;
+    if (p.kind === "running") s.enter({ kind: "running", workloads: p.workloads + 1 });
+    else if (p.kind === "ready") {
+      await this.ctx.registry.transition(s, { kind: "running", workloads: 1 }, {});
+    }
+  }
+
+  private async ended(s: Sandbox, exitCode: number | undefined): Promise<void> {
+    const p = s.phase;
+    if (p.kind !== "running") return; // stopped or failed meanwhile: nothing to count
+    if (p.workloads > 1) {
+      s.enter({ kind: "running", workloads: p.workloads - 1 });
+      return;
+    }
+    await this.ctx.registry.transition(
+      s,
+      { kind: "ready" },
+      exitCode === undefined ? {} : { exit_code: String(exitCode) },
+      "idle",
+    );
+  }
+
+  private agentOf(s: Sandbox): AgentClient {
+    if (this.ctx.opts.agent.readiness === "vmm") {
+      throw new FailedPreconditionError(`sandbox ${s.id} has no agent (agent.readiness = "vmm")`, {
+        hint: 'use a rootfs with the vmm agent and agent.readiness = "agent"',
+      });
+    }
+    if (!s.agent)
+      throw new FailedPreconditionError(`sandbox ${s.id} is ${s.state}; it must be ready`);
+    return s.agent;
+  }
+}
+
+function signalName(n: number): string | undefined {
+  return Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0];
+}
