@@ -1,44 +1,13 @@
-// Test harness: the built `vmm` binary as a subprocess, and the daemon it
-// talks to: the in-test fake (default) or, with VMM_E2E_DAEMON=1, the real
-// daemon (packages/vmm-daemon/dist/vmm-daemon.mjs) driving fc-sim, or an
-// already running one at VMM_E2E_SOCKET.
+// Test harness: the built `vmm` binary as a subprocess. The daemon it talks to
+// is started by each suite (in-process-daemon.ts, or the daemon binary).
 import { type ChildProcessWithoutNullStreams, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { startSimDaemon } from "../../vmm-daemon/test/sim-daemon.js";
-import { type FakeDaemon, startFakeDaemon } from "./fake-daemon.js";
 
 /** Repository root. */
 export const root = resolve(import.meta.dirname, "../../..");
 /** The bundled CLI, built by the vitest global setup (scripts/build.mjs). */
 export const vmmBin = join(root, "packages/vmm-cli/dist/vmm.mjs");
-
-/** True when the suites run against the real daemon. */
-export const e2e = process.env.VMM_E2E_DAEMON === "1";
-
-/** A daemon under test. `fake` is set only for the in-test fake. */
-export interface TestDaemon {
-  readonly socket: string;
-  readonly fake: FakeDaemon | undefined;
-  close(): Promise<void>;
-}
-
-/** Starts the daemon the suite runs against (see the file header). */
-export async function startTestDaemon(opts: { bootDelayMs?: number } = {}): Promise<TestDaemon> {
-  if (!e2e) {
-    const fake = await startFakeDaemon(opts);
-    return { socket: fake.socket, fake, close: () => fake.close() };
-  }
-  if (process.env.VMM_E2E_SOCKET) {
-    return { socket: process.env.VMM_E2E_SOCKET, fake: undefined, close: async () => {} };
-  }
-  const bin = join(root, "packages/vmm-daemon/dist/vmm-daemon.mjs");
-  if (!existsSync(bin)) throw new Error(`VMM_E2E_DAEMON=1 but ${bin} is not built`);
-  // The real daemon driving fc-sim, as the daemon's own integration tests start it.
-  const d = await startSimDaemon();
-  return { socket: d.socket, fake: undefined, close: async () => await d[Symbol.asyncDispose]() };
-}
 
 /** The outcome of one `vmm` run. */
 export interface VmmResult {
@@ -68,8 +37,8 @@ export interface VmmProcess {
 }
 
 /**
- * Starts the built `vmm` with `args` (asynchronously: the fake daemon lives
- * in this process and must keep serving). VMM_ADDRESS and VMM_TOKEN are
+ * Starts the built `vmm` with `args` (asynchronously: the daemon may live in
+ * this process and must keep serving). VMM_ADDRESS and VMM_TOKEN are
  * cleared unless `env` sets them.
  */
 export function startVmm(args: readonly string[], opts: VmmOptions = {}): VmmProcess {

@@ -1,6 +1,6 @@
 // One sandbox's life through the CLI, against two daemons:
-// - the in-test fake (always), which only provides a guest `echo`;
-// - the real daemon driving fc-sim, started by the daemon's own test harness
+// - the daemon's services in this process (in-process-daemon.ts, always);
+// - the daemon binary driving fc-sim, started by the daemon's own test harness
 //   (startSimDaemon: the built dist/vmm-daemon.mjs with a generated config).
 //   It runs by default whenever the daemon is built (the vitest global setup
 //   builds it); VMM_E2E_DAEMON=0 skips it, VMM_E2E_DAEMON=1 makes a missing
@@ -10,8 +10,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DAEMON_BIN } from "../../vmm-daemon/test/daemon-process.js";
 import { startSimDaemon } from "../../vmm-daemon/test/sim-daemon.js";
-import { startFakeDaemon } from "./fake-daemon.js";
 import { runVmm, startVmm } from "./harness.js";
+import { startInProcessDaemon } from "./in-process-daemon.js";
 
 interface Target {
   readonly socket: string;
@@ -37,9 +37,14 @@ async function startReal(): Promise<Target> {
   };
 }
 
-async function startFake(): Promise<Target> {
-  const f = await startFakeDaemon();
-  return { socket: f.socket, close: () => f.close() };
+async function startInProcess(): Promise<Target> {
+  const d = await startInProcessDaemon();
+  return {
+    socket: d.socket,
+    close: async () => {
+      await d[Symbol.asyncDispose]();
+    },
+  };
 }
 
 function lifecycle(name: string, start: () => Promise<Target>) {
@@ -84,7 +89,7 @@ function lifecycle(name: string, start: () => Promise<Target>) {
   });
 }
 
-lifecycle("fake daemon", startFake);
+lifecycle("in-process daemon", startInProcess);
 
 describe.skipIf(!runReal)(
   runReal

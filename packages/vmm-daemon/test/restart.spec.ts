@@ -1,10 +1,12 @@
 import { spawnSync } from "node:child_process";
-import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, rmSync } from "node:fs";
 import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import {
+  killDaemon,
   leftovers,
+  pidAlive,
   processesMatching,
   type SimDaemon,
   startSimDaemon,
@@ -72,22 +74,6 @@ async function runEcho(d: SimDaemon, id: string): Promise<{ out: string; exit: n
   }
   return { out, exit };
 }
-
-/** SIGKILLs the daemon's node process only (its fc-sim children live on) and waits for it. */
-async function killDaemon(d: SimDaemon): Promise<void> {
-  const exited = new Promise((r) => d.child.once("exit", r));
-  d.child.kill("SIGKILL");
-  await exited;
-}
-
-/** True while `pid` runs (not a zombie). */
-const pidAlive = (pid: number) => {
-  try {
-    return !/\) Z /.test(readFileSync(`/proc/${pid}/stat`, "utf8"));
-  } catch {
-    return false;
-  }
-};
 
 /** Removes every sandbox, then checks that nothing of them is left but the idle pool. */
 async function removeAllAndCheck(

@@ -82,6 +82,19 @@ export async function waitForState(
   }
 }
 
+/** SIGKILLs the daemon's node process only (its Firecracker children live on) and waits for it. */
+export async function killDaemon(d: SimDaemon): Promise<void> {
+  const exited = new Promise((r) => d.child.once("exit", r));
+  d.child.kill("SIGKILL");
+  await exited;
+}
+
+/** True while `pid` runs (not a zombie). */
+export function pidAlive(pid: number): boolean {
+  const stat = safeRead(`/proc/${pid}/stat`);
+  return stat !== "" && !/\) Z /.test(stat);
+}
+
 /** Pids of live processes whose command line contains `needle`. */
 export function processesMatching(needle: string): number[] {
   const out: number[] = [];

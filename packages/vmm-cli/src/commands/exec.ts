@@ -73,6 +73,10 @@ export const execCommand = defineCommand({
       }
       const call = ctx.clients().sandbox.exec(input, { signal: ctx.signal });
       if (forwardStdin) pumpStdin(ctx.io.stdin, send);
+      // Without -i the process reads EOF at once, as under `vmm run` (and `docker exec`):
+      // left open, a process that reads stdin would wait forever. A terminal keeps its
+      // input open (an EOF there would be a hangup).
+      else if (!values.tty) void send({ payload: { case: "stdin", value: new Uint8Array(0) } });
       return await copyProcessOutput(ctx, call);
     } finally {
       for (const undo of cleanups.reverse()) undo();
