@@ -215,6 +215,10 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
       },
     }),
     exposeHostDetails: config.grpc.expose_host_details,
+    lifecycle: {
+      autoPauseSeconds: config.lifecycle.auto_pause_seconds,
+      autoResume: config.lifecycle.auto_resume,
+    },
     dataDir: f.data_dir,
     imagesDir: images.imagesDir,
     allowedImageRoots: images.allowedRoots,

@@ -79,6 +79,8 @@ describe("vmm-daemon serving over its Unix socket", () => {
           "Inspect",
           "List",
           "Events",
+          "Pause",
+          "Resume",
         ]);
       }
       expect((responses[3]!.error_response as { error_code: number }).error_code).toBe(

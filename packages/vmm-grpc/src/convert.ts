@@ -55,6 +55,7 @@ export function createSpecFromProto(req: pb.CreateSandboxRequest): CreateSandbox
     ttlSeconds: req.ttlSeconds,
     ...(workload && { workload }),
     ...(req.sshPublicKey !== undefined && { sshPublicKey: req.sshPublicKey }),
+    ...(req.autoPauseSeconds !== 0 && { autoPauseSeconds: req.autoPauseSeconds }),
   };
 }
 
@@ -122,6 +123,8 @@ export function sandboxInfoToProto(v: SandboxView): pb.SandboxInfo {
     bootArgs: v.bootArgs,
     pid: BigInt(v.pid ?? 0),
     expiresAt: seconds(v.expiresAt),
+    pausedAt: seconds(v.pausedAt),
+    diskBytes: BigInt(v.diskBytes),
   });
 }
 

@@ -14,6 +14,8 @@ export interface SandboxApi {
   run(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession>;
   exec(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession>;
   stop(id: string, timeoutSeconds: number): Promise<void>;
+  pause(id: string): Promise<SandboxView>;
+  resume(id: string): Promise<SandboxView>;
   remove(id: string, options: { force: boolean }): Promise<void>;
   inspect(id: string): SandboxView;
   list(filter: {

@@ -71,6 +71,16 @@ export function registerSandboxService(
       return {};
     },
 
+    async pause(req) {
+      requireId(req.id);
+      return sandboxInfoToProto(await sandboxes.pause(req.id));
+    },
+
+    async resume(req) {
+      requireId(req.id);
+      return sandboxInfoToProto(await sandboxes.resume(req.id));
+    },
+
     async remove(req) {
       requireId(req.id);
       await sandboxes.remove(req.id, { force: req.force });

@@ -16,6 +16,8 @@ export function createUnbuiltSandboxApi(): SandboxApi {
     run: unbuilt("running code in sandboxes (Run)"),
     exec: unbuilt("interactive sessions (Exec)"),
     stop: unbuilt("sandbox lifecycle (Stop)"),
+    pause: unbuilt("pause and resume (Pause)"),
+    resume: unbuilt("pause and resume (Resume)"),
     remove: unbuilt("sandbox lifecycle (Remove)"),
     inspect: unbuilt("sandbox lifecycle (Inspect)"),
     list: unbuilt("sandbox lifecycle (List)"),

@@ -6,11 +6,15 @@
  * vmm-core can import it without pulling in generated code or protobuf.
  */
 
-/** The states of the sandbox.v1 contract, in the order a sandbox normally goes through them. */
+/**
+ * The states of the sandbox.v1 contract, in the order a sandbox normally goes
+ * through them; `paused` is in the binding spec ("Pause and resume").
+ */
 export const SANDBOX_STATES = [
   "starting",
   "ready",
   "running",
+  "paused",
   "stopping",
   "stopped",
   "failed",
@@ -21,9 +25,8 @@ export type SandboxStateName = (typeof SANDBOX_STATES)[number];
 
 /**
  * Event actions. The first eight are the sandbox.v1 contract; `paused` and
- * `resumed` are in the binding spec too (this daemon does not emit them yet:
- * pause is not implemented); `checkpointed` and `restored` are vmm additions
- * (documented in the proto header).
+ * `resumed` are in the binding spec too; `checkpointed` and `restored` are
+ * vmm additions (documented in the proto header).
  */
 export const EVENT_ACTIONS = [
   "created",

@@ -43,6 +43,11 @@ export const createCommand = defineCommand({
       value: "DURATION",
       description: "remove the sandbox this long after creation (e.g. 30m)",
     },
+    "auto-pause": {
+      type: "string",
+      value: "DURATION",
+      description: "pause the sandbox after this long without a run or exec (e.g. 10m)",
+    },
     network: {
       type: "string",
       value: "MODE",
@@ -96,6 +101,10 @@ export const createCommand = defineCommand({
       workingDir: values.workdir ?? "",
       user: values.user ?? "",
       ttlSeconds: values.ttl === undefined ? 0 : parseDurationSeconds("ttl", values.ttl),
+      autoPauseSeconds:
+        values["auto-pause"] === undefined
+          ? 0
+          : parseDurationSeconds("auto-pause", values["auto-pause"]),
       ...(values.network !== undefined ? { network: { mode: checkNetwork(values.network) } } : {}),
     };
     const res = await ctx.clients().sandbox.create(req, { signal: ctx.signal });

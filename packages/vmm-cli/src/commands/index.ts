@@ -5,6 +5,7 @@ import { eventsCommand } from "./events.js";
 import { execCommand } from "./exec.js";
 import { inspectCommand } from "./inspect.js";
 import { listCommand } from "./list.js";
+import { pauseCommand, resumeCommand } from "./pause.js";
 import { removeCommand } from "./remove.js";
 import { runCommand } from "./run.js";
 import {
@@ -24,6 +25,8 @@ export const commands: readonly CommandDefinition[] = [
   eventsCommand,
   runCommand,
   execCommand,
+  pauseCommand,
+  resumeCommand,
   stopCommand,
   removeCommand,
   snapshotCreateCommand,

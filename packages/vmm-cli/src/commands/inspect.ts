@@ -44,6 +44,8 @@ export function sandboxInfoFields(info: SandboxInfo): [string, string][] {
     ["Created", formatUnixSeconds(info.createdAt)],
     ["Ready", formatUnixSeconds(info.readyAt)],
     ["Expires", formatUnixSeconds(info.expiresAt)],
+    ["Paused", formatUnixSeconds(info.pausedAt)],
+    ["Disk", info.diskBytes === 0n ? "" : `${info.diskBytes} bytes`],
     [
       "Last exit",
       info.lastExitedAt === 0n

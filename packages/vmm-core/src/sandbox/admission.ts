@@ -96,6 +96,28 @@ export class Admission {
   }
 
   /** Reserves disk for a checkpoint's files; released once the catalog counts them (or on failure). */
+  /**
+   * vCPUs and memory for a paused sandbox coming back (its disk and its place
+   * among `max_sandboxes` are already counted).
+   */
+  reserveResume(demand: { vcpus: number; memoryMib: number }): Reservation {
+    const l = this.#limits;
+    const used = this.#usage();
+    if (l.maxTotalVcpus > 0 && used.vcpus + demand.vcpus > l.maxTotalVcpus) {
+      throw new ResourceExhaustedError(
+        `vcpus: ${used.vcpus} of ${l.maxTotalVcpus} in use, ${demand.vcpus} more asked to resume (limits.max_total_vcpus)`,
+        { hint: "pause or remove other sandboxes first" },
+      );
+    }
+    if (l.maxTotalMemoryMib > 0 && used.memoryMib + demand.memoryMib > l.maxTotalMemoryMib) {
+      throw new ResourceExhaustedError(
+        `memory: ${used.memoryMib} of ${l.maxTotalMemoryMib} MiB in use, ${demand.memoryMib} MiB more asked to resume (limits.max_total_memory_mib)`,
+        { hint: "pause or remove other sandboxes first" },
+      );
+    }
+    return this.#hold({ demand: { ...demand, diskBytes: 0 }, sandbox: false });
+  }
+
   reserveDisk(diskBytes: number): Reservation {
     this.#checkDisk(this.#usage().diskBytes, diskBytes);
     return this.#hold({ demand: { vcpus: 0, memoryMib: 0, diskBytes }, sandbox: false });

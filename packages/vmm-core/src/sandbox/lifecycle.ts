@@ -19,7 +19,7 @@ export class SandboxLifecycle {
 
   /** Holds `vm` for `s` and watches its exit; refuses it (disposing it) if `s` was ended meanwhile. */
   async attach(s: Sandbox, vm: MicroVm): Promise<void> {
-    if (!isLive(s.phase)) {
+    if (!isLive(s.phase) && s.phase.kind !== "resuming") {
       // A Stop or failure came while the VM was being made: nothing may keep it.
       await vm.dispose((err) => s.log.warn({ err }, "firecracker cleanup failed"));
       throw new FailedPreconditionError(`sandbox ${s.id} is ${s.state}`);
@@ -62,6 +62,7 @@ export class SandboxLifecycle {
     const error = this.ctx.views.clientText(reason);
     if (error !== reason || cause !== undefined) s.log.warn({ err: cause, reason }, "failing");
     s.enter({ kind: "failing", from: s.state as "starting" | "ready" | "running", error });
+    s.setIdleTimer(undefined);
     s.lifetime.abort();
     await this.release(s);
     await this.ctx.registry.transition(s, { kind: "failed", error }, { error, ...attrs });
@@ -99,13 +100,17 @@ export class SandboxLifecycle {
   stop(s: Sandbox, graceMs: number): Promise<void> {
     const p = s.phase;
     if (p.kind === "stopping") return p.done;
-    if (!isLive(p)) return Promise.resolve();
+    // A Pause or Resume under way finishes first; then the sandbox is stopped from where it is.
+    if (p.kind === "pausing" || p.kind === "resuming")
+      return p.done.then(() => this.stop(s, graceMs));
+    if (!isLive(p) && p.kind !== "paused") return Promise.resolve();
     const { promise, resolve, reject } = Promise.withResolvers<void>();
     this.stopping(s, graceMs, promise).then(resolve, reject);
     return promise;
   }
 
   private async stopping(s: Sandbox, graceMs: number, done: Promise<void>): Promise<void> {
+    s.setIdleTimer(undefined);
     await this.ctx.registry.transition(
       s,
       { kind: "stopping", done },
@@ -156,6 +161,7 @@ export class SandboxLifecycle {
     }
     return registry.remove(s, attrs, async (recordWritten) => {
       s.setTtlTimer(undefined);
+      s.setIdleTimer(undefined);
       await this.stop(s, options.force ? 0 : 10_000);
       await this.release(s);
       await recordWritten;

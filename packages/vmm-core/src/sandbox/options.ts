@@ -64,4 +64,10 @@ export interface SandboxManagerOptions {
   readonly onCreate?: (id: string) => void;
   /** Bounds of startup re-adoption (`recover`): parallelism and per-sandbox deadline. */
   readonly recovery?: AdoptAllOptions;
+  /**
+   * Pause and resume (config `[lifecycle]`): the auto-pause default for
+   * Creates that ask for none (0 = never) and whether Run/Exec resume a
+   * paused sandbox. Default `{ autoPauseSeconds: 0, autoResume: true }`.
+   */
+  readonly lifecycle?: { readonly autoPauseSeconds: number; readonly autoResume: boolean };
 }

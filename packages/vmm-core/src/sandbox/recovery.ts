@@ -148,13 +148,23 @@ export interface RecoveryReport {
  */
 export async function recoverSandboxes(
   ctx: SandboxContext,
-  deps: { lifecycle: SandboxLifecycle; factory: SandboxFactory },
+  deps: {
+    lifecycle: SandboxLifecycle;
+    factory: SandboxFactory;
+    /** Re-arms the auto-pause timer of a sandbox back in `ready`. */
+    watchIdle: (s: Sandbox) => void;
+  },
 ): Promise<RecoveryReport> {
   const { opts, registry, log } = ctx;
   const { lifecycle } = deps;
   const scan = await scanSandboxes(opts.dataDir, log);
   const slotOf = (r: SandboxRecord) => (r.network === "tap" ? r.slotIndex : undefined);
-  const net = await opts.network.recover(scan.live.flatMap((f) => slotOf(f.record) ?? []));
+  // A paused sandbox keeps its namespace (and address) for its Resume.
+  const paused = scan.final.filter((f) => f.record.state === "paused");
+  const final = scan.final.filter((f) => f.record.state !== "paused");
+  const net = await opts.network.recover(
+    [...scan.live, ...paused].flatMap((f) => slotOf(f.record) ?? []),
+  );
   const slots = new Map(net.kept.map((slot) => [slot.index, slot]));
   const readd = (f: FoundSandbox, slot: NetworkSlot | undefined) => {
     const s = sandboxFromRecord(f, slot, log);
@@ -163,7 +173,17 @@ export async function recoverSandboxes(
   };
   const adopted: string[] = [];
   const failed: string[] = [];
-  for (const f of scan.final) readd(f, undefined);
+  for (const f of final) readd(f, undefined);
+  for (const f of paused) {
+    const index = slotOf(f.record);
+    const slot = index === undefined ? undefined : slots.get(index);
+    const s = readd(f, slot);
+    if (index !== undefined && !slot) {
+      const error = `its network namespace (slot ${index}) is gone: it cannot be resumed`;
+      await registry.transition(s, { kind: "failed", error }, { error });
+      failed.push(s.id);
+    }
+  }
   for (const f of scan.dead) {
     const s = readd(f, undefined);
     if (s.phase.kind === "stopping") {
@@ -195,12 +215,15 @@ export async function recoverSandboxes(
   // Armed only now: a TTL that ran out while the daemon was down must not race an adoption.
   for (const s of [...registry.all()]) {
     if (s.spec.hidden) await lifecycle.remove(s.id, { force: true }).catch(() => {});
-    else lifecycle.armTtl(s);
+    else {
+      lifecycle.armTtl(s);
+      deps.watchIdle(s);
+    }
   }
   const report = {
     adopted,
     failed,
-    kept: scan.final.map((f) => f.record.id),
+    kept: scan.final.map((f) => f.record.id).filter((id) => !failed.includes(id)),
     removed: scan.removed,
   };
   if (scan.live.length + scan.dead.length + scan.final.length > 0)
@@ -216,11 +239,13 @@ function sandboxFromRecord(f: FoundSandbox, slot: NetworkSlot | undefined, log: 
       ? { kind: "failed", error: record.error ?? "failed" }
       : record.state === "stopping"
         ? { kind: "stopping", done: Promise.resolve() }
-        : record.state === "running"
-          ? // `running` is not tracked across a restart: the workload's session is gone.
-            { kind: "ready" }
-          : { kind: record.state };
-  return new Sandbox(
+        : record.state === "paused"
+          ? { kind: "paused", at: new Date(record.pausedAt ?? record.createdAt) }
+          : record.state === "running"
+            ? // `running` is not tracked across a restart: the workload's session is gone.
+              { kind: "ready" }
+            : { kind: record.state };
+  const s = new Sandbox(
     {
       id: record.id,
       requestKey: record.requestKey,
@@ -238,6 +263,7 @@ function sandboxFromRecord(f: FoundSandbox, slot: NetworkSlot | undefined, log: 
       createdAt: new Date(record.createdAt),
       diskBytes: apparentSize(dir.absolute.rootfs),
       hidden: record.hidden ?? false,
+      autoPauseSeconds: record.autoPauseSeconds ?? 0,
     },
     {
       dir,
@@ -251,6 +277,12 @@ function sandboxFromRecord(f: FoundSandbox, slot: NetworkSlot | undefined, log: 
       log,
     },
   );
+  if (record.state === "paused") {
+    s.setPausedBytes(
+      apparentSize(dir.absolute.pausedVmstate) + apparentSize(dir.absolute.pausedMem),
+    );
+  }
+  return s;
 }
 
 /** Re-attaches a re-registered sandbox to its running Firecracker (see `recoverSandboxes`). */

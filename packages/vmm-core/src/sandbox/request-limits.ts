@@ -100,6 +100,16 @@ export function validateLabels(field: string, labels: Readonly<Record<string, st
  */
 export function validateCreateRequest(spec: CreateSandboxSpec): void {
   validateLabels("labels", spec.labels);
+  const autoPause = spec.autoPauseSeconds;
+  if (
+    autoPause !== undefined &&
+    (!Number.isInteger(autoPause) || autoPause < 0 || autoPause > 0xffff_ffff)
+  ) {
+    throw new InvalidArgumentError(
+      "auto_pause_seconds",
+      `must be a whole number of seconds from 0 to 4294967295, got ${autoPause}`,
+    );
+  }
   for (const [field, value] of [
     ["kernel", spec.kernel],
     ["rootfs", spec.rootfs],

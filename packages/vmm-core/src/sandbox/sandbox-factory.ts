@@ -118,6 +118,9 @@ export class SandboxFactory {
       createdAt: new Date(),
       diskBytes: rootfs.identity.size,
       hidden: options.hidden ?? false,
+      autoPauseSeconds: options.hidden
+        ? 0
+        : spec.autoPauseSeconds || (this.ctx.opts.lifecycle?.autoPauseSeconds ?? 0),
     }));
     const start = hit.snapshot ? this.bootFromGolden(s, hit.snapshot) : this.boot(s);
     this.ctx.tasks.track(start.finally(() => reservation?.settled()));
@@ -173,6 +176,7 @@ export class SandboxFactory {
         createdAt: new Date(),
         diskBytes: meta.files.rootfs.size,
         hidden: false,
+        autoPauseSeconds: this.ctx.opts.lifecycle?.autoPauseSeconds ?? 0,
       }));
       const started = performance.now();
       try {

@@ -5,6 +5,7 @@ import { type GoldenBuilder, GoldenPool } from "./golden-pool.js";
 import { MAX_STOP_TIMEOUT_SECONDS, SandboxLifecycle } from "./lifecycle.js";
 import { compareByCreation } from "./list-order.js";
 import type { SandboxDefaults, SandboxManagerOptions } from "./options.js";
+import { PauseResume } from "./pause-resume.js";
 import { type RecoveryReport, recoverSandboxes } from "./recovery.js";
 import { validateLabels } from "./request-limits.js";
 import { type RestoreRequest, SandboxFactory } from "./sandbox-factory.js";
@@ -35,6 +36,7 @@ export { MAX_STOP_TIMEOUT_SECONDS };
  * - {@link SandboxFactory}: Create and Restore, with an undo per resource;
  * - {@link SandboxLifecycle}: Stop, failure, Remove, the exit watch, TTLs;
  * - {@link Workloads}: Run and Exec through the agent;
+ * - {@link PauseResume}: Pause, Resume and auto-pause;
  * - {@link SnapshotService}: Checkpoint, ListSnapshots, DeleteSnapshot;
  * - {@link GoldenPool}: golden snapshots, with their own budget;
  * - {@link Admission}: limits, reserved before any await;
@@ -51,6 +53,7 @@ export class SandboxManager {
   readonly #workloads: Workloads;
   readonly #snapshots: SnapshotService;
   readonly #factory: SandboxFactory;
+  readonly #pauses: PauseResume;
   /** Golden snapshots (config `[golden]`); absent when off. */
   readonly #golden: GoldenPool | undefined;
   readonly #log: Logger;
@@ -74,7 +77,13 @@ export class SandboxManager {
     };
     this.#admission = new Admission(options.limits, () => this.committedUsage());
     this.#lifecycle = new SandboxLifecycle(this.#ctx);
-    this.#workloads = new Workloads(this.#ctx);
+    this.#pauses = new PauseResume(this.#ctx, {
+      admission: this.#admission,
+      lifecycle: this.#lifecycle,
+      factory: () => this.#factory,
+    });
+    this.#registry.onTransition = (s) => this.#pauses.watchIdle(s);
+    this.#workloads = new Workloads(this.#ctx, (s) => this.#pauses.resume(s));
     this.#snapshots = new SnapshotService(this.#ctx, this.#admission);
     this.#golden =
       options.golden &&
@@ -147,6 +156,16 @@ export class SandboxManager {
     attrs: Record<string, string> = {},
   ): Promise<void> {
     await this.#lifecycle.remove(id, options, attrs);
+  }
+
+  /** `ready` → `paused` (memory and device state to disk, the process ended); idempotent. */
+  pause(id: string): Promise<SandboxView> {
+    return this.#pauses.pauseById(id);
+  }
+
+  /** `paused` → `ready`, once the agent answers; idempotent. */
+  resume(id: string): Promise<SandboxView> {
+    return this.#pauses.resumeById(id);
   }
 
   // ── Run / Exec ─────────────────────────────────────────────────────────
@@ -253,7 +272,11 @@ export class SandboxManager {
    * daemon left (rules in recovery.ts, docs/architecture.md "Restarts").
    */
   recover(): Promise<RecoveryReport> {
-    return recoverSandboxes(this.#ctx, { lifecycle: this.#lifecycle, factory: this.#factory });
+    return recoverSandboxes(this.#ctx, {
+      lifecycle: this.#lifecycle,
+      factory: this.#factory,
+      watchIdle: (s) => this.#pauses.watchIdle(s),
+    });
   }
 
   /** Refuses new work; with `stopSandboxes`, stops and removes every sandbox. */
@@ -273,6 +296,7 @@ export class SandboxManager {
       // Left running for the next daemon, which re-adopts them: let go of every handle.
       for (const s of all) {
         s.setTtlTimer(undefined);
+        s.setIdleTimer(undefined);
         s.setAgent(undefined);
         s.takeVm()?.detach();
       }
@@ -289,7 +313,7 @@ export class SandboxManager {
     for (const s of this.#registry.all()) {
       if (s.spec.hidden) continue;
       sandboxes++;
-      diskBytes += s.spec.diskBytes;
+      diskBytes += s.spec.diskBytes + s.pausedBytes;
       if (vmIsAlive(s.state)) {
         vcpus += s.spec.vcpus;
         memoryMib += s.spec.memoryMib;

@@ -38,6 +38,10 @@ export interface SandboxRecord {
   readonly lastExitedAt: string | undefined;
   readonly lastExitCode: number | undefined;
   readonly error: string | undefined;
+  /** When a paused sandbox was paused (ISO). */
+  readonly pausedAt?: string | undefined;
+  /** Auto-pause after this many idle seconds (0 = never); absent in older records. */
+  readonly autoPauseSeconds?: number | undefined;
 }
 
 /** Parses a record read from disk; returns undefined for anything that is not one. */
@@ -77,5 +81,7 @@ export function recordOf(s: Sandbox): SandboxRecord {
     lastExitedAt: s.lastExitedAt?.toISOString(),
     lastExitCode: s.lastExitCode,
     error: s.error,
+    pausedAt: s.pausedAt?.toISOString(),
+    autoPauseSeconds: spec.autoPauseSeconds,
   };
 }

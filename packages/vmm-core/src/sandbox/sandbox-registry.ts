@@ -27,6 +27,8 @@ export class SandboxRegistry {
   readonly #removals = new Map<string, Promise<void>>();
   readonly #writes = new Map<string, CoalescedWrite>();
   readonly #bus = new EventBus();
+  /** Called after every wire-state change (the auto-pause timer watches them). */
+  onTransition: (s: Sandbox) => void = () => {};
 
   constructor(private readonly log: Logger) {}
 
@@ -112,6 +114,7 @@ export class SandboxRegistry {
       }
     }
     this.publish(s, action ?? (to as EventAction), attrs);
+    this.onTransition(s);
   }
 
   /** Publishes an event that is not a state change (checkpointed, restored). */

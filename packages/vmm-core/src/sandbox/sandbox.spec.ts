@@ -30,6 +30,7 @@ const spec = (id: string): SandboxSpec => ({
   createdAt: new Date(0),
   diskBytes: 0,
   hidden: false,
+  autoPauseSeconds: 0,
 });
 
 const sandbox = async (phase?: SandboxPhase) => {

@@ -25,13 +25,18 @@ export type AliveState = "starting" | "ready" | "running" | "stopping";
  * - `running` counts the workloads (Run, Exec, initial command) running now;
  * - `stopping` holds the stop in progress (a second Stop joins it);
  * - `failing`: the failure is decided and the VM being released; clients see
- *   the state it failed from until `failed` is on disk.
+ *   the state it failed from until `failed` is on disk;
+ * - `pausing` (shown ready) and `resuming` (shown paused) hold the Pause or
+ *   Resume in progress: other calls wait for it, then decide.
  */
 export type SandboxPhase =
   | { readonly kind: "starting" }
   | { readonly kind: "ready" }
   | { readonly kind: "checkpointing" }
   | { readonly kind: "running"; readonly workloads: number }
+  | { readonly kind: "pausing"; readonly done: Promise<void> }
+  | { readonly kind: "paused"; readonly at: Date }
+  | { readonly kind: "resuming"; readonly at: Date; readonly done: Promise<void> }
   | { readonly kind: "stopping"; readonly done: Promise<void> }
   | {
       readonly kind: "failing";
@@ -45,7 +50,10 @@ export type SandboxPhase =
 export function wireState(phase: SandboxPhase): SandboxStateName {
   switch (phase.kind) {
     case "checkpointing":
+    case "pausing":
       return "ready";
+    case "resuming":
+      return "paused";
     case "failing":
       return phase.from;
     default:
@@ -87,6 +95,8 @@ export interface SandboxSpec {
   readonly diskBytes: number;
   /** Internal (golden builds): not listed, no events, not counted against limits. */
   readonly hidden: boolean;
+  /** Pause after this many seconds without a workload; 0 = never. */
+  readonly autoPauseSeconds: number;
 }
 
 /** Timestamps and results a restarted daemon reads back from the record. */
@@ -117,6 +127,9 @@ export class Sandbox {
   #vm: MicroVm | undefined;
   #agent: AgentClient | undefined;
   #ttlTimer: LongTimeout | undefined;
+  #idleTimer: LongTimeout | undefined;
+  /** Apparent bytes of the files a Pause wrote (0 when none). */
+  #pausedBytes = 0;
   #readyAt: Date | undefined;
   #lastExitedAt: Date | undefined;
   #lastExitCode: number | undefined;
@@ -274,6 +287,27 @@ export class Sandbox {
   setTtlTimer(timer: LongTimeout | undefined): void {
     this.#ttlTimer?.clear();
     this.#ttlTimer = timer;
+  }
+
+  /** Replaces the auto-pause timer (clearing the previous one). */
+  setIdleTimer(timer: LongTimeout | undefined): void {
+    this.#idleTimer?.clear();
+    this.#idleTimer = timer;
+  }
+
+  get pausedBytes(): number {
+    return this.#pausedBytes;
+  }
+
+  setPausedBytes(bytes: number): void {
+    this.#pausedBytes = bytes;
+    this.#view = undefined;
+  }
+
+  /** When it was paused (paused or resuming). */
+  get pausedAt(): Date | undefined {
+    const p = this.#phase;
+    return p.kind === "paused" || p.kind === "resuming" ? p.at : undefined;
   }
 
   markReady(at = new Date()): void {

@@ -6,16 +6,18 @@ import type { SandboxStateName } from "./types.js";
  * place transitions are decided:
  *
  *   starting ──► ready ──► running ──► ready      (workload exited)
- *                  │          │
- *                  └──────────┴──► stopping ──► stopped
- *   boot failure, VMM crash ──► failed
+ *                 │ ▲ │          │
+ *        (pause)  ▼ │ │(resume)  │
+ *               paused ─┴──────────┴──► stopping ──► stopped
+ *   boot failure, VMM crash, resume failure ──► failed
  *
  * `stopped` and `failed` are final: a sandbox leaves them only by removal.
  */
 const allowed: Readonly<Record<SandboxStateName, readonly SandboxStateName[]>> = {
   starting: ["ready", "stopping", "failed"],
-  ready: ["running", "stopping", "failed"],
+  ready: ["running", "paused", "stopping", "failed"],
   running: ["ready", "stopping", "failed"],
+  paused: ["ready", "stopping", "failed"],
   stopping: ["stopped", "failed"],
   stopped: [],
   failed: [],

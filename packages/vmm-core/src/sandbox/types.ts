@@ -23,6 +23,8 @@ export interface CreateSandboxSpec {
   readonly ttlSeconds: number;
   /** Initial workload, started once the sandbox is ready; empty = none. */
   readonly workload?: ProcessSpec;
+  /** Pause after this many idle seconds; absent or 0 = the daemon's default. */
+  readonly autoPauseSeconds?: number;
   readonly sshPublicKey?: string;
 }
 
@@ -68,6 +70,10 @@ export interface SandboxView {
   readonly snapshotId: string | undefined;
   readonly pid: number | undefined;
   readonly expiresAt: Date | undefined;
+  /** When it was paused; undefined unless paused. */
+  readonly pausedAt: Date | undefined;
+  /** Bytes it holds under data_dir: its disk, and its memory and vmstate files once paused. */
+  readonly diskBytes: number;
 }
 
 /** One lifecycle event. */

@@ -80,6 +80,8 @@ export class Views {
       createdFrom: spec.createdFrom,
       snapshotId: spec.snapshotId,
       pid: this.opts.exposeHostDetails ? s.vm?.pid : undefined,
+      pausedAt: s.pausedAt,
+      diskBytes: spec.diskBytes + s.pausedBytes,
       expiresAt:
         spec.ttlSeconds > 0
           ? new Date(spec.createdAt.getTime() + spec.ttlSeconds * 1000)

@@ -12,7 +12,11 @@ import type { ProcessOutput, ProcessSession, ProcessSpec } from "./types.js";
  * again (event `idle`) when the last one ends.
  */
 export class Workloads {
-  constructor(private readonly ctx: SandboxContext) {}
+  constructor(
+    private readonly ctx: SandboxContext,
+    /** Brings a paused sandbox back (auto-resume). */
+    private readonly resume: (s: Sandbox) => Promise<void>,
+  ) {}
 
   /** Runs a command to completion; the sandbox is `running` meanwhile (Run while running fails). */
   run(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession> {
@@ -48,6 +52,7 @@ export class Workloads {
     mode: { exclusive: boolean; stdin: boolean },
   ): Promise<ProcessSession> {
     validateProcessSpec(spec);
+    await this.awake(s);
     const agent = this.agentOf(s);
     const p = s.phase;
     if (p.kind === "checkpointing") {
@@ -142,6 +147,24 @@ export class Workloads {
       exitCode === undefined ? {} : { exit_code: String(exitCode) },
       "idle",
     );
+  }
+
+  /**
+   * Waits for a Pause or Resume under way; resumes a paused sandbox when
+   * `lifecycle.auto_resume` is on, and says how otherwise.
+   */
+  private async awake(s: Sandbox): Promise<void> {
+    for (;;) {
+      const p = s.phase;
+      if (p.kind === "pausing" || p.kind === "resuming") await p.done;
+      else if (p.kind !== "paused") return;
+      else if (this.ctx.opts.lifecycle?.autoResume ?? true) await this.resume(s);
+      else {
+        throw new FailedPreconditionError(`sandbox ${s.id} is paused; it must be ready`, {
+          hint: "Resume it first (lifecycle.auto_resume is off in this daemon)",
+        });
+      }
+    }
   }
 
   private agentOf(s: Sandbox): AgentClient {

@@ -37,6 +37,10 @@ export const SANDBOX_FILES = {
   vmstate: "vmstate",
   /** Memory file this sandbox was restored from (hard link or reflink; mapped by Firecracker). */
   mem: "mem",
+  /** vmstate written by Pause (read back by Resume). */
+  pausedVmstate: "paused.vmstate",
+  /** Memory file written by Pause (mapped by Firecracker after Resume). */
+  pausedMem: "paused.mem",
 } as const;
 
 /** Key of a file in a sandbox dir. */

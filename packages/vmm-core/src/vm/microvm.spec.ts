@@ -39,6 +39,7 @@ function recordingRuntime(log: string[], faults: Record<string, Error> = {}): Vm
     async launch() {
       return {
         client,
+        exited: new Promise(() => {}),
         async [Symbol.asyncDispose]() {
           log.push("disposed");
         },

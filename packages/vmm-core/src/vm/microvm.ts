@@ -78,12 +78,23 @@ function launchOptions(runtime: VmmRuntime, dir: SandboxDir, net: TapSlot | unde
  * (`firecrackerCallError`: 4xx → FailedPrecondition with the fault message).
  */
 export class MicroVm {
+  #exited = false;
+
   private constructor(
     private readonly fc: FirecrackerProcess,
     /** The sandbox it belongs to (named in errors). */
     readonly sandboxId: string,
     private readonly apiTimeoutMs: number,
-  ) {}
+  ) {
+    void fc.exited.then(() => {
+      this.#exited = true;
+    });
+  }
+
+  /** True once the process is known to be gone. */
+  get hasExited(): boolean {
+    return this.#exited;
+  }
 
   /**
    * Boots a microVM: launches Firecracker in the sandbox dir (its cwd) and
@@ -238,6 +249,30 @@ export class MicroVm {
       await whilePaused();
     } finally {
       await this.resume(call).catch(onResumeError);
+    }
+  }
+
+  /**
+   * Writes the whole VM to disk for a Pause: pause, then a Full
+   * `snapshot/create` to `target` (relative to its cwd). The VM stays paused
+   * on success (the caller ends the process); if the snapshot is refused it is
+   * resumed before the error propagates.
+   */
+  async pauseToDisk(
+    target: { readonly vmstate: string; readonly mem: string },
+    call: CallOptions,
+  ): Promise<void> {
+    await this.pause(call);
+    try {
+      await this.api(() =>
+        this.fc.client.createSnapshot(
+          { snapshot_type: "Full", snapshot_path: target.vmstate, mem_file_path: target.mem },
+          call,
+        ),
+      );
+    } catch (err) {
+      await this.resume(call).catch(() => {});
+      throw err;
     }
   }
 

@@ -326,6 +326,18 @@ export const schema = {
       "Golden builds (a hidden boot and checkpoint) running at once; a spec whose build could not start is built on a later Create.",
     ),
   },
+  lifecycle: {
+    auto_pause_seconds: int(
+      0,
+      0,
+      MAX_U32,
+      "Pause a sandbox after this many seconds without a Run or Exec (and none attached), unless its Create asks otherwise (auto_pause_seconds); 0 = never. docs/pause-resume.md.",
+    ),
+    auto_resume: bool(
+      true,
+      "Run and Exec on a paused sandbox resume it first; off = they fail with FAILED_PRECONDITION until Resume.",
+    ),
+  },
 } as const satisfies Record<string, Record<string, KeySpec>>;
 
 export type Schema = typeof schema;

@@ -7,7 +7,8 @@
 //
 // States and event actions travel as lowercase strings, not enums (part of the
 // contract):
-//   states:  starting, ready, running, stopping, stopped, failed
+//   states:  starting, ready, running, stopping, stopped, failed, and the
+//            vmm extension paused
 //   actions: created, ready, running, idle, stopping, stopped, failed, removed,
 //            and the vmm extensions paused, resumed, checkpointed, restored.
 
@@ -23,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sandbox/v1/sandbox.proto.
  */
 export const file_sandbox_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiBwoFRW1wdHkiGwoLTmV0d29ya1NwZWMSDAoEbW9kZRgBIAEoCSI5CgVNb3VudBIOCgZzb3VyY2UYASABKAkSDgoGdGFyZ2V0GAIgASgJEhAKCHJlYWRvbmx5GAMgASgIIjMKDlJlc291cmNlTGltaXRzEg0KBXZjcHVzGAEgASgNEhIKCm1lbW9yeV9taWIYAiABKAQiLQoMVGVybWluYWxTaXplEg0KBXdpZHRoGAEgASgNEg4KBmhlaWdodBgCIAEoDSKjBAoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRIOCgZrZXJuZWwYAyABKAkSDgoGcm9vdGZzGAQgASgJEhEKCWJvb3RfYXJncxgFIAEoCRIqCgZsaW1pdHMYBiABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEg0KBWltYWdlGAcgASgJEgsKA2NtZBgIIAMoCRI2CgNlbnYYCSADKAsyKS5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAogASgJEgwKBHVzZXIYCyABKAkSIQoGbW91bnRzGAwgAygLMhEuc2FuZGJveC52MS5Nb3VudBIoCgduZXR3b3JrGA0gASgLMhcuc2FuZGJveC52MS5OZXR3b3JrU3BlYxITCgt0dGxfc2Vjb25kcxgOIAEoDRIbCg5zc2hfcHVibGljX2tleRgPIAEoCUgAiAEBGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIRCg9fc3NoX3B1YmxpY19rZXkiRgoVQ3JlYXRlU2FuZGJveFJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkSDQoFc3RhdGUYAyABKAkiyAEKClJ1blJlcXVlc3QSCgoCaWQYASABKAkSCwoDY21kGAIgAygJEiwKA2VudhgDIAMoCzIfLnNhbmRib3gudjEuUnVuUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIXCg90aW1lb3V0X3NlY29uZHMYByABKA0aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKCglSdW5PdXRwdXQSDgoGc3RyZWFtGAEgASgJEgwKBGRhdGEYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgFEgwKBGRvbmUYBCABKAgifAoJRXhlY0lucHV0EicKBGluaXQYASABKAsyFy5zYW5kYm94LnYxLkV4ZWNSZXF1ZXN0SAASDwoFc3RkaW4YAiABKAxIABIqCgZyZXNpemUYAyABKAsyGC5zYW5kYm94LnYxLlRlcm1pbmFsU2l6ZUgAQgkKB3BheWxvYWQi9gEKC0V4ZWNSZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2NtZBgCIAMoCRItCgNlbnYYAyADKAsyIC5zYW5kYm94LnYxLkV4ZWNSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAQgASgJEgwKBHVzZXIYBSABKAkSCwoDdHR5GAYgASgIEioKCHR0eV9zaXplGAcgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemUSFwoPdGltZW91dF9zZWNvbmRzGAggASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSwoKRXhlY091dHB1dBIOCgZzdHJlYW0YASABKAkSDAoEZGF0YRgCIAEoDBIRCglleGl0X2NvZGUYAyABKAUSDAoEZG9uZRgEIAEoCCI5ChJTdG9wU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSFwoPdGltZW91dF9zZWNvbmRzGAIgASgNIjEKFFJlbW92ZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJEg0KBWZvcmNlGAIgASgIIiMKFUluc3BlY3RTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSLJAwoLU2FuZGJveEluZm8SCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSMwoGbGFiZWxzGAMgAygLMiMuc2FuZGJveC52MS5TYW5kYm94SW5mby5MYWJlbHNFbnRyeRIqCgZsaW1pdHMYBCABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEisKB25ldHdvcmsYBSABKAsyGi5zYW5kYm94LnYxLlNhbmRib3hOZXR3b3JrEhIKCmNyZWF0ZWRfYXQYBiABKAMSEAoIcmVhZHlfYXQYByABKAMSFgoObGFzdF9leGl0ZWRfYXQYCCABKAMSFgoObGFzdF9leGl0X2NvZGUYCSABKAUSDQoFZXJyb3IYCiABKAkSFAoMY3JlYXRlZF9mcm9tGDIgASgJEhMKC3NuYXBzaG90X2lkGDMgASgJEg4KBmtlcm5lbBg0IAEoCRIOCgZyb290ZnMYNSABKAkSEQoJYm9vdF9hcmdzGDYgASgJEgsKA3BpZBg3IAEoAxISCgpleHBpcmVzX2F0GDggASgDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiaAoOU2FuZGJveE5ldHdvcmsSEgoKaXBfYWRkcmVzcxgBIAEoCRIPCgdnYXRld2F5GAIgASgJEhAKCHRhcF9uYW1lGAMgASgJEhAKCGd1ZXN0X2lwGDIgASgJEg0KBW5ldG5zGDMgASgJIrkBChRMaXN0U2FuZGJveGVzUmVxdWVzdBINCgVzdGF0ZRgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgyIAEoDRISCgpwYWdlX3Rva2VuGDMgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXwoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi0KCXNhbmRib3hlcxgBIAMoCzIaLnNhbmRib3gudjEuU2FuZGJveFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIroBCg5TYW5kYm94U3VtbWFyeRIKCgJpZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRI2CgZsYWJlbHMYAyADKAsyJi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5LkxhYmVsc0VudHJ5EhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKY3JlYXRlZF9hdBgFIAEoAxotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjIKFFNhbmRib3hFdmVudHNSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmFjdGlvbhgCIAEoCSK2AQoMU2FuZGJveEV2ZW50EhIKCnNhbmRib3hfaWQYASABKAkSDgoGYWN0aW9uGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxI8CgphdHRyaWJ1dGVzGAQgAygLMiguc2FuZGJveC52MS5TYW5kYm94RXZlbnQuQXR0cmlidXRlc0VudHJ5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp8BChFDaGVja3BvaW50UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSOQoGbGFiZWxzGAMgAygLMikuc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKEkNoZWNrcG9pbnRSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoCRIUCgxzbmFwc2hvdF9kaXIYAiABKAkSEgoKY3JlYXRlZF9hdBgDIAEoCSLHAQoOUmVzdG9yZVJlcXVlc3QSCgoCaWQYASABKAkSEwoLc25hcHNob3RfaWQYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdC5MYWJlbHNFbnRyeRIYChBuZXR3b3JrX292ZXJyaWRlGAQgASgIEhMKC3R0bF9zZWNvbmRzGAUgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMQoPUmVzdG9yZVJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkivgEKFExpc3RTbmFwc2hvdHNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImAKFUxpc3RTbmFwc2hvdHNSZXNwb25zZRIuCglzbmFwc2hvdHMYASADKAsyGy5zYW5kYm94LnYxLlNuYXBzaG90U3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YMiABKAkijgIKD1NuYXBzaG90U3VtbWFyeRIKCgJpZBgBIAEoCRISCgpzYW5kYm94X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSNwoGbGFiZWxzGAQgAygLMicuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkuTGFiZWxzRW50cnkSFAoMc25hcHNob3RfZGlyGAUgASgJEhIKCmNyZWF0ZWRfYXQYBiABKAkSDgoGdXNhYmxlGDIgASgIEhcKD3VudXNhYmxlX3JlYXNvbhgzIAEoCRISCgpzaXplX2J5dGVzGDQgASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLAoVRGVsZXRlU25hcHNob3RSZXF1ZXN0EhMKC3NuYXBzaG90X2lkGAEgASgJMqgECg5TYW5kYm94U2VydmljZRJNCgZDcmVhdGUSIC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GiEuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USNgoDUnVuEhYuc2FuZGJveC52MS5SdW5SZXF1ZXN0GhUuc2FuZGJveC52MS5SdW5PdXRwdXQwARI5CgRFeGVjEhUuc2FuZGJveC52MS5FeGVjSW5wdXQaFi5zYW5kYm94LnYxLkV4ZWNPdXRwdXQoATABEjkKBFN0b3ASHi5zYW5kYm94LnYxLlN0b3BTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSPQoGUmVtb3ZlEiAuc2FuZGJveC52MS5SZW1vdmVTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSRQoHSW5zcGVjdBIhLnNhbmRib3gudjEuSW5zcGVjdFNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJLCgRMaXN0EiAuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBohLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkYKBkV2ZW50cxIgLnNhbmRib3gudjEuU2FuZGJveEV2ZW50c1JlcXVlc3QaGC5zYW5kYm94LnYxLlNhbmRib3hFdmVudDABMscCChZTYW5kYm94U25hcHNob3RTZXJ2aWNlEksKCkNoZWNrcG9pbnQSHS5zYW5kYm94LnYxLkNoZWNrcG9pbnRSZXF1ZXN0Gh4uc2FuZGJveC52MS5DaGVja3BvaW50UmVzcG9uc2USQgoHUmVzdG9yZRIaLnNhbmRib3gudjEuUmVzdG9yZVJlcXVlc3QaGy5zYW5kYm94LnYxLlJlc3RvcmVSZXNwb25zZRJUCg1MaXN0U25hcHNob3RzEiAuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVxdWVzdBohLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1Jlc3BvbnNlEkYKDkRlbGV0ZVNuYXBzaG90EiEuc2FuZGJveC52MS5EZWxldGVTbmFwc2hvdFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5YgZwcm90bzM");
+  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiBwoFRW1wdHkiGwoLTmV0d29ya1NwZWMSDAoEbW9kZRgBIAEoCSI5CgVNb3VudBIOCgZzb3VyY2UYASABKAkSDgoGdGFyZ2V0GAIgASgJEhAKCHJlYWRvbmx5GAMgASgIIjMKDlJlc291cmNlTGltaXRzEg0KBXZjcHVzGAEgASgNEhIKCm1lbW9yeV9taWIYAiABKAQiLQoMVGVybWluYWxTaXplEg0KBXdpZHRoGAEgASgNEg4KBmhlaWdodBgCIAEoDSK/BAoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRIOCgZrZXJuZWwYAyABKAkSDgoGcm9vdGZzGAQgASgJEhEKCWJvb3RfYXJncxgFIAEoCRIqCgZsaW1pdHMYBiABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEg0KBWltYWdlGAcgASgJEgsKA2NtZBgIIAMoCRI2CgNlbnYYCSADKAsyKS5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAogASgJEgwKBHVzZXIYCyABKAkSIQoGbW91bnRzGAwgAygLMhEuc2FuZGJveC52MS5Nb3VudBIoCgduZXR3b3JrGA0gASgLMhcuc2FuZGJveC52MS5OZXR3b3JrU3BlYxITCgt0dGxfc2Vjb25kcxgOIAEoDRIbCg5zc2hfcHVibGljX2tleRgPIAEoCUgAiAEBEhoKEmF1dG9fcGF1c2Vfc2Vjb25kcxgyIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX3NzaF9wdWJsaWNfa2V5IkYKFUNyZWF0ZVNhbmRib3hSZXNwb25zZRIKCgJpZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJEg0KBXN0YXRlGAMgASgJIsgBCgpSdW5SZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2NtZBgCIAMoCRIsCgNlbnYYAyADKAsyHy5zYW5kYm94LnYxLlJ1blJlcXVlc3QuRW52RW50cnkSEwoLd29ya2luZ19kaXIYBCABKAkSDAoEdXNlchgFIAEoCRILCgN0dHkYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoJUnVuT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIInwKCUV4ZWNJbnB1dBInCgRpbml0GAEgASgLMhcuc2FuZGJveC52MS5FeGVjUmVxdWVzdEgAEg8KBXN0ZGluGAIgASgMSAASKgoGcmVzaXplGAMgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemVIAEIJCgdwYXlsb2FkIvYBCgtFeGVjUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNjbWQYAiADKAkSLQoDZW52GAMgAygLMiAuc2FuZGJveC52MS5FeGVjUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIqCgh0dHlfc2l6ZRgHIAEoCzIYLnNhbmRib3gudjEuVGVybWluYWxTaXplEhcKD3RpbWVvdXRfc2Vjb25kcxgIIAEoDRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIksKCkV4ZWNPdXRwdXQSDgoGc3RyZWFtGAEgASgJEgwKBGRhdGEYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgFEgwKBGRvbmUYBCABKAgiOQoSU3RvcFNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJEhcKD3RpbWVvdXRfc2Vjb25kcxgCIAEoDSIxChRSZW1vdmVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRINCgVmb3JjZRgCIAEoCCIhChNQYXVzZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiIKFFJlc3VtZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiMKFUluc3BlY3RTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSLwAwoLU2FuZGJveEluZm8SCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSMwoGbGFiZWxzGAMgAygLMiMuc2FuZGJveC52MS5TYW5kYm94SW5mby5MYWJlbHNFbnRyeRIqCgZsaW1pdHMYBCABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEisKB25ldHdvcmsYBSABKAsyGi5zYW5kYm94LnYxLlNhbmRib3hOZXR3b3JrEhIKCmNyZWF0ZWRfYXQYBiABKAMSEAoIcmVhZHlfYXQYByABKAMSFgoObGFzdF9leGl0ZWRfYXQYCCABKAMSFgoObGFzdF9leGl0X2NvZGUYCSABKAUSDQoFZXJyb3IYCiABKAkSFAoMY3JlYXRlZF9mcm9tGDIgASgJEhMKC3NuYXBzaG90X2lkGDMgASgJEg4KBmtlcm5lbBg0IAEoCRIOCgZyb290ZnMYNSABKAkSEQoJYm9vdF9hcmdzGDYgASgJEgsKA3BpZBg3IAEoAxISCgpleHBpcmVzX2F0GDggASgDEhEKCXBhdXNlZF9hdBg5IAEoAxISCgpkaXNrX2J5dGVzGDogASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiaAoOU2FuZGJveE5ldHdvcmsSEgoKaXBfYWRkcmVzcxgBIAEoCRIPCgdnYXRld2F5GAIgASgJEhAKCHRhcF9uYW1lGAMgASgJEhAKCGd1ZXN0X2lwGDIgASgJEg0KBW5ldG5zGDMgASgJIrkBChRMaXN0U2FuZGJveGVzUmVxdWVzdBINCgVzdGF0ZRgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgyIAEoDRISCgpwYWdlX3Rva2VuGDMgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXwoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi0KCXNhbmRib3hlcxgBIAMoCzIaLnNhbmRib3gudjEuU2FuZGJveFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIroBCg5TYW5kYm94U3VtbWFyeRIKCgJpZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRI2CgZsYWJlbHMYAyADKAsyJi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5LkxhYmVsc0VudHJ5EhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKY3JlYXRlZF9hdBgFIAEoAxotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjIKFFNhbmRib3hFdmVudHNSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmFjdGlvbhgCIAEoCSK2AQoMU2FuZGJveEV2ZW50EhIKCnNhbmRib3hfaWQYASABKAkSDgoGYWN0aW9uGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxI8CgphdHRyaWJ1dGVzGAQgAygLMiguc2FuZGJveC52MS5TYW5kYm94RXZlbnQuQXR0cmlidXRlc0VudHJ5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp8BChFDaGVja3BvaW50UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSOQoGbGFiZWxzGAMgAygLMikuc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKEkNoZWNrcG9pbnRSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoCRIUCgxzbmFwc2hvdF9kaXIYAiABKAkSEgoKY3JlYXRlZF9hdBgDIAEoCSLHAQoOUmVzdG9yZVJlcXVlc3QSCgoCaWQYASABKAkSEwoLc25hcHNob3RfaWQYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdC5MYWJlbHNFbnRyeRIYChBuZXR3b3JrX292ZXJyaWRlGAQgASgIEhMKC3R0bF9zZWNvbmRzGAUgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMQoPUmVzdG9yZVJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkivgEKFExpc3RTbmFwc2hvdHNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImAKFUxpc3RTbmFwc2hvdHNSZXNwb25zZRIuCglzbmFwc2hvdHMYASADKAsyGy5zYW5kYm94LnYxLlNuYXBzaG90U3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YMiABKAkijgIKD1NuYXBzaG90U3VtbWFyeRIKCgJpZBgBIAEoCRISCgpzYW5kYm94X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSNwoGbGFiZWxzGAQgAygLMicuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkuTGFiZWxzRW50cnkSFAoMc25hcHNob3RfZGlyGAUgASgJEhIKCmNyZWF0ZWRfYXQYBiABKAkSDgoGdXNhYmxlGDIgASgIEhcKD3VudXNhYmxlX3JlYXNvbhgzIAEoCRISCgpzaXplX2J5dGVzGDQgASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLAoVRGVsZXRlU25hcHNob3RSZXF1ZXN0EhMKC3NuYXBzaG90X2lkGAEgASgJMrAFCg5TYW5kYm94U2VydmljZRJNCgZDcmVhdGUSIC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GiEuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USNgoDUnVuEhYuc2FuZGJveC52MS5SdW5SZXF1ZXN0GhUuc2FuZGJveC52MS5SdW5PdXRwdXQwARI5CgRFeGVjEhUuc2FuZGJveC52MS5FeGVjSW5wdXQaFi5zYW5kYm94LnYxLkV4ZWNPdXRwdXQoATABEjkKBFN0b3ASHi5zYW5kYm94LnYxLlN0b3BTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSPQoGUmVtb3ZlEiAuc2FuZGJveC52MS5SZW1vdmVTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSRQoHSW5zcGVjdBIhLnNhbmRib3gudjEuSW5zcGVjdFNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJLCgRMaXN0EiAuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBohLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkYKBkV2ZW50cxIgLnNhbmRib3gudjEuU2FuZGJveEV2ZW50c1JlcXVlc3QaGC5zYW5kYm94LnYxLlNhbmRib3hFdmVudDABEkEKBVBhdXNlEh8uc2FuZGJveC52MS5QYXVzZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJDCgZSZXN1bWUSIC5zYW5kYm94LnYxLlJlc3VtZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbzLHAgoWU2FuZGJveFNuYXBzaG90U2VydmljZRJLCgpDaGVja3BvaW50Eh0uc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdBoeLnNhbmRib3gudjEuQ2hlY2twb2ludFJlc3BvbnNlEkIKB1Jlc3RvcmUSGi5zYW5kYm94LnYxLlJlc3RvcmVSZXF1ZXN0Ghsuc2FuZGJveC52MS5SZXN0b3JlUmVzcG9uc2USVAoNTGlzdFNuYXBzaG90cxIgLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXNwb25zZRJGCg5EZWxldGVTbmFwc2hvdBIhLnNhbmRib3gudjEuRGVsZXRlU25hcHNob3RSZXF1ZXN0GhEuc2FuZGJveC52MS5FbXB0eWIGcHJvdG8z");
 
 /**
  * Empty is the response of calls that return nothing.
@@ -282,6 +283,16 @@ export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & 
    * @generated from field: optional string ssh_public_key = 15;
    */
   sshPublicKey?: string | undefined;
+
+  /**
+   * auto_pause_seconds pauses the sandbox after this many seconds without a
+   * Run or Exec (and with none attached); 0 = the daemon's default
+   * ([lifecycle] auto_pause_seconds, itself 0 = never). At most 4294967295.
+   * vmm extension.
+   *
+   * @generated from field: uint32 auto_pause_seconds = 50;
+   */
+  autoPauseSeconds: number;
 };
 
 /**
@@ -658,6 +669,48 @@ export const RemoveSandboxRequestSchema: GenMessage<RemoveSandboxRequest> = /*@_
   messageDesc(file_sandbox_v1_sandbox, 13);
 
 /**
+ * PauseSandboxRequest names the sandbox to pause. vmm extension.
+ *
+ * @generated from message sandbox.v1.PauseSandboxRequest
+ */
+export type PauseSandboxRequest = Message<"sandbox.v1.PauseSandboxRequest"> & {
+  /**
+   * id is the sandbox to pause.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message sandbox.v1.PauseSandboxRequest.
+ * Use `create(PauseSandboxRequestSchema)` to create a new message.
+ */
+export const PauseSandboxRequestSchema: GenMessage<PauseSandboxRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 14);
+
+/**
+ * ResumeSandboxRequest names the sandbox to resume. vmm extension.
+ *
+ * @generated from message sandbox.v1.ResumeSandboxRequest
+ */
+export type ResumeSandboxRequest = Message<"sandbox.v1.ResumeSandboxRequest"> & {
+  /**
+   * id is the sandbox to resume.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message sandbox.v1.ResumeSandboxRequest.
+ * Use `create(ResumeSandboxRequestSchema)` to create a new message.
+ */
+export const ResumeSandboxRequestSchema: GenMessage<ResumeSandboxRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 15);
+
+/**
  * InspectSandboxRequest names the sandbox to inspect.
  *
  * @generated from message sandbox.v1.InspectSandboxRequest
@@ -676,7 +729,7 @@ export type InspectSandboxRequest = Message<"sandbox.v1.InspectSandboxRequest"> 
  * Use `create(InspectSandboxRequestSchema)` to create a new message.
  */
 export const InspectSandboxRequestSchema: GenMessage<InspectSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 14);
+  messageDesc(file_sandbox_v1_sandbox, 16);
 
 /**
  * SandboxInfo is everything known about one sandbox.
@@ -692,7 +745,8 @@ export type SandboxInfo = Message<"sandbox.v1.SandboxInfo"> & {
   id: string;
 
   /**
-   * state is one of starting, ready, running, stopping, stopped, failed.
+   * state is one of starting, ready, running, stopping, stopped, failed,
+   * paused.
    *
    * @generated from field: string state = 2;
    */
@@ -806,6 +860,23 @@ export type SandboxInfo = Message<"sandbox.v1.SandboxInfo"> & {
    * @generated from field: int64 expires_at = 56;
    */
   expiresAt: bigint;
+
+  /**
+   * paused_at is when the sandbox was paused (Unix seconds; 0 when not
+   * paused). vmm extension.
+   *
+   * @generated from field: int64 paused_at = 57;
+   */
+  pausedAt: bigint;
+
+  /**
+   * disk_bytes is what the sandbox holds on the host's disk: its own disk
+   * and, once paused, its memory and device state files (apparent sizes).
+   * vmm extension.
+   *
+   * @generated from field: uint64 disk_bytes = 58;
+   */
+  diskBytes: bigint;
 };
 
 /**
@@ -813,7 +884,7 @@ export type SandboxInfo = Message<"sandbox.v1.SandboxInfo"> & {
  * Use `create(SandboxInfoSchema)` to create a new message.
  */
 export const SandboxInfoSchema: GenMessage<SandboxInfo> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 15);
+  messageDesc(file_sandbox_v1_sandbox, 17);
 
 /**
  * SandboxNetwork is a sandbox's network configuration.
@@ -863,7 +934,7 @@ export type SandboxNetwork = Message<"sandbox.v1.SandboxNetwork"> & {
  * Use `create(SandboxNetworkSchema)` to create a new message.
  */
 export const SandboxNetworkSchema: GenMessage<SandboxNetwork> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 16);
+  messageDesc(file_sandbox_v1_sandbox, 18);
 
 /**
  * ListSandboxesRequest filters List.
@@ -913,7 +984,7 @@ export type ListSandboxesRequest = Message<"sandbox.v1.ListSandboxesRequest"> & 
  * Use `create(ListSandboxesRequestSchema)` to create a new message.
  */
 export const ListSandboxesRequestSchema: GenMessage<ListSandboxesRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 17);
+  messageDesc(file_sandbox_v1_sandbox, 19);
 
 /**
  * ListSandboxesResponse is the result of List.
@@ -944,7 +1015,7 @@ export type ListSandboxesResponse = Message<"sandbox.v1.ListSandboxesResponse"> 
  * Use `create(ListSandboxesResponseSchema)` to create a new message.
  */
 export const ListSandboxesResponseSchema: GenMessage<ListSandboxesResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 18);
+  messageDesc(file_sandbox_v1_sandbox, 20);
 
 /**
  * SandboxSummary is the short form of SandboxInfo.
@@ -993,7 +1064,7 @@ export type SandboxSummary = Message<"sandbox.v1.SandboxSummary"> & {
  * Use `create(SandboxSummarySchema)` to create a new message.
  */
 export const SandboxSummarySchema: GenMessage<SandboxSummary> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 19);
+  messageDesc(file_sandbox_v1_sandbox, 21);
 
 /**
  * SandboxEventsRequest filters Events.
@@ -1022,7 +1093,7 @@ export type SandboxEventsRequest = Message<"sandbox.v1.SandboxEventsRequest"> & 
  * Use `create(SandboxEventsRequestSchema)` to create a new message.
  */
 export const SandboxEventsRequestSchema: GenMessage<SandboxEventsRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 20);
+  messageDesc(file_sandbox_v1_sandbox, 22);
 
 /**
  * SandboxEvent is one lifecycle event.
@@ -1066,7 +1137,7 @@ export type SandboxEvent = Message<"sandbox.v1.SandboxEvent"> & {
  * Use `create(SandboxEventSchema)` to create a new message.
  */
 export const SandboxEventSchema: GenMessage<SandboxEvent> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 21);
+  messageDesc(file_sandbox_v1_sandbox, 23);
 
 /**
  * CheckpointRequest names the sandbox to snapshot.
@@ -1103,7 +1174,7 @@ export type CheckpointRequest = Message<"sandbox.v1.CheckpointRequest"> & {
  * Use `create(CheckpointRequestSchema)` to create a new message.
  */
 export const CheckpointRequestSchema: GenMessage<CheckpointRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 22);
+  messageDesc(file_sandbox_v1_sandbox, 24);
 
 /**
  * CheckpointResponse identifies the new snapshot.
@@ -1138,7 +1209,7 @@ export type CheckpointResponse = Message<"sandbox.v1.CheckpointResponse"> & {
  * Use `create(CheckpointResponseSchema)` to create a new message.
  */
 export const CheckpointResponseSchema: GenMessage<CheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 23);
+  messageDesc(file_sandbox_v1_sandbox, 25);
 
 /**
  * RestoreRequest creates a sandbox from a snapshot.
@@ -1189,7 +1260,7 @@ export type RestoreRequest = Message<"sandbox.v1.RestoreRequest"> & {
  * Use `create(RestoreRequestSchema)` to create a new message.
  */
 export const RestoreRequestSchema: GenMessage<RestoreRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 24);
+  messageDesc(file_sandbox_v1_sandbox, 26);
 
 /**
  * RestoreResponse identifies the restored sandbox.
@@ -1217,7 +1288,7 @@ export type RestoreResponse = Message<"sandbox.v1.RestoreResponse"> & {
  * Use `create(RestoreResponseSchema)` to create a new message.
  */
 export const RestoreResponseSchema: GenMessage<RestoreResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 25);
+  messageDesc(file_sandbox_v1_sandbox, 27);
 
 /**
  * ListSnapshotsRequest filters ListSnapshots.
@@ -1262,7 +1333,7 @@ export type ListSnapshotsRequest = Message<"sandbox.v1.ListSnapshotsRequest"> & 
  * Use `create(ListSnapshotsRequestSchema)` to create a new message.
  */
 export const ListSnapshotsRequestSchema: GenMessage<ListSnapshotsRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 26);
+  messageDesc(file_sandbox_v1_sandbox, 28);
 
 /**
  * ListSnapshotsResponse is the result of ListSnapshots.
@@ -1292,7 +1363,7 @@ export type ListSnapshotsResponse = Message<"sandbox.v1.ListSnapshotsResponse"> 
  * Use `create(ListSnapshotsResponseSchema)` to create a new message.
  */
 export const ListSnapshotsResponseSchema: GenMessage<ListSnapshotsResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 27);
+  messageDesc(file_sandbox_v1_sandbox, 29);
 
 /**
  * SnapshotSummary describes one snapshot.
@@ -1370,7 +1441,7 @@ export type SnapshotSummary = Message<"sandbox.v1.SnapshotSummary"> & {
  * Use `create(SnapshotSummarySchema)` to create a new message.
  */
 export const SnapshotSummarySchema: GenMessage<SnapshotSummary> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 28);
+  messageDesc(file_sandbox_v1_sandbox, 30);
 
 /**
  * DeleteSnapshotRequest names the snapshot to delete.
@@ -1391,7 +1462,7 @@ export type DeleteSnapshotRequest = Message<"sandbox.v1.DeleteSnapshotRequest"> 
  * Use `create(DeleteSnapshotRequestSchema)` to create a new message.
  */
 export const DeleteSnapshotRequestSchema: GenMessage<DeleteSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 29);
+  messageDesc(file_sandbox_v1_sandbox, 31);
 
 /**
  * SandboxService creates microVM sandboxes, runs code in them and removes them.
@@ -1491,6 +1562,32 @@ export const SandboxService: GenService<{
     methodKind: "server_streaming";
     input: typeof SandboxEventsRequestSchema;
     output: typeof SandboxEventSchema;
+  },
+  /**
+   * Pause moves a ready sandbox to "paused": its memory and device state are
+   * written to disk next to its own disk, its Firecracker process ends and its
+   * memory is freed; id, labels, address and network namespace stay. Pausing
+   * a paused sandbox succeeds; a running one (a workload attached) fails with
+   * FAILED_PRECONDITION. vmm extension (binding: sandbox-v1-wire.md).
+   *
+   * @generated from rpc sandbox.v1.SandboxService.Pause
+   */
+  pause: {
+    methodKind: "unary";
+    input: typeof PauseSandboxRequestSchema;
+    output: typeof SandboxInfoSchema;
+  },
+  /**
+   * Resume brings a paused sandbox back and answers once it is ready again
+   * (agent answering). Resuming a ready or running sandbox succeeds. vmm
+   * extension (binding: sandbox-v1-wire.md).
+   *
+   * @generated from rpc sandbox.v1.SandboxService.Resume
+   */
+  resume: {
+    methodKind: "unary";
+    input: typeof ResumeSandboxRequestSchema;
+    output: typeof SandboxInfoSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sandbox_v1_sandbox, 0);
