@@ -258,6 +258,15 @@ const nowNs = (): bigint => BigInt(Date.now()) * 1_000_000n;
  */
 export class SandboxManager {
   private readonly sandboxes = new Map<string, Sandbox>();
+  /**
+   * The last view of each sandbox and the slot and pid it was built from:
+   * `view()` returns the same frozen object until a field it shows changed,
+   * so vmm-grpc can cache what it derives from a view (keyed by identity).
+   */
+  private readonly views = new WeakMap<
+    Sandbox,
+    { view: SandboxView; slot: NetworkSlot | undefined; pid: number | undefined }
+  >();
   private readonly bus = new EventBus();
   private readonly opts: SandboxManagerOptions;
   private readonly log: Logger;
@@ -309,10 +318,11 @@ export class SandboxManager {
   }): SandboxView[] {
     validateLabels("labels", filter.labels);
     const out: SandboxView[] = [];
+    const labels = Object.entries(filter.labels);
     for (const s of this.sandboxes.values()) {
       if (s.hidden) continue;
       if (filter.state !== undefined && s.state !== filter.state) continue;
-      if (!Object.entries(filter.labels).every(([k, v]) => s.labels[k] === v)) continue;
+      if (!labels.every(([k, v]) => s.labels[k] === v)) continue;
       out.push(this.view(s));
     }
     return out.sort(compareByCreation);
@@ -1557,7 +1567,28 @@ export class SandboxManager {
     }
   }
 
+  /** The sandbox as clients see it: the same frozen object as long as nothing in it changed. */
   private view(s: Sandbox): SandboxView {
+    const last = this.views.get(s);
+    if (
+      last !== undefined &&
+      last.view.state === s.state &&
+      last.view.readyAt === s.readyAt &&
+      last.view.lastExitedAt === s.lastExitedAt &&
+      last.view.lastExitCode === s.lastExitCode &&
+      last.view.error === s.error &&
+      last.slot === s.slot &&
+      last.pid === s.fc?.pid
+    ) {
+      return last.view;
+    }
+    const view = Object.freeze(this.buildView(s));
+    if (view.network !== undefined) Object.freeze(view.network);
+    this.views.set(s, { view, slot: s.slot, pid: s.fc?.pid });
+    return view;
+  }
+
+  private buildView(s: Sandbox): SandboxView {
     const slot = s.slot?.mode === "tap" ? s.slot : undefined;
     return {
       id: s.id,
