@@ -3,7 +3,14 @@
  * (h2load), RSS per idle sandbox, and a restart that re-adopts them all.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from "node:fs";
 import * as http2 from "node:http2";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -217,6 +224,11 @@ export interface ApiLoadOptions {
   readonly requests: number;
   readonly clients: number;
   readonly maxStreams: number;
+  /**
+   * Where to write a V8 CPU profile of the daemon for each measured run
+   * (`api-load-<encoding>-<method>.cpuprofile`); undefined = no profiling.
+   */
+  readonly cpuProfileDir?: string;
 }
 
 /** One Connect unary call over h2c with the token: HTTP status and the response body. */
@@ -292,13 +304,22 @@ export async function apiLoadCommand(
 ): Promise<BenchReport> {
   const start = runStart();
   const token = randomBytes(24).toString("hex");
-  const d = await startFleetDaemon(o, f, { tcpAuthToken: token });
+  const profiling = a.cpuProfileDir !== undefined;
+  const d = await startFleetDaemon(o, f, {
+    tcpAuthToken: token,
+    ...(profiling && { nodeArgs: ["--inspect=127.0.0.1:0"] }),
+  });
   const clients = connectDaemon(d.socket);
   const ids: string[] = [];
   const phases = new Samples();
   const results: Record<string, H2loadResult & { args: string[] }> = {};
   let left: ReturnType<typeof leftovers>;
+  let inspector: InspectorSession | undefined;
   try {
+    if (profiling) {
+      inspector = await inspectorOf(d);
+      await inspector.call("Profiler.enable");
+    }
     const c0 = performance.now();
     await createFleet(clients, f.sandboxes, f.createBatch, o.signal, ids);
     phases.add("create_all_ms", performance.now() - c0);
@@ -333,7 +354,16 @@ export async function apiLoadCommand(
         signal: o.signal,
       };
       await runH2load({ ...h, requests: Math.min(2000, a.requests) }); // warm-up (JIT, caches)
+      await inspector?.call("Profiler.start");
       const r = await runH2load({ ...h, requests: a.requests });
+      if (inspector !== undefined && a.cpuProfileDir !== undefined) {
+        const { profile } = await inspector.call<{ profile: unknown }>("Profiler.stop");
+        mkdirSync(a.cpuProfileDir, { recursive: true });
+        writeFileSync(
+          join(a.cpuProfileDir, `api-load-${a.encoding}-${method}.cpuprofile`),
+          JSON.stringify(profile),
+        );
+      }
       const args = h2loadArgs({ ...h, requests: a.requests }).map((x) =>
         x.includes(token) ? x.replace(token, "<token>") : x,
       );
@@ -345,6 +375,7 @@ export async function apiLoadCommand(
       }
     }
   } finally {
+    inspector?.close();
     await removeFleet(clients, ids).catch(() => {});
     clients.close();
     await d.stop();
@@ -366,6 +397,7 @@ export async function apiLoadCommand(
     f,
     {
       encoding: a.encoding,
+      cpuProfile: profiling,
       h2load: { requests: a.requests, clients: a.clients, maxStreams: a.maxStreams, threads: 1 },
     },
     phases,
@@ -373,6 +405,11 @@ export async function apiLoadCommand(
       "h2load (nghttp2-client) over TCP 127.0.0.1 (h2c, prior knowledge) with the bearer token: Connect unary POSTs (encoding json = application/json, proto = application/proto), List with body {} (json) or page_size 1000 (proto: h2load cannot send an empty body file), all sandboxes in one page, Inspect of one sandbox; each method after a warm-up run of 2,000 calls; every call checked 2xx (Connect errors are non-2xx)",
       "calls/s = h2load's req/s over the whole run (completed calls / wall time); latency = h2load's 'time for request' (min/max/mean/sd, ms)",
       "before the runs, List and Inspect are checked to answer 200 with all sandboxes / the right id, and a wrong token 401",
+      ...(profiling
+        ? [
+            "cpuProfile: the V8 profiler ran in the daemon during each measured run (not the warm-up): calls/s are lower than without it",
+          ]
+        : []),
     ],
     { h2load: results, targets, leftovers: left },
   );
