@@ -2,6 +2,7 @@
  * Benchmarks of a daemon holding many idle sandboxes at once: API throughput
  * (h2load), RSS per idle sandbox, and a restart that re-adopts them all.
  */
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import {
   existsSync,
@@ -128,6 +129,20 @@ export function vmRssKiB(pid: number): number {
   const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
   if (!m) throw new Error(`no VmRSS in /proc/${pid}/status`);
   return Number(m[1]);
+}
+
+/** CPU time `pid` used so far (user + system, all its threads), ms, from /proc/<pid>/stat. */
+export function cpuTimeMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the parenthesized command name (which may hold spaces): utime is 14, stime 15.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicksPerSecond();
+}
+
+let clkTck: number | undefined;
+function clockTicksPerSecond(): number {
+  clkTck ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  return clkTck;
 }
 
 /** Median VmRSS of `samples` readings `intervalMs` apart, after `settleMs` of quiet. */
@@ -313,6 +328,7 @@ export async function apiLoadCommand(
   const ids: string[] = [];
   const phases = new Samples();
   const results: Record<string, H2loadResult & { args: string[] }> = {};
+  const daemonCpu: Record<string, { cpuMs: number; usPerCall: number }> = {};
   let left: ReturnType<typeof leftovers>;
   let inspector: InspectorSession | undefined;
   try {
@@ -355,7 +371,13 @@ export async function apiLoadCommand(
       };
       await runH2load({ ...h, requests: Math.min(2000, a.requests) }); // warm-up (JIT, caches)
       await inspector?.call("Profiler.start");
+      const cpu0 = cpuTimeMs(d.child.pid!);
       const r = await runH2load({ ...h, requests: a.requests });
+      const cpuMs = cpuTimeMs(d.child.pid!) - cpu0;
+      daemonCpu[method] = {
+        cpuMs: roundMs(cpuMs),
+        usPerCall: roundMs((cpuMs * 1000) / a.requests),
+      };
       if (inspector !== undefined && a.cpuProfileDir !== undefined) {
         const { profile } = await inspector.call<{ profile: unknown }>("Profiler.stop");
         mkdirSync(a.cpuProfileDir, { recursive: true });
@@ -404,6 +426,7 @@ export async function apiLoadCommand(
     [
       "h2load (nghttp2-client) over TCP 127.0.0.1 (h2c, prior knowledge) with the bearer token: Connect unary POSTs (encoding json = application/json, proto = application/proto), List with body {} (json) or page_size 1000 (proto: h2load cannot send an empty body file), all sandboxes in one page, Inspect of one sandbox; each method after a warm-up run of 2,000 calls; every call checked 2xx (Connect errors are non-2xx)",
       "calls/s = h2load's req/s over the whole run (completed calls / wall time); latency = h2load's 'time for request' (min/max/mean/sd, ms)",
+      "daemonCpu.<Method> = CPU time of the daemon's process (user + system, all threads, /proc/<pid>/stat) during the measured run, and per call: what a call costs the daemon, much less sensitive to other load on the host than calls/s",
       "before the runs, List and Inspect are checked to answer 200 with all sandboxes / the right id, and a wrong token 401",
       ...(profiling
         ? [
@@ -411,7 +434,7 @@ export async function apiLoadCommand(
           ]
         : []),
     ],
-    { h2load: results, targets, leftovers: left },
+    { h2load: results, daemonCpu, targets, leftovers: left },
   );
 }
 

@@ -236,7 +236,11 @@ async function main(argv: string[]): Promise<number> {
       differences?: Record<string, Record<string, number>>;
       speedup?: Record<string, Record<string, number | null>>;
       targets?: Record<string, { value: number; target: string; met: boolean }>;
+      daemonCpu?: Record<string, { cpuMs: number; usPerCall: number }>;
     };
+    for (const [m, c] of Object.entries(extra.daemonCpu ?? {})) {
+      process.stderr.write(`daemon CPU ${m}: ${c.usPerCall} µs/call (${c.cpuMs} ms)\n`);
+    }
     for (const [k, t] of Object.entries(extra.targets ?? {})) {
       process.stderr.write(`target ${k}: ${t.value} (${t.target}) ${t.met ? "met" : "MISSED"}\n`);
     }
