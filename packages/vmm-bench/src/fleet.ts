@@ -2,8 +2,16 @@
  * Benchmarks of a daemon holding many idle sandboxes at once: API throughput
  * (h2load), RSS per idle sandbox, and a restart that re-adopts them all.
  */
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  writeFileSync,
+} from "node:fs";
 import * as http2 from "node:http2";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -123,6 +131,20 @@ export function vmRssKiB(pid: number): number {
   return Number(m[1]);
 }
 
+/** CPU time `pid` used so far (user + system, all its threads), ms, from /proc/<pid>/stat. */
+export function cpuTimeMs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the parenthesized command name (which may hold spaces): utime is 14, stime 15.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicksPerSecond();
+}
+
+let clkTck: number | undefined;
+function clockTicksPerSecond(): number {
+  clkTck ??= Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+  return clkTck;
+}
+
 /** Median VmRSS of `samples` readings `intervalMs` apart, after `settleMs` of quiet. */
 async function settledRssKiB(
   pid: number,
@@ -217,6 +239,11 @@ export interface ApiLoadOptions {
   readonly requests: number;
   readonly clients: number;
   readonly maxStreams: number;
+  /**
+   * Where to write a V8 CPU profile of the daemon for each measured run
+   * (`api-load-<encoding>-<method>.cpuprofile`); undefined = no profiling.
+   */
+  readonly cpuProfileDir?: string;
 }
 
 /** One Connect unary call over h2c with the token: HTTP status and the response body. */
@@ -292,13 +319,23 @@ export async function apiLoadCommand(
 ): Promise<BenchReport> {
   const start = runStart();
   const token = randomBytes(24).toString("hex");
-  const d = await startFleetDaemon(o, f, { tcpAuthToken: token });
+  const profiling = a.cpuProfileDir !== undefined;
+  const d = await startFleetDaemon(o, f, {
+    tcpAuthToken: token,
+    ...(profiling && { nodeArgs: ["--inspect=127.0.0.1:0"] }),
+  });
   const clients = connectDaemon(d.socket);
   const ids: string[] = [];
   const phases = new Samples();
   const results: Record<string, H2loadResult & { args: string[] }> = {};
+  const daemonCpu: Record<string, { cpuMs: number; usPerCall: number }> = {};
   let left: ReturnType<typeof leftovers>;
+  let inspector: InspectorSession | undefined;
   try {
+    if (profiling) {
+      inspector = await inspectorOf(d);
+      await inspector.call("Profiler.enable");
+    }
     const c0 = performance.now();
     await createFleet(clients, f.sandboxes, f.createBatch, o.signal, ids);
     phases.add("create_all_ms", performance.now() - c0);
@@ -333,7 +370,22 @@ export async function apiLoadCommand(
         signal: o.signal,
       };
       await runH2load({ ...h, requests: Math.min(2000, a.requests) }); // warm-up (JIT, caches)
+      await inspector?.call("Profiler.start");
+      const cpu0 = cpuTimeMs(d.child.pid!);
       const r = await runH2load({ ...h, requests: a.requests });
+      const cpuMs = cpuTimeMs(d.child.pid!) - cpu0;
+      daemonCpu[method] = {
+        cpuMs: roundMs(cpuMs),
+        usPerCall: roundMs((cpuMs * 1000) / a.requests),
+      };
+      if (inspector !== undefined && a.cpuProfileDir !== undefined) {
+        const { profile } = await inspector.call<{ profile: unknown }>("Profiler.stop");
+        mkdirSync(a.cpuProfileDir, { recursive: true });
+        writeFileSync(
+          join(a.cpuProfileDir, `api-load-${a.encoding}-${method}.cpuprofile`),
+          JSON.stringify(profile),
+        );
+      }
       const args = h2loadArgs({ ...h, requests: a.requests }).map((x) =>
         x.includes(token) ? x.replace(token, "<token>") : x,
       );
@@ -345,6 +397,7 @@ export async function apiLoadCommand(
       }
     }
   } finally {
+    inspector?.close();
     await removeFleet(clients, ids).catch(() => {});
     clients.close();
     await d.stop();
@@ -366,15 +419,22 @@ export async function apiLoadCommand(
     f,
     {
       encoding: a.encoding,
+      cpuProfile: profiling,
       h2load: { requests: a.requests, clients: a.clients, maxStreams: a.maxStreams, threads: 1 },
     },
     phases,
     [
       "h2load (nghttp2-client) over TCP 127.0.0.1 (h2c, prior knowledge) with the bearer token: Connect unary POSTs (encoding json = application/json, proto = application/proto), List with body {} (json) or page_size 1000 (proto: h2load cannot send an empty body file), all sandboxes in one page, Inspect of one sandbox; each method after a warm-up run of 2,000 calls; every call checked 2xx (Connect errors are non-2xx)",
       "calls/s = h2load's req/s over the whole run (completed calls / wall time); latency = h2load's 'time for request' (min/max/mean/sd, ms)",
+      "daemonCpu.<Method> = CPU time of the daemon's process (user + system, all threads, /proc/<pid>/stat) during the measured run, and per call: what a call costs the daemon, much less sensitive to other load on the host than calls/s",
       "before the runs, List and Inspect are checked to answer 200 with all sandboxes / the right id, and a wrong token 401",
+      ...(profiling
+        ? [
+            "cpuProfile: the V8 profiler ran in the daemon during each measured run (not the warm-up): calls/s are lower than without it",
+          ]
+        : []),
     ],
-    { h2load: results, targets, leftovers: left },
+    { h2load: results, daemonCpu, targets, leftovers: left },
   );
 }
 

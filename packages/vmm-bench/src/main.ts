@@ -56,6 +56,8 @@ Options:
   --create-batch N      api-load, idle-rss, restart: Creates in flight at once (default 4)
   --requests N          api-load: h2load -n per method (default 50000)
   --encoding E          api-load: Connect unary json (default) or proto (binary)
+  --cpu-profile DIR     api-load: V8 CPU profile of the daemon during each measured h2load run,
+                        written to DIR/api-load-<encoding>-<method>.cpuprofile (profiler on: slower)
   --clients N           api-load: h2load -c (default 8)
   --streams N           api-load: h2load -m, streams per connection (default 16)
   --steps N,N           idle-rss: sandbox counts to measure at (default 40,100)
@@ -113,6 +115,7 @@ function parse(argv: string[], signal: AbortSignal) {
       "create-batch": { type: "string" },
       requests: { type: "string" },
       encoding: { type: "string" },
+      "cpu-profile": { type: "string" },
       clients: { type: "string" },
       streams: { type: "string" },
       steps: { type: "string" },
@@ -182,6 +185,7 @@ function parse(argv: string[], signal: AbortSignal) {
     },
     apiLoad: {
       encoding: parseEncoding(values.encoding),
+      ...(values["cpu-profile"] !== undefined && { cpuProfileDir: values["cpu-profile"] }),
       requests: int("requests", values.requests, 50_000, 1),
       clients: int("clients", values.clients, 8, 1),
       maxStreams: int("streams", values.streams, 16, 1),
@@ -232,7 +236,11 @@ async function main(argv: string[]): Promise<number> {
       differences?: Record<string, Record<string, number>>;
       speedup?: Record<string, Record<string, number | null>>;
       targets?: Record<string, { value: number; target: string; met: boolean }>;
+      daemonCpu?: Record<string, { cpuMs: number; usPerCall: number }>;
     };
+    for (const [m, c] of Object.entries(extra.daemonCpu ?? {})) {
+      process.stderr.write(`daemon CPU ${m}: ${c.usPerCall} µs/call (${c.cpuMs} ms)\n`);
+    }
     for (const [k, t] of Object.entries(extra.targets ?? {})) {
       process.stderr.write(`target ${k}: ${t.value} (${t.target}) ${t.met ? "met" : "MISSED"}\n`);
     }

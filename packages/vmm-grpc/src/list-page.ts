@@ -56,8 +56,9 @@ export interface PageRequest<T> {
  * malformed or was made for another listing or other filters.
  */
 export function takePage<T>(items: readonly T[], req: PageRequest<T>, paging: ListPaging): Page<T> {
-  const fingerprint = filterFingerprint(req.listing, req.filter);
-  const after = req.pageToken === "" ? undefined : decodeToken(req.pageToken, fingerprint);
+  // A hash per call only when a token is read or written (the common one-page List needs none).
+  const fingerprint = () => filterFingerprint(req.listing, req.filter);
+  const after = req.pageToken === "" ? undefined : decodeToken(req.pageToken, fingerprint());
   const limit = req.pageSize === 0 ? paging.pageSize : Math.min(req.pageSize, paging.pageSize);
   const budget = Math.floor(paging.maxMessageBytes / 2);
   let i = after === undefined ? 0 : firstAfter(items, after, req.keyOf);
@@ -74,7 +75,7 @@ export function takePage<T>(items: readonly T[], req: PageRequest<T>, paging: Li
   return {
     items: page,
     nextPageToken:
-      i < items.length && last !== undefined ? encodeToken(req.keyOf(last), fingerprint) : "",
+      i < items.length && last !== undefined ? encodeToken(req.keyOf(last), fingerprint()) : "",
   };
 }
 

@@ -1,4 +1,3 @@
-import { toBinary } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
   DeadlineExceededError,
@@ -15,11 +14,10 @@ import {
   processOutputFields,
   processSpecFromProto,
   sandboxEventToProto,
-  sandboxInfoToProto,
-  sandboxSummaryToProto,
 } from "./convert.js";
 import { DEFAULT_LIST_PAGING, type ListPaging, takePage } from "./list-page.js";
 import type { SandboxApi } from "./sandbox-api.js";
+import { ViewMessages } from "./view-messages.js";
 
 /** Registers sandbox.v1.SandboxService over `sandboxes`; List pages per `paging`. */
 export function registerSandboxService(
@@ -27,6 +25,7 @@ export function registerSandboxService(
   sandboxes: SandboxApi,
   paging: ListPaging = DEFAULT_LIST_PAGING,
 ): void {
+  const messages = new ViewMessages();
   router.service(pb.SandboxService, {
     async create(req) {
       const view = await sandboxes.create(createSpecFromProto(req));
@@ -73,12 +72,12 @@ export function registerSandboxService(
 
     async pause(req) {
       requireId(req.id);
-      return sandboxInfoToProto(await sandboxes.pause(req.id));
+      return messages.info(await sandboxes.pause(req.id));
     },
 
     async resume(req) {
       requireId(req.id);
-      return sandboxInfoToProto(await sandboxes.resume(req.id));
+      return messages.info(await sandboxes.resume(req.id));
     },
 
     async remove(req) {
@@ -89,7 +88,7 @@ export function registerSandboxService(
 
     inspect(req) {
       requireId(req.id);
-      return sandboxInfoToProto(sandboxes.inspect(req.id));
+      return messages.info(sandboxes.inspect(req.id));
     },
 
     list(req) {
@@ -111,12 +110,12 @@ export function registerSandboxService(
           pageSize: req.pageSize,
           pageToken: req.pageToken,
           keyOf: (v) => ({ createdAtMs: v.createdAt.getTime(), id: v.id }),
-          sizeOf: (v) => toBinary(pb.SandboxSummarySchema, sandboxSummaryToProto(v)).length,
+          sizeOf: (v) => messages.summary(v).binaryBytes,
         },
         paging,
       );
       return {
-        sandboxes: page.items.map(sandboxSummaryToProto),
+        sandboxes: page.items.map((v) => messages.summary(v).message),
         nextPageToken: page.nextPageToken,
       };
     },

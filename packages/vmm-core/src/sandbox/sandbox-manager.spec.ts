@@ -235,6 +235,29 @@ describe("SandboxManager in-process (fake runtime)", () => {
     expect(info.error).toMatch(/killed by SIGKILL/);
   });
 
+  it("a view is the same frozen object until the sandbox changes, then a new one", async () => {
+    make();
+    await manager.recover();
+    await manager.create({ id: "v", labels: { team: "x" }, ttlSeconds: 0 });
+    const starting = manager.inspect("v");
+    const ready = await settle("v", "ready");
+    expect(ready).not.toBe(starting);
+    expect(ready.readyAt).toBeInstanceOf(Date);
+    expect(starting.readyAt).toBeUndefined();
+    // Nothing changed: Inspect and List hand out the very same object, frozen.
+    expect(manager.inspect("v")).toBe(ready);
+    expect(manager.list({ labels: {} })[0]).toBe(ready);
+    expect(manager.list({ labels: { team: "x" } })[0]).toBe(ready);
+    expect(Object.isFrozen(ready)).toBe(true);
+    vms[0]?.exit({ code: null, signal: "SIGKILL" });
+    const failed = await settle("v", "failed");
+    expect(failed).not.toBe(ready);
+    expect(failed.error).toMatch(/killed by SIGKILL/);
+    expect(ready).toMatchObject({ state: "ready", error: undefined });
+    expect(manager.inspect("v")).toBe(failed);
+    expect(failed.labels).toEqual({ team: "x" });
+  });
+
   it("admission: concurrent Creates past max_sandboxes are refused and hold nothing", async () => {
     make({ maxSandboxes: 2 });
     await manager.recover();

@@ -62,13 +62,15 @@ export class Views {
       labels: spec.labels,
       vcpus: spec.vcpus,
       memoryMib: spec.memoryMib,
-      network: slot && {
-        ipAddress: slot.hostIp,
-        gateway: slot.gatewayIp,
-        tapName: slot.tapName,
-        guestIp: slot.guestIp,
-        netns: slot.netns,
-      },
+      network:
+        slot &&
+        Object.freeze({
+          ipAddress: slot.hostIp,
+          gateway: slot.gatewayIp,
+          tapName: slot.tapName,
+          guestIp: slot.guestIp,
+          netns: slot.netns,
+        }),
       kernel: this.imageName(spec.kernel),
       rootfs: this.imageName(spec.rootfs),
       bootArgs: spec.bootArgs,
