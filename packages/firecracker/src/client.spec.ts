@@ -90,7 +90,7 @@ describe("createFirecrackerClient", () => {
       res.setHeader("Content-Type", "application/json");
       res.end('{"ok":1}');
     };
-    const result = await (client[op] as () => Promise<unknown>)();
+    const result = await (client[op] as () => Promise<unknown>).call(client);
     expect(result).toEqual({ ok: 1 });
     expect(seen[0]).toMatchObject({ method, url: path, body: "" });
     expect(seen[0]!.headers["content-length"]).toBeUndefined();
@@ -132,7 +132,7 @@ describe("createFirecrackerClient", () => {
     ["patchBalloon", "PATCH", "/balloon", { amount_mib: 10 }],
     ["putEntropyDevice", "PUT", "/entropy", {}],
   ] as const)("%s → %s %s with the body as given", async ([op, method, path, body]) => {
-    const fn = client[op] as (b: unknown) => Promise<void>;
+    const fn = (b: unknown) => (client[op] as (b: unknown) => Promise<void>).call(client, b);
     await expect(fn(body)).resolves.toBeUndefined();
     expect(seen[0]).toMatchObject({ method, url: path });
     expect(JSON.parse(seen[0]!.body)).toEqual(body);
