@@ -1,6 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createFirecrackerClient, type FirecrackerClient } from "./client.js";
 import { FirecrackerApiError, FirecrackerConnectionError } from "./errors.js";
@@ -88,7 +90,7 @@ describe("createFirecrackerClient", () => {
       res.setHeader("Content-Type", "application/json");
       res.end('{"ok":1}');
     };
-    const result = await (client[op] as () => Promise<unknown>)();
+    const result = await (client[op] as () => Promise<unknown>).call(client);
     expect(result).toEqual({ ok: 1 });
     expect(seen[0]).toMatchObject({ method, url: path, body: "" });
     expect(seen[0]!.headers["content-length"]).toBeUndefined();
@@ -130,7 +132,7 @@ describe("createFirecrackerClient", () => {
     ["patchBalloon", "PATCH", "/balloon", { amount_mib: 10 }],
     ["putEntropyDevice", "PUT", "/entropy", {}],
   ] as const)("%s → %s %s with the body as given", async ([op, method, path, body]) => {
-    const fn = client[op] as (b: unknown) => Promise<void>;
+    const fn = (b: unknown) => (client[op] as (b: unknown) => Promise<void>).call(client, b);
     await expect(fn(body)).resolves.toBeUndefined();
     expect(seen[0]).toMatchObject({ method, url: path });
     expect(JSON.parse(seen[0]!.body)).toEqual(body);
@@ -172,6 +174,34 @@ describe("createFirecrackerClient", () => {
     expect(maxInFlight).toBe(1);
   });
 
+  it("keeps one connection across calls and closes it once idle; a later call connects again", async () => {
+    const opened: Socket[] = [];
+    server.on("connection", (c: Socket) => opened.push(c));
+    const c = createFirecrackerClient({ socketPath, idleConnectionTimeoutMs: 100 });
+    try {
+      await c.describeInstance();
+      await c.describeInstance();
+      expect(opened).toHaveLength(1);
+      await until(() => opened[0]!.closed, 2000);
+      await c.describeInstance();
+      expect(opened).toHaveLength(2);
+    } finally {
+      c.close();
+    }
+  });
+
+  it("does not cut a call that takes longer than the idle timeout", async () => {
+    handler = (_req, res) => {
+      setTimeout(() => res.end('{"state":"Running"}'), 400);
+    };
+    const c = createFirecrackerClient({ socketPath, idleConnectionTimeoutMs: 50 });
+    try {
+      await expect(c.describeInstance()).resolves.toEqual({ state: "Running" });
+    } finally {
+      c.close();
+    }
+  });
+
   it("rejects with the signal's reason when aborted, and keeps working afterwards", async () => {
     handler = () => {}; // never answers
     const ac = new AbortController();
@@ -199,3 +229,11 @@ describe("createFirecrackerClient", () => {
     expect(err.cause).toMatchObject({ code: "ENOENT" });
   });
 });
+
+async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = performance.now() + timeoutMs;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await sleep(10);
+  }
+}

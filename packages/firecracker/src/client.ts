@@ -1,4 +1,5 @@
 import { Agent, request as httpRequest } from "node:http";
+import type { Socket } from "node:net";
 import type {
   ApiErrorBody,
   Balloon,
@@ -36,6 +37,12 @@ export interface FirecrackerClientOptions {
    * seconds (NOTES.md §0).
    */
   timeoutMs?: number;
+  /**
+   * How long the kept-alive connection may stay unused before it is closed, in ms. Default 1000:
+   * a VM's calls come in bursts (boot, a checkpoint, a stop) and an idle sandbox should hold no
+   * socket in the daemon; a call after that connects again (a Unix socket connect, well under 1 ms).
+   */
+  idleConnectionTimeoutMs?: number;
 }
 
 /** Per-call options of every {@link FirecrackerClient} method. */
@@ -119,6 +126,7 @@ export interface FirecrackerClient {
 }
 
 const defaultTimeoutMs = 60_000;
+const defaultIdleConnectionTimeoutMs = 1000;
 
 /**
  * Creates a {@link FirecrackerClient} for the API socket at `socketPath`. Nothing is connected
@@ -129,20 +137,173 @@ const defaultTimeoutMs = 60_000;
  * await fc.putMachineConfiguration({ vcpu_count: 1, mem_size_mib: 128 });
  */
 export function createFirecrackerClient(options: FirecrackerClientOptions): FirecrackerClient {
-  const { socketPath } = options;
-  const clientTimeoutMs = options.timeoutMs ?? defaultTimeoutMs;
-  // One socket: calls are serialized below, so a second one would only idle.
-  const agent = new Agent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 });
-  let tail: Promise<void> = Promise.resolve();
+  return new HttpFirecrackerClient(options);
+}
 
-  async function call(
+/** Sockets whose close already drops an idle {@link HttpFirecrackerClient}'s agent. */
+const watchedSockets = new WeakSet<Socket>();
+
+/**
+ * The client over `node:http`. A class (methods on the prototype, not ~30 closures per
+ * instance): the daemon holds one per VM for the VM's whole life. Its HTTP agent exists only
+ * while a connection does: created by the first call, dropped once its connection closed idle.
+ */
+class HttpFirecrackerClient implements FirecrackerClient {
+  readonly socketPath: string;
+  private readonly timeoutMs: number;
+  private readonly idleConnectionTimeoutMs: number;
+  private agent: Agent | undefined;
+  /** Settles when the last queued call is over (calls are serialized). */
+  private tail: Promise<void> = Promise.resolve();
+  private inFlight = 0;
+
+  constructor(options: FirecrackerClientOptions) {
+    this.socketPath = options.socketPath;
+    this.timeoutMs = options.timeoutMs ?? defaultTimeoutMs;
+    this.idleConnectionTimeoutMs =
+      options.idleConnectionTimeoutMs ?? defaultIdleConnectionTimeoutMs;
+  }
+
+  describeInstance(o?: CallOptions) {
+    return this.get<InstanceInfo>("describeInstance", "/", o);
+  }
+  getFirecrackerVersion(o?: CallOptions) {
+    return this.get<FirecrackerVersion>("getFirecrackerVersion", "/version", o);
+  }
+  getExportVmConfig(o?: CallOptions) {
+    return this.get<FullVmConfiguration>("getExportVmConfig", "/vm/config", o);
+  }
+  getMachineConfiguration(o?: CallOptions) {
+    return this.get<MachineConfiguration>("getMachineConfiguration", "/machine-config", o);
+  }
+  putMachineConfiguration(b: MachineConfiguration, o?: CallOptions) {
+    return this.send("putMachineConfiguration", "PUT", "/machine-config", b, o);
+  }
+  patchMachineConfiguration(b: Partial<MachineConfiguration>, o?: CallOptions) {
+    return this.send("patchMachineConfiguration", "PATCH", "/machine-config", b, o);
+  }
+  putGuestBootSource(b: BootSource, o?: CallOptions) {
+    return this.send("putGuestBootSource", "PUT", "/boot-source", b, o);
+  }
+  putGuestDriveByID(b: Drive, o?: CallOptions) {
+    return this.send("putGuestDriveByID", "PUT", `/drives/${pathId(b.drive_id)}`, b, o);
+  }
+  patchGuestDriveByID(b: PartialDrive, o?: CallOptions) {
+    return this.send("patchGuestDriveByID", "PATCH", `/drives/${pathId(b.drive_id)}`, b, o);
+  }
+  putGuestNetworkInterfaceByID(b: NetworkInterface, o?: CallOptions) {
+    const path = `/network-interfaces/${pathId(b.iface_id)}`;
+    return this.send("putGuestNetworkInterfaceByID", "PUT", path, b, o);
+  }
+  patchGuestNetworkInterfaceByID(b: PartialNetworkInterface, o?: CallOptions) {
+    const path = `/network-interfaces/${pathId(b.iface_id)}`;
+    return this.send("patchGuestNetworkInterfaceByID", "PATCH", path, b, o);
+  }
+  putGuestVsock(b: Vsock, o?: CallOptions) {
+    return this.send("putGuestVsock", "PUT", "/vsock", b, o);
+  }
+  putMmds(b: MmdsContents, o?: CallOptions) {
+    return this.send("putMmds", "PUT", "/mmds", b, o);
+  }
+  patchMmds(b: MmdsContents, o?: CallOptions) {
+    return this.send("patchMmds", "PATCH", "/mmds", b, o);
+  }
+  getMmds(o?: CallOptions) {
+    return this.get<MmdsContents>("getMmds", "/mmds", o);
+  }
+  putMmdsConfig(b: MmdsConfig, o?: CallOptions) {
+    return this.send("putMmdsConfig", "PUT", "/mmds/config", b, o);
+  }
+  putLogger(b: Logger, o?: CallOptions) {
+    return this.send("putLogger", "PUT", "/logger", b, o);
+  }
+  putMetrics(b: Metrics, o?: CallOptions) {
+    return this.send("putMetrics", "PUT", "/metrics", b, o);
+  }
+  createSyncAction(b: InstanceActionInfo, o?: CallOptions) {
+    return this.send("createSyncAction", "PUT", "/actions", b, o);
+  }
+  patchVm(b: Vm, o?: CallOptions) {
+    return this.send("patchVm", "PATCH", "/vm", b, o);
+  }
+  createSnapshot(b: SnapshotCreateParams, o?: CallOptions) {
+    return this.send("createSnapshot", "PUT", "/snapshot/create", b, o);
+  }
+  loadSnapshot(b: SnapshotLoadParams, o?: CallOptions) {
+    return this.send("loadSnapshot", "PUT", "/snapshot/load", b, o);
+  }
+  putBalloon(b: Balloon, o?: CallOptions) {
+    return this.send("putBalloon", "PUT", "/balloon", b, o);
+  }
+  patchBalloon(b: BalloonUpdate, o?: CallOptions) {
+    return this.send("patchBalloon", "PATCH", "/balloon", b, o);
+  }
+  describeBalloonConfig(o?: CallOptions) {
+    return this.get<Balloon>("describeBalloonConfig", "/balloon", o);
+  }
+  describeBalloonStats(o?: CallOptions) {
+    return this.get<BalloonStats>("describeBalloonStats", "/balloon/statistics", o);
+  }
+  putEntropyDevice(b: EntropyDevice, o?: CallOptions) {
+    return this.send("putEntropyDevice", "PUT", "/entropy", b, o);
+  }
+
+  close(): void {
+    this.agent?.destroy();
+    this.agent = undefined;
+  }
+
+  private get<T>(operation: string, path: string, o: CallOptions | undefined): Promise<T> {
+    return this.call(operation, "GET", path, undefined, o) as Promise<T>;
+  }
+
+  private async send(
+    operation: string,
+    method: "PUT" | "PATCH",
+    path: string,
+    body: unknown,
+    o: CallOptions | undefined,
+  ): Promise<void> {
+    await this.call(operation, method, path, body, o);
+  }
+
+  /**
+   * One socket: calls are serialized, so a second one would only idle. `timeout` closes it once
+   * it sat in the free list that long (Node destroys a free socket on its timeout); on a socket
+   * in use it only emits an event nobody acts on: calls have their own deadline.
+   */
+  private agentForCall(): Agent {
+    this.agent ??= new Agent({
+      keepAlive: true,
+      maxSockets: 1,
+      maxFreeSockets: 1,
+      timeout: this.idleConnectionTimeoutMs,
+    });
+    return this.agent;
+  }
+
+  /** Drops the agent once `socket` closed while no call needs it (an idle VM holds none). */
+  private watchSocket(agent: Agent, socket: Socket): void {
+    if (watchedSockets.has(socket)) return;
+    watchedSockets.add(socket);
+    socket.once("close", () => {
+      const idle =
+        this.inFlight === 0 &&
+        Object.keys(agent.sockets).length === 0 &&
+        Object.keys(agent.freeSockets).length === 0;
+      if (idle && this.agent === agent) this.agent = undefined;
+    });
+  }
+
+  private async call(
     operation: string,
     method: "GET" | "PUT" | "PATCH",
     path: string,
     body: unknown,
     callOptions: CallOptions | undefined,
   ): Promise<unknown> {
-    const timeoutMs = callOptions?.timeoutMs ?? clientTimeoutMs;
+    const { socketPath } = this;
+    const timeoutMs = callOptions?.timeoutMs ?? this.timeoutMs;
     const timeout = AbortSignal.timeout(timeoutMs);
     const signal = callOptions?.signal ? AbortSignal.any([callOptions.signal, timeout]) : timeout;
     const translate = (err: unknown): Error => {
@@ -166,19 +327,21 @@ export function createFirecrackerClient(options: FirecrackerClientOptions): Fire
     const mine = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const previous = tail;
-    tail = previous.then(() => mine);
+    const previous = this.tail;
+    this.tail = previous.then(() => mine);
+    this.inFlight++;
     try {
       await raceAbort(previous, signal);
-      return await send(operation, method, path, body, signal);
+      return await this.request(operation, method, path, body, signal);
     } catch (err) {
       throw translate(err);
     } finally {
+      this.inFlight--;
       release();
     }
   }
 
-  function send(
+  private request(
     operation: string,
     method: string,
     path: string,
@@ -194,7 +357,9 @@ export function createFirecrackerClient(options: FirecrackerClientOptions): Fire
         // Firecracker reads bodies strictly by Content-Length; chunked is not decoded (NOTES.md §0).
         headers["Content-Length"] = payload.length;
       }
-      const req = httpRequest({ socketPath, agent, method, path, headers });
+      const agent = this.agentForCall();
+      const req = httpRequest({ socketPath: this.socketPath, agent, method, path, headers });
+      req.on("socket", (socket: Socket) => this.watchSocket(agent, socket));
       const onAbort = () => req.destroy(toError(signal.reason));
       signal.addEventListener("abort", onAbort, { once: true });
       const done = () => signal.removeEventListener("abort", onAbort);
@@ -231,51 +396,6 @@ export function createFirecrackerClient(options: FirecrackerClientOptions): Fire
       req.end(payload);
     });
   }
-
-  const get = <T>(operation: string, path: string, o?: CallOptions) =>
-    call(operation, "GET", path, undefined, o) as Promise<T>;
-  const put = async (operation: string, path: string, body: unknown, o?: CallOptions) => {
-    await call(operation, "PUT", path, body, o);
-  };
-  const patch = async (operation: string, path: string, body: unknown, o?: CallOptions) => {
-    await call(operation, "PATCH", path, body, o);
-  };
-
-  return {
-    socketPath,
-    describeInstance: (o) => get("describeInstance", "/", o),
-    getFirecrackerVersion: (o) => get("getFirecrackerVersion", "/version", o),
-    getExportVmConfig: (o) => get("getExportVmConfig", "/vm/config", o),
-    getMachineConfiguration: (o) => get("getMachineConfiguration", "/machine-config", o),
-    putMachineConfiguration: (b, o) => put("putMachineConfiguration", "/machine-config", b, o),
-    patchMachineConfiguration: (b, o) =>
-      patch("patchMachineConfiguration", "/machine-config", b, o),
-    putGuestBootSource: (b, o) => put("putGuestBootSource", "/boot-source", b, o),
-    putGuestDriveByID: (b, o) => put("putGuestDriveByID", `/drives/${pathId(b.drive_id)}`, b, o),
-    patchGuestDriveByID: (b, o) =>
-      patch("patchGuestDriveByID", `/drives/${pathId(b.drive_id)}`, b, o),
-    putGuestNetworkInterfaceByID: (b, o) =>
-      put("putGuestNetworkInterfaceByID", `/network-interfaces/${pathId(b.iface_id)}`, b, o),
-    patchGuestNetworkInterfaceByID: (b, o) =>
-      patch("patchGuestNetworkInterfaceByID", `/network-interfaces/${pathId(b.iface_id)}`, b, o),
-    putGuestVsock: (b, o) => put("putGuestVsock", "/vsock", b, o),
-    putMmds: (b, o) => put("putMmds", "/mmds", b, o),
-    patchMmds: (b, o) => patch("patchMmds", "/mmds", b, o),
-    getMmds: (o) => get("getMmds", "/mmds", o),
-    putMmdsConfig: (b, o) => put("putMmdsConfig", "/mmds/config", b, o),
-    putLogger: (b, o) => put("putLogger", "/logger", b, o),
-    putMetrics: (b, o) => put("putMetrics", "/metrics", b, o),
-    createSyncAction: (b, o) => put("createSyncAction", "/actions", b, o),
-    patchVm: (b, o) => patch("patchVm", "/vm", b, o),
-    createSnapshot: (b, o) => put("createSnapshot", "/snapshot/create", b, o),
-    loadSnapshot: (b, o) => put("loadSnapshot", "/snapshot/load", b, o),
-    putBalloon: (b, o) => put("putBalloon", "/balloon", b, o),
-    patchBalloon: (b, o) => patch("patchBalloon", "/balloon", b, o),
-    describeBalloonConfig: (o) => get("describeBalloonConfig", "/balloon", o),
-    describeBalloonStats: (o) => get("describeBalloonStats", "/balloon/statistics", o),
-    putEntropyDevice: (b, o) => put("putEntropyDevice", "/entropy", b, o),
-    close: () => agent.destroy(),
-  };
 }
 
 /** Ids are `[A-Za-z0-9_]` for Firecracker; encoding keeps anything else from breaking the path. */

@@ -29,6 +29,8 @@ export interface DaemonOptions {
   /** `[limits]` overrides (the daemon's defaults otherwise). */
   readonly maxSandboxes?: number;
   readonly maxConcurrentCreates?: number;
+  /** `firecracker.start_timeout_ms`. Default: the daemon's. */
+  readonly firecrackerStartTimeoutMs?: number;
   /**
    * Start on the config and data_dir of this earlier daemon's dir (a restart)
    * instead of a fresh one; the options above are then ignored.
@@ -106,6 +108,9 @@ function writeConfig(
       "[firecracker]",
       `binary = ${tomlString(options.firecracker)}`,
       `data_dir = ${tomlString(dataDir)}`,
+      ...(options.firecrackerStartTimeoutMs !== undefined
+        ? [`start_timeout_ms = ${options.firecrackerStartTimeoutMs}`]
+        : []),
       "[grpc]",
       `unix_socket = ${tomlString(socket)}`,
       // The raw restore baseline reads the snapshot's files from the answer's snapshot_dir.

@@ -49,6 +49,8 @@ export interface FleetOptions {
   readonly sandboxes: number;
   /** Creates in flight at once. */
   readonly createBatch: number;
+  /** The daemon's `firecracker.start_timeout_ms`; undefined = its default. */
+  readonly fcStartTimeoutMs?: number;
 }
 
 /** A target of the issue and whether this run met it. */
@@ -75,6 +77,7 @@ async function startFleetDaemon(
     memoryMib: o.memoryMib,
     maxSandboxes: f.sandboxes + 16,
     maxConcurrentCreates: Math.max(f.createBatch, 1),
+    ...(f.fcStartTimeoutMs !== undefined && { firecrackerStartTimeoutMs: f.fcStartTimeoutMs }),
     ...extra,
   });
 }
@@ -218,6 +221,7 @@ function loadReport(
     {
       sandboxes: f.sandboxes,
       createBatch: f.createBatch,
+      ...(f.fcStartTimeoutMs !== undefined && { fcStartTimeoutMs: f.fcStartTimeoutMs }),
       vcpus: o.vcpus,
       memoryMib: o.memoryMib,
       readiness: o.readiness,

@@ -54,6 +54,8 @@ Options:
   --data-dir PATH       that daemon's data_dir (run-latency with --socket)
   --sandboxes N         api-load, restart: sandboxes held (default 100)
   --create-batch N      api-load, idle-rss, restart: Creates in flight at once (default 4)
+  --fc-start-timeout-ms MS  api-load, idle-rss, restart: the daemon's firecracker.start_timeout_ms
+                        (default: the daemon's, 3000; raise it on a loaded host where fc-sim starts slowly)
   --requests N          api-load: h2load -n per method (default 50000)
   --encoding E          api-load: Connect unary json (default) or proto (binary)
   --cpu-profile DIR     api-load: V8 CPU profile of the daemon during each measured h2load run,
@@ -113,6 +115,7 @@ function parse(argv: string[], signal: AbortSignal) {
       "data-dir": { type: "string" },
       sandboxes: { type: "string" },
       "create-batch": { type: "string" },
+      "fc-start-timeout-ms": { type: "string" },
       requests: { type: "string" },
       encoding: { type: "string" },
       "cpu-profile": { type: "string" },
@@ -182,6 +185,9 @@ function parse(argv: string[], signal: AbortSignal) {
     fleet: {
       sandboxes: command === "idle-rss" ? steps[steps.length - 1]! : sandboxes,
       createBatch: int("create-batch", values["create-batch"], 4, 1),
+      ...(values["fc-start-timeout-ms"] !== undefined && {
+        fcStartTimeoutMs: int("fc-start-timeout-ms", values["fc-start-timeout-ms"], 3000, 1),
+      }),
     },
     apiLoad: {
       encoding: parseEncoding(values.encoding),

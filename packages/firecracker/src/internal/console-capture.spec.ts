@@ -42,4 +42,21 @@ describe("createConsoleCapture", () => {
     expect(cap.tail().endsWith("end")).toBe(true);
     cap.close();
   });
+
+  it("after forgetTail keeps writing the file but no tail", async () => {
+    dir = mkdtempSync("/tmp/fcc-");
+    const path = join(dir, "console.log");
+    const cap = createConsoleCapture(path, 1000);
+    const out = new PassThrough();
+    cap.attach(out);
+    out.write("booting\n");
+    await new Promise((r) => setImmediate(r));
+    expect(cap.tail()).toBe("booting\n");
+    cap.forgetTail();
+    out.write("ready\n");
+    await new Promise((r) => setImmediate(r));
+    expect(cap.tail()).toBe("");
+    expect(readFileSync(path, "utf8")).toBe("booting\nready\n");
+    cap.close();
+  });
 });

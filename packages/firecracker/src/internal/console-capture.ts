@@ -13,20 +13,28 @@ const tailBytes = 8192;
  */
 export interface ConsoleCapture {
   attach(stream: Readable | null): void;
-  /** Last ≤ 8 KiB of output, as text. */
+  /** Last ≤ 8 KiB of output, as text (empty once {@link forgetTail} was called). */
   tail(): string;
+  /**
+   * Stops keeping the tail (the file, if any, is still written). The tail only serves launch
+   * errors: a process that started does not need it, and up to 8 KiB per VM adds up.
+   */
+  forgetTail(): void;
   close(): void;
 }
 
 export function createConsoleCapture(path: string | undefined, maxBytes: number): ConsoleCapture {
   let fd = path === undefined ? undefined : openSync(path, "w", 0o600);
   let written = 0;
-  let tail = Buffer.alloc(0);
+  let tail: Buffer | undefined = Buffer.alloc(0);
   let truncations = 0;
 
   const write = (chunk: Buffer) => {
-    tail = Buffer.concat([tail, chunk]);
-    if (tail.length > tailBytes) tail = tail.subarray(tail.length - tailBytes);
+    if (tail !== undefined) {
+      tail = Buffer.concat([tail, chunk]);
+      // A copy: a view would keep the whole concatenation (up to 8 KiB + a 64 KiB chunk) alive.
+      if (tail.length > tailBytes) tail = Buffer.from(tail.subarray(tail.length - tailBytes));
+    }
     if (fd === undefined) return;
     try {
       let data = chunk;
@@ -62,7 +70,10 @@ export function createConsoleCapture(path: string | undefined, maxBytes: number)
       stream?.on("data", (c: Buffer) => write(c));
       stream?.on("error", () => {});
     },
-    tail: () => tail.toString("utf8"),
+    tail: () => tail?.toString("utf8") ?? "",
+    forgetTail() {
+      tail = undefined;
+    },
     close: closeQuietly,
   };
 }

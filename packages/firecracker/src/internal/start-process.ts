@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFile, stat } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
-import { createFirecrackerClient } from "../client.js";
+import { createFirecrackerClient, type FirecrackerClient } from "../client.js";
 import { FirecrackerLaunchError } from "../errors.js";
 import type { ExitStatus, FirecrackerProcess, StopOptions } from "../launcher.js";
-import { createConsoleCapture } from "./console-capture.js";
+import { type ConsoleCapture, createConsoleCapture } from "./console-capture.js";
 import { readStartTime, watchPid } from "./pid-watch.js";
 
 /** What a launcher variant decided; {@link startProcess} does the rest. */
@@ -49,6 +49,30 @@ const pollMs = 1;
 const readyProbeTimeoutMs = 500;
 
 /**
+ * A spawned process from spawn to cleanup, shared by the startup ({@link waitUntilReady}) and the
+ * returned handle ({@link processHandle}). Those are separate functions on purpose: a closure keeps
+ * every variable of its scope that any closure of that scope uses, so the handle's closures (alive
+ * as long as the VM) must not share a scope with the startup's signal, deadline and error paths.
+ */
+interface Tracked {
+  readonly spec: StartSpec;
+  readonly child: ChildProcess;
+  readonly capture: ConsoleCapture;
+  /** Firecracker's pid: our child's, or the one read from `spec.pidFile` / `recordedPidFile`. */
+  pid: number | undefined;
+  /** Settles when Firecracker is gone: our child's exit, or the pid watch's. */
+  exited: Promise<ExitStatus>;
+  isExited: boolean;
+  stopWatch: () => void;
+  spawnError: Error | undefined;
+  /** Our child's exit status once it exited (the jailer's, when Firecracker is not our child). */
+  childStatus: ExitStatus | undefined;
+  readonly childExited: Promise<ExitStatus>;
+  /** Settles when the child exited and its stdio pipes closed. */
+  readonly stdioClosed: Promise<void>;
+}
+
+/**
  * Spawns, waits until `GET /` answers 200 (raced against exit, deadline and `signal`), and returns
  * the {@link FirecrackerProcess}. On failure the process is killed and `cleanup` run before the
  * error is thrown.
@@ -81,51 +105,113 @@ export async function startProcess(
   }
   capture.attach(child.stdout);
   capture.attach(child.stderr);
+  const t = track(spec, child, capture);
+  const client = createFirecrackerClient({ socketPath: spec.apiSocketPath });
+  await waitUntilReady(t, client, signal);
+  // Only launch errors show the output's tail; the console file keeps being written.
+  capture.forgetTail();
 
-  let spawnError: Error | undefined;
-  const stdioClosed = new Promise<void>((resolve) => child.once("close", () => resolve()));
-  const childExited = new Promise<ExitStatus>((resolve) => {
-    child.once("exit", (code, sig) => resolve({ code, signal: sig }));
-    child.once("error", (err) => {
-      spawnError = err;
-      if (child.pid === undefined) resolve({ code: null, signal: null });
-    });
-  });
-
-  let pid: number | undefined = child.pid;
-  let exited = childExited;
-  let isExited = false;
-  let stopWatch = () => {};
-  const sendSignal = (sig: NodeJS.Signals) => {
-    if (isExited || pid === undefined) return;
-    try {
-      process.kill(pid, sig);
-    } catch {}
-    // A jailer that forked Firecracker away may still be around: it dies too.
-    if (pid !== child.pid && child.exitCode === null && child.signalCode === null) {
-      child.kill(sig);
+  if (spec.recordedPidFile !== undefined && t.pid === child.pid) {
+    const text = await readFile(spec.recordedPidFile, "utf8").catch(() => "");
+    const recorded = Number.parseInt(text.trim(), 10);
+    if (Number.isInteger(recorded) && recorded > 0 && (await readStartTime(recorded))) {
+      t.pid = recorded;
     }
-  };
+  }
+  const pid = t.pid as number;
+  return processHandle(t, client, pid, await readStartTime(pid));
+}
 
+function track(spec: StartSpec, child: ChildProcess, capture: ConsoleCapture): Tracked {
+  let resolveExit!: (s: ExitStatus) => void;
+  const childExited = new Promise<ExitStatus>((resolve) => {
+    resolveExit = resolve;
+  });
+  const t: Tracked = {
+    spec,
+    child,
+    capture,
+    pid: child.pid,
+    exited: childExited,
+    isExited: false,
+    stopWatch: () => {},
+    spawnError: undefined,
+    childStatus: undefined,
+    childExited,
+    stdioClosed: new Promise<void>((resolve) => child.once("close", () => resolve())),
+  };
+  child.once("exit", (code, sig) => {
+    t.childStatus = { code, signal: sig };
+    resolveExit(t.childStatus);
+  });
+  child.once("error", (err) => {
+    t.spawnError = err;
+    if (child.pid === undefined) resolveExit({ code: null, signal: null });
+  });
+  return t;
+}
+
+/** Sets `isExited` once `exited` settles (a module-level closure: it lives as long as the VM). */
+function observeExit(t: Tracked): void {
+  void t.exited.then(() => {
+    t.isExited = true;
+  });
+}
+
+function sendSignal(t: Tracked, sig: NodeJS.Signals): void {
+  const { child, pid } = t;
+  if (t.isExited || pid === undefined) return;
+  try {
+    process.kill(pid, sig);
+  } catch {}
+  // A jailer that forked Firecracker away may still be around: it dies too.
+  if (pid !== child.pid && child.exitCode === null && child.signalCode === null) {
+    child.kill(sig);
+  }
+}
+
+/** Closes the console file and the pipes, waiting ≤ 200 ms for output still in flight. */
+async function releaseStdio(t: Tracked): Promise<void> {
+  await Promise.race([t.stdioClosed, sleep(200)]);
+  t.capture.close();
+  t.child.stdout?.destroy();
+  t.child.stderr?.destroy();
+}
+
+/**
+ * Waits until the API answers (reading Firecracker's pid from `spec.pidFile` first when it is not
+ * our child). On failure kills the process, runs the spec's cleanup and throws.
+ */
+async function waitUntilReady(
+  t: Tracked,
+  client: FirecrackerClient,
+  signal: AbortSignal,
+): Promise<void> {
+  const { spec } = t;
+  // A timer cleared on success rather than AbortSignal.timeout, which would fire (and build a
+  // DOMException) startTimeoutMs later for every VM that started.
+  const startup = new AbortController();
+  const timer = setTimeout(
+    () => startup.abort(new Error(`startTimeoutMs (${spec.startTimeoutMs} ms) elapsed`)),
+    spec.startTimeoutMs,
+  );
+  const deadline = AbortSignal.any([signal, startup.signal]);
   const fail = async (message: string, cause?: unknown): Promise<never> => {
-    sendSignal("SIGKILL");
-    if (pid !== child.pid) child.kill("SIGKILL");
-    const status = await Promise.race([exited, sleep(5000).then(() => undefined)]);
-    await Promise.race([stdioClosed, sleep(200)]);
-    stopWatch();
-    capture.close();
-    child.stdout?.destroy();
-    child.stderr?.destroy();
+    clearTimeout(timer);
+    sendSignal(t, "SIGKILL");
+    if (t.pid !== t.child.pid) t.child.kill("SIGKILL");
+    const status = await Promise.race([t.exited, sleep(5000).then(() => undefined)]);
+    t.stopWatch();
+    client.close();
+    await releaseStdio(t);
     await spec.cleanup();
-    const tail = lastLines(capture.tail(), 20);
+    const tail = lastLines(t.capture.tail(), 20);
     throw new FirecrackerLaunchError(tail ? `${message}; last output:\n${tail}` : message, {
       cause,
       ...(status ? { exit: status } : {}),
       outputTail: tail,
     });
   };
-
-  const deadline = AbortSignal.any([signal, AbortSignal.timeout(spec.startTimeoutMs)]);
   const checkDeadline = async () => {
     if (signal.aborted) await fail(`${spec.what} start of ${spec.id} aborted`, signal.reason);
     if (deadline.aborted) {
@@ -139,10 +225,7 @@ export async function startProcess(
 
   // Firecracker's own pid when it is not our child (NOTES.md §1.2: read the .pid file).
   if (spec.pidFile !== undefined) {
-    let childStatus: ExitStatus | undefined;
-    void childExited.then((s) => {
-      childStatus = s;
-    });
+    let pid: number;
     for (;;) {
       const text = await readFile(spec.pidFile, "utf8").catch(() => "");
       const n = Number.parseInt(text.trim(), 10);
@@ -150,7 +233,9 @@ export async function startProcess(
         pid = n;
         break;
       }
-      if (spawnError) await fail(`cannot run ${spec.what} ${spec.command}: ${spawnError.message}`);
+      if (t.spawnError)
+        await fail(`cannot run ${spec.what} ${spec.command}: ${t.spawnError.message}`);
+      const childStatus = t.childStatus;
       if (childStatus && (childStatus.code !== 0 || childStatus.signal)) {
         await fail(
           `${spec.what} ${spec.id} ${describeExit(childStatus)} before writing ${spec.pidFile}`,
@@ -159,26 +244,25 @@ export async function startProcess(
       await checkDeadline();
       await sleep(pollMs);
     }
+    t.pid = pid;
     const startTime = await readStartTime(pid);
     if (startTime === undefined) {
-      isExited = true;
+      t.isExited = true;
       await fail(`firecracker ${spec.id} (pid ${pid}) exited right after starting`);
     }
     const watch = watchPid(pid, startTime ?? "");
-    stopWatch = watch.stop;
-    exited = watch.exited;
+    t.stopWatch = watch.stop;
+    t.exited = watch.exited;
   }
-  void exited.then(() => {
-    isExited = true;
-  });
+  observeExit(t);
 
   // Readiness: socket exists AND GET / answers 200 (NOTES.md §1.3).
-  const client = createFirecrackerClient({ socketPath: spec.apiSocketPath });
   for (;;) {
-    if (spawnError) await fail(`cannot run ${spec.what} ${spec.command}: ${spawnError.message}`);
-    if (isExited) {
+    if (t.spawnError)
+      await fail(`cannot run ${spec.what} ${spec.command}: ${t.spawnError.message}`);
+    if (t.isExited) {
       await fail(
-        `${spec.what} ${spec.id} ${describeExit(await exited)} before its API socket was ready`,
+        `${spec.what} ${spec.id} ${describeExit(await t.exited)} before its API socket was ready`,
       );
     }
     await checkDeadline();
@@ -200,18 +284,20 @@ export async function startProcess(
     // vmm-bench idle-rss). An exit is seen at the top of the next round, ≤ pollMs later.
     await sleep(pollMs);
   }
+  clearTimeout(timer);
+}
 
-  if (spec.recordedPidFile !== undefined && pid === child.pid) {
-    const text = await readFile(spec.recordedPidFile, "utf8").catch(() => "");
-    const recorded = Number.parseInt(text.trim(), 10);
-    if (Number.isInteger(recorded) && recorded > 0 && (await readStartTime(recorded))) {
-      pid = recorded;
-    }
-  }
-
+/** The handle of a started process; its closures see only `t`, `client` and the identity. */
+function processHandle(
+  t: Tracked,
+  client: FirecrackerClient,
+  pid: number,
+  startTime: string | undefined,
+): FirecrackerProcess {
+  const { spec } = t;
   let cleaned: Promise<void> | undefined;
   const cleanup = (): Promise<void> => {
-    if (!isExited) {
+    if (!t.isExited) {
       return Promise.reject(
         new FirecrackerLaunchError(
           `firecracker ${spec.id} (pid ${pid}) is still running; stop it before cleanup`,
@@ -219,59 +305,52 @@ export async function startProcess(
       );
     }
     cleaned ??= (async () => {
-      stopWatch();
+      t.stopWatch();
       client.close();
-      await Promise.race([stdioClosed, sleep(200)]);
-      capture.close();
-      child.stdout?.destroy();
-      child.stderr?.destroy();
+      await releaseStdio(t);
       await spec.cleanup();
     })();
     return cleaned;
   };
-
-  const fcPid = pid as number;
-  const startTime = await readStartTime(fcPid);
-  const proc: FirecrackerProcess = {
-    pid: fcPid,
+  return {
+    pid,
     startTime,
     id: spec.id,
     client,
     apiSocketPath: spec.apiSocketPath,
     workDir: spec.workDir,
     rootDir: spec.rootDir,
-    exited,
-    kill: () => sendSignal("SIGKILL"),
+    exited: t.exited,
+    kill: () => sendSignal(t, "SIGKILL"),
     async stop(options: StopOptions = {}) {
-      if (isExited) return exited;
+      if (t.isExited) return t.exited;
       if (spec.sigtermWorks) {
-        sendSignal("SIGTERM");
+        sendSignal(t, "SIGTERM");
         const graceMs = options.graceMs ?? 2000;
         const done = new AbortController();
         const wake = options.signal ? AbortSignal.any([options.signal, done.signal]) : done.signal;
         const waited = sleep(graceMs, undefined, { signal: wake }).catch(() => {});
-        await Promise.race([exited, waited]);
+        await Promise.race([t.exited, waited]);
         done.abort();
       }
-      sendSignal("SIGKILL");
-      return exited;
+      sendSignal(t, "SIGKILL");
+      return t.exited;
     },
     cleanup,
     detach() {
-      stopWatch();
+      t.stopWatch();
       client.close();
-      capture.close();
-      child.stdout?.destroy();
-      child.stderr?.destroy();
-      child.unref();
+      t.capture.close();
+      t.child.stdout?.destroy();
+      t.child.stderr?.destroy();
+      t.child.unref();
     },
     async [Symbol.asyncDispose]() {
-      sendSignal("SIGKILL");
-      await exited;
+      sendSignal(t, "SIGKILL");
+      await t.exited;
       await cleanup();
     },
   };
-  return proc;
 }
 
 function lastLines(text: string, n: number): string {

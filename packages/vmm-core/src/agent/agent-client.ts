@@ -81,11 +81,17 @@ export interface AgentClientOptions {
   /**
    * After each operation, dial the next connection ahead (Firecracker's CONNECT
    * done, the agent's session started), so the next operation skips that
-   * round trip. A spare older than {@link SPARE_MAX_AGE_MS} is not used (the
-   * agent drops connections that stay silent for 10 s). Call `close()` to
-   * release it. Default false.
+   * round trip. A spare is closed once it is {@link SPARE_MAX_AGE_MS} old
+   * unused (the agent drops connections that stay silent for 10 s); the
+   * operation after that dials. Call `close()` to release it. Default false.
    */
   readonly spareConnection?: boolean;
+  /**
+   * Age at which a spare is closed, ms (it is no longer used from then on, and an idle
+   * sandbox then holds no connection). Default {@link SPARE_MAX_AGE_MS}; at most the agent's
+   * 10 s limit.
+   */
+  readonly spareMaxAgeMs?: number;
 }
 
 /**
@@ -174,36 +180,76 @@ export class AgentClient {
   readonly endpoint: AgentEndpoint;
   readonly requestTimeoutMs: number;
   private readonly keepSpare: boolean;
-  /** The next operation's connection, dialed and greeted ahead (undefined if that failed). */
-  private spare:
-    | { readonly ready: Promise<GreetedStream | undefined>; readonly at: number }
-    | undefined;
-  private readonly lifetime = new AbortController();
+  private readonly spareMaxAgeMs: number;
+  /** The next operation's connection, dialed and greeted ahead; undefined when there is none. */
+  private spare: Spare | undefined;
+  private closed = false;
 
   constructor(options: AgentClientOptions) {
     this.endpoint = options.endpoint;
     this.requestTimeoutMs = options.requestTimeoutMs ?? 5000;
     this.keepSpare = options.spareConnection ?? false;
+    this.spareMaxAgeMs = Math.min(options.spareMaxAgeMs ?? SPARE_MAX_AGE_MS, SPARE_MAX_AGE_MS);
   }
 
   /** Drops the spare connection and stops making new ones. Operations still work (dialing each time). */
   close(): void {
-    this.lifetime.abort(new Error("agent client closed"));
+    this.closed = true;
     const spare = this.spare;
     this.spare = undefined;
-    if (spare) void discard(spare.ready);
+    spare?.drop();
   }
 
+  /**
+   * Dials and greets the next operation's connection. Nothing of it outlives
+   * the spare: the dial's deadline is a timer cleared when the greeting ends,
+   * and a greeted spare is closed and forgotten when it reaches
+   * `spareMaxAgeMs` or the agent closes it, so an idle client holds no socket,
+   * timer or signal.
+   */
   private refillSpare(): void {
-    if (!this.keepSpare || this.lifetime.signal.aborted || this.spare) return;
-    const signal = AbortSignal.any([
-      this.lifetime.signal,
-      AbortSignal.timeout(this.requestTimeoutMs),
-    ]);
-    const ready = connectAgent(this.endpoint, signal)
-      .then((idle) => AgentConnection.greet(describeEndpoint(this.endpoint), idle, signal))
-      .catch(() => undefined);
-    this.spare = { ready, at: performance.now() };
+    if (!this.keepSpare || this.closed || this.spare) return;
+    const at = performance.now();
+    const dial = new AbortController();
+    const dialTimer = setTimeout(() => dial.abort(), this.requestTimeoutMs);
+    dialTimer.unref();
+    let greeted: GreetedStream | undefined;
+    let expiry: NodeJS.Timeout | undefined;
+    const release = () => {
+      clearTimeout(expiry);
+      greeted?.socket.off("close", forget);
+    };
+    const forget = () => {
+      if (this.spare === spare) this.spare = undefined;
+      release();
+      greeted?.socket.destroy();
+    };
+    const ready = connectAgent(this.endpoint, dial.signal)
+      .then((idle) => AgentConnection.greet(describeEndpoint(this.endpoint), idle, dial.signal))
+      .then(
+        (g) => {
+          greeted = g;
+          // Taken (or dropped) while being dialed: its new owner decides its fate.
+          if (this.spare !== spare) return g;
+          expiry = setTimeout(forget, Math.max(0, this.spareMaxAgeMs - (performance.now() - at)));
+          expiry.unref();
+          g.socket.once("close", forget);
+          return g;
+        },
+        () => undefined,
+      )
+      .finally(() => clearTimeout(dialTimer));
+    const spare: Spare = {
+      ready,
+      at,
+      take: release,
+      drop() {
+        release();
+        dial.abort();
+        void discard(ready);
+      },
+    };
+    this.spare = spare;
   }
 
   /**
@@ -221,11 +267,12 @@ export class AgentClient {
   ): Promise<{ conn: AgentConnection; first: Frame | undefined }> {
     const spare = this.spare;
     this.spare = undefined;
+    spare?.take();
     let got: { conn: AgentConnection; first: Frame | undefined } | undefined;
-    if (spare && performance.now() - spare.at < SPARE_MAX_AGE_MS) {
+    if (spare && performance.now() - spare.at < this.spareMaxAgeMs) {
       const ready = await raceAbort(spare.ready, startSignal);
       if (ready) got = await this.onSpare(ready, request, signal, startSignal);
-    } else if (spare) void discard(spare.ready);
+    } else spare?.drop();
     got ??= await this.onNewConnection(request, signal, startSignal);
     // Dialed once this operation is over, not during it: the guest forks a session per connection.
     if (this.keepSpare) got.conn.onClosed(() => this.refillSpare());
@@ -540,6 +587,18 @@ function decodeIdentitySet(payload: Uint8Array): IdentityResult {
     simulated,
     applied: { hostname: hostnameSet, entropy, clock: clockSet },
   };
+}
+
+/** A connection dialed ahead for the next operation (AgentClient `spareConnection`). */
+interface Spare {
+  /** The greeted stream; undefined if dialing or greeting failed. */
+  readonly ready: Promise<GreetedStream | undefined>;
+  /** performance.now() when the dial began. */
+  readonly at: number;
+  /** Called by the operation that uses it: cancels its expiry and close watch. */
+  take(): void;
+  /** Stops the dial, or closes the connection once it is greeted. */
+  drop(): void;
 }
 
 /** Closes a spare whenever it is (or was) ready. */

@@ -79,11 +79,7 @@ export async function connectAgent(
   signal.addEventListener("abort", onAbort, { once: true });
   try {
     try {
-      await new Promise<void>((resolve, reject) => {
-        socket.once("connect", resolve);
-        socket.once("error", reject);
-        socket.once("close", () => reject(signal.reason ?? new Error("socket closed")));
-      });
+      await connected(socket, signal);
     } catch (err) {
       if (signal.aborted) throw signal.reason;
       throw new AgentUnavailableError(name, `connect failed: ${(err as Error).message}`, {
@@ -105,6 +101,29 @@ export async function connectAgent(
   } finally {
     signal.removeEventListener("abort", onAbort);
   }
+}
+
+/**
+ * Settles when `socket` connects, errs or closes. Its listeners are removed
+ * either way: left on the socket, they would keep `signal` (and what it keeps)
+ * alive for as long as the connection lives.
+ */
+function connected(socket: Socket, signal: AbortSignal): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const settle = (err?: unknown) => {
+      socket.off("connect", onConnect);
+      socket.off("error", onError);
+      socket.off("close", onClose);
+      if (err === undefined) resolve();
+      else reject(err);
+    };
+    const onConnect = () => settle();
+    const onError = (err: Error) => settle(err);
+    const onClose = () => settle(signal.reason ?? new Error("socket closed"));
+    socket.once("connect", onConnect);
+    socket.once("error", onError);
+    socket.once("close", onClose);
+  });
 }
 
 /**

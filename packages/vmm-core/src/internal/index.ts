@@ -18,6 +18,6 @@ export { GUEST_TEXT_MAX_BYTES, sanitizeGuestText } from "./guest-text.js";
 export { generateId, ID_MAX_LENGTH, type IdKind, isValidId, validateId } from "./ids.js";
 export { KeyedMutex } from "./keyed-mutex.js";
 export { type Logger, silentLogger } from "./logger.js";
-export { type LongTimeout, setLongTimeout } from "./long-timeout.js";
+export { type Deadline, deadlineAfter, type LongTimeout, setLongTimeout } from "./long-timeout.js";
 export { QUOTE_MAX_CHARS, quote } from "./quote.js";
 export { type FileDigest, sha256File } from "./sha256-file.js";

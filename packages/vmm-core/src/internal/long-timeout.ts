@@ -30,3 +30,21 @@ export function setLongTimeout(fn: () => void, ms: number): LongTimeout {
     },
   };
 }
+
+/** A signal that aborts after `ms` (a TimeoutError, like `AbortSignal.timeout`), and its timer. */
+export interface Deadline extends Disposable {
+  readonly signal: AbortSignal;
+}
+
+/**
+ * Like `AbortSignal.timeout(ms)`, but disposing clears the timer: a deadline
+ * that was met leaves no timer (and no TimeoutError built later) behind.
+ */
+export function deadlineAfter(ms: number): Deadline {
+  const ac = new AbortController();
+  const t = setLongTimeout(
+    () => ac.abort(new DOMException("The operation was aborted due to timeout", "TimeoutError")),
+    ms,
+  );
+  return { signal: ac.signal, [Symbol.dispose]: () => t.clear() };
+}

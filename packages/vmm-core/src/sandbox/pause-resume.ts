@@ -1,6 +1,6 @@
 import { stat, unlink } from "node:fs/promises";
 import { FailedPreconditionError } from "../errors.js";
-import { setLongTimeout } from "../internal/index.js";
+import { deadlineAfter, setLongTimeout } from "../internal/index.js";
 import { MicroVm } from "../vm/microvm.js";
 import type { Admission } from "./admission.js";
 import { errorText, type SandboxContext } from "./context.js";
@@ -140,10 +140,8 @@ export class PauseResume {
     s.enter({ kind: "resuming", at: p.at, done });
     const started = performance.now();
     try {
-      const signal = AbortSignal.any([
-        s.lifetime.signal,
-        AbortSignal.timeout(opts.agent.bootTimeoutMs),
-      ]);
+      using deadline = deadlineAfter(opts.agent.bootTimeoutMs);
+      const signal = AbortSignal.any([s.lifetime.signal, deadline.signal]);
       const net = s.tap;
       const rel = s.dir.relative;
       const vm = await MicroVm.restore(

@@ -6,7 +6,7 @@ import {
   InvalidArgumentError,
   UnavailableError,
 } from "../errors.js";
-import { generateId, validateId } from "../internal/index.js";
+import { deadlineAfter, generateId, validateId } from "../internal/index.js";
 import type { NetworkSlot, TapSlot } from "../network/index.js";
 import type { UsableSnapshot } from "../snapshot/index.js";
 import { type CloneResult, linkOrClone, type ResolvedImage, SandboxDir } from "../storage/index.js";
@@ -323,8 +323,8 @@ export class SandboxFactory {
   /** Boot in the background: clone the disk, start Firecracker, wait for readiness. */
   private async boot(s: Sandbox): Promise<void> {
     const { agent, runtime, cloner } = this.ctx.opts;
-    const deadline = AbortSignal.timeout(agent.bootTimeoutMs);
-    const signal = AbortSignal.any([s.lifetime.signal, deadline]);
+    using deadline = deadlineAfter(agent.bootTimeoutMs);
+    const signal = AbortSignal.any([s.lifetime.signal, deadline.signal]);
     const started = performance.now();
     try {
       // Start early, await late: the disk clone runs while Firecracker starts.
@@ -366,7 +366,7 @@ export class SandboxFactory {
       if (workload) this.ctx.tasks.track(this.deps.workloads.runInitial(s, workload));
     } catch (err) {
       if (s.phase.kind !== "starting") return;
-      const reason = deadline.aborted
+      const reason = deadline.signal.aborted
         ? `boot timed out after ${agent.bootTimeoutMs} ms (agent.boot_timeout_ms): ${errorText(err)}`
         : `boot failed: ${errorText(err)}`;
       await this.deps.lifecycle.fail(s, reason, {}, err);
@@ -416,7 +416,8 @@ export class SandboxFactory {
   /** Restores `snap` into `s`'s directory; resolves with how the rootfs was cloned. */
   private async loadSnapshot(s: Sandbox, snap: UsableSnapshot): Promise<CloneResult> {
     const { agent, runtime, cloner } = this.ctx.opts;
-    const signal = AbortSignal.any([s.lifetime.signal, AbortSignal.timeout(agent.bootTimeoutMs)]);
+    using deadline = deadlineAfter(agent.bootTimeoutMs);
+    const signal = AbortSignal.any([s.lifetime.signal, deadline.signal]);
     // The memory file backs the clone for its whole life: link it (never a full copy).
     // The files are prepared while Firecracker starts; `snapshot/load` opens them.
     const files = Promise.all([

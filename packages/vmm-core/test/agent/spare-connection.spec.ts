@@ -24,7 +24,7 @@ async function output(
 }
 
 /** An agent behind a vsock stand-in that counts connections and can switch agents. */
-async function setup() {
+async function setup(options: { spareMaxAgeMs?: number } = {}) {
   let agent: AgentUnderTest = await startAgent();
   cleanups.push(() => agent.stop());
   // Not in the agent's dir: restartAgent removes that.
@@ -43,6 +43,7 @@ async function setup() {
   const client = new AgentClient({
     endpoint: { kind: "vsock", udsPath: uds },
     spareConnection: true,
+    ...options,
   });
   cleanups.push(async () => client.close());
   return {
@@ -93,6 +94,26 @@ describe("AgentClient spareConnection", () => {
     );
     expect(out).toBe("ran\n");
     expect(code).toBe(0);
+  });
+
+  it("closes an unused spare once it is spareMaxAgeMs old; the next operation dials and works", async () => {
+    const t = await setup({ spareMaxAgeMs: 300 });
+    await output(await t.client.run({ argv: ["true"], stdin: false }));
+    await until(() => t.accepted() === 2 && t.open() === 1, "the spare");
+    // Closed by the client, well before the agent's own 10 s limit.
+    await until(() => t.open() === 0, "the idle spare to close");
+    const again = await output(await t.client.run({ argv: ["echo", "again"], stdin: false }));
+    expect(again).toEqual({ out: "again\n", code: 0 });
+    expect(t.accepted()).toBe(3);
+    await until(() => t.accepted() === 4 && t.open() === 1, "a new spare");
+  });
+
+  it("a spare in use is not closed by its age", async () => {
+    const t = await setup({ spareMaxAgeMs: 300 });
+    await t.client.health();
+    await until(() => t.open() === 1, "the spare");
+    const proc = await t.client.run({ argv: ["sh", "-c", "sleep 0.6; echo late"], stdin: false });
+    expect(await output(proc)).toEqual({ out: "late\n", code: 0 });
   });
 
   it("close() drops the spare and later operations dial per call", async () => {
