@@ -64,7 +64,7 @@ describe("Pause and Resume (gRPC, fc-sim)", () => {
   it("pause ends the process and keeps the sandbox; it survives a daemon restart and resumes with its files", async () => {
     const d = await start();
     const id = `pz-${randomBytes(3).toString("hex")}`;
-    const file = `/tmp/${id}`;
+    const file = `/root/${id}`;
     const events = await subscribe(d, { id });
     await d.sandboxes.create({ id, labels: { team: "a" } });
     const ready = await waitForState(d, id, "ready", 60_000);

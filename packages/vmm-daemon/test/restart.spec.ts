@@ -225,6 +225,29 @@ describe.skipIf(process.getuid?.() !== 0)(
       spawnSync("ip", ["netns", "del", hostNetns]);
     }, 300_000);
 
+    it("a paused sandbox keeps its namespace and address across a daemon SIGKILL, resumes there, and Remove frees its slot", async () => {
+      const hostNetns = makeHostNetns();
+      const d1 = await startSimDaemon({ sections: sections(hostNetns), env });
+      cleanups.push(cleanupDir(d1.dir));
+      await d1.sandboxes.create({ id: "rp-1", labels: {} });
+      await waitAllReady(d1, ["rp-1"]);
+      const before = await d1.sandboxes.inspect({ id: "rp-1" });
+      const netns = before.network?.netns ?? "";
+      expect(netns.startsWith(prefix)).toBe(true);
+      const paused = await d1.sandboxes.pause({ id: "rp-1" });
+      expect(paused.network).toEqual(before.network);
+      expect(pidAlive(Number(before.pid))).toBe(false);
+      expect(slotNamespaces()).toContain(netns);
+      await killDaemon(d1);
+      const d2 = await startSimDaemon({ sections: sections(hostNetns), env, reuseDir: d1.dir });
+      const after = await d2.sandboxes.inspect({ id: "rp-1" });
+      expect(after).toMatchObject({ state: "paused", network: before.network });
+      const resumed = await d2.sandboxes.resume({ id: "rp-1" });
+      expect(resumed).toMatchObject({ state: "ready", network: before.network });
+      expect(await runEcho(d2, "rp-1")).toEqual({ out: "hello-rp-1\n", exit: 0 });
+      await removeAllAndCheck(d2, hostNetns, ["rp-1"], [Number(resumed.pid)]);
+    }, 300_000);
+
     it('with on_shutdown = "keep", a clean stop leaves sandboxes running and the next daemon re-adopts them', async () => {
       const hostNetns = makeHostNetns();
       const keep = sections(hostNetns, '[daemon]\non_shutdown = "keep"');
