@@ -8,7 +8,9 @@ if [ -f guest/agent/Makefile ]; then make -s -C guest/agent all; fi
 images=.dev/data/images
 mkdir -p "$images"
 if [ ! -s "$images/vmlinux" ]; then cp "$(bash scripts/test-kernel.sh)" "$images/vmlinux"; fi
-if [ ! -s "$images/rootfs.ext4" ]; then
+# Rebuilt when the agent is newer: fc-sim runs the guest from this image's /sbin/init.
+agent=guest/agent/build/vmm-agent
+if [ ! -s "$images/rootfs.ext4" ] || { [ -f "$agent" ] && [ "$agent" -nt "$images/rootfs.ext4" ]; }; then
   if [ -x guest/rootfs/build-rootfs.sh ]; then
     bash guest/rootfs/build-rootfs.sh --out .dev/rootfs >&2
     cp .dev/rootfs/rootfs.ext4 "$images/rootfs.ext4"

@@ -238,7 +238,7 @@ async function dispatch(
       return ok();
     }
     case "patchVm":
-      v.patchVm(body);
+      await v.patchVm(body);
       return ok();
     case "createSnapshot":
       v.createSnapshot(body);

@@ -102,8 +102,8 @@ export async function runJailer(argv: readonly string[]): Promise<void> {
   applyCgroups(a, execName);
 
   const env = { ...process.env };
-  // The copy lives in the jail, so the default agent path (relative to fc-sim) would miss.
-  env.FC_SIM_AGENT ??= resolve(
+  // The copy lives in the jail, so the default host agent path (relative to fc-sim) would miss.
+  env.FC_SIM_HOST_AGENT ??= resolve(
     dirname(resolve(a.execFile)),
     "../../../guest/agent/build/vmm-agent",
   );

@@ -118,6 +118,21 @@ export async function runSimulator(argv: readonly string[]): Promise<void> {
       );
       void shutdown(0);
     },
+    onPlacement: (p) => {
+      if (p.kind === "disk") {
+        logger.log(
+          "Info",
+          "fc_vcpu 0",
+          `fc-sim: the guest runs inside its root drive ${p.drive.path} (loop mount, own mount/PID/UTS namespaces)`,
+        );
+      } else {
+        logger.log(
+          "Warn",
+          "fc_vcpu 0",
+          `fc-sim: the guest runs as a host process on the host's filesystem, not inside its disk: ${p.reason}`,
+        );
+      }
+    },
   });
   const shutdown = async (code: number, error?: string): Promise<void> => {
     if (exiting) return;

@@ -11,6 +11,7 @@ import {
 } from "node:fs";
 import { type FcLogger, parseLogLevel } from "./fc-logger.js";
 import type { Guest } from "./guest.js";
+import type { RootDrive } from "./guest-disk.js";
 import type { Metrics } from "./metrics.js";
 import { osError } from "./os-error.js";
 import { decodeVmstate, encodeVmstate, VmstateError } from "./vmstate-file.js";
@@ -584,11 +585,17 @@ export class Vmm {
     return c;
   }
 
+  /** The root block device, which a disk guest (guest-disk.ts) mounts as its `/`. */
+  private rootDrive(): RootDrive | undefined {
+    const root = this.cfg.drives.find((d) => d.is_root_device);
+    return root && { path: String(root.path_on_host), readOnly: root.is_read_only === true };
+  }
+
   private setRunning(state: "Running" | "Paused"): void {
     this.state = state;
     const guest = this.o.guest;
     if (state === "Running") {
-      if (!guest.running) guest.start(this.cmdline());
+      if (!guest.running) guest.start(this.cmdline(), this.rootDrive());
       else guest.freeze(false);
       this.vsockDev?.setRunning(true);
       if (this.ctrlAltDelPending) this.guestReboot("SendCtrlAltDel");
@@ -604,11 +611,17 @@ export class Vmm {
     this.o.exit(0);
   }
 
-  patchVm(body: Obj): void {
+  async patchVm(body: Obj): Promise<void> {
     this.post();
     const target = body.state === "Paused" ? "Paused" : "Running";
     if (this.state === target) return;
     this.setRunning(target);
+    if (target === "Paused") {
+      // fc-sim snapshots keep no guest memory: what the guest wrote must be in its disk.
+      await this.o.guest.flushDisk().catch((e: unknown) => {
+        this.o.logger.log("Error", "fc_vcpu 0", `fc-sim: ${(e as Error).message}`);
+      });
+    }
   }
 
   // ---- runtime updates -------------------------------------------------------------------

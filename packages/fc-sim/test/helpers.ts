@@ -100,6 +100,8 @@ export type Vm = {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   call: (method: string, path: string, body?: unknown) => Promise<Reply>;
   kill: () => Promise<void>;
+  /** The last 4000 characters of fc-sim's stdout + stderr (console and log). */
+  output: () => string;
 };
 
 /** Options of {@link startVm}. */
@@ -136,6 +138,7 @@ export async function startVm(o: StartVmOptions = {}): Promise<Vm> {
     dir,
     sock,
     exited,
+    output: () => output,
     call: (m, p, b) => request(sock, m, p, b),
     kill: async () => {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");

@@ -111,7 +111,20 @@ export function processesMatching(needle: string): number[] {
   return out;
 }
 
-/** Everything a sandbox could leave behind: fc-sim processes, agents, its directory. */
+/**
+ * Loop devices whose backing file is under `dir` (fc-sim's disk guests mount a sandbox's
+ * rootfs through one; it must go when the simulated VM ends), as "loopN → file".
+ */
+export function loopDevicesUnder(dir: string): string[] {
+  const found: string[] = [];
+  for (const dev of readdirSync("/sys/block").filter((n) => n.startsWith("loop"))) {
+    const backing = safeRead(`/sys/block/${dev}/loop/backing_file`).trim();
+    if (backing.startsWith(`${dir}/`)) found.push(`${dev} → ${backing}`);
+  }
+  return found;
+}
+
+/** Everything a sandbox could leave behind: fc-sim processes, agents, loop devices, its directory. */
 export function leftovers(
   d: SimDaemon,
   ids: readonly string[],
@@ -120,6 +133,11 @@ export function leftovers(
   const found: string[] = [];
   for (const id of ids) {
     if (existsSync(resolve(d.dataDir, "sandboxes", id))) found.push(`directory of ${id}`);
+  }
+  for (const loop of loopDevicesUnder(d.dataDir)) {
+    // Its sandbox dir, or that dir renamed aside for deletion (`.<id>.deleting-…`).
+    if (ids.some((id) => loop.includes(`/sandboxes/${id}/`) || loop.includes(`/sandboxes/.${id}.`)))
+      found.push(`loop device ${loop}`);
   }
   for (const pid of fcPids) {
     if (existsSync(`/proc/${pid}`) && !/\) Z /.test(safeRead(`/proc/${pid}/stat`)))
