@@ -12,13 +12,15 @@ import {
 import { Code } from "@connectrpc/connect";
 import { SandboxService, SandboxSnapshotService } from "@vmm/proto";
 
-/** The nine unary RPCs of sandbox.v1 (Run, Exec and Events stream). */
+/** The unary RPCs of sandbox.v1 (Run, Exec and Events stream), with Pause and Resume. */
 export const UNARY_METHODS: readonly DescMethod[] = [
   SandboxService.method.create,
   SandboxService.method.stop,
   SandboxService.method.remove,
   SandboxService.method.inspect,
   SandboxService.method.list,
+  SandboxService.method.pause,
+  SandboxService.method.resume,
   SandboxSnapshotService.method.checkpoint,
   SandboxSnapshotService.method.restore,
   SandboxSnapshotService.method.listSnapshots,
@@ -76,7 +78,7 @@ export interface FuzzCase {
 }
 
 /**
- * Case `index` of run `seed`: a random message of a random one of the nine
+ * Case `index` of run `seed`: a random message of a random one of the
  * methods, encoded for a random protocol, then (mostly) mutated. Each case
  * has its own PRNG, so a failing case replays alone from (seed, index).
  */
