@@ -113,7 +113,14 @@ export async function startInProcessDaemon(): Promise<InProcessDaemon> {
     validateConfig(loaded);
     const { config } = loaded;
     const logger = createRootLogger({ level: "info", format: "json", file: logFile });
-    const backend = await createBackend(config, logger);
+    // These suites hand files to the guest through a host scratch directory, so fc-sim runs
+    // its host-process guest (FC_SIM_* is read from this process when the backend is built).
+    const guestMode = process.env.FC_SIM_GUEST;
+    process.env.FC_SIM_GUEST = "host";
+    const backend = await createBackend(config, logger).finally(() => {
+      if (guestMode === undefined) delete process.env.FC_SIM_GUEST;
+      else process.env.FC_SIM_GUEST = guestMode;
+    });
     cleanups.push(() => backend.close());
     const counted = countEventStreams(backend.sandboxes);
     const daemon = await startDaemon({
