@@ -8,6 +8,7 @@ import {
   leftovers,
   loopDevicesUnder,
   processesMatching,
+  runShell,
   type SimDaemon,
   startSimDaemon,
   waitForState,
@@ -31,20 +32,6 @@ const canLoopMount =
 
 const sections = "[limits]\nmax_concurrent_creates = 16\n[agent]\nboot_timeout_ms = 60000";
 const env = { VMM_FIRECRACKER_START_TIMEOUT_MS: "60000" };
-
-async function sh(
-  d: SimDaemon,
-  id: string,
-  script: string,
-): Promise<{ out: string; exit: number }> {
-  let out = "";
-  let exit = -1;
-  for await (const o of d.sandboxes.run({ id, cmd: ["sh", "-c", script] })) {
-    if (o.done) exit = o.exitCode;
-    else out += Buffer.from(o.data).toString();
-  }
-  return { out, exit };
-}
 
 /** A file of an ext4 image as debugfs reads it (no mount), or undefined when absent. */
 function debugfsCat(image: string, path: string): string | undefined {
@@ -109,17 +96,17 @@ describe.skipIf(!canLoopMount)("fc-sim: the guest inside its own disk (through t
     expect(diskLeftovers(d, ["disk-a"], [])).toHaveLength(1);
     expect(existsSync(`/root/${marker}`)).toBe(false);
 
-    expect(await sh(d, "disk-a", `echo x > /root/${marker}`)).toEqual({ out: "", exit: 0 });
+    expect(await runShell(d, "disk-a", `echo x > /root/${marker}`)).toEqual({ out: "", exit: 0 });
     expect(existsSync(`/root/${marker}`)).toBe(false);
     // What the image contains is what the guest sees; commands are the image's busybox.
     expect(
-      await sh(d, "disk-a", "cat /etc/hostname; readlink /sbin/init; readlink /bin/sh"),
+      await runShell(d, "disk-a", "cat /etc/hostname; readlink /sbin/init; readlink /bin/sh"),
     ).toEqual({
       out: "sandbox\nvmm-agent\n/bin/busybox\n",
       exit: 0,
     });
     // Own PID and UTS namespaces; /tmp is the guest's tmpfs, not the host's.
-    const ps = await sh(d, "disk-a", "hostname; cat /proc/1/comm; ls /tmp");
+    const ps = await runShell(d, "disk-a", "hostname; cat /proc/1/comm; ls /tmp");
     expect(ps.out).toBe(`disk-a\nsh\nfcsim-${info.pid}\n`); // hostname: vmm.hostname= (the id)
 
     // Stopping the VM unmounts its disk: the image is clean and holds the file.
@@ -135,22 +122,25 @@ describe.skipIf(!canLoopMount)("fc-sim: the guest inside its own disk (through t
   it("checkpoint → write more → restore shows the snapshot's disk", async () => {
     await d.sandboxes.create({ id: "disk-src" });
     const src = await waitForState(d, "disk-src", "ready", 60_000);
-    expect((await sh(d, "disk-src", "echo one > /root/a")).exit).toBe(0);
+    expect((await runShell(d, "disk-src", "echo one > /root/a")).exit).toBe(0);
     const cp = await d.snapshots.checkpoint({ sandboxId: "disk-src", name: "disk" });
     // The pause before the snapshot flushed the guest's writes into the live image, consistently.
     const live = join(d.dataDir, "sandboxes", "disk-src", "rootfs.ext4");
     expect(debugfsCat(live, "/root/a")).toBe("one\n");
     expect(debugfsCat(join(cp.snapshotDir, "rootfs.ext4"), "/root/a")).toBe("one\n");
 
-    expect((await sh(d, "disk-src", "echo two > /root/a; echo new > /root/b")).exit).toBe(0);
+    expect((await runShell(d, "disk-src", "echo two > /root/a; echo new > /root/b")).exit).toBe(0);
     await d.snapshots.restore({ snapshotId: cp.snapshotId, id: "disk-restored" });
     const restored = await waitForState(d, "disk-restored", "ready", 60_000);
-    expect(await sh(d, "disk-restored", "cat /root/a; test -e /root/b; echo $?")).toEqual({
+    expect(await runShell(d, "disk-restored", "cat /root/a; test -e /root/b; echo $?")).toEqual({
       out: "one\n1\n",
       exit: 0,
     });
     // The origin keeps its own, newer disk.
-    expect(await sh(d, "disk-src", "cat /root/a /root/b")).toEqual({ out: "two\nnew\n", exit: 0 });
+    expect(await runShell(d, "disk-src", "cat /root/a /root/b")).toEqual({
+      out: "two\nnew\n",
+      exit: 0,
+    });
 
     const pids = [Number(src.pid), Number(restored.pid)];
     await d.sandboxes.remove({ id: "disk-restored" });
@@ -185,12 +175,15 @@ describe.skipIf(!canLoopMount)("fc-sim disk guests across a daemon SIGKILL", () 
     try {
       await d1.sandboxes.create({ id: "disk-survivor" });
       const info = await waitForState(d1, "disk-survivor", "ready", 60_000);
-      expect((await sh(d1, "disk-survivor", "echo kept > /root/k")).exit).toBe(0);
+      expect((await runShell(d1, "disk-survivor", "echo kept > /root/k")).exit).toBe(0);
       await killDaemon(d1);
       expect(loopDevicesUnder(d1.dataDir)).toHaveLength(1);
       d2 = await startSimDaemon({ sections, env, reuseDir: d1.dir });
       await waitForState(d2, "disk-survivor", "ready", 30_000);
-      expect(await sh(d2, "disk-survivor", "cat /root/k")).toEqual({ out: "kept\n", exit: 0 });
+      expect(await runShell(d2, "disk-survivor", "cat /root/k")).toEqual({
+        out: "kept\n",
+        exit: 0,
+      });
       await d2.sandboxes.remove({ id: "disk-survivor" });
       expect(
         await settles(() => diskLeftovers(d2!, ["disk-survivor"], [Number(info.pid)])),

@@ -1,12 +1,12 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readdirSync } from "node:fs";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { afterAll, describe, expect, it } from "vitest";
 import {
   killDaemon,
   pidAlive,
+  runShell,
   type SimDaemon,
   startSimDaemon,
   subscribe,
@@ -37,20 +37,6 @@ async function start(extra = "", reuseDir?: string): Promise<SimDaemon> {
   return d;
 }
 
-async function run(
-  d: SimDaemon,
-  id: string,
-  script: string,
-): Promise<{ out: string; exit: number }> {
-  let out = "";
-  let exit = -1;
-  for await (const o of d.sandboxes.run({ id, cmd: ["sh", "-c", script] })) {
-    if (o.done) exit = o.exitCode;
-    else out += Buffer.from(o.data).toString();
-  }
-  return { out, exit };
-}
-
 async function code(p: Promise<unknown>): Promise<Code | undefined> {
   try {
     await p;
@@ -70,7 +56,7 @@ describe("Pause and Resume (gRPC, fc-sim)", () => {
     const ready = await waitForState(d, id, "ready", 60_000);
     const pid = Number(ready.pid);
     expect(pid).toBeGreaterThan(0);
-    expect((await run(d, id, `echo kept > ${file}`)).exit).toBe(0);
+    expect((await runShell(d, id, `echo kept > ${file}`)).exit).toBe(0);
 
     const paused = await d.sandboxes.pause({ id });
     expect(paused.state).toBe("paused");
@@ -101,7 +87,7 @@ describe("Pause and Resume (gRPC, fc-sim)", () => {
     expect(resumed).toMatchObject({ state: "ready", pausedAt: 0n });
     expect(Number(resumed.pid)).toBeGreaterThan(0);
     await ev2.waitFor((a) => a.includes("resumed"));
-    expect((await run(d2, id, `cat ${file}; rm -f ${file}`)).out).toBe("kept\n");
+    expect((await runShell(d2, id, `cat ${file}; rm -f ${file}`)).out).toBe("kept\n");
     // Resume of a ready sandbox is a success that changes nothing.
     expect((await d2.sandboxes.resume({ id })).pid).toBe(resumed.pid);
     ev2.close();
@@ -115,10 +101,10 @@ describe("Pause and Resume (gRPC, fc-sim)", () => {
     await d.sandboxes.create({ id, labels: {}, autoPauseSeconds: 2 });
     await waitForState(d, id, "ready", 60_000);
     // A Run restarts the idle clock; paused some 2 s after it ends.
-    expect((await run(d, id, "true")).exit).toBe(0);
+    expect((await runShell(d, id, "true")).exit).toBe(0);
     const info = await waitForState(d, id, "paused", 30_000);
     expect(info.pausedAt).toBeGreaterThan(0n);
-    const r = await run(d, id, "echo awake");
+    const r = await runShell(d, id, "echo awake");
     expect(r).toEqual({ out: "awake\n", exit: 0 });
     expect((await d.sandboxes.inspect({ id })).state).not.toBe("paused");
     await d.sandboxes.remove({ id, force: true });
@@ -130,13 +116,13 @@ describe("Pause and Resume (gRPC, fc-sim)", () => {
     await d.sandboxes.create({ id, labels: {} });
     await waitForState(d, id, "ready", 60_000);
     await d.sandboxes.pause({ id });
-    const err = await run(d, id, "true").catch((e: unknown) => ConnectError.from(e));
+    const err = await runShell(d, id, "true").catch((e: unknown) => ConnectError.from(e));
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(Code.FailedPrecondition);
     expect((err as ConnectError).rawMessage).toMatch(/is paused/);
     expect((await d.sandboxes.inspect({ id })).state).toBe("paused");
     await d.sandboxes.resume({ id });
-    expect((await run(d, id, "echo ok")).out).toBe("ok\n");
+    expect((await runShell(d, id, "echo ok")).out).toBe("ok\n");
     await d.sandboxes.remove({ id, force: true });
   }, 180_000);
 
@@ -189,6 +175,5 @@ describe("Pause and Resume (gRPC, fc-sim)", () => {
     await d.sandboxes.remove({ id: b, force: true });
     expect((await d.sandboxes.resume({ id: a })).state).toBe("ready");
     await d.sandboxes.remove({ id: a, force: true });
-    await sleep(0);
   }, 180_000);
 });

@@ -8,6 +8,7 @@ import {
   leftovers,
   pidAlive,
   processesMatching,
+  runShell,
   type SimDaemon,
   startSimDaemon,
   subscribe,
@@ -65,14 +66,8 @@ async function waitAllReady(d: SimDaemon, ids: readonly string[], ms = 120_000):
   }
 }
 
-async function runEcho(d: SimDaemon, id: string): Promise<{ out: string; exit: number }> {
-  let out = "";
-  let exit = -1;
-  for await (const o of d.sandboxes.run({ id, cmd: ["sh", "-c", `echo hello-${id}`] })) {
-    if (o.done) exit = o.exitCode;
-    else out += Buffer.from(o.data).toString();
-  }
-  return { out, exit };
+function runEcho(d: SimDaemon, id: string): Promise<{ out: string; exit: number }> {
+  return runShell(d, id, `echo hello-${id}`);
 }
 
 /** Removes every sandbox, then checks that nothing of them is left but the idle pool. */

@@ -82,6 +82,21 @@ export async function waitForState(
   }
 }
 
+/** Runs `sh -c script` in sandbox `id` through Run; its stdout+stderr and exit code. */
+export async function runShell(
+  d: SimDaemon,
+  id: string,
+  script: string,
+): Promise<{ out: string; exit: number }> {
+  let out = "";
+  let exit = -1;
+  for await (const o of d.sandboxes.run({ id, cmd: ["sh", "-c", script] })) {
+    if (o.done) exit = o.exitCode;
+    else out += Buffer.from(o.data).toString();
+  }
+  return { out, exit };
+}
+
 /** SIGKILLs the daemon's node process only (its Firecracker children live on) and waits for it. */
 export async function killDaemon(d: SimDaemon): Promise<void> {
   const exited = new Promise((r) => d.child.once("exit", r));

@@ -172,6 +172,19 @@ describe("request limits", () => {
     expect(Math.min(...runs)).toBeLessThan(100);
   });
 
+  it("auto_pause_seconds: a whole number of seconds from 0 to 2^32-1, else INVALID_ARGUMENT naming it", () => {
+    for (const ok of [0, 1, 0xffff_ffff]) {
+      expect(() => validateCreateRequest(spec({ autoPauseSeconds: ok }))).not.toThrow();
+    }
+    for (const bad of [-1, 1.5, 2 ** 32, Number.NaN]) {
+      const call = () => validateCreateRequest(spec({ autoPauseSeconds: bad }));
+      expect(call).toThrow(InvalidArgumentError);
+      expect(call).toThrow(
+        /^auto_pause_seconds: must be a whole number of seconds from 0 to 4294967295/,
+      );
+    }
+  });
+
   it("ssh_public_key: bounded (16 KiB, no NUL) first, then any non-empty key UNIMPLEMENTED, never dropped", () => {
     const over = () =>
       validateCreateRequest(spec({ sshPublicKey: "k".repeat(L.sshPublicKeyMaxBytes + 1) }));

@@ -15,6 +15,7 @@ import type { Admission, Reservation } from "./admission.js";
 import { errorText, resolveSandboxImage, type SandboxContext } from "./context.js";
 import type { GoldenPool } from "./golden-pool.js";
 import type { SandboxLifecycle } from "./lifecycle.js";
+import type { SandboxDefaults } from "./options.js";
 import { validateCreateRequest, validateLabels, validateProcessSpec } from "./request-limits.js";
 import { Sandbox, type SandboxSpec } from "./sandbox.js";
 import type { SnapshotService } from "./snapshot-service.js";
@@ -32,14 +33,7 @@ export interface RestoreRequest {
 }
 
 /** A Create request with the daemon's defaults applied and its sizes checked. */
-export interface ResolvedSpec {
-  readonly vcpus: number;
-  readonly memoryMib: number;
-  readonly kernel: string;
-  readonly rootfs: string;
-  readonly bootArgs: string;
-  readonly network: NetworkMode;
-}
+export type ResolvedSpec = SandboxDefaults;
 
 /**
  * Makes sandboxes: Create (boot, or restore of a golden snapshot) and

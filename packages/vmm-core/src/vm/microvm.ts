@@ -71,6 +71,24 @@ function launchOptions(runtime: VmmRuntime, dir: SandboxDir, net: TapSlot | unde
 }
 
 /**
+ * Runs `use` on a process just launched or adopted; if it fails, the process
+ * is killed and its sockets removed before the error (translated into a
+ * domain error) propagates.
+ */
+async function settleProcess<T>(
+  fc: FirecrackerProcess,
+  sandboxId: string,
+  use: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await use();
+  } catch (err) {
+    await fc[Symbol.asyncDispose]();
+    throw firecrackerCallError(err, sandboxId);
+  }
+}
+
+/**
  * One sandbox's microVM: the only holder of its Firecracker process and API
  * client. Created by {@link MicroVm.boot}, {@link MicroVm.restore} or
  * {@link MicroVm.adopt}; each leaves nothing behind when it fails. Every
@@ -105,7 +123,7 @@ export class MicroVm {
   static async boot(runtime: VmmRuntime, spec: BootSpec, signal: AbortSignal): Promise<MicroVm> {
     const rel = spec.dir.relative;
     const fc = await runtime.launcher.launch(launchOptions(runtime, spec.dir, spec.net), signal);
-    try {
+    return settleProcess(fc, spec.dir.id, async () => {
       const call = { signal, timeoutMs: runtime.apiTimeoutMs };
       const api = fc.client;
       await api.putMachineConfiguration(
@@ -132,10 +150,7 @@ export class MicroVm {
       await api.putGuestVsock({ guest_cid: spec.vsockCid, uds_path: rel.vsockSocket }, call);
       await api.createSyncAction({ action_type: "InstanceStart" }, call);
       return new MicroVm(fc, spec.dir.id, runtime.apiTimeoutMs);
-    } catch (err) {
-      await fc[Symbol.asyncDispose]();
-      throw firecrackerCallError(err, spec.dir.id);
-    }
+    });
   }
 
   /**
@@ -157,14 +172,11 @@ export class MicroVm {
         await spec.filesReady.catch(() => {}); // never leave a copy writing into a dir being removed
         throw err;
       });
-    try {
+    return settleProcess(fc, spec.dir.id, async () => {
       await spec.filesReady;
       await fc.client.loadSnapshot(spec.load, { signal, timeoutMs: spec.loadTimeoutMs });
       return new MicroVm(fc, spec.dir.id, runtime.apiTimeoutMs);
-    } catch (err) {
-      await fc[Symbol.asyncDispose]();
-      throw firecrackerCallError(err, spec.dir.id);
-    }
+    });
   }
 
   /**
@@ -185,7 +197,7 @@ export class MicroVm {
       spec.target,
       signal,
     );
-    try {
+    return settleProcess<{ vm: MicroVm; state: AdoptedVmState }>(fc, spec.dir.id, async () => {
       const call = { signal, timeoutMs: runtime.apiTimeoutMs };
       const vm = new MicroVm(fc, spec.dir.id, runtime.apiTimeoutMs);
       const info = await fc.client.describeInstance(call);
@@ -195,10 +207,7 @@ export class MicroVm {
         return { vm, state: "resumed" };
       }
       return { vm, state: "running" };
-    } catch (err) {
-      await fc[Symbol.asyncDispose]();
-      throw firecrackerCallError(err, spec.dir.id);
-    }
+    });
   }
 
   /** Firecracker's pid. */
