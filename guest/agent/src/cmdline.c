@@ -29,6 +29,8 @@ int cmdline_parse(const char *s, cmdline_t *c, const char **err) {
       }
       memcpy(c->hostname, s + 13, n - 13);
       c->hostname[n - 13] = 0;
+    } else if (n == 14 && strncmp(s, "vmm.selftest=", 13) == 0 && (s[13] == '0' || s[13] == '1')) {
+      c->selftest = s[13] == '1';
     } else if (n > 3 && strncmp(s, "ip=", 3) == 0 && n - 3 < sizeof(c->ip)) {
       memcpy(c->ip, s + 3, n - 3);
       c->ip[n - 3] = 0;

@@ -78,6 +78,19 @@ static void setup_ip(int s, const char *spec) {
   }
 }
 
+void init_console(void) {
+  struct stat null_st, st;
+  if (stat("/dev/null", &null_st) < 0) return;
+  int con = -1;
+  for (int fd = 0; fd <= 2; fd++) {
+    /* Missing, or the /dev/null main() put there because /dev was not mounted yet. */
+    if (fstat(fd, &st) == 0 && !(S_ISCHR(st.st_mode) && st.st_rdev == null_st.st_rdev)) continue;
+    if (con < 0 && (con = open("/dev/console", O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0) return;
+    dup2(con, fd);
+  }
+  if (con > 2) close(con);
+}
+
 void init_mount_proc(void) { mnt("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, 0555); }
 
 void init_system(const cmdline_t *c) {
@@ -88,6 +101,8 @@ void init_system(const cmdline_t *c) {
   mnt("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
   mnt("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
   mnt("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", 0755);
+  mnt("cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, "nsdelegate", 0755);
+  init_console();
   if (access("/dev/ptmx", F_OK) != 0) symlink("pts/ptmx", "/dev/ptmx");
   if (sethostname(c->hostname, strlen(c->hostname)) < 0) logf_err("sethostname: %s", strerror(errno));
   int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -98,6 +113,7 @@ void init_system(const cmdline_t *c) {
 }
 
 void init_shutdown(void) {
+  logf_err("shutdown: stopping every process, syncing, then reboot (reboot=k: the VMM ends the VM)");
   kill(-1, SIGTERM);
   int64_t end = now_ms() + 2000;
   while (now_ms() < end) {
@@ -109,6 +125,7 @@ void init_shutdown(void) {
   }
   kill(-1, SIGKILL);
   sync();
+  logf_err("shutdown: filesystems synced, rebooting");
   reboot(RB_AUTOBOOT);
   for (;;) pause();
 }

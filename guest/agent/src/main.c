@@ -29,6 +29,8 @@
 #include "cmdline.h"
 #include "frame.h"
 #include "init.h"
+#include "selftest.h"
+#include "vsock.h"
 
 agent_state_t g_agent;
 
@@ -78,9 +80,10 @@ static int listen_vsock(unsigned port) {
   struct sockaddr_vm sa = {.svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = port};
   int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 128) < 0) {
-    logf_err("listen on vsock port %u: %s", port, strerror(errno));
+    int saved = errno;
     if (fd >= 0) close(fd);
-    return -1;
+    errno = saved;
+    return -1; /* the caller reports it (rate-limited: PID 1 retries every second) */
   }
   return fd;
 }
@@ -159,6 +162,21 @@ static void terminate(const char *unlink_path) {
   exit(0);
 }
 
+/* Drains the signalfd: reaps children; SIGTERM/SIGINT end the agent (as init: the VM). */
+static void on_signals(int sfd, int init_mode, int lfd, const char *listen_path) {
+  struct signalfd_siginfo si;
+  while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
+    if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+      if (init_mode) init_shutdown();
+      if (lfd >= 0) close(lfd);
+      terminate(listen_path);
+    }
+  }
+  reap();
+}
+
+#define REPORT_EVERY_MS 60000
+
 int main(int argc, char **argv) {
   const char *unix_dir = NULL, *unix_path = NULL, *cmdline_arg = NULL;
   int init_mode = getpid() == 1;
@@ -218,6 +236,10 @@ int main(int argc, char **argv) {
     cmdline_parse("", &cl, &err);
   }
   if (init_mode) init_system(&cl);
+  if (cl.selftest) {
+    if (init_mode) selftest_start(&cl);
+    else logf_err("vmm.selftest=1 ignored: the self-test runs only as the guest's init (PID 1)");
+  }
 
   char sock_path[4096];
   const char *listen_path = NULL;
@@ -228,31 +250,53 @@ int main(int argc, char **argv) {
   } else if (unix_path) {
     listen_path = unix_path;
   }
+  int64_t next_report = 0;
   for (;;) {
     lfd = listen_path ? listen_unix(listen_path) : listen_vsock(cl.port);
     if (lfd >= 0) break;
+    if (!listen_path && (!init_mode || now_ms() >= next_report)) {
+      logf_err("cannot listen on vsock port %u: %s%s", cl.port, strerror(errno),
+               init_mode ? "; the host cannot reach this agent; retrying every second" : "");
+      next_report = now_ms() + REPORT_EVERY_MS;
+    }
     if (!init_mode) return 1;
-    sleep(1); /* PID 1 must not exit; retry (vsock driver may still be probing) */
+    /* PID 1 must not exit: retry (the vsock driver may still be probing), still reaping and obeying SIGTERM. */
+    struct pollfd p = {sfd, POLLIN, 0};
+    if (poll(&p, 1, 1000) > 0) on_signals(sfd, init_mode, -1, NULL);
+  }
+
+  /* Listening works without a transport (the socket is bound to VMADDR_CID_ANY), but nobody can connect:
+   * say so on the console, and again when a device appears, rather than wait in silence. */
+  const char *why = "";
+  unsigned cid = listen_path ? 0 : vsock_guest_cid(&why);
+  int64_t no_transport_since = now_ms();
+  if (!listen_path) {
+    if (cid) logf_err("listening on vsock port %u (guest CID %u)", cl.port, cid);
+    else
+      logf_err("no vsock transport: %s; the host cannot reach this agent; listening on port %u anyway, "
+               "checking every second",
+               why, cl.port);
+    next_report = now_ms() + REPORT_EVERY_MS;
   }
 
   for (;;) {
+    int waiting = !listen_path && !cid;
     struct pollfd p[2] = {{lfd, POLLIN, 0}, {sfd, POLLIN, 0}};
-    if (poll(p, 2, -1) < 0) {
+    if (poll(p, 2, waiting ? 1000 : -1) < 0) {
       if (errno == EINTR) continue;
       logf_err("poll: %s", strerror(errno));
       continue;
     }
-    if (p[1].revents) {
-      struct signalfd_siginfo si;
-      while (read(sfd, &si, sizeof(si)) == sizeof(si)) {
-        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-          if (init_mode) init_shutdown();
-          close(lfd);
-          terminate(listen_path);
-        }
+    if (waiting) {
+      if ((cid = vsock_guest_cid(&why)) != 0) {
+        logf_err("vsock transport up: guest CID %u, listening on port %u", cid, cl.port);
+      } else if (now_ms() >= next_report) {
+        logf_err("still no vsock transport after %lld s: %s", (long long)((now_ms() - no_transport_since) / 1000),
+                 why);
+        next_report = now_ms() + REPORT_EVERY_MS;
       }
-      reap();
     }
+    if (p[1].revents) on_signals(sfd, init_mode, lfd, listen_path);
     if (p[0].revents) {
       int cfd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
       if (cfd < 0) {

@@ -9,7 +9,13 @@ import {
 import { deadlineAfter, generateId, validateId } from "../internal/index.js";
 import type { NetworkSlot, TapSlot } from "../network/index.js";
 import type { UsableSnapshot } from "../snapshot/index.js";
-import { type CloneResult, linkOrClone, type ResolvedImage, SandboxDir } from "../storage/index.js";
+import {
+  type CloneResult,
+  KernelConfigCheck,
+  linkOrClone,
+  type ResolvedImage,
+  SandboxDir,
+} from "../storage/index.js";
 import { MicroVm } from "../vm/microvm.js";
 import type { Admission, Reservation } from "./admission.js";
 import { errorText, resolveSandboxImage, type SandboxContext } from "./context.js";
@@ -45,6 +51,7 @@ export type ResolvedSpec = SandboxDefaults;
  */
 export class SandboxFactory {
   #nextCid = 3;
+  readonly #kernelCheck = new KernelConfigCheck();
 
   constructor(
     private readonly ctx: SandboxContext,
@@ -76,6 +83,7 @@ export class SandboxFactory {
     const trusted = (v: string | undefined) => ({ trusted: v === undefined || !!options.hidden });
     const kernel = await this.image(resolved.kernel, "kernel", trusted(spec.kernel));
     const rootfs = await this.image(resolved.rootfs, "rootfs", trusted(spec.rootfs));
+    await this.requireGuestKernel(kernel);
     if (registry.taken(id)) {
       await registry.claimSettled(id); // lost a race with the same id: answer as the idempotent repeat
       return this.create(spec, options);
@@ -263,6 +271,23 @@ export class SandboxFactory {
   /** resolveImage with this daemon's roots. */
   image(nameOrPath: string, field: string, options: { trusted: boolean }): Promise<ResolvedImage> {
     return resolveSandboxImage(this.ctx.opts, nameOrPath, field, options);
+  }
+
+  /**
+   * Fails fast when the kernel's embedded config (CONFIG_IKCONFIG) shows the guest could not reach the
+   * agent (drivers as modules, no initramfs): otherwise that is a boot timeout much later. Kernels whose
+   * config cannot be read pass; so does every kernel when readiness does not wait for the agent.
+   */
+  private async requireGuestKernel(kernel: ResolvedImage): Promise<void> {
+    if (this.ctx.opts.agent.readiness !== "agent") return;
+    const missing = await this.#kernelCheck.missing(kernel);
+    if (!missing?.length) return;
+    throw new FailedPreconditionError(
+      `kernel ${kernel.path} cannot boot a sandbox: options not built in: ${missing.join("; ")}`,
+      {
+        hint: 'use a kernel built by guest/kernel/build.sh (or with those options =y), or set [agent] readiness = "vmm"',
+      },
+    );
   }
 
   private requireNetwork(network: NetworkMode, message: string): void {

@@ -92,6 +92,7 @@ describe("SandboxManager in-process (fake runtime)", () => {
   const make = (
     limits: Partial<ConstructorParameters<typeof SandboxManager>[0]["limits"]> = {},
     network: NetworkManager = createNoNetworkManager(),
+    readiness: "agent" | "vmm" = "vmm",
   ) => {
     manager = new SandboxManager({
       dataDir,
@@ -122,7 +123,7 @@ describe("SandboxManager in-process (fake runtime)", () => {
         maxSnapshotsPerSandbox: 0,
         ...limits,
       },
-      agent: { port: 1024, readiness: "vmm", bootTimeoutMs: 5000, callTimeoutMs: 1000 },
+      agent: { port: 1024, readiness, bootTimeoutMs: 5000, callTimeoutMs: 1000 },
       logger: silentLogger,
     });
     return manager;
@@ -178,7 +179,7 @@ describe("SandboxManager in-process (fake runtime)", () => {
       "stopped",
       "removed",
     ]);
-    expect(await sandboxDirs()).toEqual([]);
+    expect(await sandboxDirs().catch(() => [])).toEqual([]); // no directory was even made
     expect(vms.every((v) => !v.alive)).toBe(true);
   });
 
@@ -222,7 +223,7 @@ describe("SandboxManager in-process (fake runtime)", () => {
     expect(info.error).toMatch(/^boot failed: .*putGuestBootSource/);
     expect(vms[0]?.alive).toBe(false);
     await manager.remove("b", { force: false });
-    expect(await sandboxDirs()).toEqual([]);
+    expect(await sandboxDirs().catch(() => [])).toEqual([]); // no directory was even made
   });
 
   it("Firecracker dying underneath turns a ready sandbox failed", async () => {
@@ -287,6 +288,38 @@ describe("SandboxManager in-process (fake runtime)", () => {
     ).rejects.toBeInstanceOf(FailedPreconditionError);
   });
 
+  it("a kernel whose embedded config lacks the guest's drivers fails Create fast, naming them", async () => {
+    make({}, createNoNetworkManager(), "agent");
+    await manager.recover();
+    const config =
+      "CONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_BLK=m\nCONFIG_EXT4_FS=y\nCONFIG_VSOCKETS=m\n";
+    const { gzipSync } = await import("node:zlib");
+    await writeFile(
+      join(dataDir, "images", "modular-vmlinux"),
+      Buffer.concat([
+        Buffer.alloc(4096),
+        Buffer.from("IKCFG_ST"),
+        gzipSync(config),
+        Buffer.from("IKCFG_ED"),
+      ]),
+    );
+    const err = await manager
+      .create({ id: "k", labels: {}, ttlSeconds: 0, kernel: "modular-vmlinux" })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FailedPreconditionError);
+    expect(String((err as Error).message)).toMatch(/CONFIG_VIRTIO_BLK \(is m: no root disk\)/);
+    expect(String((err as Error).message)).toMatch(/CONFIG_VIRTIO_VSOCKETS \(not set/);
+    expect((err as FailedPreconditionError).hint).toMatch(/guest\/kernel\/build\.sh/);
+    expect(await sandboxDirs().catch(() => [])).toEqual([]); // no directory was even made
+    expect(vms).toHaveLength(0);
+    // A kernel without an embedded config cannot be judged before booting: Create goes ahead.
+    await expect(manager.create({ id: "plain", labels: {}, ttlSeconds: 0 })).resolves.toMatchObject(
+      {
+        state: "starting",
+      },
+    );
+  });
+
   describe("the factory's undo stack: a failed Create gives back exactly what it took", () => {
     /** A tap network manager that counts the slots out; `failAcquire` makes the next acquire throw. */
     const countingNetwork = () => {
@@ -337,7 +370,7 @@ describe("SandboxManager in-process (fake runtime)", () => {
       await settle("u1", "failed");
       expect(net.out.size).toBe(0); // a failure releases the slot at once
       await manager.remove("u1", { force: true });
-      expect(await sandboxDirs()).toEqual([]);
+      expect(await sandboxDirs().catch(() => [])).toEqual([]); // no directory was even made
     });
 
     it("no slot to be had: nothing is created and the admission is given back", async () => {

@@ -11,6 +11,13 @@ export {
   resolveImage,
   sameImageIdentity,
 } from "./image.js";
+export {
+  GUEST_KERNEL_REQUIRED,
+  type KernelConfig,
+  KernelConfigCheck,
+  missingGuestKernelOptions,
+  readKernelConfig,
+} from "./kernel-config.js";
 export { type LinkMethod, linkOrClone } from "./link-or-clone.js";
 export { probeReflink, type ReflinkProbe } from "./probe-reflink.js";
 export {
