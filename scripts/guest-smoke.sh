@@ -34,12 +34,8 @@ if [ -z "$kernel" ]; then
     kernel="$(bash guest/kernel/build.sh)"
   fi
 fi
-if [ -z "$rootfs" ]; then
-  rootfs=.dev/data/images/rootfs.ext4
-  [ -s "$rootfs" ] || bash scripts/dev-images.sh >&2
-fi
 [ -s "$kernel" ] || { echo "guest-smoke: no kernel at $kernel" >&2; exit 2; }
-[ -s "$rootfs" ] || { echo "guest-smoke: no rootfs at $rootfs" >&2; exit 2; }
+[ -z "$rootfs" ] || [ -s "$rootfs" ] || { echo "guest-smoke: no rootfs at $rootfs" >&2; exit 2; }
 
 # The daemon's default boot args (config defaults.boot_args), plus what Firecracker appends for the root
 # drive and what the daemon appends for the agent. No ip=: this VM has no network device.
@@ -55,8 +51,16 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-# The guest writes to its root disk: boot a copy.
-cp --reflink=auto "$rootfs" "$work/rootfs.ext4"
+# The guest writes to its root disk: boot a copy of --rootfs, or else a rootfs built here from the
+# current agent source (a stale image would test an old agent; the build takes about a second).
+if [ -n "$rootfs" ]; then
+  cp --reflink=auto "$rootfs" "$work/rootfs.ext4"
+else
+  make -s -C guest/agent all >&2
+  bash guest/rootfs/build-rootfs.sh --out "$work/rootfs" >"$work/rootfs.log" 2>&1 ||
+    { cat "$work/rootfs.log" >&2; echo "guest-smoke: building the rootfs failed" >&2; exit 2; }
+  mv "$work/rootfs/rootfs.ext4" "$work/rootfs.ext4"
+fi
 log="${console:-$work/console.log}"
 : >"$log"
 

@@ -14,6 +14,7 @@ import {
   KernelConfigCheck,
   linkOrClone,
   type ResolvedImage,
+  RootfsInitCheck,
   SandboxDir,
 } from "../storage/index.js";
 import { MicroVm } from "../vm/microvm.js";
@@ -52,6 +53,7 @@ export type ResolvedSpec = SandboxDefaults;
 export class SandboxFactory {
   #nextCid = 3;
   readonly #kernelCheck = new KernelConfigCheck();
+  readonly #initCheck = new RootfsInitCheck();
 
   constructor(
     private readonly ctx: SandboxContext,
@@ -84,6 +86,7 @@ export class SandboxFactory {
     const kernel = await this.image(resolved.kernel, "kernel", trusted(spec.kernel));
     const rootfs = await this.image(resolved.rootfs, "rootfs", trusted(spec.rootfs));
     await this.requireGuestKernel(kernel);
+    await this.requireAgentInit(rootfs, resolved.bootArgs);
     if (registry.taken(id)) {
       await registry.claimSettled(id); // lost a race with the same id: answer as the idempotent repeat
       return this.create(spec, options);
@@ -286,6 +289,24 @@ export class SandboxFactory {
       `kernel ${kernel.path} cannot boot a sandbox: options not built in: ${missing.join("; ")}`,
       {
         hint: 'use a kernel built by guest/kernel/build.sh (or with those options =y), or set [agent] readiness = "vmm"',
+      },
+    );
+  }
+
+  /**
+   * Fails fast when the rootfs has no program at the init path (`init=` in the boot args, else
+   * /sbin/init): the kernel would panic or start something else, and Create would wait out the boot
+   * timeout. Images debugfs cannot read pass, as when readiness does not wait for the agent.
+   */
+  private async requireAgentInit(rootfs: ResolvedImage, bootArgs: string): Promise<void> {
+    if (this.ctx.opts.agent.readiness !== "agent") return;
+    const init = /(?:^|\s)init=(\S+)/.exec(bootArgs)?.[1] ?? "/sbin/init";
+    const found = await this.#initCheck.find(rootfs, init);
+    if (found === undefined || found.ok) return;
+    throw new FailedPreconditionError(
+      `rootfs ${rootfs.path} cannot boot a sandbox: ${found.why} (the guest agent must be init)`,
+      {
+        hint: "build the rootfs with guest/rootfs/build-rootfs.sh, or install vmm-agent as /sbin/init in it",
       },
     );
   }

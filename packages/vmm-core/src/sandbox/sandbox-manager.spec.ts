@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type {
@@ -141,7 +141,7 @@ describe("SandboxManager in-process (fake runtime)", () => {
   beforeEach(async () => {
     dataDir = await mkdtemp(join(tmpdir(), "vmm-manager-"));
     await rm(join(dataDir, "images"), { recursive: true, force: true });
-    const { mkdir } = await import("node:fs/promises");
+
     await mkdir(join(dataDir, "images"));
     await writeFile(join(dataDir, "images", "vmlinux"), "kernel");
     await writeFile(join(dataDir, "images", "rootfs.ext4"), "rootfs");
@@ -320,6 +320,43 @@ describe("SandboxManager in-process (fake runtime)", () => {
     );
   });
 
+  it("a rootfs without the agent as /sbin/init fails Create fast, naming /sbin/init", async () => {
+    make({}, createNoNetworkManager(), "agent");
+    await manager.recover();
+    const { execFileSync } = await import("node:child_process");
+    const tree = join(dataDir, "no-init.d");
+    await mkdir(join(tree, "sbin"), { recursive: true });
+    execFileSync("mkfs.ext4", [
+      "-q",
+      "-F",
+      "-d",
+      tree,
+      join(dataDir, "images", "no-init.ext4"),
+      "4M",
+    ]);
+    const err = await manager
+      .create({ id: "r", labels: {}, ttlSeconds: 0, rootfs: "no-init.ext4" })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(FailedPreconditionError);
+    expect(String((err as Error).message)).toMatch(
+      /no-init\.ext4 cannot boot a sandbox: no \/sbin\/init/,
+    );
+    expect((err as FailedPreconditionError).hint).toMatch(/build-rootfs\.sh/);
+    expect(await sandboxDirs().catch(() => [])).toEqual([]);
+    expect(vms).toHaveLength(0);
+    // init= in the boot args names the program to look for instead.
+    const other = await manager
+      .create({
+        id: "r2",
+        labels: {},
+        ttlSeconds: 0,
+        rootfs: "no-init.ext4",
+        bootArgs: "console=ttyS0 init=/bin/agent",
+      })
+      .catch((e: unknown) => e);
+    expect(String((other as Error).message)).toMatch(/no \/bin\/agent/);
+  });
+
   describe("the factory's undo stack: a failed Create gives back exactly what it took", () => {
     /** A tap network manager that counts the slots out; `failAcquire` makes the next acquire throw. */
     const countingNetwork = () => {
@@ -357,7 +394,7 @@ describe("SandboxManager in-process (fake runtime)", () => {
       const net = countingNetwork();
       make({ maxSandboxes: 1, maxConcurrentCreates: 1 }, net as unknown as NetworkManager);
       await manager.recover();
-      const { mkdir } = await import("node:fs/promises");
+
       await mkdir(join(dataDir, "sandboxes"), { recursive: true });
       await writeFile(join(dataDir, "sandboxes", "u1"), "in the way");
       await expect(tapCreate("u1")).rejects.toThrow(/already exists/);

@@ -20,6 +20,7 @@ export {
 } from "./kernel-config.js";
 export { type LinkMethod, linkOrClone } from "./link-or-clone.js";
 export { probeReflink, type ReflinkProbe } from "./probe-reflink.js";
+export { findInitProgram, type InitProgram, RootfsInitCheck } from "./rootfs-init.js";
 export {
   assertSocketPathsFit,
   longestSocketPathBytes,
