@@ -541,6 +541,29 @@ describe("vmm against the daemon's services (in-process, fc-sim)", () => {
     expect(j).toEqual({ client: expect.any(String), daemon: DAEMON_VERSION });
   });
 
+  it("doctor prints the daemon's host checks, host paths redacted, exit 1 only on a failed check", async () => {
+    const r = await vmm(["doctor"]);
+    const lines = r.out.trim().split("\n");
+    for (const name of ["kvm", "firecracker", "kernel", "rootfs", "cgroup v2", "socket paths"]) {
+      expect(
+        lines.some((l) => new RegExp(`^(ok  |WARN|FAIL)  ${name}: `).test(l)),
+        name,
+      ).toBe(true);
+    }
+    const failed = lines.filter((l) => l.startsWith("FAIL")).length;
+    expect(r.code).toBe(failed > 0 ? 1 : 0);
+    expect(lines.at(-1)).toBe(failed > 0 ? `${failed} check(s) failed` : "no failures");
+    // fc-sim: the simulator is named as such; images are shown under <images_dir>, not as host paths.
+    expect(r.out).toMatch(/^WARN {2}firecracker: .*fc-sim/m);
+    expect(r.out).toMatch(/^ok {4}rootfs: <images_dir>\/\S+: \/sbin\/init is \/sbin\/vmm-agent$/m);
+    expect(r.out).not.toMatch(/vmm-cli-/); // the temp dir of images and data_dir
+    const j = JSON.parse((await vmm(["doctor", "-o", "json"])).out);
+    expect(j.checks.length).toBe(
+      lines.length - 1 - lines.filter((l) => l.startsWith("      fix:")).length,
+    );
+    expect(j.ok ?? false).toBe(failed === 0);
+  });
+
   it("a missing socket is UNAVAILABLE: exit 4 with the daemon hint; version still prints the client", async () => {
     const r = await vmm(["list"], { socket: `${d.socket}.missing` });
     expect(r.code).toBe(4);

@@ -15,9 +15,12 @@ export {
   UnimplementedError,
   VmmError,
 } from "./errors.js";
+export type { HostCheck, HostCheckInputs, KvmProbe } from "./host/index.js";
+export { probeKvm, runHostChecks } from "./host/index.js";
 export type { Logger } from "./internal/index.js";
+/** Longest sandbox or snapshot id the daemon accepts. */
 /** @private for vmm-grpc: a client value cut short for an error message. */
-export { quote } from "./internal/index.js";
+export { ID_MAX_LENGTH, quote } from "./internal/index.js";
 export type {
   NetworkManager,
   NetworkManagerOptions,
@@ -55,9 +58,11 @@ export type { CloneMode, DiskCloner, SpareCloner } from "./storage/index.js";
 export {
   createDiskCloner,
   FORBIDDEN_IMAGE_TREES,
+  findInitProgram,
   isInside,
   openSpareCloner,
   prepareDataDir,
+  resolveImage,
   SandboxDir,
 } from "./storage/index.js";
 export type { BootSpec, VmmRuntime } from "./vm/microvm.js";

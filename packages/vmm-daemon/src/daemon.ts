@@ -15,6 +15,7 @@ import type { Logger } from "pino";
 import { createCallGate } from "./call-gate.js";
 import type { Config } from "./config/schema.js";
 import type { ConnectionLimits } from "./connection-limits.js";
+import { createHostChecker } from "./host-check.js";
 import { type Listener, listenTcp, listenUnix, type UniversalHandler } from "./listeners.js";
 import { REQUEST_COMPRESSIONS } from "./request-compression.js";
 import { resolveGroup } from "./socket-group.js";
@@ -56,6 +57,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       pageSize: config.grpc.list_page_size,
       maxMessageBytes: config.grpc.max_message_bytes,
     },
+    checkHost: createHostChecker(config),
   });
   const g = config.grpc;
   const gate = createCallGate({

@@ -20,6 +20,10 @@ Options:
                         where it came from, and exit (0 = valid, 2 = invalid).
       --dry-run         With --check-config: also print the network commands the
                         daemon would run at startup, without running them.
+      --check-host      Check what sandboxes need from this host (KVM, Firecracker, the
+                        default kernel and rootfs, nftables, cgroup v2, data_dir...),
+                        each with a one-line fix, and exit (0 = no failure, 1 = a
+                        check failed). With --json: the checks as JSON.
       --print-example-config
                         Print a configuration file with every key, its default and
                         its documentation, and exit.
@@ -58,6 +62,14 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
     throw err;
+  }
+  if (args.values["check-host"]) {
+    const { checkHost, formatHostChecks } = await import("./host-check.js");
+    const checks = await checkHost(loaded.config);
+    process.stdout.write(
+      args.values.json ? `${JSON.stringify({ checks }, null, 2)}\n` : formatHostChecks(checks),
+    );
+    return checks.some((c) => c.status === "fail") ? 1 : 0;
   }
   if (args.values["check-config"]) {
     process.stdout.write(printConfig(loaded));
@@ -125,6 +137,8 @@ function parse(argv: string[]) {
       config: { type: "string", short: "c" },
       "check-config": { type: "boolean" },
       "dry-run": { type: "boolean" },
+      "check-host": { type: "boolean" },
+      json: { type: "boolean" },
       version: { type: "boolean" },
       "print-example-config": { type: "boolean" },
       help: { type: "boolean", short: "h" },

@@ -1,6 +1,7 @@
 // Public API of vmm-grpc: the sandbox.v1 services over vmm-core, health and reflection.
 export { toConnectError } from "./error-mapping.js";
 export { HealthStatus } from "./health-service.js";
+export type { HostChecker } from "./host-service.js";
 export type { ListenerKind } from "./interceptors.js";
 export { listenerKey } from "./interceptors.js";
 export type { ListPaging } from "./list-page.js";

@@ -2,6 +2,7 @@ import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import * as pb from "@vmm/proto";
 import { healthV1, reflectionV1, reflectionV1alpha } from "@vmm/proto";
 import { HealthStatus, registerHealthService } from "./health-service.js";
+import { type HostChecker, registerHostService } from "./host-service.js";
 import {
   createAuthInterceptor,
   createErrorAndLogInterceptor,
@@ -30,12 +31,15 @@ export interface VmmRoutesOptions {
   readonly redactPaths?: readonly RedactedPath[];
   /** Page size and message budget of List and ListSnapshots; default `DEFAULT_LIST_PAGING`. */
   readonly listPaging?: ListPaging;
+  /** Host checks behind HostService.CheckHost; absent = UNIMPLEMENTED. */
+  readonly checkHost?: HostChecker;
 }
 
 /** Every service name the daemon serves, as reflection lists them. */
 export const SERVICE_NAMES: readonly string[] = [
   pb.SandboxService.typeName,
   pb.SandboxSnapshotService.typeName,
+  pb.HostService.typeName,
   healthV1.Health.typeName,
   reflectionV1.ServerReflection.typeName,
   reflectionV1alpha.ServerReflection.typeName,
@@ -64,6 +68,7 @@ export function createVmmRoutes(options: VmmRoutesOptions): {
     routes: (router) => {
       registerSandboxService(router, options.sandboxes, options.listPaging);
       registerSnapshotService(router, options.snapshots, options.listPaging);
+      registerHostService(router, options.checkHost);
       registerHealthService(router, health);
       registerReflectionService(router, reflection);
     },

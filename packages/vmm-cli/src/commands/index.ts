@@ -1,6 +1,7 @@
 import type { CommandDefinition } from "../command.js";
 import { createCompletionCommand } from "./completion.js";
 import { createCommand } from "./create.js";
+import { doctorCommand } from "./doctor.js";
 import { eventsCommand } from "./events.js";
 import { execCommand } from "./exec.js";
 import { inspectCommand } from "./inspect.js";
@@ -34,5 +35,6 @@ export const commands: readonly CommandDefinition[] = [
   snapshotRestoreCommand,
   snapshotDeleteCommand,
   versionCommand,
+  doctorCommand,
   createCompletionCommand(() => commands),
 ];

@@ -24,7 +24,93 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sandbox/v1/sandbox.proto.
  */
 export const file_sandbox_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiBwoFRW1wdHkiGwoLTmV0d29ya1NwZWMSDAoEbW9kZRgBIAEoCSI5CgVNb3VudBIOCgZzb3VyY2UYASABKAkSDgoGdGFyZ2V0GAIgASgJEhAKCHJlYWRvbmx5GAMgASgIIjMKDlJlc291cmNlTGltaXRzEg0KBXZjcHVzGAEgASgNEhIKCm1lbW9yeV9taWIYAiABKAQiLQoMVGVybWluYWxTaXplEg0KBXdpZHRoGAEgASgNEg4KBmhlaWdodBgCIAEoDSK/BAoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRIOCgZrZXJuZWwYAyABKAkSDgoGcm9vdGZzGAQgASgJEhEKCWJvb3RfYXJncxgFIAEoCRIqCgZsaW1pdHMYBiABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEg0KBWltYWdlGAcgASgJEgsKA2NtZBgIIAMoCRI2CgNlbnYYCSADKAsyKS5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAogASgJEgwKBHVzZXIYCyABKAkSIQoGbW91bnRzGAwgAygLMhEuc2FuZGJveC52MS5Nb3VudBIoCgduZXR3b3JrGA0gASgLMhcuc2FuZGJveC52MS5OZXR3b3JrU3BlYxITCgt0dGxfc2Vjb25kcxgOIAEoDRIbCg5zc2hfcHVibGljX2tleRgPIAEoCUgAiAEBEhoKEmF1dG9fcGF1c2Vfc2Vjb25kcxgyIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX3NzaF9wdWJsaWNfa2V5IkYKFUNyZWF0ZVNhbmRib3hSZXNwb25zZRIKCgJpZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJEg0KBXN0YXRlGAMgASgJIsgBCgpSdW5SZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2NtZBgCIAMoCRIsCgNlbnYYAyADKAsyHy5zYW5kYm94LnYxLlJ1blJlcXVlc3QuRW52RW50cnkSEwoLd29ya2luZ19kaXIYBCABKAkSDAoEdXNlchgFIAEoCRILCgN0dHkYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoJUnVuT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIInwKCUV4ZWNJbnB1dBInCgRpbml0GAEgASgLMhcuc2FuZGJveC52MS5FeGVjUmVxdWVzdEgAEg8KBXN0ZGluGAIgASgMSAASKgoGcmVzaXplGAMgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemVIAEIJCgdwYXlsb2FkIvYBCgtFeGVjUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNjbWQYAiADKAkSLQoDZW52GAMgAygLMiAuc2FuZGJveC52MS5FeGVjUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIqCgh0dHlfc2l6ZRgHIAEoCzIYLnNhbmRib3gudjEuVGVybWluYWxTaXplEhcKD3RpbWVvdXRfc2Vjb25kcxgIIAEoDRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIksKCkV4ZWNPdXRwdXQSDgoGc3RyZWFtGAEgASgJEgwKBGRhdGEYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgFEgwKBGRvbmUYBCABKAgiOQoSU3RvcFNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJEhcKD3RpbWVvdXRfc2Vjb25kcxgCIAEoDSIxChRSZW1vdmVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRINCgVmb3JjZRgCIAEoCCIhChNQYXVzZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiIKFFJlc3VtZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiMKFUluc3BlY3RTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSLwAwoLU2FuZGJveEluZm8SCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSMwoGbGFiZWxzGAMgAygLMiMuc2FuZGJveC52MS5TYW5kYm94SW5mby5MYWJlbHNFbnRyeRIqCgZsaW1pdHMYBCABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEisKB25ldHdvcmsYBSABKAsyGi5zYW5kYm94LnYxLlNhbmRib3hOZXR3b3JrEhIKCmNyZWF0ZWRfYXQYBiABKAMSEAoIcmVhZHlfYXQYByABKAMSFgoObGFzdF9leGl0ZWRfYXQYCCABKAMSFgoObGFzdF9leGl0X2NvZGUYCSABKAUSDQoFZXJyb3IYCiABKAkSFAoMY3JlYXRlZF9mcm9tGDIgASgJEhMKC3NuYXBzaG90X2lkGDMgASgJEg4KBmtlcm5lbBg0IAEoCRIOCgZyb290ZnMYNSABKAkSEQoJYm9vdF9hcmdzGDYgASgJEgsKA3BpZBg3IAEoAxISCgpleHBpcmVzX2F0GDggASgDEhEKCXBhdXNlZF9hdBg5IAEoAxISCgpkaXNrX2J5dGVzGDogASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiaAoOU2FuZGJveE5ldHdvcmsSEgoKaXBfYWRkcmVzcxgBIAEoCRIPCgdnYXRld2F5GAIgASgJEhAKCHRhcF9uYW1lGAMgASgJEhAKCGd1ZXN0X2lwGDIgASgJEg0KBW5ldG5zGDMgASgJIrkBChRMaXN0U2FuZGJveGVzUmVxdWVzdBINCgVzdGF0ZRgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgyIAEoDRISCgpwYWdlX3Rva2VuGDMgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXwoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi0KCXNhbmRib3hlcxgBIAMoCzIaLnNhbmRib3gudjEuU2FuZGJveFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIroBCg5TYW5kYm94U3VtbWFyeRIKCgJpZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRI2CgZsYWJlbHMYAyADKAsyJi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5LkxhYmVsc0VudHJ5EhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKY3JlYXRlZF9hdBgFIAEoAxotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjIKFFNhbmRib3hFdmVudHNSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmFjdGlvbhgCIAEoCSK2AQoMU2FuZGJveEV2ZW50EhIKCnNhbmRib3hfaWQYASABKAkSDgoGYWN0aW9uGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxI8CgphdHRyaWJ1dGVzGAQgAygLMiguc2FuZGJveC52MS5TYW5kYm94RXZlbnQuQXR0cmlidXRlc0VudHJ5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp8BChFDaGVja3BvaW50UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSOQoGbGFiZWxzGAMgAygLMikuc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKEkNoZWNrcG9pbnRSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoCRIUCgxzbmFwc2hvdF9kaXIYAiABKAkSEgoKY3JlYXRlZF9hdBgDIAEoCSLHAQoOUmVzdG9yZVJlcXVlc3QSCgoCaWQYASABKAkSEwoLc25hcHNob3RfaWQYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdC5MYWJlbHNFbnRyeRIYChBuZXR3b3JrX292ZXJyaWRlGAQgASgIEhMKC3R0bF9zZWNvbmRzGAUgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMQoPUmVzdG9yZVJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkivgEKFExpc3RTbmFwc2hvdHNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImAKFUxpc3RTbmFwc2hvdHNSZXNwb25zZRIuCglzbmFwc2hvdHMYASADKAsyGy5zYW5kYm94LnYxLlNuYXBzaG90U3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YMiABKAkijgIKD1NuYXBzaG90U3VtbWFyeRIKCgJpZBgBIAEoCRISCgpzYW5kYm94X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSNwoGbGFiZWxzGAQgAygLMicuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkuTGFiZWxzRW50cnkSFAoMc25hcHNob3RfZGlyGAUgASgJEhIKCmNyZWF0ZWRfYXQYBiABKAkSDgoGdXNhYmxlGDIgASgIEhcKD3VudXNhYmxlX3JlYXNvbhgzIAEoCRISCgpzaXplX2J5dGVzGDQgASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLAoVRGVsZXRlU25hcHNob3RSZXF1ZXN0EhMKC3NuYXBzaG90X2lkGAEgASgJMrAFCg5TYW5kYm94U2VydmljZRJNCgZDcmVhdGUSIC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GiEuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USNgoDUnVuEhYuc2FuZGJveC52MS5SdW5SZXF1ZXN0GhUuc2FuZGJveC52MS5SdW5PdXRwdXQwARI5CgRFeGVjEhUuc2FuZGJveC52MS5FeGVjSW5wdXQaFi5zYW5kYm94LnYxLkV4ZWNPdXRwdXQoATABEjkKBFN0b3ASHi5zYW5kYm94LnYxLlN0b3BTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSPQoGUmVtb3ZlEiAuc2FuZGJveC52MS5SZW1vdmVTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSRQoHSW5zcGVjdBIhLnNhbmRib3gudjEuSW5zcGVjdFNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJLCgRMaXN0EiAuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBohLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkYKBkV2ZW50cxIgLnNhbmRib3gudjEuU2FuZGJveEV2ZW50c1JlcXVlc3QaGC5zYW5kYm94LnYxLlNhbmRib3hFdmVudDABEkEKBVBhdXNlEh8uc2FuZGJveC52MS5QYXVzZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJDCgZSZXN1bWUSIC5zYW5kYm94LnYxLlJlc3VtZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbzLHAgoWU2FuZGJveFNuYXBzaG90U2VydmljZRJLCgpDaGVja3BvaW50Eh0uc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdBoeLnNhbmRib3gudjEuQ2hlY2twb2ludFJlc3BvbnNlEkIKB1Jlc3RvcmUSGi5zYW5kYm94LnYxLlJlc3RvcmVSZXF1ZXN0Ghsuc2FuZGJveC52MS5SZXN0b3JlUmVzcG9uc2USVAoNTGlzdFNuYXBzaG90cxIgLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXNwb25zZRJGCg5EZWxldGVTbmFwc2hvdBIhLnNhbmRib3gudjEuRGVsZXRlU25hcHNob3RSZXF1ZXN0GhEuc2FuZGJveC52MS5FbXB0eWIGcHJvdG8z");
+  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiEgoQQ2hlY2tIb3N0UmVxdWVzdCJGChFDaGVja0hvc3RSZXNwb25zZRIlCgZjaGVja3MYASADKAsyFS5zYW5kYm94LnYxLkhvc3RDaGVjaxIKCgJvaxgCIAEoCCJGCglIb3N0Q2hlY2sSDAoEbmFtZRgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDgoGZGV0YWlsGAMgASgJEgsKA2ZpeBgEIAEoCSIHCgVFbXB0eSIbCgtOZXR3b3JrU3BlYxIMCgRtb2RlGAEgASgJIjkKBU1vdW50Eg4KBnNvdXJjZRgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSEAoIcmVhZG9ubHkYAyABKAgiMwoOUmVzb3VyY2VMaW1pdHMSDQoFdmNwdXMYASABKA0SEgoKbWVtb3J5X21pYhgCIAEoBCItCgxUZXJtaW5hbFNpemUSDQoFd2lkdGgYASABKA0SDgoGaGVpZ2h0GAIgASgNIr8EChRDcmVhdGVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkxhYmVsc0VudHJ5Eg4KBmtlcm5lbBgDIAEoCRIOCgZyb290ZnMYBCABKAkSEQoJYm9vdF9hcmdzGAUgASgJEioKBmxpbWl0cxgGIAEoCzIaLnNhbmRib3gudjEuUmVzb3VyY2VMaW1pdHMSDQoFaW1hZ2UYByABKAkSCwoDY21kGAggAygJEjYKA2VudhgJIAMoCzIpLnNhbmRib3gudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QuRW52RW50cnkSEwoLd29ya2luZ19kaXIYCiABKAkSDAoEdXNlchgLIAEoCRIhCgZtb3VudHMYDCADKAsyES5zYW5kYm94LnYxLk1vdW50EigKB25ldHdvcmsYDSABKAsyFy5zYW5kYm94LnYxLk5ldHdvcmtTcGVjEhMKC3R0bF9zZWNvbmRzGA4gASgNEhsKDnNzaF9wdWJsaWNfa2V5GA8gASgJSACIAQESGgoSYXV0b19wYXVzZV9zZWNvbmRzGDIgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIRCg9fc3NoX3B1YmxpY19rZXkiRgoVQ3JlYXRlU2FuZGJveFJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkSDQoFc3RhdGUYAyABKAkiyAEKClJ1blJlcXVlc3QSCgoCaWQYASABKAkSCwoDY21kGAIgAygJEiwKA2VudhgDIAMoCzIfLnNhbmRib3gudjEuUnVuUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIXCg90aW1lb3V0X3NlY29uZHMYByABKA0aKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJKCglSdW5PdXRwdXQSDgoGc3RyZWFtGAEgASgJEgwKBGRhdGEYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgFEgwKBGRvbmUYBCABKAgifAoJRXhlY0lucHV0EicKBGluaXQYASABKAsyFy5zYW5kYm94LnYxLkV4ZWNSZXF1ZXN0SAASDwoFc3RkaW4YAiABKAxIABIqCgZyZXNpemUYAyABKAsyGC5zYW5kYm94LnYxLlRlcm1pbmFsU2l6ZUgAQgkKB3BheWxvYWQi9gEKC0V4ZWNSZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2NtZBgCIAMoCRItCgNlbnYYAyADKAsyIC5zYW5kYm94LnYxLkV4ZWNSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAQgASgJEgwKBHVzZXIYBSABKAkSCwoDdHR5GAYgASgIEioKCHR0eV9zaXplGAcgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemUSFwoPdGltZW91dF9zZWNvbmRzGAggASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSwoKRXhlY091dHB1dBIOCgZzdHJlYW0YASABKAkSDAoEZGF0YRgCIAEoDBIRCglleGl0X2NvZGUYAyABKAUSDAoEZG9uZRgEIAEoCCI5ChJTdG9wU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSFwoPdGltZW91dF9zZWNvbmRzGAIgASgNIjEKFFJlbW92ZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJEg0KBWZvcmNlGAIgASgIIiEKE1BhdXNlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkiIgoUUmVzdW1lU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkiIwoVSW5zcGVjdFNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIvADCgtTYW5kYm94SW5mbxIKCgJpZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRIzCgZsYWJlbHMYAyADKAsyIy5zYW5kYm94LnYxLlNhbmRib3hJbmZvLkxhYmVsc0VudHJ5EioKBmxpbWl0cxgEIAEoCzIaLnNhbmRib3gudjEuUmVzb3VyY2VMaW1pdHMSKwoHbmV0d29yaxgFIAEoCzIaLnNhbmRib3gudjEuU2FuZGJveE5ldHdvcmsSEgoKY3JlYXRlZF9hdBgGIAEoAxIQCghyZWFkeV9hdBgHIAEoAxIWCg5sYXN0X2V4aXRlZF9hdBgIIAEoAxIWCg5sYXN0X2V4aXRfY29kZRgJIAEoBRINCgVlcnJvchgKIAEoCRIUCgxjcmVhdGVkX2Zyb20YMiABKAkSEwoLc25hcHNob3RfaWQYMyABKAkSDgoGa2VybmVsGDQgASgJEg4KBnJvb3Rmcxg1IAEoCRIRCglib290X2FyZ3MYNiABKAkSCwoDcGlkGDcgASgDEhIKCmV4cGlyZXNfYXQYOCABKAMSEQoJcGF1c2VkX2F0GDkgASgDEhIKCmRpc2tfYnl0ZXMYOiABKAQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJoCg5TYW5kYm94TmV0d29yaxISCgppcF9hZGRyZXNzGAEgASgJEg8KB2dhdGV3YXkYAiABKAkSEAoIdGFwX25hbWUYAyABKAkSEAoIZ3Vlc3RfaXAYMiABKAkSDQoFbmV0bnMYMyABKAkiuQEKFExpc3RTYW5kYm94ZXNSZXF1ZXN0Eg0KBXN0YXRlGAEgASgJEjwKBmxhYmVscxgCIAMoCzIsLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QuTGFiZWxzRW50cnkSEQoJcGFnZV9zaXplGDIgASgNEhIKCnBhZ2VfdG9rZW4YMyABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJfChVMaXN0U2FuZGJveGVzUmVzcG9uc2USLQoJc2FuZGJveGVzGAEgAygLMhouc2FuZGJveC52MS5TYW5kYm94U3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YMiABKAkiugEKDlNhbmRib3hTdW1tYXJ5EgoKAmlkGAEgASgJEg0KBXN0YXRlGAIgASgJEjYKBmxhYmVscxgDIAMoCzImLnNhbmRib3gudjEuU2FuZGJveFN1bW1hcnkuTGFiZWxzRW50cnkSEgoKaXBfYWRkcmVzcxgEIAEoCRISCgpjcmVhdGVkX2F0GAUgASgDGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMgoUU2FuZGJveEV2ZW50c1JlcXVlc3QSCgoCaWQYASABKAkSDgoGYWN0aW9uGAIgASgJIrYBCgxTYW5kYm94RXZlbnQSEgoKc2FuZGJveF9pZBgBIAEoCRIOCgZhY3Rpb24YAiABKAkSEQoJdGltZXN0YW1wGAMgASgDEjwKCmF0dHJpYnV0ZXMYBCADKAsyKC5zYW5kYm94LnYxLlNhbmRib3hFdmVudC5BdHRyaWJ1dGVzRW50cnkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEinwEKEUNoZWNrcG9pbnRSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSDAoEbmFtZRgCIAEoCRI5CgZsYWJlbHMYAyADKAsyKS5zYW5kYm94LnYxLkNoZWNrcG9pbnRSZXF1ZXN0LkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiUwoSQ2hlY2twb2ludFJlc3BvbnNlEhMKC3NuYXBzaG90X2lkGAEgASgJEhQKDHNuYXBzaG90X2RpchgCIAEoCRISCgpjcmVhdGVkX2F0GAMgASgJIscBCg5SZXN0b3JlUmVxdWVzdBIKCgJpZBgBIAEoCRITCgtzbmFwc2hvdF9pZBgCIAEoCRI2CgZsYWJlbHMYAyADKAsyJi5zYW5kYm94LnYxLlJlc3RvcmVSZXF1ZXN0LkxhYmVsc0VudHJ5EhgKEG5ldHdvcmtfb3ZlcnJpZGUYBCABKAgSEwoLdHRsX3NlY29uZHMYBSABKA0aLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIxCg9SZXN0b3JlUmVzcG9uc2USCgoCaWQYASABKAkSEgoKaXBfYWRkcmVzcxgCIAEoCSK+AQoUTGlzdFNuYXBzaG90c1JlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgyIAEoDRISCgpwYWdlX3Rva2VuGDMgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiYAoVTGlzdFNuYXBzaG90c1Jlc3BvbnNlEi4KCXNuYXBzaG90cxgBIAMoCzIbLnNhbmRib3gudjEuU25hcHNob3RTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgyIAEoCSKOAgoPU25hcHNob3RTdW1tYXJ5EgoKAmlkGAEgASgJEhIKCnNhbmRib3hfaWQYAiABKAkSDAoEbmFtZRgDIAEoCRI3CgZsYWJlbHMYBCADKAsyJy5zYW5kYm94LnYxLlNuYXBzaG90U3VtbWFyeS5MYWJlbHNFbnRyeRIUCgxzbmFwc2hvdF9kaXIYBSABKAkSEgoKY3JlYXRlZF9hdBgGIAEoCRIOCgZ1c2FibGUYMiABKAgSFwoPdW51c2FibGVfcmVhc29uGDMgASgJEhIKCnNpemVfYnl0ZXMYNCABKAQaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIsChVEZWxldGVTbmFwc2hvdFJlcXVlc3QSEwoLc25hcHNob3RfaWQYASABKAkysAUKDlNhbmRib3hTZXJ2aWNlEk0KBkNyZWF0ZRIgLnNhbmRib3gudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QaIS5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXNwb25zZRI2CgNSdW4SFi5zYW5kYm94LnYxLlJ1blJlcXVlc3QaFS5zYW5kYm94LnYxLlJ1bk91dHB1dDABEjkKBEV4ZWMSFS5zYW5kYm94LnYxLkV4ZWNJbnB1dBoWLnNhbmRib3gudjEuRXhlY091dHB1dCgBMAESOQoEU3RvcBIeLnNhbmRib3gudjEuU3RvcFNhbmRib3hSZXF1ZXN0GhEuc2FuZGJveC52MS5FbXB0eRI9CgZSZW1vdmUSIC5zYW5kYm94LnYxLlJlbW92ZVNhbmRib3hSZXF1ZXN0GhEuc2FuZGJveC52MS5FbXB0eRJFCgdJbnNwZWN0EiEuc2FuZGJveC52MS5JbnNwZWN0U2FuZGJveFJlcXVlc3QaFy5zYW5kYm94LnYxLlNhbmRib3hJbmZvEksKBExpc3QSIC5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0GiEuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVzcG9uc2USRgoGRXZlbnRzEiAuc2FuZGJveC52MS5TYW5kYm94RXZlbnRzUmVxdWVzdBoYLnNhbmRib3gudjEuU2FuZGJveEV2ZW50MAESQQoFUGF1c2USHy5zYW5kYm94LnYxLlBhdXNlU2FuZGJveFJlcXVlc3QaFy5zYW5kYm94LnYxLlNhbmRib3hJbmZvEkMKBlJlc3VtZRIgLnNhbmRib3gudjEuUmVzdW1lU2FuZGJveFJlcXVlc3QaFy5zYW5kYm94LnYxLlNhbmRib3hJbmZvMscCChZTYW5kYm94U25hcHNob3RTZXJ2aWNlEksKCkNoZWNrcG9pbnQSHS5zYW5kYm94LnYxLkNoZWNrcG9pbnRSZXF1ZXN0Gh4uc2FuZGJveC52MS5DaGVja3BvaW50UmVzcG9uc2USQgoHUmVzdG9yZRIaLnNhbmRib3gudjEuUmVzdG9yZVJlcXVlc3QaGy5zYW5kYm94LnYxLlJlc3RvcmVSZXNwb25zZRJUCg1MaXN0U25hcHNob3RzEiAuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVxdWVzdBohLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1Jlc3BvbnNlEkYKDkRlbGV0ZVNuYXBzaG90EiEuc2FuZGJveC52MS5EZWxldGVTbmFwc2hvdFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5MlcKC0hvc3RTZXJ2aWNlEkgKCUNoZWNrSG9zdBIcLnNhbmRib3gudjEuQ2hlY2tIb3N0UmVxdWVzdBodLnNhbmRib3gudjEuQ2hlY2tIb3N0UmVzcG9uc2ViBnByb3RvMw");
+
+/**
+ * CheckHostRequest has no fields.
+ *
+ * @generated from message sandbox.v1.CheckHostRequest
+ */
+export type CheckHostRequest = Message<"sandbox.v1.CheckHostRequest"> & {
+};
+
+/**
+ * Describes the message sandbox.v1.CheckHostRequest.
+ * Use `create(CheckHostRequestSchema)` to create a new message.
+ */
+export const CheckHostRequestSchema: GenMessage<CheckHostRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 0);
+
+/**
+ * CheckHostResponse lists the findings in a fixed order.
+ *
+ * @generated from message sandbox.v1.CheckHostResponse
+ */
+export type CheckHostResponse = Message<"sandbox.v1.CheckHostResponse"> & {
+  /**
+   * @generated from field: repeated sandbox.v1.HostCheck checks = 1;
+   */
+  checks: HostCheck[];
+
+  /**
+   * False when any check has status "fail": sandboxes cannot run as
+   * configured on this host.
+   *
+   * @generated from field: bool ok = 2;
+   */
+  ok: boolean;
+};
+
+/**
+ * Describes the message sandbox.v1.CheckHostResponse.
+ * Use `create(CheckHostResponseSchema)` to create a new message.
+ */
+export const CheckHostResponseSchema: GenMessage<CheckHostResponse> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 1);
+
+/**
+ * HostCheck is one finding.
+ *
+ * @generated from message sandbox.v1.HostCheck
+ */
+export type HostCheck = Message<"sandbox.v1.HostCheck"> & {
+  /**
+   * What was checked: "kvm", "firecracker", "jailer", "kernel", "rootfs",
+   * "network tools", "userfaultfd", "cgroup v2", "data_dir reflink",
+   * "data_dir space", "socket paths".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * "ok", "warn" (works, with a cost or a limit), or "fail".
+   *
+   * @generated from field: string status = 2;
+   */
+  status: string;
+
+  /**
+   * What was found.
+   *
+   * @generated from field: string detail = 3;
+   */
+  detail: string;
+
+  /**
+   * What to do about it, on warn and fail; empty on ok.
+   *
+   * @generated from field: string fix = 4;
+   */
+  fix: string;
+};
+
+/**
+ * Describes the message sandbox.v1.HostCheck.
+ * Use `create(HostCheckSchema)` to create a new message.
+ */
+export const HostCheckSchema: GenMessage<HostCheck> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 2);
 
 /**
  * Empty is the response of calls that return nothing.
@@ -39,7 +125,7 @@ export type Empty = Message<"sandbox.v1.Empty"> & {
  * Use `create(EmptySchema)` to create a new message.
  */
 export const EmptySchema: GenMessage<Empty> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 0);
+  messageDesc(file_sandbox_v1_sandbox, 3);
 
 /**
  * NetworkSpec selects how a sandbox is networked.
@@ -61,7 +147,7 @@ export type NetworkSpec = Message<"sandbox.v1.NetworkSpec"> & {
  * Use `create(NetworkSpecSchema)` to create a new message.
  */
 export const NetworkSpecSchema: GenMessage<NetworkSpec> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 1);
+  messageDesc(file_sandbox_v1_sandbox, 4);
 
 /**
  * Mount describes a host path to expose inside the sandbox.
@@ -96,7 +182,7 @@ export type Mount = Message<"sandbox.v1.Mount"> & {
  * Use `create(MountSchema)` to create a new message.
  */
 export const MountSchema: GenMessage<Mount> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 2);
+  messageDesc(file_sandbox_v1_sandbox, 5);
 
 /**
  * ResourceLimits sizes a sandbox's microVM.
@@ -124,7 +210,7 @@ export type ResourceLimits = Message<"sandbox.v1.ResourceLimits"> & {
  * Use `create(ResourceLimitsSchema)` to create a new message.
  */
 export const ResourceLimitsSchema: GenMessage<ResourceLimits> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 3);
+  messageDesc(file_sandbox_v1_sandbox, 6);
 
 /**
  * TerminalSize is a terminal's size in character cells.
@@ -152,7 +238,7 @@ export type TerminalSize = Message<"sandbox.v1.TerminalSize"> & {
  * Use `create(TerminalSizeSchema)` to create a new message.
  */
 export const TerminalSizeSchema: GenMessage<TerminalSize> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 4);
+  messageDesc(file_sandbox_v1_sandbox, 7);
 
 /**
  * CreateSandboxRequest describes a new sandbox.
@@ -300,7 +386,7 @@ export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & 
  * Use `create(CreateSandboxRequestSchema)` to create a new message.
  */
 export const CreateSandboxRequestSchema: GenMessage<CreateSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 5);
+  messageDesc(file_sandbox_v1_sandbox, 8);
 
 /**
  * CreateSandboxResponse identifies the sandbox being created.
@@ -336,7 +422,7 @@ export type CreateSandboxResponse = Message<"sandbox.v1.CreateSandboxResponse"> 
  * Use `create(CreateSandboxResponseSchema)` to create a new message.
  */
 export const CreateSandboxResponseSchema: GenMessage<CreateSandboxResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 6);
+  messageDesc(file_sandbox_v1_sandbox, 9);
 
 /**
  * RunRequest runs one command to completion.
@@ -405,7 +491,7 @@ export type RunRequest = Message<"sandbox.v1.RunRequest"> & {
  * Use `create(RunRequestSchema)` to create a new message.
  */
 export const RunRequestSchema: GenMessage<RunRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 7);
+  messageDesc(file_sandbox_v1_sandbox, 10);
 
 /**
  * RunOutput is one chunk of a command's output, or its end.
@@ -448,7 +534,7 @@ export type RunOutput = Message<"sandbox.v1.RunOutput"> & {
  * Use `create(RunOutputSchema)` to create a new message.
  */
 export const RunOutputSchema: GenMessage<RunOutput> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 8);
+  messageDesc(file_sandbox_v1_sandbox, 11);
 
 /**
  * ExecInput is one message from an Exec client.
@@ -494,7 +580,7 @@ export type ExecInput = Message<"sandbox.v1.ExecInput"> & {
  * Use `create(ExecInputSchema)` to create a new message.
  */
 export const ExecInputSchema: GenMessage<ExecInput> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 9);
+  messageDesc(file_sandbox_v1_sandbox, 12);
 
 /**
  * ExecRequest starts an interactive process.
@@ -567,7 +653,7 @@ export type ExecRequest = Message<"sandbox.v1.ExecRequest"> & {
  * Use `create(ExecRequestSchema)` to create a new message.
  */
 export const ExecRequestSchema: GenMessage<ExecRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 10);
+  messageDesc(file_sandbox_v1_sandbox, 13);
 
 /**
  * ExecOutput is one chunk of an interactive process's output, or its end.
@@ -609,7 +695,7 @@ export type ExecOutput = Message<"sandbox.v1.ExecOutput"> & {
  * Use `create(ExecOutputSchema)` to create a new message.
  */
 export const ExecOutputSchema: GenMessage<ExecOutput> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 11);
+  messageDesc(file_sandbox_v1_sandbox, 14);
 
 /**
  * StopSandboxRequest stops a sandbox's microVM.
@@ -638,7 +724,7 @@ export type StopSandboxRequest = Message<"sandbox.v1.StopSandboxRequest"> & {
  * Use `create(StopSandboxRequestSchema)` to create a new message.
  */
 export const StopSandboxRequestSchema: GenMessage<StopSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 12);
+  messageDesc(file_sandbox_v1_sandbox, 15);
 
 /**
  * RemoveSandboxRequest removes a sandbox and everything it holds.
@@ -666,7 +752,7 @@ export type RemoveSandboxRequest = Message<"sandbox.v1.RemoveSandboxRequest"> & 
  * Use `create(RemoveSandboxRequestSchema)` to create a new message.
  */
 export const RemoveSandboxRequestSchema: GenMessage<RemoveSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 13);
+  messageDesc(file_sandbox_v1_sandbox, 16);
 
 /**
  * PauseSandboxRequest names the sandbox to pause. vmm extension.
@@ -687,7 +773,7 @@ export type PauseSandboxRequest = Message<"sandbox.v1.PauseSandboxRequest"> & {
  * Use `create(PauseSandboxRequestSchema)` to create a new message.
  */
 export const PauseSandboxRequestSchema: GenMessage<PauseSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 14);
+  messageDesc(file_sandbox_v1_sandbox, 17);
 
 /**
  * ResumeSandboxRequest names the sandbox to resume. vmm extension.
@@ -708,7 +794,7 @@ export type ResumeSandboxRequest = Message<"sandbox.v1.ResumeSandboxRequest"> & 
  * Use `create(ResumeSandboxRequestSchema)` to create a new message.
  */
 export const ResumeSandboxRequestSchema: GenMessage<ResumeSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 15);
+  messageDesc(file_sandbox_v1_sandbox, 18);
 
 /**
  * InspectSandboxRequest names the sandbox to inspect.
@@ -729,7 +815,7 @@ export type InspectSandboxRequest = Message<"sandbox.v1.InspectSandboxRequest"> 
  * Use `create(InspectSandboxRequestSchema)` to create a new message.
  */
 export const InspectSandboxRequestSchema: GenMessage<InspectSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 16);
+  messageDesc(file_sandbox_v1_sandbox, 19);
 
 /**
  * SandboxInfo is everything known about one sandbox.
@@ -884,7 +970,7 @@ export type SandboxInfo = Message<"sandbox.v1.SandboxInfo"> & {
  * Use `create(SandboxInfoSchema)` to create a new message.
  */
 export const SandboxInfoSchema: GenMessage<SandboxInfo> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 17);
+  messageDesc(file_sandbox_v1_sandbox, 20);
 
 /**
  * SandboxNetwork is a sandbox's network configuration.
@@ -934,7 +1020,7 @@ export type SandboxNetwork = Message<"sandbox.v1.SandboxNetwork"> & {
  * Use `create(SandboxNetworkSchema)` to create a new message.
  */
 export const SandboxNetworkSchema: GenMessage<SandboxNetwork> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 18);
+  messageDesc(file_sandbox_v1_sandbox, 21);
 
 /**
  * ListSandboxesRequest filters List.
@@ -984,7 +1070,7 @@ export type ListSandboxesRequest = Message<"sandbox.v1.ListSandboxesRequest"> & 
  * Use `create(ListSandboxesRequestSchema)` to create a new message.
  */
 export const ListSandboxesRequestSchema: GenMessage<ListSandboxesRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 19);
+  messageDesc(file_sandbox_v1_sandbox, 22);
 
 /**
  * ListSandboxesResponse is the result of List.
@@ -1015,7 +1101,7 @@ export type ListSandboxesResponse = Message<"sandbox.v1.ListSandboxesResponse"> 
  * Use `create(ListSandboxesResponseSchema)` to create a new message.
  */
 export const ListSandboxesResponseSchema: GenMessage<ListSandboxesResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 20);
+  messageDesc(file_sandbox_v1_sandbox, 23);
 
 /**
  * SandboxSummary is the short form of SandboxInfo.
@@ -1064,7 +1150,7 @@ export type SandboxSummary = Message<"sandbox.v1.SandboxSummary"> & {
  * Use `create(SandboxSummarySchema)` to create a new message.
  */
 export const SandboxSummarySchema: GenMessage<SandboxSummary> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 21);
+  messageDesc(file_sandbox_v1_sandbox, 24);
 
 /**
  * SandboxEventsRequest filters Events.
@@ -1093,7 +1179,7 @@ export type SandboxEventsRequest = Message<"sandbox.v1.SandboxEventsRequest"> & 
  * Use `create(SandboxEventsRequestSchema)` to create a new message.
  */
 export const SandboxEventsRequestSchema: GenMessage<SandboxEventsRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 22);
+  messageDesc(file_sandbox_v1_sandbox, 25);
 
 /**
  * SandboxEvent is one lifecycle event.
@@ -1137,7 +1223,7 @@ export type SandboxEvent = Message<"sandbox.v1.SandboxEvent"> & {
  * Use `create(SandboxEventSchema)` to create a new message.
  */
 export const SandboxEventSchema: GenMessage<SandboxEvent> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 23);
+  messageDesc(file_sandbox_v1_sandbox, 26);
 
 /**
  * CheckpointRequest names the sandbox to snapshot.
@@ -1174,7 +1260,7 @@ export type CheckpointRequest = Message<"sandbox.v1.CheckpointRequest"> & {
  * Use `create(CheckpointRequestSchema)` to create a new message.
  */
 export const CheckpointRequestSchema: GenMessage<CheckpointRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 24);
+  messageDesc(file_sandbox_v1_sandbox, 27);
 
 /**
  * CheckpointResponse identifies the new snapshot.
@@ -1209,7 +1295,7 @@ export type CheckpointResponse = Message<"sandbox.v1.CheckpointResponse"> & {
  * Use `create(CheckpointResponseSchema)` to create a new message.
  */
 export const CheckpointResponseSchema: GenMessage<CheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 25);
+  messageDesc(file_sandbox_v1_sandbox, 28);
 
 /**
  * RestoreRequest creates a sandbox from a snapshot.
@@ -1260,7 +1346,7 @@ export type RestoreRequest = Message<"sandbox.v1.RestoreRequest"> & {
  * Use `create(RestoreRequestSchema)` to create a new message.
  */
 export const RestoreRequestSchema: GenMessage<RestoreRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 26);
+  messageDesc(file_sandbox_v1_sandbox, 29);
 
 /**
  * RestoreResponse identifies the restored sandbox.
@@ -1288,7 +1374,7 @@ export type RestoreResponse = Message<"sandbox.v1.RestoreResponse"> & {
  * Use `create(RestoreResponseSchema)` to create a new message.
  */
 export const RestoreResponseSchema: GenMessage<RestoreResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 27);
+  messageDesc(file_sandbox_v1_sandbox, 30);
 
 /**
  * ListSnapshotsRequest filters ListSnapshots.
@@ -1333,7 +1419,7 @@ export type ListSnapshotsRequest = Message<"sandbox.v1.ListSnapshotsRequest"> & 
  * Use `create(ListSnapshotsRequestSchema)` to create a new message.
  */
 export const ListSnapshotsRequestSchema: GenMessage<ListSnapshotsRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 28);
+  messageDesc(file_sandbox_v1_sandbox, 31);
 
 /**
  * ListSnapshotsResponse is the result of ListSnapshots.
@@ -1363,7 +1449,7 @@ export type ListSnapshotsResponse = Message<"sandbox.v1.ListSnapshotsResponse"> 
  * Use `create(ListSnapshotsResponseSchema)` to create a new message.
  */
 export const ListSnapshotsResponseSchema: GenMessage<ListSnapshotsResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 29);
+  messageDesc(file_sandbox_v1_sandbox, 32);
 
 /**
  * SnapshotSummary describes one snapshot.
@@ -1441,7 +1527,7 @@ export type SnapshotSummary = Message<"sandbox.v1.SnapshotSummary"> & {
  * Use `create(SnapshotSummarySchema)` to create a new message.
  */
 export const SnapshotSummarySchema: GenMessage<SnapshotSummary> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 30);
+  messageDesc(file_sandbox_v1_sandbox, 33);
 
 /**
  * DeleteSnapshotRequest names the snapshot to delete.
@@ -1462,7 +1548,7 @@ export type DeleteSnapshotRequest = Message<"sandbox.v1.DeleteSnapshotRequest"> 
  * Use `create(DeleteSnapshotRequestSchema)` to create a new message.
  */
 export const DeleteSnapshotRequestSchema: GenMessage<DeleteSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 31);
+  messageDesc(file_sandbox_v1_sandbox, 34);
 
 /**
  * SandboxService creates microVM sandboxes, runs code in them and removes them.
@@ -1645,4 +1731,29 @@ export const SandboxSnapshotService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sandbox_v1_sandbox, 1);
+
+/**
+ * HostService reports whether the daemon's host can run sandboxes (vmm
+ * extension; `vmm doctor`, and `vmm-daemon --check-host` without a daemon).
+ *
+ * @generated from service sandbox.v1.HostService
+ */
+export const HostService: GenService<{
+  /**
+   * CheckHost runs every host check now: KVM usable (open, API version,
+   * create a VM), the Firecracker binary and version, the default kernel's
+   * built-in drivers (read from the image), the default rootfs's init,
+   * nftables and iproute2, userfaultfd, cgroup v2, reflinks and free space
+   * in data_dir, the socket path length. Host paths are replaced by
+   * placeholders unless grpc.expose_host_details is on.
+   *
+   * @generated from rpc sandbox.v1.HostService.CheckHost
+   */
+  checkHost: {
+    methodKind: "unary";
+    input: typeof CheckHostRequestSchema;
+    output: typeof CheckHostResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_sandbox_v1_sandbox, 2);
 

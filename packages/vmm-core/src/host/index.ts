@@ -1,0 +1,2 @@
+export { type HostCheck, type HostCheckInputs, runHostChecks } from "./host-checks.js";
+export { type KvmProbe, probeKvm } from "./kvm-probe.js";
