@@ -292,6 +292,20 @@ describe("ListProcesses and SignalProcess with fc-sim", () => {
     expect((await d.sandboxes.inspect({ id: sid })).state).toBe("paused");
   });
 
+  it("Create's cmd (the initial workload) is listed untagged; KILL by pid ends it and the sandbox is ready", async () => {
+    const sid = "ps-init";
+    cleanups.push(() => d.sandboxes.remove({ id: sid, force: true }));
+    const m = marker();
+    await d.sandboxes.create({ id: sid, cmd: ["sleep", m] });
+    await waitForState(d, sid, "running", 60_000);
+    const [p] = await list(sid);
+    expect(p).toMatchObject({ cmd: ["sleep", m], tag: "", tty: false });
+    await d.sandboxes.signalProcess({ id: sid, pid: p?.pid ?? 0, signal: "KILL" });
+    await waitForState(d, sid, "ready");
+    expect(await list(sid)).toEqual([]);
+    expect((await d.sandboxes.inspect({ id: sid })).lastExitCode).toBe(137);
+  });
+
   it("a removed sandbox's processes end with it; both calls say NOT_FOUND", async () => {
     const sid = "ps-rm";
     cleanups.push(() => d.sandboxes.remove({ id: sid, force: true }));
