@@ -34,11 +34,42 @@ export function processTargetFromProto(req: { pid: number; tag: string }): Proce
   throw new InvalidArgumentError("pid", "give the process's pid or its tag");
 }
 
+/**
+ * Bytes of argv one ListProcesses entry shows. A cmd may be 128 KiB (a script
+ * passed to `sh -c`); listing that for every process would let a busy sandbox's
+ * answer outgrow a client's receive limit (grpc-js: 4 MiB), as ps(1) also cuts.
+ */
+export const LISTED_CMD_MAX_BYTES = 4096;
+
+/** The argv as requested, cut to LISTED_CMD_MAX_BYTES; a final "…" element says it was cut. */
+export function listedCmd(cmd: readonly string[]): string[] {
+  const out: string[] = [];
+  let left = LISTED_CMD_MAX_BYTES;
+  for (const arg of cmd) {
+    const n = Buffer.byteLength(arg);
+    if (n <= left) {
+      out.push(arg);
+      left -= n;
+      continue;
+    }
+    if (left > 0)
+      out.push(
+        Buffer.from(arg)
+          .subarray(0, left)
+          .toString("utf8")
+          .replace(/\uFFFD$/, ""),
+      );
+    out.push("…");
+    break;
+  }
+  return out;
+}
+
 /** Domain → proto for one listed process. */
 export function processInfoToProto(p: ProcessView): pb.ProcessInfo {
   return create(pb.ProcessInfoSchema, {
     pid: p.pid,
-    cmd: [...p.cmd],
+    cmd: listedCmd(p.cmd),
     tag: p.tag ?? "",
     startedAt: BigInt(Math.floor(p.startedAt.getTime() / 1000)),
     tty: p.tty,

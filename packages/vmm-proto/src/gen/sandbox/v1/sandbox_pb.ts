@@ -1538,7 +1538,8 @@ export type ProcessInfo = Message<"sandbox.v1.ProcessInfo"> & {
   pid: number;
 
   /**
-   * cmd is its argv as requested.
+   * cmd is its argv as requested, cut to its first 4 KiB (then the last
+   * element is "…").
    *
    * @generated from field: repeated string cmd = 2;
    */
