@@ -31,6 +31,10 @@ export { createDryRunCommandRunner, createNetworkManager } from "./network/index
 export type { SandboxLimits } from "./sandbox/limits.js";
 export type { ListKey } from "./sandbox/list-order.js";
 export { compareByCreation, compareListKeys } from "./sandbox/list-order.js";
+export type { ProcessTarget, ProcessView } from "./sandbox/process-table.js";
+export { MAX_TAG_LENGTH, ProcessNotFoundError } from "./sandbox/process-table.js";
+export type { ProcessSignalName } from "./sandbox/processes.js";
+export { PROCESS_SIGNALS } from "./sandbox/processes.js";
 export {
   REQUEST_LIMITS,
   validateLabels,

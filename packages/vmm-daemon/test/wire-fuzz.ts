@@ -12,7 +12,7 @@ import {
 import { Code } from "@connectrpc/connect";
 import { SandboxService, SandboxSnapshotService } from "@vmm/proto";
 
-/** The unary RPCs of sandbox.v1 (Run, Exec and Events stream), with Pause and Resume. */
+/** The unary RPCs of sandbox.v1 (Run, Exec and Events stream), with Pause, Resume, ListProcesses and SignalProcess. */
 export const UNARY_METHODS: readonly DescMethod[] = [
   SandboxService.method.create,
   SandboxService.method.stop,
@@ -21,6 +21,8 @@ export const UNARY_METHODS: readonly DescMethod[] = [
   SandboxService.method.list,
   SandboxService.method.pause,
   SandboxService.method.resume,
+  SandboxService.method.listProcesses,
+  SandboxService.method.signalProcess,
   SandboxSnapshotService.method.checkpoint,
   SandboxSnapshotService.method.restore,
   SandboxSnapshotService.method.listSnapshots,

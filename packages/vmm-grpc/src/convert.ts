@@ -83,6 +83,7 @@ export function processSpecFromProto(req: {
   tty: boolean;
   ttySize?: pb.TerminalSize | undefined;
   timeoutSeconds: number;
+  tag?: string;
 }): ProcessSpec {
   if (req.cmd.length === 0) throw new InvalidArgumentError("cmd", "must not be empty");
   return {
@@ -93,6 +94,7 @@ export function processSpecFromProto(req: {
     tty: req.tty,
     ...(req.ttySize && { ttySize: { cols: req.ttySize.width, rows: req.ttySize.height } }),
     timeoutSeconds: req.timeoutSeconds,
+    ...(req.tag !== undefined && req.tag !== "" && { tag: req.tag }),
   };
 }
 

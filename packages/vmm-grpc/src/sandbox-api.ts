@@ -3,6 +3,8 @@ import type {
   EventAction,
   ProcessSession,
   ProcessSpec,
+  ProcessTarget,
+  ProcessView,
   SandboxEvent,
   SandboxStateName,
   SandboxView,
@@ -26,4 +28,6 @@ export interface SandboxApi {
     filter: { id?: string; action?: EventAction },
     signal: AbortSignal,
   ): AsyncIterable<SandboxEvent>;
+  listProcesses(id: string): ProcessView[];
+  signalProcess(id: string, target: ProcessTarget, signal: string): Promise<void>;
 }

@@ -52,6 +52,8 @@ function fakeApi(): { api: SandboxApi; views: Map<string, SandboxView> } {
     resume: unused,
     remove: unused,
     events: unused,
+    listProcesses: unused,
+    signalProcess: unused,
     inspect(id) {
       const v = views.get(id);
       if (v === undefined) throw new NotFoundError("sandbox", id);

@@ -16,6 +16,7 @@ import {
   sandboxEventToProto,
 } from "./convert.js";
 import { DEFAULT_LIST_PAGING, type ListPaging, takePage } from "./list-page.js";
+import { listProcesses, signalProcess } from "./process-calls.js";
 import type { SandboxApi } from "./sandbox-api.js";
 import { ViewMessages } from "./view-messages.js";
 
@@ -131,6 +132,10 @@ export function registerSandboxService(
       for await (const event of sandboxes.events(filter, ctx.signal))
         yield sandboxEventToProto(event);
     },
+
+    listProcesses: (req) => listProcesses(sandboxes, req),
+
+    signalProcess: (req) => signalProcess(sandboxes, req),
   });
 }
 

@@ -22,5 +22,7 @@ export function createUnbuiltSandboxApi(): SandboxApi {
     inspect: unbuilt("sandbox lifecycle (Inspect)"),
     list: unbuilt("sandbox lifecycle (List)"),
     events: unbuilt("sandbox lifecycle (Events)"),
+    listProcesses: unbuilt("processes (ListProcesses)"),
+    signalProcess: unbuilt("processes (SignalProcess)"),
   };
 }

@@ -55,6 +55,7 @@ export const execCommand = defineCommand({
             user: values.user ?? "",
             tty: values.tty,
             timeoutSeconds,
+            tag: values.tag ?? "",
             ...(initSize ? { ttySize: initSize } : {}),
           },
         },

@@ -7,6 +7,7 @@ import { execCommand } from "./exec.js";
 import { inspectCommand } from "./inspect.js";
 import { listCommand } from "./list.js";
 import { pauseCommand, resumeCommand } from "./pause.js";
+import { killCommand, psCommand } from "./processes.js";
 import { removeCommand } from "./remove.js";
 import { runCommand } from "./run.js";
 import {
@@ -26,6 +27,8 @@ export const commands: readonly CommandDefinition[] = [
   eventsCommand,
   runCommand,
   execCommand,
+  psCommand,
+  killCommand,
   pauseCommand,
   resumeCommand,
   stopCommand,

@@ -34,6 +34,11 @@ export const processFlags = {
     short: "t",
     description: "run on a pseudo-terminal (stdout and stderr merge)",
   },
+  tag: {
+    type: "string",
+    value: "NAME",
+    description: "name the process for vmm ps and vmm kill (unique among running ones)",
+  },
 } as const;
 
 /** `vmm run ID -- CMD...`: run a command to completion, streaming its output. */
@@ -61,6 +66,7 @@ export const runCommand = defineCommand({
         user: values.user ?? "",
         tty: values.tty,
         timeoutSeconds,
+        tag: values.tag ?? "",
       },
       { signal: ctx.signal },
     );

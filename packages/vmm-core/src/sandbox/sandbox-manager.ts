@@ -6,6 +6,8 @@ import { MAX_STOP_TIMEOUT_SECONDS, SandboxLifecycle } from "./lifecycle.js";
 import { compareByCreation } from "./list-order.js";
 import type { SandboxDefaults, SandboxManagerOptions } from "./options.js";
 import { PauseResume } from "./pause-resume.js";
+import type { ProcessTarget, ProcessView } from "./process-table.js";
+import { Processes } from "./processes.js";
 import { type RecoveryReport, recoverSandboxes } from "./recovery.js";
 import { validateLabels } from "./request-limits.js";
 import { type RestoreRequest, SandboxFactory } from "./sandbox-factory.js";
@@ -36,6 +38,7 @@ export { MAX_STOP_TIMEOUT_SECONDS };
  * - {@link SandboxFactory}: Create and Restore, with an undo per resource;
  * - {@link SandboxLifecycle}: Stop, failure, Remove, the exit watch, TTLs;
  * - {@link Workloads}: Run and Exec through the agent;
+ * - {@link Processes}: ListProcesses and SignalProcess over what Workloads tracks;
  * - {@link PauseResume}: Pause, Resume and auto-pause;
  * - {@link SnapshotService}: Checkpoint, ListSnapshots, DeleteSnapshot;
  * - {@link GoldenPool}: golden snapshots, with their own budget;
@@ -51,6 +54,7 @@ export class SandboxManager {
   readonly #admission: Admission;
   readonly #lifecycle: SandboxLifecycle;
   readonly #workloads: Workloads;
+  readonly #processes: Processes;
   readonly #snapshots: SnapshotService;
   readonly #factory: SandboxFactory;
   readonly #pauses: PauseResume;
@@ -84,6 +88,7 @@ export class SandboxManager {
     });
     this.#registry.onTransition = (s) => this.#pauses.watchIdle(s);
     this.#workloads = new Workloads(this.#ctx, (s) => this.#pauses.resume(s));
+    this.#processes = new Processes(this.#ctx);
     this.#snapshots = new SnapshotService(this.#ctx, this.#admission);
     this.#golden =
       options.golden &&
@@ -178,6 +183,16 @@ export class SandboxManager {
   /** Starts an interactive process (several may run at once, alongside a Run). */
   exec(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession> {
     return this.#workloads.exec(id, spec, signal);
+  }
+
+  /** The processes started through Run, Exec or Create's cmd that still run, oldest first. */
+  listProcesses(id: string): ProcessView[] {
+    return this.#processes.list(id);
+  }
+
+  /** Signals the process group of the running process `target` names ("TERM", "KILL", …). */
+  signalProcess(id: string, target: ProcessTarget, signal: string): Promise<void> {
+    return this.#processes.signal(id, target, signal);
   }
 
   // ── Snapshots ──────────────────────────────────────────────────────────

@@ -3,6 +3,7 @@ import type { Logger, LongTimeout } from "../internal/index.js";
 import type { NetworkSlot, TapSlot } from "../network/index.js";
 import type { SandboxDir } from "../storage/index.js";
 import type { MicroVm } from "../vm/microvm.js";
+import { ProcessTable } from "./process-table.js";
 import { assertTransition } from "./state-machine.js";
 import type {
   CreatedFrom,
@@ -121,6 +122,8 @@ export class Sandbox {
   readonly lifetime = new AbortController();
   /** Resolves when the sandbox leaves `starting` (ready, failed or stopping). */
   readonly settled: Promise<void>;
+  /** Its processes started through Run, Exec or Create's cmd that still run (Workloads fills it). */
+  readonly processes: ProcessTable;
   #markSettled: () => void = () => {};
   #phase: SandboxPhase;
   #slot: NetworkSlot | undefined;
@@ -150,6 +153,7 @@ export class Sandbox {
     },
   ) {
     this.id = spec.id;
+    this.processes = new ProcessTable(spec.id);
     this.dir = init.dir;
     this.#slot = init.slot;
     this.#phase = init.phase ?? { kind: "starting" };

@@ -38,6 +38,8 @@ export interface ProcessSpec {
   readonly ttySize?: { readonly cols: number; readonly rows: number };
   /** 0 = no timeout. */
   readonly timeoutSeconds: number;
+  /** Name to find the process by (ListProcesses, SignalProcess); unique among running processes. */
+  readonly tag?: string;
 }
 
 /** The network a sandbox is reachable at. */

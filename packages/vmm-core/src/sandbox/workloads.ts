@@ -2,6 +2,7 @@ import { constants as osConstants } from "node:os";
 import type { AgentClient, AgentProcess } from "../agent/index.js";
 import { FailedPreconditionError } from "../errors.js";
 import type { SandboxContext } from "./context.js";
+import { type TrackedProcess, validateTag } from "./process-table.js";
 import { validateProcessSpec } from "./request-limits.js";
 import type { Sandbox } from "./sandbox.js";
 import type { ProcessOutput, ProcessSession, ProcessSpec } from "./types.js";
@@ -9,7 +10,9 @@ import type { ProcessOutput, ProcessSession, ProcessSpec } from "./types.js";
 /**
  * Processes in a sandbox's guest (Run, Exec, the initial workload), through
  * its agent. A sandbox is `running` while any workload runs and `ready`
- * again (event `idle`) when the last one ends.
+ * again (event `idle`) when the last one ends. Each process is in the
+ * sandbox's ProcessTable from its STARTED until its EXIT is read or its
+ * session ends (ListProcesses, SignalProcess: processes.ts).
  */
 export class Workloads {
   constructor(
@@ -52,6 +55,7 @@ export class Workloads {
     mode: { exclusive: boolean; stdin: boolean },
   ): Promise<ProcessSession> {
     validateProcessSpec(spec);
+    if (spec.tag !== undefined) validateTag(spec.tag);
     await this.awake(s);
     const agent = this.agentOf(s);
     const p = s.phase;
@@ -68,30 +72,55 @@ export class Workloads {
     if (p.kind !== "ready" && p.kind !== "running") {
       throw new FailedPreconditionError(`sandbox ${s.id} is ${s.state}; it must be ready`);
     }
-    const proc = await agent.run({
-      argv: spec.cmd,
-      env: spec.env,
-      ...(spec.workingDir !== undefined && { cwd: spec.workingDir }),
-      ...(spec.user !== undefined && { user: spec.user }),
-      ...(spec.tty && { tty: spec.ttySize ?? { cols: 80, rows: 24 } }),
-      ...(spec.timeoutSeconds > 0 && { timeoutMs: spec.timeoutSeconds * 1000 }),
-      stdin: mode.stdin,
-      signal,
-    });
-    return this.track(s, proc, signal);
+    // Claimed before the agent is asked (no await in between): two concurrent starts cannot both take it.
+    if (spec.tag !== undefined) s.processes.claimTag(spec.tag);
+    let proc: AgentProcess;
+    try {
+      proc = await agent.run({
+        argv: spec.cmd,
+        env: spec.env,
+        ...(spec.workingDir !== undefined && { cwd: spec.workingDir }),
+        ...(spec.user !== undefined && { user: spec.user }),
+        ...(spec.tty && { tty: spec.ttySize ?? { cols: 80, rows: 24 } }),
+        ...(spec.timeoutSeconds > 0 && { timeoutMs: spec.timeoutSeconds * 1000 }),
+        stdin: mode.stdin,
+        signal,
+      });
+    } catch (err) {
+      if (spec.tag !== undefined) s.processes.releaseTag(spec.tag);
+      throw err;
+    }
+    return this.track(s, proc, spec, signal);
   }
 
-  /** Counts `proc` as a workload of `s` until its output ends or the caller goes away. */
+  /**
+   * Counts `proc` as a workload of `s` and lists it in `s.processes` until
+   * its output ends or the caller goes away.
+   */
   private async track(
     s: Sandbox,
     proc: AgentProcess,
+    spec: ProcessSpec,
     signal: AbortSignal,
   ): Promise<ProcessSession> {
-    await this.began(s);
+    const listed = trackedProcess(proc, spec);
+    if (listed) s.processes.add(listed);
+    else if (spec.tag !== undefined) s.processes.releaseTag(spec.tag); // it never started
+    const unlist = () => {
+      if (listed) s.processes.delete(listed);
+    };
+    try {
+      await this.began(s);
+    } catch (err) {
+      unlist();
+      proc.close();
+      throw err;
+    }
     let finished = false;
     const finish = async (exitCode: number | undefined) => {
       if (finished) return;
       finished = true;
+      unlist();
       if (exitCode !== undefined) s.recordExit(exitCode);
       await this.ended(s, exitCode);
     };
@@ -101,6 +130,7 @@ export class Workloads {
       try {
         for await (const ev of proc) {
           if ("exit" in ev) {
+            unlist(); // the agent reported EXIT: ListProcesses no longer shows it
             const e = ev.exit;
             exitCode = e.code ?? (e.signal !== undefined ? 128 + e.signal : 255);
             yield {
@@ -177,6 +207,19 @@ export class Workloads {
       throw new FailedPreconditionError(`sandbox ${s.id} is ${s.state}; it must be ready`);
     return s.agent;
   }
+}
+
+/** The ProcessTable entry of a started process; undefined when it could not start (no pid). */
+function trackedProcess(proc: AgentProcess, spec: ProcessSpec): TrackedProcess | undefined {
+  if (proc.pid === undefined) return undefined;
+  return {
+    pid: proc.pid,
+    cmd: spec.cmd,
+    tag: spec.tag,
+    startedAt: new Date(),
+    tty: spec.tty,
+    kill: (signal) => proc.kill(signal),
+  };
 }
 
 function signalName(n: number): string | undefined {
