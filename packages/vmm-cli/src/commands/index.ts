@@ -5,6 +5,7 @@ import { eventsCommand } from "./events.js";
 import { execCommand } from "./exec.js";
 import { inspectCommand } from "./inspect.js";
 import { listCommand } from "./list.js";
+import { policyCommand, portCommand } from "./network.js";
 import { pauseCommand, resumeCommand } from "./pause.js";
 import { removeCommand } from "./remove.js";
 import { runCommand } from "./run.js";
@@ -27,6 +28,8 @@ export const commands: readonly CommandDefinition[] = [
   execCommand,
   pauseCommand,
   resumeCommand,
+  portCommand,
+  policyCommand,
   stopCommand,
   removeCommand,
   snapshotCreateCommand,

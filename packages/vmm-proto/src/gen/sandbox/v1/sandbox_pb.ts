@@ -24,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sandbox/v1/sandbox.proto.
  */
 export const file_sandbox_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiBwoFRW1wdHkiGwoLTmV0d29ya1NwZWMSDAoEbW9kZRgBIAEoCSI5CgVNb3VudBIOCgZzb3VyY2UYASABKAkSDgoGdGFyZ2V0GAIgASgJEhAKCHJlYWRvbmx5GAMgASgIIjMKDlJlc291cmNlTGltaXRzEg0KBXZjcHVzGAEgASgNEhIKCm1lbW9yeV9taWIYAiABKAQiLQoMVGVybWluYWxTaXplEg0KBXdpZHRoGAEgASgNEg4KBmhlaWdodBgCIAEoDSK/BAoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRIOCgZrZXJuZWwYAyABKAkSDgoGcm9vdGZzGAQgASgJEhEKCWJvb3RfYXJncxgFIAEoCRIqCgZsaW1pdHMYBiABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEg0KBWltYWdlGAcgASgJEgsKA2NtZBgIIAMoCRI2CgNlbnYYCSADKAsyKS5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAogASgJEgwKBHVzZXIYCyABKAkSIQoGbW91bnRzGAwgAygLMhEuc2FuZGJveC52MS5Nb3VudBIoCgduZXR3b3JrGA0gASgLMhcuc2FuZGJveC52MS5OZXR3b3JrU3BlYxITCgt0dGxfc2Vjb25kcxgOIAEoDRIbCg5zc2hfcHVibGljX2tleRgPIAEoCUgAiAEBEhoKEmF1dG9fcGF1c2Vfc2Vjb25kcxgyIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX3NzaF9wdWJsaWNfa2V5IkYKFUNyZWF0ZVNhbmRib3hSZXNwb25zZRIKCgJpZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJEg0KBXN0YXRlGAMgASgJIsgBCgpSdW5SZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2NtZBgCIAMoCRIsCgNlbnYYAyADKAsyHy5zYW5kYm94LnYxLlJ1blJlcXVlc3QuRW52RW50cnkSEwoLd29ya2luZ19kaXIYBCABKAkSDAoEdXNlchgFIAEoCRILCgN0dHkYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoJUnVuT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIInwKCUV4ZWNJbnB1dBInCgRpbml0GAEgASgLMhcuc2FuZGJveC52MS5FeGVjUmVxdWVzdEgAEg8KBXN0ZGluGAIgASgMSAASKgoGcmVzaXplGAMgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemVIAEIJCgdwYXlsb2FkIvYBCgtFeGVjUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNjbWQYAiADKAkSLQoDZW52GAMgAygLMiAuc2FuZGJveC52MS5FeGVjUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIqCgh0dHlfc2l6ZRgHIAEoCzIYLnNhbmRib3gudjEuVGVybWluYWxTaXplEhcKD3RpbWVvdXRfc2Vjb25kcxgIIAEoDRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIksKCkV4ZWNPdXRwdXQSDgoGc3RyZWFtGAEgASgJEgwKBGRhdGEYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgFEgwKBGRvbmUYBCABKAgiOQoSU3RvcFNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJEhcKD3RpbWVvdXRfc2Vjb25kcxgCIAEoDSIxChRSZW1vdmVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRINCgVmb3JjZRgCIAEoCCIhChNQYXVzZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiIKFFJlc3VtZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiMKFUluc3BlY3RTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSLwAwoLU2FuZGJveEluZm8SCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSMwoGbGFiZWxzGAMgAygLMiMuc2FuZGJveC52MS5TYW5kYm94SW5mby5MYWJlbHNFbnRyeRIqCgZsaW1pdHMYBCABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEisKB25ldHdvcmsYBSABKAsyGi5zYW5kYm94LnYxLlNhbmRib3hOZXR3b3JrEhIKCmNyZWF0ZWRfYXQYBiABKAMSEAoIcmVhZHlfYXQYByABKAMSFgoObGFzdF9leGl0ZWRfYXQYCCABKAMSFgoObGFzdF9leGl0X2NvZGUYCSABKAUSDQoFZXJyb3IYCiABKAkSFAoMY3JlYXRlZF9mcm9tGDIgASgJEhMKC3NuYXBzaG90X2lkGDMgASgJEg4KBmtlcm5lbBg0IAEoCRIOCgZyb290ZnMYNSABKAkSEQoJYm9vdF9hcmdzGDYgASgJEgsKA3BpZBg3IAEoAxISCgpleHBpcmVzX2F0GDggASgDEhEKCXBhdXNlZF9hdBg5IAEoAxISCgpkaXNrX2J5dGVzGDogASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiaAoOU2FuZGJveE5ldHdvcmsSEgoKaXBfYWRkcmVzcxgBIAEoCRIPCgdnYXRld2F5GAIgASgJEhAKCHRhcF9uYW1lGAMgASgJEhAKCGd1ZXN0X2lwGDIgASgJEg0KBW5ldG5zGDMgASgJIrkBChRMaXN0U2FuZGJveGVzUmVxdWVzdBINCgVzdGF0ZRgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgyIAEoDRISCgpwYWdlX3Rva2VuGDMgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXwoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi0KCXNhbmRib3hlcxgBIAMoCzIaLnNhbmRib3gudjEuU2FuZGJveFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIroBCg5TYW5kYm94U3VtbWFyeRIKCgJpZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRI2CgZsYWJlbHMYAyADKAsyJi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5LkxhYmVsc0VudHJ5EhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKY3JlYXRlZF9hdBgFIAEoAxotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjIKFFNhbmRib3hFdmVudHNSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmFjdGlvbhgCIAEoCSK2AQoMU2FuZGJveEV2ZW50EhIKCnNhbmRib3hfaWQYASABKAkSDgoGYWN0aW9uGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxI8CgphdHRyaWJ1dGVzGAQgAygLMiguc2FuZGJveC52MS5TYW5kYm94RXZlbnQuQXR0cmlidXRlc0VudHJ5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp8BChFDaGVja3BvaW50UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSOQoGbGFiZWxzGAMgAygLMikuc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKEkNoZWNrcG9pbnRSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoCRIUCgxzbmFwc2hvdF9kaXIYAiABKAkSEgoKY3JlYXRlZF9hdBgDIAEoCSLHAQoOUmVzdG9yZVJlcXVlc3QSCgoCaWQYASABKAkSEwoLc25hcHNob3RfaWQYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdC5MYWJlbHNFbnRyeRIYChBuZXR3b3JrX292ZXJyaWRlGAQgASgIEhMKC3R0bF9zZWNvbmRzGAUgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMQoPUmVzdG9yZVJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkivgEKFExpc3RTbmFwc2hvdHNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImAKFUxpc3RTbmFwc2hvdHNSZXNwb25zZRIuCglzbmFwc2hvdHMYASADKAsyGy5zYW5kYm94LnYxLlNuYXBzaG90U3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YMiABKAkijgIKD1NuYXBzaG90U3VtbWFyeRIKCgJpZBgBIAEoCRISCgpzYW5kYm94X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSNwoGbGFiZWxzGAQgAygLMicuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkuTGFiZWxzRW50cnkSFAoMc25hcHNob3RfZGlyGAUgASgJEhIKCmNyZWF0ZWRfYXQYBiABKAkSDgoGdXNhYmxlGDIgASgIEhcKD3VudXNhYmxlX3JlYXNvbhgzIAEoCRISCgpzaXplX2J5dGVzGDQgASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLAoVRGVsZXRlU25hcHNob3RSZXF1ZXN0EhMKC3NuYXBzaG90X2lkGAEgASgJMrAFCg5TYW5kYm94U2VydmljZRJNCgZDcmVhdGUSIC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GiEuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USNgoDUnVuEhYuc2FuZGJveC52MS5SdW5SZXF1ZXN0GhUuc2FuZGJveC52MS5SdW5PdXRwdXQwARI5CgRFeGVjEhUuc2FuZGJveC52MS5FeGVjSW5wdXQaFi5zYW5kYm94LnYxLkV4ZWNPdXRwdXQoATABEjkKBFN0b3ASHi5zYW5kYm94LnYxLlN0b3BTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSPQoGUmVtb3ZlEiAuc2FuZGJveC52MS5SZW1vdmVTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSRQoHSW5zcGVjdBIhLnNhbmRib3gudjEuSW5zcGVjdFNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJLCgRMaXN0EiAuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBohLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkYKBkV2ZW50cxIgLnNhbmRib3gudjEuU2FuZGJveEV2ZW50c1JlcXVlc3QaGC5zYW5kYm94LnYxLlNhbmRib3hFdmVudDABEkEKBVBhdXNlEh8uc2FuZGJveC52MS5QYXVzZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJDCgZSZXN1bWUSIC5zYW5kYm94LnYxLlJlc3VtZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbzLHAgoWU2FuZGJveFNuYXBzaG90U2VydmljZRJLCgpDaGVja3BvaW50Eh0uc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdBoeLnNhbmRib3gudjEuQ2hlY2twb2ludFJlc3BvbnNlEkIKB1Jlc3RvcmUSGi5zYW5kYm94LnYxLlJlc3RvcmVSZXF1ZXN0Ghsuc2FuZGJveC52MS5SZXN0b3JlUmVzcG9uc2USVAoNTGlzdFNuYXBzaG90cxIgLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXNwb25zZRJGCg5EZWxldGVTbmFwc2hvdBIhLnNhbmRib3gudjEuRGVsZXRlU25hcHNob3RSZXF1ZXN0GhEuc2FuZGJveC52MS5FbXB0eWIGcHJvdG8z");
+  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiBwoFRW1wdHkiGwoLTmV0d29ya1NwZWMSDAoEbW9kZRgBIAEoCSI5CgVNb3VudBIOCgZzb3VyY2UYASABKAkSDgoGdGFyZ2V0GAIgASgJEhAKCHJlYWRvbmx5GAMgASgIIjMKDlJlc291cmNlTGltaXRzEg0KBXZjcHVzGAEgASgNEhIKCm1lbW9yeV9taWIYAiABKAQiLQoMVGVybWluYWxTaXplEg0KBXdpZHRoGAEgASgNEg4KBmhlaWdodBgCIAEoDSLyBAoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRIOCgZrZXJuZWwYAyABKAkSDgoGcm9vdGZzGAQgASgJEhEKCWJvb3RfYXJncxgFIAEoCRIqCgZsaW1pdHMYBiABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEg0KBWltYWdlGAcgASgJEgsKA2NtZBgIIAMoCRI2CgNlbnYYCSADKAsyKS5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAogASgJEgwKBHVzZXIYCyABKAkSIQoGbW91bnRzGAwgAygLMhEuc2FuZGJveC52MS5Nb3VudBIoCgduZXR3b3JrGA0gASgLMhcuc2FuZGJveC52MS5OZXR3b3JrU3BlYxITCgt0dGxfc2Vjb25kcxgOIAEoDRIbCg5zc2hfcHVibGljX2tleRgPIAEoCUgAiAEBEhoKEmF1dG9fcGF1c2Vfc2Vjb25kcxgyIAEoDRIxCg5uZXR3b3JrX3BvbGljeRgzIAEoCzIZLnNhbmRib3gudjEuTmV0d29ya1BvbGljeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX3NzaF9wdWJsaWNfa2V5IkYKDU5ldHdvcmtQb2xpY3kSEQoJYWxsb3dfb3V0GAEgAygJEhAKCGRlbnlfb3V0GAIgAygJEhAKCGludGVybmV0GAMgASgIIkUKEUV4cG9zZVBvcnRSZXF1ZXN0EgoKAmlkGAEgASgJEhIKCmd1ZXN0X3BvcnQYAiABKA0SEAoIcHJvdG9jb2wYAyABKAkiNwoSRXhwb3NlUG9ydFJlc3BvbnNlEhQKDGhvc3RfYWRkcmVzcxgBIAEoCRILCgN1cmwYAiABKAkiUwoaVXBkYXRlTmV0d29ya1BvbGljeVJlcXVlc3QSCgoCaWQYASABKAkSKQoGcG9saWN5GAIgASgLMhkuc2FuZGJveC52MS5OZXR3b3JrUG9saWN5IjcKC0V4cG9zZWRQb3J0EhIKCmd1ZXN0X3BvcnQYASABKA0SFAoMaG9zdF9hZGRyZXNzGAIgASgJIkYKFUNyZWF0ZVNhbmRib3hSZXNwb25zZRIKCgJpZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJEg0KBXN0YXRlGAMgASgJIsgBCgpSdW5SZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2NtZBgCIAMoCRIsCgNlbnYYAyADKAsyHy5zYW5kYm94LnYxLlJ1blJlcXVlc3QuRW52RW50cnkSEwoLd29ya2luZ19kaXIYBCABKAkSDAoEdXNlchgFIAEoCRILCgN0dHkYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoJUnVuT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIInwKCUV4ZWNJbnB1dBInCgRpbml0GAEgASgLMhcuc2FuZGJveC52MS5FeGVjUmVxdWVzdEgAEg8KBXN0ZGluGAIgASgMSAASKgoGcmVzaXplGAMgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemVIAEIJCgdwYXlsb2FkIvYBCgtFeGVjUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNjbWQYAiADKAkSLQoDZW52GAMgAygLMiAuc2FuZGJveC52MS5FeGVjUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIqCgh0dHlfc2l6ZRgHIAEoCzIYLnNhbmRib3gudjEuVGVybWluYWxTaXplEhcKD3RpbWVvdXRfc2Vjb25kcxgIIAEoDRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIksKCkV4ZWNPdXRwdXQSDgoGc3RyZWFtGAEgASgJEgwKBGRhdGEYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgFEgwKBGRvbmUYBCABKAgiOQoSU3RvcFNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJEhcKD3RpbWVvdXRfc2Vjb25kcxgCIAEoDSIxChRSZW1vdmVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRINCgVmb3JjZRgCIAEoCCIhChNQYXVzZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiIKFFJlc3VtZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiMKFUluc3BlY3RTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSLTBAoLU2FuZGJveEluZm8SCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSMwoGbGFiZWxzGAMgAygLMiMuc2FuZGJveC52MS5TYW5kYm94SW5mby5MYWJlbHNFbnRyeRIqCgZsaW1pdHMYBCABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEisKB25ldHdvcmsYBSABKAsyGi5zYW5kYm94LnYxLlNhbmRib3hOZXR3b3JrEhIKCmNyZWF0ZWRfYXQYBiABKAMSEAoIcmVhZHlfYXQYByABKAMSFgoObGFzdF9leGl0ZWRfYXQYCCABKAMSFgoObGFzdF9leGl0X2NvZGUYCSABKAUSDQoFZXJyb3IYCiABKAkSFAoMY3JlYXRlZF9mcm9tGDIgASgJEhMKC3NuYXBzaG90X2lkGDMgASgJEg4KBmtlcm5lbBg0IAEoCRIOCgZyb290ZnMYNSABKAkSEQoJYm9vdF9hcmdzGDYgASgJEgsKA3BpZBg3IAEoAxISCgpleHBpcmVzX2F0GDggASgDEhEKCXBhdXNlZF9hdBg5IAEoAxISCgpkaXNrX2J5dGVzGDogASgEEjEKDm5ldHdvcmtfcG9saWN5GDsgASgLMhkuc2FuZGJveC52MS5OZXR3b3JrUG9saWN5Ei4KDWV4cG9zZWRfcG9ydHMYPCADKAsyFy5zYW5kYm94LnYxLkV4cG9zZWRQb3J0Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiaAoOU2FuZGJveE5ldHdvcmsSEgoKaXBfYWRkcmVzcxgBIAEoCRIPCgdnYXRld2F5GAIgASgJEhAKCHRhcF9uYW1lGAMgASgJEhAKCGd1ZXN0X2lwGDIgASgJEg0KBW5ldG5zGDMgASgJIrkBChRMaXN0U2FuZGJveGVzUmVxdWVzdBINCgVzdGF0ZRgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgyIAEoDRISCgpwYWdlX3Rva2VuGDMgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXwoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi0KCXNhbmRib3hlcxgBIAMoCzIaLnNhbmRib3gudjEuU2FuZGJveFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIroBCg5TYW5kYm94U3VtbWFyeRIKCgJpZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRI2CgZsYWJlbHMYAyADKAsyJi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5LkxhYmVsc0VudHJ5EhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKY3JlYXRlZF9hdBgFIAEoAxotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjIKFFNhbmRib3hFdmVudHNSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmFjdGlvbhgCIAEoCSK2AQoMU2FuZGJveEV2ZW50EhIKCnNhbmRib3hfaWQYASABKAkSDgoGYWN0aW9uGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxI8CgphdHRyaWJ1dGVzGAQgAygLMiguc2FuZGJveC52MS5TYW5kYm94RXZlbnQuQXR0cmlidXRlc0VudHJ5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp8BChFDaGVja3BvaW50UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSOQoGbGFiZWxzGAMgAygLMikuc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKEkNoZWNrcG9pbnRSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoCRIUCgxzbmFwc2hvdF9kaXIYAiABKAkSEgoKY3JlYXRlZF9hdBgDIAEoCSLHAQoOUmVzdG9yZVJlcXVlc3QSCgoCaWQYASABKAkSEwoLc25hcHNob3RfaWQYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdC5MYWJlbHNFbnRyeRIYChBuZXR3b3JrX292ZXJyaWRlGAQgASgIEhMKC3R0bF9zZWNvbmRzGAUgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMQoPUmVzdG9yZVJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkivgEKFExpc3RTbmFwc2hvdHNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImAKFUxpc3RTbmFwc2hvdHNSZXNwb25zZRIuCglzbmFwc2hvdHMYASADKAsyGy5zYW5kYm94LnYxLlNuYXBzaG90U3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YMiABKAkijgIKD1NuYXBzaG90U3VtbWFyeRIKCgJpZBgBIAEoCRISCgpzYW5kYm94X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSNwoGbGFiZWxzGAQgAygLMicuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkuTGFiZWxzRW50cnkSFAoMc25hcHNob3RfZGlyGAUgASgJEhIKCmNyZWF0ZWRfYXQYBiABKAkSDgoGdXNhYmxlGDIgASgIEhcKD3VudXNhYmxlX3JlYXNvbhgzIAEoCRISCgpzaXplX2J5dGVzGDQgASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLAoVRGVsZXRlU25hcHNob3RSZXF1ZXN0EhMKC3NuYXBzaG90X2lkGAEgASgJMs8GCg5TYW5kYm94U2VydmljZRJNCgZDcmVhdGUSIC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GiEuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USNgoDUnVuEhYuc2FuZGJveC52MS5SdW5SZXF1ZXN0GhUuc2FuZGJveC52MS5SdW5PdXRwdXQwARI5CgRFeGVjEhUuc2FuZGJveC52MS5FeGVjSW5wdXQaFi5zYW5kYm94LnYxLkV4ZWNPdXRwdXQoATABEjkKBFN0b3ASHi5zYW5kYm94LnYxLlN0b3BTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSPQoGUmVtb3ZlEiAuc2FuZGJveC52MS5SZW1vdmVTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSRQoHSW5zcGVjdBIhLnNhbmRib3gudjEuSW5zcGVjdFNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJLCgRMaXN0EiAuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBohLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkYKBkV2ZW50cxIgLnNhbmRib3gudjEuU2FuZGJveEV2ZW50c1JlcXVlc3QaGC5zYW5kYm94LnYxLlNhbmRib3hFdmVudDABEkEKBVBhdXNlEh8uc2FuZGJveC52MS5QYXVzZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJDCgZSZXN1bWUSIC5zYW5kYm94LnYxLlJlc3VtZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJLCgpFeHBvc2VQb3J0Eh0uc2FuZGJveC52MS5FeHBvc2VQb3J0UmVxdWVzdBoeLnNhbmRib3gudjEuRXhwb3NlUG9ydFJlc3BvbnNlElAKE1VwZGF0ZU5ldHdvcmtQb2xpY3kSJi5zYW5kYm94LnYxLlVwZGF0ZU5ldHdvcmtQb2xpY3lSZXF1ZXN0GhEuc2FuZGJveC52MS5FbXB0eTLHAgoWU2FuZGJveFNuYXBzaG90U2VydmljZRJLCgpDaGVja3BvaW50Eh0uc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdBoeLnNhbmRib3gudjEuQ2hlY2twb2ludFJlc3BvbnNlEkIKB1Jlc3RvcmUSGi5zYW5kYm94LnYxLlJlc3RvcmVSZXF1ZXN0Ghsuc2FuZGJveC52MS5SZXN0b3JlUmVzcG9uc2USVAoNTGlzdFNuYXBzaG90cxIgLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXNwb25zZRJGCg5EZWxldGVTbmFwc2hvdBIhLnNhbmRib3gudjEuRGVsZXRlU25hcHNob3RSZXF1ZXN0GhEuc2FuZGJveC52MS5FbXB0eWIGcHJvdG8z");
 
 /**
  * Empty is the response of calls that return nothing.
@@ -293,6 +293,16 @@ export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & 
    * @generated from field: uint32 auto_pause_seconds = 50;
    */
   autoPauseSeconds: number;
+
+  /**
+   * network_policy limits the sandbox's egress (network mode tap only; with
+   * mode none it fails with FAILED_PRECONDITION). Absent = internet on,
+   * nothing denied. Present, it is taken as written: internet unset means
+   * false (no egress except allow_out). vmm extension.
+   *
+   * @generated from field: sandbox.v1.NetworkPolicy network_policy = 51;
+   */
+  networkPolicy?: NetworkPolicy | undefined;
 };
 
 /**
@@ -301,6 +311,168 @@ export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & 
  */
 export const CreateSandboxRequestSchema: GenMessage<CreateSandboxRequest> = /*@__PURE__*/
   messageDesc(file_sandbox_v1_sandbox, 5);
+
+/**
+ * NetworkPolicy is a sandbox's egress policy (docs/networking.md "Egress
+ * policy"). Entries are IPv4 addresses, CIDRs or host names; host names are
+ * resolved by the daemon when the policy is applied (Create,
+ * UpdateNetworkPolicy), not again later. At most 256 entries per list.
+ * Link-local addresses (169.254.0.0/16), the daemon's configured
+ * network.blocked_cidrs and the host end of the sandbox's link are refused in
+ * every mode; the guest's DNS resolvers stay reachable unless denied.
+ *
+ * @generated from message sandbox.v1.NetworkPolicy
+ */
+export type NetworkPolicy = Message<"sandbox.v1.NetworkPolicy"> & {
+  /**
+   * allow_out are destinations reachable even with internet off.
+   *
+   * @generated from field: repeated string allow_out = 1;
+   */
+  allowOut: string[];
+
+  /**
+   * deny_out are destinations never reachable; they win over allow_out.
+   *
+   * @generated from field: repeated string deny_out = 2;
+   */
+  denyOut: string[];
+
+  /**
+   * internet lets the guest reach any destination not denied; false = no
+   * egress except allow_out (and the DNS resolvers).
+   *
+   * @generated from field: bool internet = 3;
+   */
+  internet: boolean;
+};
+
+/**
+ * Describes the message sandbox.v1.NetworkPolicy.
+ * Use `create(NetworkPolicySchema)` to create a new message.
+ */
+export const NetworkPolicySchema: GenMessage<NetworkPolicy> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 6);
+
+/**
+ * ExposePortRequest names a guest port to forward to.
+ *
+ * @generated from message sandbox.v1.ExposePortRequest
+ */
+export type ExposePortRequest = Message<"sandbox.v1.ExposePortRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * guest_port is the TCP port in the guest (1-65535).
+   *
+   * @generated from field: uint32 guest_port = 2;
+   */
+  guestPort: number;
+
+  /**
+   * protocol is "tcp" (the default when empty).
+   *
+   * @generated from field: string protocol = 3;
+   */
+  protocol: string;
+};
+
+/**
+ * Describes the message sandbox.v1.ExposePortRequest.
+ * Use `create(ExposePortRequestSchema)` to create a new message.
+ */
+export const ExposePortRequestSchema: GenMessage<ExposePortRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 7);
+
+/**
+ * ExposePortResponse says where the guest port is reachable.
+ *
+ * @generated from message sandbox.v1.ExposePortResponse
+ */
+export type ExposePortResponse = Message<"sandbox.v1.ExposePortResponse"> & {
+  /**
+   * host_address is ip:port on the daemon's host ([ports] listen_host).
+   *
+   * @generated from field: string host_address = 1;
+   */
+  hostAddress: string;
+
+  /**
+   * url is set when the HTTP proxy is on (not in this daemon yet: empty).
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+};
+
+/**
+ * Describes the message sandbox.v1.ExposePortResponse.
+ * Use `create(ExposePortResponseSchema)` to create a new message.
+ */
+export const ExposePortResponseSchema: GenMessage<ExposePortResponse> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 8);
+
+/**
+ * UpdateNetworkPolicyRequest replaces a sandbox's egress policy.
+ *
+ * @generated from message sandbox.v1.UpdateNetworkPolicyRequest
+ */
+export type UpdateNetworkPolicyRequest = Message<"sandbox.v1.UpdateNetworkPolicyRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * policy is the new policy; absent = the default (internet on, nothing
+   * denied).
+   *
+   * @generated from field: sandbox.v1.NetworkPolicy policy = 2;
+   */
+  policy?: NetworkPolicy | undefined;
+};
+
+/**
+ * Describes the message sandbox.v1.UpdateNetworkPolicyRequest.
+ * Use `create(UpdateNetworkPolicyRequestSchema)` to create a new message.
+ */
+export const UpdateNetworkPolicyRequestSchema: GenMessage<UpdateNetworkPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 9);
+
+/**
+ * ExposedPort is one guest port exposed through ExposePort.
+ *
+ * @generated from message sandbox.v1.ExposedPort
+ */
+export type ExposedPort = Message<"sandbox.v1.ExposedPort"> & {
+  /**
+   * guest_port is the TCP port in the guest.
+   *
+   * @generated from field: uint32 guest_port = 1;
+   */
+  guestPort: number;
+
+  /**
+   * host_address is ip:port on the daemon's host.
+   *
+   * @generated from field: string host_address = 2;
+   */
+  hostAddress: string;
+};
+
+/**
+ * Describes the message sandbox.v1.ExposedPort.
+ * Use `create(ExposedPortSchema)` to create a new message.
+ */
+export const ExposedPortSchema: GenMessage<ExposedPort> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 10);
 
 /**
  * CreateSandboxResponse identifies the sandbox being created.
@@ -336,7 +508,7 @@ export type CreateSandboxResponse = Message<"sandbox.v1.CreateSandboxResponse"> 
  * Use `create(CreateSandboxResponseSchema)` to create a new message.
  */
 export const CreateSandboxResponseSchema: GenMessage<CreateSandboxResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 6);
+  messageDesc(file_sandbox_v1_sandbox, 11);
 
 /**
  * RunRequest runs one command to completion.
@@ -405,7 +577,7 @@ export type RunRequest = Message<"sandbox.v1.RunRequest"> & {
  * Use `create(RunRequestSchema)` to create a new message.
  */
 export const RunRequestSchema: GenMessage<RunRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 7);
+  messageDesc(file_sandbox_v1_sandbox, 12);
 
 /**
  * RunOutput is one chunk of a command's output, or its end.
@@ -448,7 +620,7 @@ export type RunOutput = Message<"sandbox.v1.RunOutput"> & {
  * Use `create(RunOutputSchema)` to create a new message.
  */
 export const RunOutputSchema: GenMessage<RunOutput> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 8);
+  messageDesc(file_sandbox_v1_sandbox, 13);
 
 /**
  * ExecInput is one message from an Exec client.
@@ -494,7 +666,7 @@ export type ExecInput = Message<"sandbox.v1.ExecInput"> & {
  * Use `create(ExecInputSchema)` to create a new message.
  */
 export const ExecInputSchema: GenMessage<ExecInput> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 9);
+  messageDesc(file_sandbox_v1_sandbox, 14);
 
 /**
  * ExecRequest starts an interactive process.
@@ -567,7 +739,7 @@ export type ExecRequest = Message<"sandbox.v1.ExecRequest"> & {
  * Use `create(ExecRequestSchema)` to create a new message.
  */
 export const ExecRequestSchema: GenMessage<ExecRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 10);
+  messageDesc(file_sandbox_v1_sandbox, 15);
 
 /**
  * ExecOutput is one chunk of an interactive process's output, or its end.
@@ -609,7 +781,7 @@ export type ExecOutput = Message<"sandbox.v1.ExecOutput"> & {
  * Use `create(ExecOutputSchema)` to create a new message.
  */
 export const ExecOutputSchema: GenMessage<ExecOutput> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 11);
+  messageDesc(file_sandbox_v1_sandbox, 16);
 
 /**
  * StopSandboxRequest stops a sandbox's microVM.
@@ -638,7 +810,7 @@ export type StopSandboxRequest = Message<"sandbox.v1.StopSandboxRequest"> & {
  * Use `create(StopSandboxRequestSchema)` to create a new message.
  */
 export const StopSandboxRequestSchema: GenMessage<StopSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 12);
+  messageDesc(file_sandbox_v1_sandbox, 17);
 
 /**
  * RemoveSandboxRequest removes a sandbox and everything it holds.
@@ -666,7 +838,7 @@ export type RemoveSandboxRequest = Message<"sandbox.v1.RemoveSandboxRequest"> & 
  * Use `create(RemoveSandboxRequestSchema)` to create a new message.
  */
 export const RemoveSandboxRequestSchema: GenMessage<RemoveSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 13);
+  messageDesc(file_sandbox_v1_sandbox, 18);
 
 /**
  * PauseSandboxRequest names the sandbox to pause. vmm extension.
@@ -687,7 +859,7 @@ export type PauseSandboxRequest = Message<"sandbox.v1.PauseSandboxRequest"> & {
  * Use `create(PauseSandboxRequestSchema)` to create a new message.
  */
 export const PauseSandboxRequestSchema: GenMessage<PauseSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 14);
+  messageDesc(file_sandbox_v1_sandbox, 19);
 
 /**
  * ResumeSandboxRequest names the sandbox to resume. vmm extension.
@@ -708,7 +880,7 @@ export type ResumeSandboxRequest = Message<"sandbox.v1.ResumeSandboxRequest"> & 
  * Use `create(ResumeSandboxRequestSchema)` to create a new message.
  */
 export const ResumeSandboxRequestSchema: GenMessage<ResumeSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 15);
+  messageDesc(file_sandbox_v1_sandbox, 20);
 
 /**
  * InspectSandboxRequest names the sandbox to inspect.
@@ -729,7 +901,7 @@ export type InspectSandboxRequest = Message<"sandbox.v1.InspectSandboxRequest"> 
  * Use `create(InspectSandboxRequestSchema)` to create a new message.
  */
 export const InspectSandboxRequestSchema: GenMessage<InspectSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 16);
+  messageDesc(file_sandbox_v1_sandbox, 21);
 
 /**
  * SandboxInfo is everything known about one sandbox.
@@ -877,6 +1049,23 @@ export type SandboxInfo = Message<"sandbox.v1.SandboxInfo"> & {
    * @generated from field: uint64 disk_bytes = 58;
    */
   diskBytes: bigint;
+
+  /**
+   * network_policy is the egress policy in force (mode tap; the default —
+   * internet on, nothing denied — when none was given); unset for mode
+   * "none". vmm extension.
+   *
+   * @generated from field: sandbox.v1.NetworkPolicy network_policy = 59;
+   */
+  networkPolicy?: NetworkPolicy | undefined;
+
+  /**
+   * exposed_ports are the guest ports exposed through ExposePort, by guest
+   * port. vmm extension.
+   *
+   * @generated from field: repeated sandbox.v1.ExposedPort exposed_ports = 60;
+   */
+  exposedPorts: ExposedPort[];
 };
 
 /**
@@ -884,7 +1073,7 @@ export type SandboxInfo = Message<"sandbox.v1.SandboxInfo"> & {
  * Use `create(SandboxInfoSchema)` to create a new message.
  */
 export const SandboxInfoSchema: GenMessage<SandboxInfo> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 17);
+  messageDesc(file_sandbox_v1_sandbox, 22);
 
 /**
  * SandboxNetwork is a sandbox's network configuration.
@@ -934,7 +1123,7 @@ export type SandboxNetwork = Message<"sandbox.v1.SandboxNetwork"> & {
  * Use `create(SandboxNetworkSchema)` to create a new message.
  */
 export const SandboxNetworkSchema: GenMessage<SandboxNetwork> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 18);
+  messageDesc(file_sandbox_v1_sandbox, 23);
 
 /**
  * ListSandboxesRequest filters List.
@@ -984,7 +1173,7 @@ export type ListSandboxesRequest = Message<"sandbox.v1.ListSandboxesRequest"> & 
  * Use `create(ListSandboxesRequestSchema)` to create a new message.
  */
 export const ListSandboxesRequestSchema: GenMessage<ListSandboxesRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 19);
+  messageDesc(file_sandbox_v1_sandbox, 24);
 
 /**
  * ListSandboxesResponse is the result of List.
@@ -1015,7 +1204,7 @@ export type ListSandboxesResponse = Message<"sandbox.v1.ListSandboxesResponse"> 
  * Use `create(ListSandboxesResponseSchema)` to create a new message.
  */
 export const ListSandboxesResponseSchema: GenMessage<ListSandboxesResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 20);
+  messageDesc(file_sandbox_v1_sandbox, 25);
 
 /**
  * SandboxSummary is the short form of SandboxInfo.
@@ -1064,7 +1253,7 @@ export type SandboxSummary = Message<"sandbox.v1.SandboxSummary"> & {
  * Use `create(SandboxSummarySchema)` to create a new message.
  */
 export const SandboxSummarySchema: GenMessage<SandboxSummary> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 21);
+  messageDesc(file_sandbox_v1_sandbox, 26);
 
 /**
  * SandboxEventsRequest filters Events.
@@ -1093,7 +1282,7 @@ export type SandboxEventsRequest = Message<"sandbox.v1.SandboxEventsRequest"> & 
  * Use `create(SandboxEventsRequestSchema)` to create a new message.
  */
 export const SandboxEventsRequestSchema: GenMessage<SandboxEventsRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 22);
+  messageDesc(file_sandbox_v1_sandbox, 27);
 
 /**
  * SandboxEvent is one lifecycle event.
@@ -1137,7 +1326,7 @@ export type SandboxEvent = Message<"sandbox.v1.SandboxEvent"> & {
  * Use `create(SandboxEventSchema)` to create a new message.
  */
 export const SandboxEventSchema: GenMessage<SandboxEvent> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 23);
+  messageDesc(file_sandbox_v1_sandbox, 28);
 
 /**
  * CheckpointRequest names the sandbox to snapshot.
@@ -1174,7 +1363,7 @@ export type CheckpointRequest = Message<"sandbox.v1.CheckpointRequest"> & {
  * Use `create(CheckpointRequestSchema)` to create a new message.
  */
 export const CheckpointRequestSchema: GenMessage<CheckpointRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 24);
+  messageDesc(file_sandbox_v1_sandbox, 29);
 
 /**
  * CheckpointResponse identifies the new snapshot.
@@ -1209,7 +1398,7 @@ export type CheckpointResponse = Message<"sandbox.v1.CheckpointResponse"> & {
  * Use `create(CheckpointResponseSchema)` to create a new message.
  */
 export const CheckpointResponseSchema: GenMessage<CheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 25);
+  messageDesc(file_sandbox_v1_sandbox, 30);
 
 /**
  * RestoreRequest creates a sandbox from a snapshot.
@@ -1260,7 +1449,7 @@ export type RestoreRequest = Message<"sandbox.v1.RestoreRequest"> & {
  * Use `create(RestoreRequestSchema)` to create a new message.
  */
 export const RestoreRequestSchema: GenMessage<RestoreRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 26);
+  messageDesc(file_sandbox_v1_sandbox, 31);
 
 /**
  * RestoreResponse identifies the restored sandbox.
@@ -1288,7 +1477,7 @@ export type RestoreResponse = Message<"sandbox.v1.RestoreResponse"> & {
  * Use `create(RestoreResponseSchema)` to create a new message.
  */
 export const RestoreResponseSchema: GenMessage<RestoreResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 27);
+  messageDesc(file_sandbox_v1_sandbox, 32);
 
 /**
  * ListSnapshotsRequest filters ListSnapshots.
@@ -1333,7 +1522,7 @@ export type ListSnapshotsRequest = Message<"sandbox.v1.ListSnapshotsRequest"> & 
  * Use `create(ListSnapshotsRequestSchema)` to create a new message.
  */
 export const ListSnapshotsRequestSchema: GenMessage<ListSnapshotsRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 28);
+  messageDesc(file_sandbox_v1_sandbox, 33);
 
 /**
  * ListSnapshotsResponse is the result of ListSnapshots.
@@ -1363,7 +1552,7 @@ export type ListSnapshotsResponse = Message<"sandbox.v1.ListSnapshotsResponse"> 
  * Use `create(ListSnapshotsResponseSchema)` to create a new message.
  */
 export const ListSnapshotsResponseSchema: GenMessage<ListSnapshotsResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 29);
+  messageDesc(file_sandbox_v1_sandbox, 34);
 
 /**
  * SnapshotSummary describes one snapshot.
@@ -1441,7 +1630,7 @@ export type SnapshotSummary = Message<"sandbox.v1.SnapshotSummary"> & {
  * Use `create(SnapshotSummarySchema)` to create a new message.
  */
 export const SnapshotSummarySchema: GenMessage<SnapshotSummary> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 30);
+  messageDesc(file_sandbox_v1_sandbox, 35);
 
 /**
  * DeleteSnapshotRequest names the snapshot to delete.
@@ -1462,7 +1651,7 @@ export type DeleteSnapshotRequest = Message<"sandbox.v1.DeleteSnapshotRequest"> 
  * Use `create(DeleteSnapshotRequestSchema)` to create a new message.
  */
 export const DeleteSnapshotRequestSchema: GenMessage<DeleteSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 31);
+  messageDesc(file_sandbox_v1_sandbox, 36);
 
 /**
  * SandboxService creates microVM sandboxes, runs code in them and removes them.
@@ -1588,6 +1777,39 @@ export const SandboxService: GenService<{
     methodKind: "unary";
     input: typeof ResumeSandboxRequestSchema;
     output: typeof SandboxInfoSchema;
+  },
+  /**
+   * ExposePort gives a host-reachable address (ip:port on the daemon's host)
+   * that forwards TCP to a guest port. Exposing the same port again returns
+   * the same address. Released when the sandbox stops, fails or is removed;
+   * kept across Pause (a connection resumes it when lifecycle.auto_resume is
+   * on). Errors: guest_port 0 or > 65535, a protocol other than tcp/udp →
+   * INVALID_ARGUMENT; udp → UNIMPLEMENTED; network mode none, or a stopped
+   * sandbox → FAILED_PRECONDITION; unknown id → NOT_FOUND. vmm extension
+   * (binding: sandbox-v1-wire.md).
+   *
+   * @generated from rpc sandbox.v1.SandboxService.ExposePort
+   */
+  exposePort: {
+    methodKind: "unary";
+    input: typeof ExposePortRequestSchema;
+    output: typeof ExposePortResponseSchema;
+  },
+  /**
+   * UpdateNetworkPolicy replaces the sandbox's egress policy, live, in one
+   * atomic rule-set load. Connections the new policy still allows are kept;
+   * packets of established connections it denies are refused from then on.
+   * Errors: a bad CIDR, host name that does not resolve, empty entry or more
+   * than 256 entries in a list → INVALID_ARGUMENT naming it; network mode
+   * none or a stopped sandbox → FAILED_PRECONDITION; unknown id → NOT_FOUND.
+   * vmm extension (binding: sandbox-v1-wire.md).
+   *
+   * @generated from rpc sandbox.v1.SandboxService.UpdateNetworkPolicy
+   */
+  updateNetworkPolicy: {
+    methodKind: "unary";
+    input: typeof UpdateNetworkPolicyRequestSchema;
+    output: typeof EmptySchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sandbox_v1_sandbox, 0);
