@@ -771,6 +771,8 @@ export async function policyCommand(o: BenchOptions): Promise<BenchReport> {
   const createSamples = new Samples();
   const withSamples = new Samples();
   const update = new Samples();
+  // The pool refills in the background after each Remove: settle so a Create finds a ready slot.
+  const settleMs = Math.max(o.settleMs, 300);
   try {
     await using d = await openDaemon(o, {
       network: [
@@ -789,13 +791,12 @@ export async function policyCommand(o: BenchOptions): Promise<BenchReport> {
       s.add("create_rpc_ms", performance.now() - t0);
       await sb.remove({ id, force: true });
     };
-    // The pool refills in the background after each Remove: settle so a Create finds a ready slot.
     await interleave(
       [
         [createOnce(false), createSamples],
         [createOnce(true), withSamples],
       ],
-      { ...o, settleMs: Math.max(o.settleMs, 300) },
+      { ...o, settleMs },
     );
     const id = nextId("u");
     await sb.create({ id });
@@ -825,6 +826,7 @@ export async function policyCommand(o: BenchOptions): Promise<BenchReport> {
     {
       ...commonParams(o),
       network: "tap",
+      settleMs,
       policy: { internet: false, allowOut: 16, denyOut: 4 },
       order: "ABAB (alternating first side)",
     },
