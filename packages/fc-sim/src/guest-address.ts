@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 
 /**
  * The guest address of a kernel `ip=<client>:…` argument, if any
@@ -13,18 +13,19 @@ export function guestAddressFromCmdline(cmdline: string): string | undefined {
  * fc-sim has no guest network stack: its guest's processes run in Firecracker's
  * own network namespace (the sandbox's slot). So that connections DNATed to
  * the guest address (the sandbox IP, exposed ports) reach them, the address is
- * put on `lo` there, as a real guest would hold it on its NIC. Best effort:
- * without CAP_NET_ADMIN (or outside a slot) the guest is simply not reachable
- * that way. Returns why it could not, or undefined.
+ * put on `lo` there, as a real guest holds it on its NIC. Best effort and in
+ * the background (fc-sim's API never waits for it): without CAP_NET_ADMIN, or
+ * outside a slot, the guest is simply not reachable that way; `onError` says why.
  */
-export function holdGuestAddress(cmdline: string): string | undefined {
+export function holdGuestAddress(cmdline: string, onError: (why: string) => void): void {
   const address = guestAddressFromCmdline(cmdline);
-  if (address === undefined) return undefined;
-  const r = spawnSync("ip", ["addr", "replace", `${address}/32`, "dev", "lo"], {
-    encoding: "utf8",
-    timeout: 5000,
-  });
-  return r.status === 0
-    ? undefined
-    : `ip addr replace ${address}/32 dev lo: ${r.stderr || r.error}`;
+  if (address === undefined) return;
+  execFile(
+    "ip",
+    ["addr", "replace", `${address}/32`, "dev", "lo"],
+    { timeout: 10_000 },
+    (err, _stdout, stderr) => {
+      if (err) onError(`ip addr replace ${address}/32 dev lo: ${stderr || err.message}`);
+    },
+  );
 }

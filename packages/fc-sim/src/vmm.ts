@@ -599,8 +599,9 @@ export class Vmm {
       if (!guest.running) {
         const cmdline = this.cmdline();
         if (this.cfg.net.length > 0) {
-          const why = holdGuestAddress(cmdline);
-          if (why) this.o.logger.log("Warn", "fc_vmm", `fc-sim: guest address not held: ${why}`);
+          holdGuestAddress(cmdline, (why) =>
+            this.o.logger.log("Warn", "fc_vmm", `fc-sim: guest address not held: ${why}`),
+          );
         }
         guest.start(cmdline, this.rootDrive());
       } else guest.freeze(false);
