@@ -31,7 +31,9 @@ const SERVER_PORT = 7000;
 const inetNs = `${tag}inet`;
 const uplink = `${tag}up`;
 
-const sh = (cmd: string, args: string[]) => execFileSync(cmd, args, { encoding: "utf8" });
+// stderr piped: `ip link add … netns` prints a kernel warning on success; a failure still throws with it.
+const sh = (cmd: string, args: string[]) =>
+  execFileSync(cmd, args, { encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] });
 
 async function expectCode(p: Promise<unknown>, code: Code): Promise<ConnectError> {
   const err = await p.then(
@@ -213,6 +215,25 @@ describe.skipIf(process.getuid?.() !== 0)("egress policy and exposed ports (fc-s
       expect(leftovers(d!, [id], fcPids)).toEqual([]);
     } finally {
       httpd.abort();
+      await d!.sandboxes.remove({ id, force: true }).catch(() => {});
+    }
+  });
+
+  it("keeps an exposed port across Pause; a connection to it resumes the sandbox (auto_resume)", async () => {
+    const id = "ep-pause";
+    try {
+      await d!.sandboxes.create({ id });
+      await waitForState(d!, id, "ready");
+      const { hostAddress } = await d!.sandboxes.exposePort({ id, guestPort: 8082 });
+      await d!.sandboxes.pause({ id });
+      expect((await d!.sandboxes.inspect({ id })).state).toBe("paused");
+      expect((await d!.sandboxes.exposePort({ id, guestPort: 8082 })).hostAddress).toBe(
+        hostAddress,
+      );
+      // Nothing listens on 8082 in the guest: the point is the resume the connection causes.
+      curlInHost(hostNetns, hostAddress);
+      expect((await waitForState(d!, id, "ready", 20_000)).exposedPorts).toHaveLength(1);
+    } finally {
       await d!.sandboxes.remove({ id, force: true }).catch(() => {});
     }
   });
