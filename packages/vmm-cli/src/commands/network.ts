@@ -18,13 +18,13 @@ export const policyFlags = {
     type: "string",
     multiple: true,
     value: "CIDR|HOST",
-    description: "destination reachable even with --internet=false (repeatable)",
+    description: "destination reachable even with --internet=false",
   },
   "deny-out": {
     type: "string",
     multiple: true,
     value: "CIDR|HOST",
-    description: "destination never reachable; wins over --allow-out (repeatable)",
+    description: "destination never reachable; wins over --allow-out",
   },
 } as const satisfies FlagTable;
 
@@ -62,7 +62,7 @@ export const policyCommand = defineCommand({
   description:
     "The new policy replaces the old one whole; with no flags the default is restored (internet\n" +
     "on, nothing denied). Host names are resolved by the daemon now, not later. Connections the\n" +
-    "new policy still allows are kept. Prints the id.\n\n" +
+    "new policy still allows are kept; ones it denies are cut. Prints the id.\n\n" +
     "Example:\n  vmm policy sb-1 --internet=false --allow-out 10.0.0.0/8 --allow-out pypi.org",
   flags: policyFlags,
   args: { positionals: ["ID"], rest: "none", complete: "sandbox" },
