@@ -383,6 +383,25 @@ describe.skipIf(process.getuid?.() !== 0)("egress policy and exposed ports (fc-s
     }
   });
 
+  it("a sandbox restored from a snapshot keeps the origin's policy", async () => {
+    const ids = ["ep-snap-origin", "ep-snap-clone"];
+    let snapshotId = "";
+    try {
+      await d!.sandboxes.create({ id: ids[0], networkPolicy: { internet: false, allowOut: [A] } });
+      await waitForState(d!, ids[0]!, "ready");
+      snapshotId = (await d!.snapshots.checkpoint({ sandboxId: ids[0]!, name: "ep-policy" }))
+        .snapshotId;
+      await d!.snapshots.restore({ snapshotId, id: ids[1] });
+      const info = await waitForState(d!, ids[1]!, "ready");
+      expect([info.networkPolicy?.internet, info.networkPolicy?.allowOut]).toEqual([false, [A]]);
+      expect(await probe(d!, ids[1]!, A)).toBe("OK hello");
+      expect(await probe(d!, ids[1]!, B)).toBe("ECONNREFUSED");
+    } finally {
+      for (const id of ids) await d!.sandboxes.remove({ id, force: true }).catch(() => {});
+      if (snapshotId) await d!.snapshots.deleteSnapshot({ snapshotId }).catch(() => {});
+    }
+  });
+
   it("keeps the policy and the exposed port across a daemon restart", async () => {
     const id = "ep-restart";
     await d!.sandboxes.create({

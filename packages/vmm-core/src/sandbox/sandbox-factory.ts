@@ -167,6 +167,11 @@ export class SandboxFactory {
       network,
       `snapshot ${snapshotId} was taken with network mode tap, which this daemon has not enabled`,
     );
+    // The origin's egress policy comes along: a restored guest is never less restricted.
+    const networkPolicy = network === "tap" ? meta.networkPolicy : undefined;
+    const egress = networkPolicy
+      ? await this.deps.policies.resolve("snapshot network_policy", networkPolicy)
+      : undefined;
     // The memory file and vmstate are linked from the snapshot; only the disk is new.
     const reservation = this.deps.admission.reserveSandbox({
       vcpus: meta.vcpus,
@@ -174,27 +179,34 @@ export class SandboxFactory {
       diskBytes: meta.files.rootfs.size,
     });
     try {
-      const s = await this.register(id, network, reservation, undefined, () => ({
+      const s = await this.register(
         id,
-        requestKey:
-          req.requestKey ??
-          stableKey({ restore: snapshotId, labels: req.labels, ttl: req.ttlSeconds }),
-        labels: { ...req.labels },
-        kernel: meta.kernel.path,
-        rootfs: meta.rootfsBase.path,
-        bootArgs: meta.bootArgs,
-        vcpus: meta.vcpus,
-        memoryMib: meta.memoryMib,
         network,
-        ttlSeconds: req.ttlSeconds,
-        workload: undefined,
-        createdFrom: "restore",
-        snapshotId,
-        createdAt: new Date(),
-        diskBytes: meta.files.rootfs.size,
-        hidden: false,
-        autoPauseSeconds: this.ctx.opts.lifecycle?.autoPauseSeconds ?? 0,
-      }));
+        reservation,
+        egress,
+        () => ({
+          id,
+          requestKey:
+            req.requestKey ??
+            stableKey({ restore: snapshotId, labels: req.labels, ttl: req.ttlSeconds }),
+          labels: { ...req.labels },
+          kernel: meta.kernel.path,
+          rootfs: meta.rootfsBase.path,
+          bootArgs: meta.bootArgs,
+          vcpus: meta.vcpus,
+          memoryMib: meta.memoryMib,
+          network,
+          ttlSeconds: req.ttlSeconds,
+          workload: undefined,
+          createdFrom: "restore",
+          snapshotId,
+          createdAt: new Date(),
+          diskBytes: meta.files.rootfs.size,
+          hidden: false,
+          autoPauseSeconds: this.ctx.opts.lifecycle?.autoPauseSeconds ?? 0,
+        }),
+        networkPolicy,
+      );
       const started = performance.now();
       try {
         const clone = await this.loadSnapshot(s, snap);
