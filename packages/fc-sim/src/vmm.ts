@@ -11,6 +11,7 @@ import {
 } from "node:fs";
 import { type FcLogger, parseLogLevel } from "./fc-logger.js";
 import type { Guest } from "./guest.js";
+import { holdGuestAddress } from "./guest-address.js";
 import type { RootDrive } from "./guest-disk.js";
 import type { Metrics } from "./metrics.js";
 import { osError } from "./os-error.js";
@@ -595,8 +596,15 @@ export class Vmm {
     this.state = state;
     const guest = this.o.guest;
     if (state === "Running") {
-      if (!guest.running) guest.start(this.cmdline(), this.rootDrive());
-      else guest.freeze(false);
+      if (!guest.running) {
+        const cmdline = this.cmdline();
+        if (this.cfg.net.length > 0) {
+          holdGuestAddress(cmdline, (why) =>
+            this.o.logger.log("Warn", "fc_vmm", `fc-sim: guest address not held: ${why}`),
+          );
+        }
+        guest.start(cmdline, this.rootDrive());
+      } else guest.freeze(false);
       this.vsockDev?.setRunning(true);
       if (this.ctrlAltDelPending) this.guestReboot("SendCtrlAltDel");
     } else {

@@ -1,3 +1,4 @@
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -55,7 +56,7 @@ interface DaemonHandle extends AsyncDisposable {
 
 async function openDaemon(
   o: BenchOptions,
-  extra: { golden?: boolean } = {},
+  extra: { golden?: boolean; network?: readonly string[] } = {},
 ): Promise<DaemonHandle> {
   if (o.socket !== undefined) {
     const clients = connectDaemon(o.socket);
@@ -72,6 +73,7 @@ async function openDaemon(
     firecracker: o.firecracker,
     readiness: o.readiness,
     ...(extra.golden !== undefined && { golden: extra.golden }),
+    ...(extra.network !== undefined && { network: extra.network }),
     kernel: o.kernel,
     rootfs: o.rootfs,
     vcpus: o.vcpus,
@@ -742,6 +744,113 @@ export async function goldenCommand(o: BenchOptions): Promise<BenchReport> {
 }
 
 /** One side of an interleaved comparison: how to run an iteration, and where its samples go. */
+// ── policy ─────────────────────────────────────────────────────────────────
+
+/** The policy both policy-bench sides use: internet off, 16 CIDRs allowed, 4 denied. */
+const BENCH_POLICY = {
+  internet: false,
+  allowOut: Array.from({ length: 16 }, (_, i) => `10.${100 + i}.0.0/16`),
+  denyOut: ["10.100.1.0/24", "10.101.2.0/24", "192.0.2.7", "198.51.100.0/24"],
+};
+
+/**
+ * Egress policy cost: Create with a policy vs without (interleaved; Create
+ * answers once the slot is taken and, with a policy, its nft table loaded), and
+ * UpdateNetworkPolicy latency on a ready sandbox. Needs root: the daemon runs
+ * network mode tap with its "host" side in a namespace made (and deleted) here.
+ */
+export async function policyCommand(o: BenchOptions): Promise<BenchReport> {
+  if (process.getuid?.() !== 0) throw new Error("policy needs root (network mode tap)");
+  if (o.socket !== undefined) throw new Error("policy starts its own daemon (no --socket)");
+  const date = runStart();
+  const backend = backendInfo(o.firecracker);
+  const tag = `vb${process.pid.toString(36).slice(-4)}`;
+  const hostNetns = `${tag}host`;
+  const run = (args: string[]) => execFileSync("ip", args, { stdio: "ignore" });
+  run(["netns", "add", hostNetns]);
+  const createSamples = new Samples();
+  const withSamples = new Samples();
+  const update = new Samples();
+  // The pool refills in the background after each Remove: settle so a Create finds a ready slot.
+  const settleMs = Math.max(o.settleMs, 300);
+  try {
+    await using d = await openDaemon(o, {
+      network: [
+        'mode = "tap"',
+        'host_cidr = "10.238.0.0/24"',
+        `netns_prefix = "${tag}-"`,
+        `host_netns = "${hostNetns}"`,
+        "pool_size = 8",
+      ],
+    });
+    const sb = d.clients.sandbox;
+    const createOnce = (policy: boolean) => async (s: Samples) => {
+      const id = nextId("p");
+      const t0 = performance.now();
+      await sb.create({ id, ...(policy && { networkPolicy: BENCH_POLICY }) });
+      s.add("create_rpc_ms", performance.now() - t0);
+      await sb.remove({ id, force: true });
+    };
+    await interleave(
+      [
+        [createOnce(false), createSamples],
+        [createOnce(true), withSamples],
+      ],
+      { ...o, settleMs },
+    );
+    const id = nextId("u");
+    await sb.create({ id });
+    await waitReady(sb, id);
+    const policies = [
+      BENCH_POLICY,
+      { ...BENCH_POLICY, internet: true, denyOut: ["10.100.0.0/16"] },
+    ];
+    for (let i = 0; i < o.warmup + o.iterations; i++) {
+      const t0 = performance.now();
+      await sb.updateNetworkPolicy({ id, policy: policies[i % 2] });
+      if (i >= o.warmup) update.add("update_network_policy_ms", performance.now() - t0);
+    }
+    await sb.remove({ id, force: true });
+  } finally {
+    execFileSync("sh", [
+      "-c",
+      `for n in $(ip netns list | awk '/^${tag}/{print $1}'); do ip netns del $n; done`,
+    ]);
+  }
+  const without = createSamples.summarize();
+  const withPolicy = withSamples.summarize();
+  return report(
+    "policy",
+    date,
+    backend,
+    {
+      ...commonParams(o),
+      network: "tap",
+      settleMs,
+      policy: { internet: false, allowOut: 16, denyOut: 4 },
+      order: "ABAB (alternating first side)",
+    },
+    { ...prefixed("no_policy", without), ...prefixed("policy", withPolicy), ...update.summarize() },
+    [
+      ...backendNotes(backend, o.readiness),
+      "create_rpc_ms: the Create call alone (slot from the pool, directory, record; with a policy also its resolution and one `ip netns exec <slot> nft -f -` load), not the boot",
+      "update_network_policy_ms: UpdateNetworkPolicy on a ready sandbox, alternating two policies (each a full atomic table replacement)",
+      "the daemon's host side is a private namespace; no root-namespace rule is touched",
+    ],
+    { ratios: ratios(withPolicy, without) },
+  );
+}
+
+async function waitReady(sb: DaemonClients["sandbox"], id: string): Promise<void> {
+  for (let i = 0; i < 600; i++) {
+    const info = await sb.inspect({ id });
+    if (info.state === "ready") return;
+    if (info.state === "failed") throw new Error(`${id} failed: ${info.error}`);
+    await sleep(50);
+  }
+  throw new Error(`${id} not ready after 30 s`);
+}
+
 type Side = readonly [
   run: (samples: Samples, timed: boolean) => Promise<unknown>,
   samples: Samples,

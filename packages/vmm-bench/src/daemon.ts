@@ -29,6 +29,8 @@ export interface DaemonOptions {
   /** `[limits]` overrides (the daemon's defaults otherwise). */
   readonly maxSandboxes?: number;
   readonly maxConcurrentCreates?: number;
+  /** TOML lines of `[network]` (without the header). Default `mode = "none"`. */
+  readonly network?: readonly string[];
   /** `firecracker.start_timeout_ms`. Default: the daemon's. */
   readonly firecrackerStartTimeoutMs?: number;
   /**
@@ -119,7 +121,7 @@ function writeConfig(
         ? ['tcp_addr = "127.0.0.1:0"', `auth_token = ${tomlString(options.tcpAuthToken)}`]
         : []),
       "[network]",
-      'mode = "none"',
+      ...(options.network ?? ['mode = "none"']),
       "[defaults]",
       `vcpus = ${options.vcpus}`,
       `memory_mib = ${options.memoryMib}`,

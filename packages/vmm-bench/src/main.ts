@@ -7,6 +7,7 @@ import {
   compareRestoreCommand,
   goldenCommand,
   lifecycleCommand,
+  policyCommand,
   rawCommand,
   restoreCommand,
   runLatencyCommand,
@@ -30,6 +31,8 @@ Commands:
   restore      Restore → ready / → first Run, and Checkpoint of 128 and 1024 MiB guests
   compare-restore  daemon Restore vs raw /snapshot/load of the same snapshot, ABAB; ratios
   golden       Create → ready with golden snapshots off vs on (two daemons); speed-up
+  policy       egress policy cost: Create with vs without a policy, UpdateNetworkPolicy
+               latency (root; network mode tap in a private namespace)
   api-load     N sandboxes; h2load (nghttp2-client) List and Inspect over TCP + token; calls/s
   idle-rss     daemon VmRSS with 0 and --steps idle sandboxes; KiB per sandbox
   restart      N sandboxes; SIGKILL the daemon; new daemon → serving, all ready, Run in each
@@ -75,6 +78,7 @@ const COMMANDS = {
   startup: startupCommand,
   "compare-restore": compareRestoreCommand,
   golden: goldenCommand,
+  policy: policyCommand,
 } as const;
 
 const FLEET_COMMANDS = ["api-load", "idle-rss", "restart"] as const;

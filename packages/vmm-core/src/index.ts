@@ -22,12 +22,19 @@ export type { Logger } from "./internal/index.js";
 /** @private for vmm-grpc: a client value cut short for an error message. */
 export { ID_MAX_LENGTH, quote } from "./internal/index.js";
 export type {
+  HostResolver,
   NetworkManager,
   NetworkManagerOptions,
+  NetworkPolicy,
   NetworkSlot,
   TapSlot,
 } from "./network/index.js";
-export { createDryRunCommandRunner, createNetworkManager } from "./network/index.js";
+export {
+  createDryRunCommandRunner,
+  createNetworkManager,
+  DEFAULT_NETWORK_POLICY,
+  MAX_POLICY_ENTRIES,
+} from "./network/index.js";
 export type { SandboxLimits } from "./sandbox/limits.js";
 export type { ListKey } from "./sandbox/list-order.js";
 export { compareByCreation, compareListKeys } from "./sandbox/list-order.js";

@@ -23,6 +23,7 @@ import type { Logger } from "pino";
 import { ConfigError } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
 import { imageRootsFromConfig } from "./image-roots.js";
+import { portsFromConfig } from "./ports-config.js";
 
 /** The sandbox backend the API serves, and how to release it. */
 export interface Backend {
@@ -215,6 +216,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
       },
     }),
     exposeHostDetails: config.grpc.expose_host_details,
+    ports: portsFromConfig(config),
     lifecycle: {
       autoPauseSeconds: config.lifecycle.auto_pause_seconds,
       autoResume: config.lifecycle.auto_resume,

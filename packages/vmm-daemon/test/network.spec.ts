@@ -238,6 +238,13 @@ describe.skipIf(process.getuid?.() !== 0)(
         const cmdline = readFileSync(`/proc/${agents[0]}/cmdline`, "utf8");
         expect(cmdline).toContain("ip=172.16.0.2::172.16.0.1:255.255.255.252");
 
+        // Ports: this daemon runs outside its host_netns, so it cannot dial sandbox IPs, and says so.
+        const noPorts = await expectCode(
+          d.sandboxes.exposePort({ id, guestPort: 80 }),
+          Code.FailedPrecondition,
+        );
+        expect(noPorts.rawMessage).toContain("network.host_netns");
+
         // Remove releases the slot: that namespace and the host veth end are gone.
         const nsIno = netnsInode(net.netns);
         const vethIndex = sh("ip", ["-n", hostNetns, "-j", "link", "show", `${prefix}h${index}`]);

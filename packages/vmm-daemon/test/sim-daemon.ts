@@ -32,6 +32,8 @@ export async function startSimDaemon(
     firecracker?: string;
     /** Start on the temp dir (socket, data_dir) of an earlier daemon: a restart. */
     reuseDir?: string;
+    /** A command the daemon runs under, e.g. ["ip", "netns", "exec", hostNetns]. */
+    wrapper?: readonly string[];
   } = {},
 ): Promise<SimDaemon> {
   const firecracker = options.firecracker ?? FC_SIM_BIN;
@@ -49,7 +51,7 @@ export async function startSimDaemon(
   const d = await startDaemonProcess(
     toml,
     { VMM_FIRECRACKER_BINARY: firecracker, ...options.env },
-    [],
+    options.wrapper ?? [],
     options.reuseDir,
   );
   const transport = createGrpcTransport({

@@ -3,6 +3,7 @@ import {
   type CreateSandboxSpec,
   InvalidArgumentError,
   type NetworkMode,
+  type NetworkPolicy,
   type ProcessOutput,
   type ProcessSpec,
   quote,
@@ -56,6 +57,7 @@ export function createSpecFromProto(req: pb.CreateSandboxRequest): CreateSandbox
     ...(workload && { workload }),
     ...(req.sshPublicKey !== undefined && { sshPublicKey: req.sshPublicKey }),
     ...(req.autoPauseSeconds !== 0 && { autoPauseSeconds: req.autoPauseSeconds }),
+    ...(req.networkPolicy && { networkPolicy: networkPolicyFromProto(req.networkPolicy) }),
   };
 }
 
@@ -127,6 +129,28 @@ export function sandboxInfoToProto(v: SandboxView): pb.SandboxInfo {
     expiresAt: seconds(v.expiresAt),
     pausedAt: seconds(v.pausedAt),
     diskBytes: BigInt(v.diskBytes),
+    ...(v.networkPolicy && { networkPolicy: networkPolicyToProto(v.networkPolicy) }),
+    exposedPorts: v.exposedPorts.map((p) => ({
+      guestPort: p.guestPort,
+      hostAddress: p.hostAddress,
+    })),
+  });
+}
+
+/**
+ * A NetworkPolicy message as the domain's policy. Absent (`undefined`) is
+ * the caller's choice to give none; a present message is taken as written,
+ * so an unset `internet` is false (no egress except allow_out).
+ */
+export function networkPolicyFromProto(p: pb.NetworkPolicy): NetworkPolicy {
+  return { allowOut: [...p.allowOut], denyOut: [...p.denyOut], internet: p.internet };
+}
+
+export function networkPolicyToProto(p: NetworkPolicy): pb.NetworkPolicy {
+  return create(pb.NetworkPolicySchema, {
+    allowOut: [...p.allowOut],
+    denyOut: [...p.denyOut],
+    internet: p.internet,
   });
 }
 

@@ -1,6 +1,7 @@
 import type {
   CreateSandboxSpec,
   EventAction,
+  NetworkPolicy,
   ProcessSession,
   ProcessSpec,
   ProcessTarget,
@@ -18,6 +19,8 @@ export interface SandboxApi {
   stop(id: string, timeoutSeconds: number): Promise<void>;
   pause(id: string): Promise<SandboxView>;
   resume(id: string): Promise<SandboxView>;
+  updateNetworkPolicy(id: string, policy: NetworkPolicy): Promise<void>;
+  exposePort(id: string, guestPort: number, protocol: string): Promise<{ hostAddress: string }>;
   remove(id: string, options: { force: boolean }): Promise<void>;
   inspect(id: string): SandboxView;
   list(filter: {

@@ -33,6 +33,8 @@ function view(id: string, over: Partial<SandboxView> = {}): SandboxView {
     expiresAt: undefined,
     pausedAt: undefined,
     diskBytes: 0,
+    networkPolicy: undefined,
+    exposedPorts: [],
     ...over,
   } satisfies SandboxView);
 }
@@ -50,6 +52,8 @@ function fakeApi(): { api: SandboxApi; views: Map<string, SandboxView> } {
     stop: unused,
     pause: unused,
     resume: unused,
+    updateNetworkPolicy: unused,
+    exposePort: unused,
     remove: unused,
     events: unused,
     listProcesses: unused,

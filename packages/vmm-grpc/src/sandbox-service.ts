@@ -1,5 +1,6 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
+  DEFAULT_NETWORK_POLICY,
   DeadlineExceededError,
   FailedPreconditionError,
   InvalidArgumentError,
@@ -11,6 +12,7 @@ import * as pb from "@vmm/proto";
 import { isEventAction, isSandboxState, SANDBOX_STATES } from "@vmm/proto/wire";
 import {
   createSpecFromProto,
+  networkPolicyFromProto,
   processOutputFields,
   processSpecFromProto,
   sandboxEventToProto,
@@ -79,6 +81,19 @@ export function registerSandboxService(
     async resume(req) {
       requireId(req.id);
       return messages.info(await sandboxes.resume(req.id));
+    },
+
+    async exposePort(req) {
+      requireId(req.id);
+      const { hostAddress } = await sandboxes.exposePort(req.id, req.guestPort, req.protocol);
+      return { hostAddress, url: "" };
+    },
+
+    async updateNetworkPolicy(req) {
+      requireId(req.id);
+      const policy = req.policy ? networkPolicyFromProto(req.policy) : DEFAULT_NETWORK_POLICY;
+      await sandboxes.updateNetworkPolicy(req.id, policy);
+      return {};
     },
 
     async remove(req) {

@@ -18,6 +18,8 @@ export function createUnbuiltSandboxApi(): SandboxApi {
     stop: unbuilt("sandbox lifecycle (Stop)"),
     pause: unbuilt("pause and resume (Pause)"),
     resume: unbuilt("pause and resume (Resume)"),
+    updateNetworkPolicy: unbuilt("egress policies (UpdateNetworkPolicy)"),
+    exposePort: unbuilt("ports (ExposePort)"),
     remove: unbuilt("sandbox lifecycle (Remove)"),
     inspect: unbuilt("sandbox lifecycle (Inspect)"),
     list: unbuilt("sandbox lifecycle (List)"),

@@ -7,6 +7,7 @@ import { SandboxFailedError, UsageError } from "../errors.js";
 import { parseCount, parseDurationSeconds, parseKeyValues, parseMemoryMib } from "../flags.js";
 import { parseOutputFormat, renderMessage } from "../output.js";
 import { createSpinner } from "../spinner.js";
+import { policyFlags, policyFromFlags } from "./network.js";
 
 /** `vmm create [-- cmd...]`: create a sandbox, optionally wait until it has booted. */
 export const createCommand = defineCommand({
@@ -70,6 +71,7 @@ export const createCommand = defineCommand({
       value: "USER",
       description: "user of the initial workload (name or uid)",
     },
+    ...policyFlags,
     wait: { type: "boolean", description: "wait until the sandbox is ready; exit 1 if it fails" },
     output: outputFlag(["table", "json", "yaml"]),
   },
@@ -106,6 +108,7 @@ export const createCommand = defineCommand({
           ? 0
           : parseDurationSeconds("auto-pause", values["auto-pause"]),
       ...(values.network !== undefined ? { network: { mode: checkNetwork(values.network) } } : {}),
+      networkPolicy: policyFromFlags(values),
     };
     const res = await ctx.clients().sandbox.create(req, { signal: ctx.signal });
     if (values.wait) {

@@ -6,6 +6,7 @@ import { eventsCommand } from "./events.js";
 import { execCommand } from "./exec.js";
 import { inspectCommand } from "./inspect.js";
 import { listCommand } from "./list.js";
+import { policyCommand, portCommand } from "./network.js";
 import { pauseCommand, resumeCommand } from "./pause.js";
 import { killCommand, psCommand } from "./processes.js";
 import { removeCommand } from "./remove.js";
@@ -31,6 +32,8 @@ export const commands: readonly CommandDefinition[] = [
   killCommand,
   pauseCommand,
   resumeCommand,
+  portCommand,
+  policyCommand,
   stopCommand,
   removeCommand,
   snapshotCreateCommand,

@@ -12,6 +12,19 @@ export type { ExecCommandRunnerOptions } from "./command-runner-exec.js";
 export { createExecCommandRunner } from "./command-runner-exec.js";
 export type { RecordingCommandRunner } from "./command-runner-recording.js";
 export { createRecordingCommandRunner } from "./command-runner-recording.js";
+export type {
+  EgressBase,
+  HostResolver,
+  NetworkPolicy,
+  ResolvedEgressPolicy,
+} from "./egress-policy.js";
+export {
+  DEFAULT_NETWORK_POLICY,
+  MAX_POLICY_ENTRIES,
+  resolveNetworkPolicy,
+  systemHostResolver,
+  validateNetworkPolicy,
+} from "./egress-policy.js";
 export type { Logger } from "./logger.js";
 export { silentLogger } from "./logger.js";
 export type { NetworkManager, NetworkManagerOptions, RecoveryReport } from "./network-manager.js";

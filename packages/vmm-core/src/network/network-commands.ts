@@ -5,6 +5,12 @@
  */
 import { type Command, inNetns, ipArgv } from "./command-runner.js";
 import {
+  DEFAULT_NETWORK_POLICY,
+  type EgressBase,
+  egressRuleset,
+  type ResolvedEgressPolicy,
+} from "./egress-policy.js";
+import {
   deleteTableRuleset,
   type HostRulesetOptions,
   hostRuleset,
@@ -43,6 +49,27 @@ export interface SlotCommandOptions {
   readonly table: string;
   /** `ip tuntap add … user <uid>`: only this uid may attach to the TAP. */
   readonly tapOwnerUid: number | undefined;
+  /** What every egress policy adds (blocked destinations, host services). */
+  readonly egress: EgressBase;
+}
+
+/** The default policy (internet on, nothing denied), as a new slot gets it. */
+const DEFAULT_RESOLVED: ResolvedEgressPolicy = {
+  allow: [],
+  deny: [],
+  internet: DEFAULT_NETWORK_POLICY.internet,
+};
+
+/** Replaces the slot's egress table (one `nft -f -` transaction). */
+export function egressPolicyCommand(
+  slot: TapSlot,
+  o: Pick<SlotCommandOptions, "table" | "egress">,
+  policy: ResolvedEgressPolicy,
+): Command {
+  return {
+    argv: inNetns(slot.netns, ["nft", "-f", "-"]),
+    stdin: egressRuleset(o.table, slot, o.egress, policy),
+  };
 }
 
 /**
@@ -78,7 +105,13 @@ export function slotSetupPlan(slot: TapSlot, o: SlotCommandOptions): SlotSetupPl
         { argv: ipArgv(slot.netns, "-batch", "-"), stdin: `${nsBatch.join("\n")}\n` },
       ],
       [sysctlWrite(slot.netns, "net.ipv4.ip_forward", "1")],
-      [{ argv: inNetns(slot.netns, ["nft", "-f", "-"]), stdin: slotRuleset(o.table, slot) }],
+      [
+        {
+          argv: inNetns(slot.netns, ["nft", "-f", "-"]),
+          stdin:
+            slotRuleset(o.table, slot) + egressRuleset(o.table, slot, o.egress, DEFAULT_RESOLVED),
+        },
+      ],
     ],
   };
 }

@@ -28,6 +28,9 @@ export function createNoNetworkManager(): NetworkManager {
         );
       }
     },
+    async applyEgressPolicy(): Promise<void> {
+      throw new FailedPreconditionError("network mode none has no egress to police");
+    },
     async close(): Promise<void> {},
     describeCommands(): string[] {
       return [];

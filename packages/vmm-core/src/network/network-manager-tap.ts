@@ -18,9 +18,11 @@ import {
 } from "../errors.js";
 import { type Command, type CommandRunner, formatCommand } from "./command-runner.js";
 import { createExecCommandRunner } from "./command-runner-exec.js";
+import type { ResolvedEgressPolicy } from "./egress-policy.js";
 import { formatIpv4Cidr, type Ipv4Cidr, parseIpv4, parseIpv4Cidr, sizeOf } from "./ipv4.js";
 import { silentLogger } from "./logger.js";
 import {
+  egressPolicyCommand,
   type HostCommandOptions,
   hasInetTable,
   hostSetupCommands,
@@ -159,7 +161,12 @@ function settingsFrom(options: NetworkManagerOptions): Settings {
       blockedCidrs,
       enableIpForward: uplink !== undefined && (options.enableIpForward ?? true),
     },
-    slot: { hostNetns, table, tapOwnerUid: options.tapOwnerUid },
+    slot: {
+      hostNetns,
+      table,
+      tapOwnerUid: options.tapOwnerUid,
+      egress: { blockedCidrs, allowHostServices },
+    },
     maxParallelSetups: Math.max(1, options.maxParallelSetups ?? 2),
   };
 }
@@ -435,6 +442,14 @@ export function createTapNetworkManager(options: NetworkManagerOptions): Network
     await removed;
   }
 
+  async function applyEgressPolicy(slot: TapSlot, policy: ResolvedEgressPolicy): Promise<void> {
+    const current = allocated.get(slot.index);
+    if (current === undefined || current.netns !== slot.netns) {
+      throw new FailedPreconditionError(`network slot ${slot.netns} is not in use`);
+    }
+    await runner.run(egressPolicyCommand(current, s.slot, policy));
+  }
+
   async function close(): Promise<void> {
     if (state === "closed" || state === "closing") {
       await Promise.allSettled([...tasks]);
@@ -470,5 +485,5 @@ export function createTapNetworkManager(options: NetworkManagerOptions): Network
     return commands.map(formatCommand);
   }
 
-  return { mode: "tap", recover, acquire, release, close, describeCommands };
+  return { mode: "tap", recover, acquire, release, applyEgressPolicy, close, describeCommands };
 }

@@ -1,4 +1,5 @@
 import type { CommandRunner } from "./command-runner.js";
+import type { ResolvedEgressPolicy } from "./egress-policy.js";
 import type { Logger } from "./logger.js";
 import { createNoNetworkManager } from "./network-manager-none.js";
 import { createTapNetworkManager } from "./network-manager-tap.js";
@@ -24,6 +25,11 @@ export interface NetworkManager {
    * resolving; the pool is refilled in the background. Stop the VM first.
    */
   release(slot: NetworkSlot): Promise<void>;
+  /**
+   * Replaces the egress policy of an acquired slot atomically (one nft
+   * transaction): connections the new policy still allows are untouched.
+   */
+  applyEgressPolicy(slot: TapSlot, policy: ResolvedEgressPolicy): Promise<void>;
   /** Waits for work in flight, then deletes every namespace and the host table. */
   close(): Promise<void>;
   /** The commands `recover([])` and the initial pool fill would run (dry-run plan). */

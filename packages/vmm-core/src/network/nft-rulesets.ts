@@ -103,6 +103,8 @@ export function slotRuleset(table: string, slot: TapSlot): string {
     "    type filter hook input priority filter; policy drop;",
     '    iifname "lo" accept',
     "    ct state established,related accept",
+    // Only where the guest address is local: fc-sim's simulated guest runs in this namespace.
+    `    iifname ${veth} ip daddr ${GUEST_IP} ct status dnat accept`,
     "  }",
     "}",
     "",

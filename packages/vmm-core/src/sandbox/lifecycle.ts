@@ -3,6 +3,7 @@ import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "..
 import { moveAside, setLongTimeout } from "../internal/index.js";
 import type { MicroVm } from "../vm/microvm.js";
 import { exitAttributes, type SandboxContext } from "./context.js";
+import { closeExposedPorts } from "./port-exposures.js";
 import { isLive, type Sandbox } from "./sandbox.js";
 
 /** Longest graceful-stop wait a client may ask for (Stop.timeout_seconds). */
@@ -71,6 +72,7 @@ export class SandboxLifecycle {
   /** Kills the VM (if any), waits for it, removes its sockets, gives back the slot. Idempotent. */
   async release(s: Sandbox): Promise<void> {
     s.setAgent(undefined);
+    await closeExposedPorts(s);
     const vm = s.takeVm();
     if (vm) await vm.dispose((err) => s.log.warn({ err }, "firecracker cleanup failed"));
     const slot = s.takeSlot();

@@ -1,5 +1,5 @@
 import type { Logger } from "../internal/index.js";
-import type { NetworkManager } from "../network/index.js";
+import type { HostResolver, NetworkManager } from "../network/index.js";
 import type { SnapshotCatalog } from "../snapshot/index.js";
 import type { DiskCloner } from "../storage/index.js";
 import type { VmmRuntime } from "../vm/microvm.js";
@@ -70,4 +70,12 @@ export interface SandboxManagerOptions {
    * paused sandbox. Default `{ autoPauseSeconds: 0, autoResume: true }`.
    */
   readonly lifecycle?: { readonly autoPauseSeconds: number; readonly autoResume: boolean };
+  /**
+   * ExposePort (config `[ports]`): the host address forwarders listen on, or
+   * why ports cannot work on this daemon (ExposePort then fails with it).
+   * Default `{ listenHost: "127.0.0.1" }`.
+   */
+  readonly ports?: { readonly listenHost: string } | { readonly unavailable: string };
+  /** Resolves host names of egress policies. Default: the system resolver. */
+  readonly resolveHost?: HostResolver;
 }

@@ -153,6 +153,8 @@ export async function recoverSandboxes(
     factory: SandboxFactory;
     /** Re-arms the auto-pause timer of a sandbox back in `ready`. */
     watchIdle: (s: Sandbox) => void;
+    /** Reopens the recorded exposed ports of a sandbox that kept its network. */
+    reopenPorts: (s: Sandbox) => Promise<void>;
   },
 ): Promise<RecoveryReport> {
   const { opts, registry, log } = ctx;
@@ -218,6 +220,8 @@ export async function recoverSandboxes(
     else {
       lifecycle.armTtl(s);
       deps.watchIdle(s);
+      if (s.tap) await deps.reopenPorts(s);
+      else if (s.ports.size > 0) s.takePorts();
     }
   }
   const report = {
@@ -269,6 +273,8 @@ function sandboxFromRecord(f: FoundSandbox, slot: NetworkSlot | undefined, log: 
       dir,
       slot,
       phase,
+      networkPolicy: record.networkPolicy,
+      ports: record.exposedPorts ?? [],
       history: {
         readyAt: record.readyAt ? new Date(record.readyAt) : undefined,
         lastExitedAt: record.lastExitedAt ? new Date(record.lastExitedAt) : undefined,

@@ -7,7 +7,12 @@ import {
   UnavailableError,
 } from "../errors.js";
 import { deadlineAfter, generateId, validateId } from "../internal/index.js";
-import type { NetworkSlot, TapSlot } from "../network/index.js";
+import type {
+  NetworkPolicy,
+  NetworkSlot,
+  ResolvedEgressPolicy,
+  TapSlot,
+} from "../network/index.js";
 import type { UsableSnapshot } from "../snapshot/index.js";
 import {
   type CloneResult,
@@ -22,6 +27,7 @@ import type { Admission, Reservation } from "./admission.js";
 import { errorText, resolveSandboxImage, type SandboxContext } from "./context.js";
 import type { GoldenPool } from "./golden-pool.js";
 import type { SandboxLifecycle } from "./lifecycle.js";
+import type { NetworkPolicies } from "./network-policies.js";
 import type { SandboxDefaults } from "./options.js";
 import { validateCreateRequest, validateLabels, validateProcessSpec } from "./request-limits.js";
 import { Sandbox, type SandboxSpec } from "./sandbox.js";
@@ -63,6 +69,7 @@ export class SandboxFactory {
       readonly lifecycle: SandboxLifecycle;
       readonly workloads: Workloads;
       readonly golden: () => GoldenPool | undefined;
+      readonly policies: NetworkPolicies;
     },
   ) {}
 
@@ -95,6 +102,15 @@ export class SandboxFactory {
       resolved.network,
       'network.mode: "tap" networking is not enabled on this daemon',
     );
+    if (spec.networkPolicy && resolved.network !== "tap") {
+      throw new FailedPreconditionError(
+        "network_policy needs network mode tap: a sandbox with mode none has no egress to police",
+      );
+    }
+    // Resolved before any resource is taken: a bad entry or host name costs nothing.
+    const egress = spec.networkPolicy
+      ? await this.deps.policies.resolve("network_policy", spec.networkPolicy)
+      : undefined;
     // Admission and reservation in one synchronous step, before any await.
     const reservation = options.hidden
       ? undefined
@@ -106,27 +122,34 @@ export class SandboxFactory {
     const golden = this.deps.golden();
     const hit: ReturnType<GoldenPool["lookup"]> =
       (!options.hidden && golden?.lookup(resolved, kernel, rootfs)) || {};
-    const s = await this.register(id, resolved.network, reservation, () => ({
+    const s = await this.register(
       id,
-      requestKey,
-      labels: { ...spec.labels },
-      kernel: kernel.path,
-      rootfs: rootfs.path,
-      bootArgs: resolved.bootArgs,
-      vcpus: resolved.vcpus,
-      memoryMib: resolved.memoryMib,
-      network: resolved.network,
-      ttlSeconds: spec.ttlSeconds,
-      workload: spec.workload,
-      createdFrom: hit.snapshot ? "golden" : "boot",
-      snapshotId: hit.snapshot?.id,
-      createdAt: new Date(),
-      diskBytes: rootfs.identity.size,
-      hidden: options.hidden ?? false,
-      autoPauseSeconds: options.hidden
-        ? 0
-        : spec.autoPauseSeconds || (this.ctx.opts.lifecycle?.autoPauseSeconds ?? 0),
-    }));
+      resolved.network,
+      reservation,
+      egress,
+      () => ({
+        id,
+        requestKey,
+        labels: { ...spec.labels },
+        kernel: kernel.path,
+        rootfs: rootfs.path,
+        bootArgs: resolved.bootArgs,
+        vcpus: resolved.vcpus,
+        memoryMib: resolved.memoryMib,
+        network: resolved.network,
+        ttlSeconds: spec.ttlSeconds,
+        workload: spec.workload,
+        createdFrom: hit.snapshot ? "golden" : "boot",
+        snapshotId: hit.snapshot?.id,
+        createdAt: new Date(),
+        diskBytes: rootfs.identity.size,
+        hidden: options.hidden ?? false,
+        autoPauseSeconds: options.hidden
+          ? 0
+          : spec.autoPauseSeconds || (this.ctx.opts.lifecycle?.autoPauseSeconds ?? 0),
+      }),
+      spec.networkPolicy,
+    );
     const start = hit.snapshot ? this.bootFromGolden(s, hit.snapshot) : this.boot(s);
     this.ctx.tasks.track(start.finally(() => reservation?.settled()));
     if (hit.key !== undefined && !hit.snapshot) golden?.ensure(hit.key, resolved, kernel, rootfs);
@@ -155,6 +178,11 @@ export class SandboxFactory {
       network,
       `snapshot ${snapshotId} was taken with network mode tap, which this daemon has not enabled`,
     );
+    // The origin's egress policy comes along: a restored guest is never less restricted.
+    const networkPolicy = network === "tap" ? meta.networkPolicy : undefined;
+    const egress = networkPolicy
+      ? await this.deps.policies.resolve("snapshot network_policy", networkPolicy)
+      : undefined;
     // The memory file and vmstate are linked from the snapshot; only the disk is new.
     const reservation = this.deps.admission.reserveSandbox({
       vcpus: meta.vcpus,
@@ -162,27 +190,34 @@ export class SandboxFactory {
       diskBytes: meta.files.rootfs.size,
     });
     try {
-      const s = await this.register(id, network, reservation, () => ({
+      const s = await this.register(
         id,
-        requestKey:
-          req.requestKey ??
-          stableKey({ restore: snapshotId, labels: req.labels, ttl: req.ttlSeconds }),
-        labels: { ...req.labels },
-        kernel: meta.kernel.path,
-        rootfs: meta.rootfsBase.path,
-        bootArgs: meta.bootArgs,
-        vcpus: meta.vcpus,
-        memoryMib: meta.memoryMib,
         network,
-        ttlSeconds: req.ttlSeconds,
-        workload: undefined,
-        createdFrom: "restore",
-        snapshotId,
-        createdAt: new Date(),
-        diskBytes: meta.files.rootfs.size,
-        hidden: false,
-        autoPauseSeconds: this.ctx.opts.lifecycle?.autoPauseSeconds ?? 0,
-      }));
+        reservation,
+        egress,
+        () => ({
+          id,
+          requestKey:
+            req.requestKey ??
+            stableKey({ restore: snapshotId, labels: req.labels, ttl: req.ttlSeconds }),
+          labels: { ...req.labels },
+          kernel: meta.kernel.path,
+          rootfs: meta.rootfsBase.path,
+          bootArgs: meta.bootArgs,
+          vcpus: meta.vcpus,
+          memoryMib: meta.memoryMib,
+          network,
+          ttlSeconds: req.ttlSeconds,
+          workload: undefined,
+          createdFrom: "restore",
+          snapshotId,
+          createdAt: new Date(),
+          diskBytes: meta.files.rootfs.size,
+          hidden: false,
+          autoPauseSeconds: this.ctx.opts.lifecycle?.autoPauseSeconds ?? 0,
+        }),
+        networkPolicy,
+      );
       const started = performance.now();
       try {
         const clone = await this.loadSnapshot(s, snap);
@@ -330,7 +365,9 @@ export class SandboxFactory {
     id: string,
     network: NetworkMode,
     reservation: Reservation | undefined,
+    egress: ResolvedEgressPolicy | undefined,
     spec: () => SandboxSpec,
+    networkPolicy?: NetworkPolicy,
   ): Promise<Sandbox> {
     const { registry, opts } = this.ctx;
     await using undo = new AsyncDisposableStack();
@@ -342,12 +379,14 @@ export class SandboxFactory {
       const taken = await opts.network.acquire();
       slot = taken;
       undo.defer(() => opts.network.release(taken).catch(() => {}));
+      // Loaded before the VM exists: the guest never runs under the slot's default.
+      if (egress && taken.mode === "tap") await opts.network.applyEgressPolicy(taken, egress);
     }
     const dir = await SandboxDir.create(opts.dataDir, id);
     undo.defer(async () => {
       await dir.remove().catch(() => {});
     });
-    const s = new Sandbox(spec(), { dir, slot, log: this.ctx.log });
+    const s = new Sandbox(spec(), { dir, slot, networkPolicy, log: this.ctx.log });
     registry.add(s, {
       created_from: s.spec.createdFrom,
       ...(s.spec.snapshotId !== undefined && { snapshot_id: s.spec.snapshotId }),

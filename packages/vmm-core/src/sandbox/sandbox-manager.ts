@@ -1,11 +1,14 @@
 import { BackgroundTasks, type Logger } from "../internal/index.js";
+import type { NetworkPolicy } from "../network/index.js";
 import { Admission, type CommittedUsage } from "./admission.js";
 import type { SandboxContext } from "./context.js";
 import { type GoldenBuilder, GoldenPool } from "./golden-pool.js";
 import { MAX_STOP_TIMEOUT_SECONDS, SandboxLifecycle } from "./lifecycle.js";
 import { compareByCreation } from "./list-order.js";
+import { NetworkPolicies } from "./network-policies.js";
 import type { SandboxDefaults, SandboxManagerOptions } from "./options.js";
 import { PauseResume } from "./pause-resume.js";
+import { type PortExposure, PortExposures } from "./port-exposures.js";
 import type { ProcessTarget, ProcessView } from "./process-table.js";
 import { Processes } from "./processes.js";
 import { type RecoveryReport, recoverSandboxes } from "./recovery.js";
@@ -58,6 +61,8 @@ export class SandboxManager {
   readonly #snapshots: SnapshotService;
   readonly #factory: SandboxFactory;
   readonly #pauses: PauseResume;
+  readonly #policies: NetworkPolicies;
+  readonly #ports: PortExposures;
   /** Golden snapshots (config `[golden]`); absent when off. */
   readonly #golden: GoldenPool | undefined;
   readonly #log: Logger;
@@ -90,6 +95,8 @@ export class SandboxManager {
     this.#workloads = new Workloads(this.#ctx, (s) => this.#pauses.resume(s));
     this.#processes = new Processes(this.#ctx);
     this.#snapshots = new SnapshotService(this.#ctx, this.#admission);
+    this.#policies = new NetworkPolicies(this.#ctx);
+    this.#ports = new PortExposures(this.#ctx, { resume: (s) => this.#pauses.resume(s) });
     this.#golden =
       options.golden &&
       new GoldenPool({
@@ -106,6 +113,7 @@ export class SandboxManager {
       lifecycle: this.#lifecycle,
       workloads: this.#workloads,
       golden: () => this.#golden,
+      policies: this.#policies,
     });
   }
 
@@ -193,6 +201,18 @@ export class SandboxManager {
   /** Signals the process group of the running process `target` names ("TERM", "KILL", …). */
   signalProcess(id: string, target: ProcessTarget, signal: string): Promise<void> {
     return this.#processes.signal(id, target, signal);
+  }
+
+  // ── Network: egress policy, ports ─────────────────────────────────────
+
+  /** Replaces the sandbox's egress policy, live (one nft transaction in its namespace). */
+  updateNetworkPolicy(id: string, policy: NetworkPolicy): Promise<void> {
+    return this.#policies.update(id, policy);
+  }
+
+  /** A host address forwarding TCP to `guestPort` (the same one for a repeated call). */
+  exposePort(id: string, guestPort: number, protocol: string): Promise<PortExposure> {
+    return this.#ports.expose(id, guestPort, protocol);
   }
 
   // ── Snapshots ──────────────────────────────────────────────────────────
@@ -291,6 +311,7 @@ export class SandboxManager {
       lifecycle: this.#lifecycle,
       factory: this.#factory,
       watchIdle: (s) => this.#pauses.watchIdle(s),
+      reopenPorts: (s) => this.#ports.reopen(s),
     });
   }
 
@@ -314,6 +335,9 @@ export class SandboxManager {
         s.setIdleTimer(undefined);
         s.setAgent(undefined);
         s.takeVm()?.detach();
+        // The record keeps the exposures: the next daemon reopens them.
+        for (const p of s.ports.values())
+          this.#tasks.track(p.forwarder?.close() ?? Promise.resolve());
       }
     }
     await this.#tasks.drain();

@@ -1,3 +1,4 @@
+import type { NetworkPolicy } from "../network/index.js";
 import type { Sandbox } from "./sandbox.js";
 import type { CreatedFrom, NetworkMode, ProcessSpec, SandboxStateName } from "./types.js";
 
@@ -42,6 +43,10 @@ export interface SandboxRecord {
   readonly pausedAt?: string | undefined;
   /** Auto-pause after this many idle seconds (0 = never); absent in older records. */
   readonly autoPauseSeconds?: number | undefined;
+  /** The egress policy given at Create or by UpdateNetworkPolicy; absent = none (internet on). */
+  readonly networkPolicy?: NetworkPolicy | undefined;
+  /** Exposed ports, reopened on the same host address (if free) by a restarted daemon. */
+  readonly exposedPorts?: readonly { guestPort: number; hostAddress: string }[] | undefined;
 }
 
 /** Parses a record read from disk; returns undefined for anything that is not one. */
@@ -83,5 +88,12 @@ export function recordOf(s: Sandbox): SandboxRecord {
     error: s.error,
     pausedAt: s.pausedAt?.toISOString(),
     autoPauseSeconds: spec.autoPauseSeconds,
+    ...(s.networkPolicy && { networkPolicy: s.networkPolicy }),
+    ...(s.ports.size > 0 && {
+      exposedPorts: [...s.ports.values()].map((p) => ({
+        guestPort: p.guestPort,
+        hostAddress: p.hostAddress,
+      })),
+    }),
   };
 }

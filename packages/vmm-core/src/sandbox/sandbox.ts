@@ -1,8 +1,9 @@
 import type { AgentClient } from "../agent/index.js";
 import type { Logger, LongTimeout } from "../internal/index.js";
-import type { NetworkSlot, TapSlot } from "../network/index.js";
+import type { NetworkPolicy, NetworkSlot, TapSlot } from "../network/index.js";
 import type { SandboxDir } from "../storage/index.js";
 import type { MicroVm } from "../vm/microvm.js";
+import type { ExposedPort } from "./port-exposures.js";
 import { ProcessTable } from "./process-table.js";
 import { assertTransition } from "./state-machine.js";
 import type {
@@ -134,6 +135,10 @@ export class Sandbox {
   /** Apparent bytes of the files a Pause wrote (0 when none). */
   #pausedBytes = 0;
   #readyAt: Date | undefined;
+  /** The egress policy in effect; undefined = none given (internet on, nothing denied). */
+  #networkPolicy: NetworkPolicy | undefined;
+  /** Exposed guest ports by guest port (ExposePort). */
+  readonly #ports = new Map<number, ExposedPort>();
   #lastExitedAt: Date | undefined;
   #lastExitCode: number | undefined;
   /** The view of the current state, built once per change (List/Inspect reuse it). */
@@ -149,6 +154,9 @@ export class Sandbox {
       slot: NetworkSlot | undefined;
       phase?: SandboxPhase;
       history?: SandboxHistory;
+      networkPolicy?: NetworkPolicy | undefined;
+      /** Exposures recorded by an earlier daemon (their listeners are reopened by recovery). */
+      ports?: readonly ExposedPort[];
       log: Logger;
     },
   ) {
@@ -160,6 +168,8 @@ export class Sandbox {
     this.#readyAt = init.history?.readyAt;
     this.#lastExitedAt = init.history?.lastExitedAt;
     this.#lastExitCode = init.history?.lastExitCode;
+    this.#networkPolicy = init.networkPolicy;
+    for (const p of init.ports ?? []) this.#ports.set(p.guestPort, p);
     this.log = init.log.child({ sandboxId: spec.id });
     this.settled = new Promise<void>((resolve) => {
       this.#markSettled = resolve;
@@ -312,6 +322,35 @@ export class Sandbox {
   get pausedAt(): Date | undefined {
     const p = this.#phase;
     return p.kind === "paused" || p.kind === "resuming" ? p.at : undefined;
+  }
+
+  /** The egress policy in effect; undefined = none given (internet on, nothing denied). */
+  get networkPolicy(): NetworkPolicy | undefined {
+    return this.#networkPolicy;
+  }
+
+  /** Records the policy just applied to the slot. */
+  setNetworkPolicy(policy: NetworkPolicy): void {
+    this.#networkPolicy = policy;
+    this.#view = undefined;
+  }
+
+  /** The exposed ports, by guest port. */
+  get ports(): ReadonlyMap<number, ExposedPort> {
+    return this.#ports;
+  }
+
+  setPort(port: ExposedPort): void {
+    this.#ports.set(port.guestPort, port);
+    this.#view = undefined;
+  }
+
+  /** Forgets every exposed port and returns them (the caller closes their listeners). */
+  takePorts(): ExposedPort[] {
+    const ports = [...this.#ports.values()];
+    this.#ports.clear();
+    this.#view = undefined;
+    return ports;
   }
 
   markReady(at = new Date()): void {

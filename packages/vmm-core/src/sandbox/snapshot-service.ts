@@ -129,6 +129,7 @@ export class SnapshotService {
           : null,
         ...(req.hidden !== undefined && { hidden: req.hidden }),
         ...(req.goldenKey !== undefined && { goldenKey: req.goldenKey }),
+        ...(s.networkPolicy && { networkPolicy: s.networkPolicy }),
       });
       const rel = await pending.relativePathsFrom(s.dir.path);
       // Firecracker writes where it is told, relative to its cwd (the sandbox dir).

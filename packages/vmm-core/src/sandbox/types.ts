@@ -1,4 +1,5 @@
 import type { EventAction, SandboxStateName } from "@vmm/proto/wire";
+import type { NetworkPolicy } from "../network/index.js";
 
 // The contract's lists live in @vmm/proto/wire, shared with vmm-grpc, vmm-cli and tests.
 export type { EventAction, SandboxStateName };
@@ -26,6 +27,8 @@ export interface CreateSandboxSpec {
   /** Pause after this many idle seconds; absent or 0 = the daemon's default. */
   readonly autoPauseSeconds?: number;
   readonly sshPublicKey?: string;
+  /** Egress policy (mode tap); absent = internet on, nothing denied. */
+  readonly networkPolicy?: NetworkPolicy;
 }
 
 /** A process to start in a sandbox's guest. */
@@ -76,6 +79,10 @@ export interface SandboxView {
   readonly pausedAt: Date | undefined;
   /** Bytes it holds under data_dir: its disk, and its memory and vmstate files once paused. */
   readonly diskBytes: number;
+  /** The egress policy in force (mode tap; the default when none was given); undefined for mode none. */
+  readonly networkPolicy: NetworkPolicy | undefined;
+  /** Exposed guest ports and their host addresses, by guest port. */
+  readonly exposedPorts: readonly { readonly guestPort: number; readonly hostAddress: string }[];
 }
 
 /** One lifecycle event. */

@@ -1,4 +1,5 @@
 import { isAbsolute, relative } from "node:path";
+import { DEFAULT_NETWORK_POLICY } from "../network/index.js";
 import type { SnapshotEntry } from "../snapshot/index.js";
 import type { Sandbox } from "./sandbox.js";
 import type { SandboxView, SnapshotView } from "./types.js";
@@ -84,6 +85,11 @@ export class Views {
       pid: this.opts.exposeHostDetails ? s.vm?.pid : undefined,
       pausedAt: s.pausedAt,
       diskBytes: spec.diskBytes + s.pausedBytes,
+      networkPolicy:
+        spec.network === "tap" ? (s.networkPolicy ?? DEFAULT_NETWORK_POLICY) : undefined,
+      exposedPorts: [...s.ports.values()]
+        .map((p) => ({ guestPort: p.guestPort, hostAddress: p.hostAddress }))
+        .sort((a, b) => a.guestPort - b.guestPort),
       expiresAt:
         spec.ttlSeconds > 0
           ? new Date(spec.createdAt.getTime() + spec.ttlSeconds * 1000)

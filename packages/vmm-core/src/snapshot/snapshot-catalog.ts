@@ -218,6 +218,7 @@ export class SnapshotCatalog {
       firecrackerVersion: this.#fcVersion,
       hidden: spec.hidden ?? false,
       ...(spec.goldenKey === undefined ? {} : { goldenKey: spec.goldenKey }),
+      ...(spec.networkPolicy === undefined ? {} : { networkPolicy: spec.networkPolicy }),
     };
     this.#pending.add(id);
     const tmp = join(this.dir, `${TMP_PREFIX}${id}`);

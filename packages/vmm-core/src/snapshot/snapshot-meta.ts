@@ -3,6 +3,7 @@
  * Schema documented in docs/storage.md ("Snapshot catalog"). Written once, at
  * commit, atomically; never modified afterwards.
  */
+import type { NetworkPolicy } from "../network/index.js";
 import type { ImageIdentity } from "../storage/image.js";
 
 /** Current `formatVersion`. A newer one found on disk makes the entry unusable. */
@@ -71,6 +72,11 @@ export interface SnapshotMeta {
   hidden: boolean;
   /** Key of the golden-snapshot cache this entry belongs to, if any. */
   goldenKey?: string;
+  /**
+   * The origin sandbox's egress policy, when it had one: a Restore applies it
+   * (absent in older metas and for sandboxes without one: the default).
+   */
+  networkPolicy?: NetworkPolicy;
 }
 
 /** What the caller describes when beginning a snapshot; the catalog fills in the rest. */
@@ -124,6 +130,15 @@ export function parseSnapshotMeta(value: unknown): SnapshotMeta {
   }
   if (typeof m.hidden !== "boolean") throw new Error("hidden: expected a boolean");
   if (m.goldenKey !== undefined) str(m.goldenKey, "goldenKey");
+  if (m.networkPolicy !== undefined) {
+    const p = obj(m.networkPolicy, "networkPolicy");
+    for (const list of ["allowOut", "denyOut"] as const) {
+      if (!Array.isArray(p[list])) throw new Error(`networkPolicy.${list}: expected an array`);
+      for (const [i, e] of (p[list] as unknown[]).entries()) str(e, `networkPolicy.${list}[${i}]`);
+    }
+    if (typeof p.internet !== "boolean")
+      throw new Error("networkPolicy.internet: expected a boolean");
+  }
   return m as unknown as SnapshotMeta;
 }
 

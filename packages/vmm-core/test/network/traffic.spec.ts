@@ -9,7 +9,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   createNetworkManager,
+  DEFAULT_NETWORK_POLICY,
   type NetworkManager,
+  type NetworkPolicy,
+  resolveNetworkPolicy,
   type TapSlot,
 } from "../../src/network/index.js";
 import { createTestHost, probe, sh, type TestHost } from "./netns-fixture.js";
@@ -74,6 +77,27 @@ async function attachOutside(host: TestHost): Promise<string> {
   await host.serve(outside, "0.0.0.0", OUTSIDE_PORT, "outside");
   await host.serve(outside, METADATA_IP, 80, "metadata");
   return outside;
+}
+
+/** How a connection from `netns` ends: `OK <first line>`, an errno code (ECONNREFUSED = reset), or TIMEOUT (3 s). */
+async function connectOutcome(netns: string, host: string, port: number): Promise<string> {
+  const script = `
+const s = require("net").connect(Number(process.argv[2]), process.argv[1]);
+const t = setTimeout(() => { console.log("TIMEOUT"); process.exit(0); }, 3000);
+s.on("data", (d) => { clearTimeout(t); console.log("OK " + d.toString().trim()); s.destroy(); });
+s.on("error", (e) => { clearTimeout(t); console.log(e.code); });`;
+  const out = await sh([
+    "ip",
+    "netns",
+    "exec",
+    netns,
+    process.execPath,
+    "-e",
+    script,
+    host,
+    String(port),
+  ]);
+  return out.trim();
 }
 
 describe.skipIf(!isRoot)("sandbox traffic with an uplink", () => {
@@ -143,6 +167,29 @@ describe.skipIf(!isRoot)("sandbox traffic with an uplink", () => {
 
   it("guest egress leaves through the uplink, masqueraded", async () => {
     expect(await probe(guestA, "192.0.2.2", OUTSIDE_PORT)).toBe("outside 192.0.2.1");
+  });
+
+  it("an egress policy holds a real guest's forwarded packets (tap0 → veth0): refused with a reset, replaced live", async () => {
+    const apply = async (p: Partial<NetworkPolicy>) =>
+      network.applyEgressPolicy(
+        a,
+        await resolveNetworkPolicy("p", { ...DEFAULT_NETWORK_POLICY, ...p }),
+      );
+    try {
+      // Default policy: the metadata IP is refused at once (the host table alone drops it silently).
+      expect(await connectOutcome(guestA, METADATA_IP, 80)).toBe("ECONNREFUSED");
+      await apply({ internet: false });
+      expect(await connectOutcome(guestA, "192.0.2.2", OUTSIDE_PORT)).toBe("ECONNREFUSED");
+      await apply({ internet: false, allowOut: ["192.0.2.2"] });
+      expect(await connectOutcome(guestA, "192.0.2.2", OUTSIDE_PORT)).toBe("OK outside 192.0.2.1");
+      await apply({ internet: true, denyOut: ["192.0.2.0/24"] });
+      expect(await connectOutcome(guestA, "192.0.2.2", OUTSIDE_PORT)).toBe("ECONNREFUSED");
+      // Ingress to the guest (replies leave tap0 → veth0 too) is never policed.
+      expect(await probe(host.hostNetns, a.hostIp, GUEST_PORT)).toBe(`guest-a ${a.vethHostIp}`);
+    } finally {
+      await apply({});
+    }
+    expect(await connectOutcome(guestA, "192.0.2.2", OUTSIDE_PORT)).toBe("OK outside 192.0.2.1");
   });
 });
 

@@ -326,6 +326,12 @@ export const schema = {
       "Golden builds (a hidden boot and checkpoint) running at once; a spec whose build could not start is built on a later Create.",
     ),
   },
+  ports: {
+    listen_host: str(
+      "127.0.0.1",
+      "Address ExposePort's TCP forwarders listen on (each on an ephemeral port); 0.0.0.0 makes exposed guest ports reachable from other machines. docs/networking.md.",
+    ),
+  },
   lifecycle: {
     auto_pause_seconds: int(
       0,

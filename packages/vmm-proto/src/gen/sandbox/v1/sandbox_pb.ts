@@ -24,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sandbox/v1/sandbox.proto.
  */
 export const file_sandbox_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiEgoQQ2hlY2tIb3N0UmVxdWVzdCJGChFDaGVja0hvc3RSZXNwb25zZRIlCgZjaGVja3MYASADKAsyFS5zYW5kYm94LnYxLkhvc3RDaGVjaxIKCgJvaxgCIAEoCCJGCglIb3N0Q2hlY2sSDAoEbmFtZRgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDgoGZGV0YWlsGAMgASgJEgsKA2ZpeBgEIAEoCSIHCgVFbXB0eSIbCgtOZXR3b3JrU3BlYxIMCgRtb2RlGAEgASgJIjkKBU1vdW50Eg4KBnNvdXJjZRgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSEAoIcmVhZG9ubHkYAyABKAgiMwoOUmVzb3VyY2VMaW1pdHMSDQoFdmNwdXMYASABKA0SEgoKbWVtb3J5X21pYhgCIAEoBCItCgxUZXJtaW5hbFNpemUSDQoFd2lkdGgYASABKA0SDgoGaGVpZ2h0GAIgASgNIr8EChRDcmVhdGVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkxhYmVsc0VudHJ5Eg4KBmtlcm5lbBgDIAEoCRIOCgZyb290ZnMYBCABKAkSEQoJYm9vdF9hcmdzGAUgASgJEioKBmxpbWl0cxgGIAEoCzIaLnNhbmRib3gudjEuUmVzb3VyY2VMaW1pdHMSDQoFaW1hZ2UYByABKAkSCwoDY21kGAggAygJEjYKA2VudhgJIAMoCzIpLnNhbmRib3gudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QuRW52RW50cnkSEwoLd29ya2luZ19kaXIYCiABKAkSDAoEdXNlchgLIAEoCRIhCgZtb3VudHMYDCADKAsyES5zYW5kYm94LnYxLk1vdW50EigKB25ldHdvcmsYDSABKAsyFy5zYW5kYm94LnYxLk5ldHdvcmtTcGVjEhMKC3R0bF9zZWNvbmRzGA4gASgNEhsKDnNzaF9wdWJsaWNfa2V5GA8gASgJSACIAQESGgoSYXV0b19wYXVzZV9zZWNvbmRzGDIgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIRCg9fc3NoX3B1YmxpY19rZXkiRgoVQ3JlYXRlU2FuZGJveFJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkSDQoFc3RhdGUYAyABKAki1QEKClJ1blJlcXVlc3QSCgoCaWQYASABKAkSCwoDY21kGAIgAygJEiwKA2VudhgDIAMoCzIfLnNhbmRib3gudjEuUnVuUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SCwoDdGFnGDIgASgJGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoJUnVuT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIInwKCUV4ZWNJbnB1dBInCgRpbml0GAEgASgLMhcuc2FuZGJveC52MS5FeGVjUmVxdWVzdEgAEg8KBXN0ZGluGAIgASgMSAASKgoGcmVzaXplGAMgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemVIAEIJCgdwYXlsb2FkIoMCCgtFeGVjUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNjbWQYAiADKAkSLQoDZW52GAMgAygLMiAuc2FuZGJveC52MS5FeGVjUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIqCgh0dHlfc2l6ZRgHIAEoCzIYLnNhbmRib3gudjEuVGVybWluYWxTaXplEhcKD3RpbWVvdXRfc2Vjb25kcxgIIAEoDRILCgN0YWcYMiABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJLCgpFeGVjT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIIjkKElN0b3BTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRIXCg90aW1lb3V0X3NlY29uZHMYAiABKA0iMQoUUmVtb3ZlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSDQoFZm9yY2UYAiABKAgiIQoTUGF1c2VTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSIiChRSZXN1bWVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSIjChVJbnNwZWN0U2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAki8AMKC1NhbmRib3hJbmZvEgoKAmlkGAEgASgJEg0KBXN0YXRlGAIgASgJEjMKBmxhYmVscxgDIAMoCzIjLnNhbmRib3gudjEuU2FuZGJveEluZm8uTGFiZWxzRW50cnkSKgoGbGltaXRzGAQgASgLMhouc2FuZGJveC52MS5SZXNvdXJjZUxpbWl0cxIrCgduZXR3b3JrGAUgASgLMhouc2FuZGJveC52MS5TYW5kYm94TmV0d29yaxISCgpjcmVhdGVkX2F0GAYgASgDEhAKCHJlYWR5X2F0GAcgASgDEhYKDmxhc3RfZXhpdGVkX2F0GAggASgDEhYKDmxhc3RfZXhpdF9jb2RlGAkgASgFEg0KBWVycm9yGAogASgJEhQKDGNyZWF0ZWRfZnJvbRgyIAEoCRITCgtzbmFwc2hvdF9pZBgzIAEoCRIOCgZrZXJuZWwYNCABKAkSDgoGcm9vdGZzGDUgASgJEhEKCWJvb3RfYXJncxg2IAEoCRILCgNwaWQYNyABKAMSEgoKZXhwaXJlc19hdBg4IAEoAxIRCglwYXVzZWRfYXQYOSABKAMSEgoKZGlza19ieXRlcxg6IAEoBBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImgKDlNhbmRib3hOZXR3b3JrEhIKCmlwX2FkZHJlc3MYASABKAkSDwoHZ2F0ZXdheRgCIAEoCRIQCgh0YXBfbmFtZRgDIAEoCRIQCghndWVzdF9pcBgyIAEoCRINCgVuZXRucxgzIAEoCSK5AQoUTGlzdFNhbmRib3hlc1JlcXVlc3QSDQoFc3RhdGUYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIl8KFUxpc3RTYW5kYm94ZXNSZXNwb25zZRItCglzYW5kYm94ZXMYASADKAsyGi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgyIAEoCSK6AQoOU2FuZGJveFN1bW1hcnkSCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5TYW5kYm94U3VtbWFyeS5MYWJlbHNFbnRyeRISCgppcF9hZGRyZXNzGAQgASgJEhIKCmNyZWF0ZWRfYXQYBSABKAMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIyChRTYW5kYm94RXZlbnRzUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZhY3Rpb24YAiABKAkitgEKDFNhbmRib3hFdmVudBISCgpzYW5kYm94X2lkGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIRCgl0aW1lc3RhbXAYAyABKAMSPAoKYXR0cmlidXRlcxgEIAMoCzIoLnNhbmRib3gudjEuU2FuZGJveEV2ZW50LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKfAQoRQ2hlY2twb2ludFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEjkKBmxhYmVscxgDIAMoCzIpLnNhbmRib3gudjEuQ2hlY2twb2ludFJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJTChJDaGVja3BvaW50UmVzcG9uc2USEwoLc25hcHNob3RfaWQYASABKAkSFAoMc25hcHNob3RfZGlyGAIgASgJEhIKCmNyZWF0ZWRfYXQYAyABKAkixwEKDlJlc3RvcmVSZXF1ZXN0EgoKAmlkGAEgASgJEhMKC3NuYXBzaG90X2lkGAIgASgJEjYKBmxhYmVscxgDIAMoCzImLnNhbmRib3gudjEuUmVzdG9yZVJlcXVlc3QuTGFiZWxzRW50cnkSGAoQbmV0d29ya19vdmVycmlkZRgEIAEoCBITCgt0dGxfc2Vjb25kcxgFIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjEKD1Jlc3RvcmVSZXNwb25zZRIKCgJpZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJIr4BChRMaXN0U25hcHNob3RzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEjwKBmxhYmVscxgCIAMoCzIsLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1JlcXVlc3QuTGFiZWxzRW50cnkSEQoJcGFnZV9zaXplGDIgASgNEhIKCnBhZ2VfdG9rZW4YMyABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJgChVMaXN0U25hcHNob3RzUmVzcG9uc2USLgoJc25hcHNob3RzGAEgAygLMhsuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIo4CCg9TbmFwc2hvdFN1bW1hcnkSCgoCaWQYASABKAkSEgoKc2FuZGJveF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEjcKBmxhYmVscxgEIAMoCzInLnNhbmRib3gudjEuU25hcHNob3RTdW1tYXJ5LkxhYmVsc0VudHJ5EhQKDHNuYXBzaG90X2RpchgFIAEoCRISCgpjcmVhdGVkX2F0GAYgASgJEg4KBnVzYWJsZRgyIAEoCBIXCg91bnVzYWJsZV9yZWFzb24YMyABKAkSEgoKc2l6ZV9ieXRlcxg0IAEoBBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiwKFURlbGV0ZVNuYXBzaG90UmVxdWVzdBITCgtzbmFwc2hvdF9pZBgBIAEoCSIiChRMaXN0UHJvY2Vzc2VzUmVxdWVzdBIKCgJpZBgBIAEoCSJDChVMaXN0UHJvY2Vzc2VzUmVzcG9uc2USKgoJcHJvY2Vzc2VzGAEgAygLMhcuc2FuZGJveC52MS5Qcm9jZXNzSW5mbyJVCgtQcm9jZXNzSW5mbxILCgNwaWQYASABKAUSCwoDY21kGAIgAygJEgsKA3RhZxgDIAEoCRISCgpzdGFydGVkX2F0GAQgASgDEgsKA3R0eRgFIAEoCCJMChRTaWduYWxQcm9jZXNzUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNwaWQYAiABKAUSCwoDdGFnGAMgASgJEg4KBnNpZ25hbBgEIAEoCTLMBgoOU2FuZGJveFNlcnZpY2USTQoGQ3JlYXRlEiAuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBohLnNhbmRib3gudjEuQ3JlYXRlU2FuZGJveFJlc3BvbnNlEjYKA1J1bhIWLnNhbmRib3gudjEuUnVuUmVxdWVzdBoVLnNhbmRib3gudjEuUnVuT3V0cHV0MAESOQoERXhlYxIVLnNhbmRib3gudjEuRXhlY0lucHV0GhYuc2FuZGJveC52MS5FeGVjT3V0cHV0KAEwARI5CgRTdG9wEh4uc2FuZGJveC52MS5TdG9wU2FuZGJveFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5Ej0KBlJlbW92ZRIgLnNhbmRib3gudjEuUmVtb3ZlU2FuZGJveFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5EkUKB0luc3BlY3QSIS5zYW5kYm94LnYxLkluc3BlY3RTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SSwoETGlzdBIgLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXNwb25zZRJGCgZFdmVudHMSIC5zYW5kYm94LnYxLlNhbmRib3hFdmVudHNSZXF1ZXN0Ghguc2FuZGJveC52MS5TYW5kYm94RXZlbnQwARJBCgVQYXVzZRIfLnNhbmRib3gudjEuUGF1c2VTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SQwoGUmVzdW1lEiAuc2FuZGJveC52MS5SZXN1bWVTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SVAoNTGlzdFByb2Nlc3NlcxIgLnNhbmRib3gudjEuTGlzdFByb2Nlc3Nlc1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RQcm9jZXNzZXNSZXNwb25zZRJECg1TaWduYWxQcm9jZXNzEiAuc2FuZGJveC52MS5TaWduYWxQcm9jZXNzUmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkyxwIKFlNhbmRib3hTbmFwc2hvdFNlcnZpY2USSwoKQ2hlY2twb2ludBIdLnNhbmRib3gudjEuQ2hlY2twb2ludFJlcXVlc3QaHi5zYW5kYm94LnYxLkNoZWNrcG9pbnRSZXNwb25zZRJCCgdSZXN0b3JlEhouc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdBobLnNhbmRib3gudjEuUmVzdG9yZVJlc3BvbnNlElQKDUxpc3RTbmFwc2hvdHMSIC5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXF1ZXN0GiEuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVzcG9uc2USRgoORGVsZXRlU25hcHNob3QSIS5zYW5kYm94LnYxLkRlbGV0ZVNuYXBzaG90UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkyVwoLSG9zdFNlcnZpY2USSAoJQ2hlY2tIb3N0Ehwuc2FuZGJveC52MS5DaGVja0hvc3RSZXF1ZXN0Gh0uc2FuZGJveC52MS5DaGVja0hvc3RSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiEgoQQ2hlY2tIb3N0UmVxdWVzdCJGChFDaGVja0hvc3RSZXNwb25zZRIlCgZjaGVja3MYASADKAsyFS5zYW5kYm94LnYxLkhvc3RDaGVjaxIKCgJvaxgCIAEoCCJGCglIb3N0Q2hlY2sSDAoEbmFtZRgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDgoGZGV0YWlsGAMgASgJEgsKA2ZpeBgEIAEoCSIHCgVFbXB0eSIbCgtOZXR3b3JrU3BlYxIMCgRtb2RlGAEgASgJIjkKBU1vdW50Eg4KBnNvdXJjZRgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSEAoIcmVhZG9ubHkYAyABKAgiMwoOUmVzb3VyY2VMaW1pdHMSDQoFdmNwdXMYASABKA0SEgoKbWVtb3J5X21pYhgCIAEoBCItCgxUZXJtaW5hbFNpemUSDQoFd2lkdGgYASABKA0SDgoGaGVpZ2h0GAIgASgNIvIEChRDcmVhdGVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkxhYmVsc0VudHJ5Eg4KBmtlcm5lbBgDIAEoCRIOCgZyb290ZnMYBCABKAkSEQoJYm9vdF9hcmdzGAUgASgJEioKBmxpbWl0cxgGIAEoCzIaLnNhbmRib3gudjEuUmVzb3VyY2VMaW1pdHMSDQoFaW1hZ2UYByABKAkSCwoDY21kGAggAygJEjYKA2VudhgJIAMoCzIpLnNhbmRib3gudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QuRW52RW50cnkSEwoLd29ya2luZ19kaXIYCiABKAkSDAoEdXNlchgLIAEoCRIhCgZtb3VudHMYDCADKAsyES5zYW5kYm94LnYxLk1vdW50EigKB25ldHdvcmsYDSABKAsyFy5zYW5kYm94LnYxLk5ldHdvcmtTcGVjEhMKC3R0bF9zZWNvbmRzGA4gASgNEhsKDnNzaF9wdWJsaWNfa2V5GA8gASgJSACIAQESGgoSYXV0b19wYXVzZV9zZWNvbmRzGDIgASgNEjEKDm5ldHdvcmtfcG9saWN5GDMgASgLMhkuc2FuZGJveC52MS5OZXR3b3JrUG9saWN5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIRCg9fc3NoX3B1YmxpY19rZXkiRgoNTmV0d29ya1BvbGljeRIRCglhbGxvd19vdXQYASADKAkSEAoIZGVueV9vdXQYAiADKAkSEAoIaW50ZXJuZXQYAyABKAgiRQoRRXhwb3NlUG9ydFJlcXVlc3QSCgoCaWQYASABKAkSEgoKZ3Vlc3RfcG9ydBgCIAEoDRIQCghwcm90b2NvbBgDIAEoCSI3ChJFeHBvc2VQb3J0UmVzcG9uc2USFAoMaG9zdF9hZGRyZXNzGAEgASgJEgsKA3VybBgCIAEoCSJTChpVcGRhdGVOZXR3b3JrUG9saWN5UmVxdWVzdBIKCgJpZBgBIAEoCRIpCgZwb2xpY3kYAiABKAsyGS5zYW5kYm94LnYxLk5ldHdvcmtQb2xpY3kiNwoLRXhwb3NlZFBvcnQSEgoKZ3Vlc3RfcG9ydBgBIAEoDRIUCgxob3N0X2FkZHJlc3MYAiABKAkiRgoVQ3JlYXRlU2FuZGJveFJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkSDQoFc3RhdGUYAyABKAki1QEKClJ1blJlcXVlc3QSCgoCaWQYASABKAkSCwoDY21kGAIgAygJEiwKA2VudhgDIAMoCzIfLnNhbmRib3gudjEuUnVuUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SCwoDdGFnGDIgASgJGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoJUnVuT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIInwKCUV4ZWNJbnB1dBInCgRpbml0GAEgASgLMhcuc2FuZGJveC52MS5FeGVjUmVxdWVzdEgAEg8KBXN0ZGluGAIgASgMSAASKgoGcmVzaXplGAMgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemVIAEIJCgdwYXlsb2FkIoMCCgtFeGVjUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNjbWQYAiADKAkSLQoDZW52GAMgAygLMiAuc2FuZGJveC52MS5FeGVjUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIqCgh0dHlfc2l6ZRgHIAEoCzIYLnNhbmRib3gudjEuVGVybWluYWxTaXplEhcKD3RpbWVvdXRfc2Vjb25kcxgIIAEoDRILCgN0YWcYMiABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJLCgpFeGVjT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIIjkKElN0b3BTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRIXCg90aW1lb3V0X3NlY29uZHMYAiABKA0iMQoUUmVtb3ZlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSDQoFZm9yY2UYAiABKAgiIQoTUGF1c2VTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSIiChRSZXN1bWVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSIjChVJbnNwZWN0U2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAki0wQKC1NhbmRib3hJbmZvEgoKAmlkGAEgASgJEg0KBXN0YXRlGAIgASgJEjMKBmxhYmVscxgDIAMoCzIjLnNhbmRib3gudjEuU2FuZGJveEluZm8uTGFiZWxzRW50cnkSKgoGbGltaXRzGAQgASgLMhouc2FuZGJveC52MS5SZXNvdXJjZUxpbWl0cxIrCgduZXR3b3JrGAUgASgLMhouc2FuZGJveC52MS5TYW5kYm94TmV0d29yaxISCgpjcmVhdGVkX2F0GAYgASgDEhAKCHJlYWR5X2F0GAcgASgDEhYKDmxhc3RfZXhpdGVkX2F0GAggASgDEhYKDmxhc3RfZXhpdF9jb2RlGAkgASgFEg0KBWVycm9yGAogASgJEhQKDGNyZWF0ZWRfZnJvbRgyIAEoCRITCgtzbmFwc2hvdF9pZBgzIAEoCRIOCgZrZXJuZWwYNCABKAkSDgoGcm9vdGZzGDUgASgJEhEKCWJvb3RfYXJncxg2IAEoCRILCgNwaWQYNyABKAMSEgoKZXhwaXJlc19hdBg4IAEoAxIRCglwYXVzZWRfYXQYOSABKAMSEgoKZGlza19ieXRlcxg6IAEoBBIxCg5uZXR3b3JrX3BvbGljeRg7IAEoCzIZLnNhbmRib3gudjEuTmV0d29ya1BvbGljeRIuCg1leHBvc2VkX3BvcnRzGDwgAygLMhcuc2FuZGJveC52MS5FeHBvc2VkUG9ydBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImgKDlNhbmRib3hOZXR3b3JrEhIKCmlwX2FkZHJlc3MYASABKAkSDwoHZ2F0ZXdheRgCIAEoCRIQCgh0YXBfbmFtZRgDIAEoCRIQCghndWVzdF9pcBgyIAEoCRINCgVuZXRucxgzIAEoCSK5AQoUTGlzdFNhbmRib3hlc1JlcXVlc3QSDQoFc3RhdGUYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIl8KFUxpc3RTYW5kYm94ZXNSZXNwb25zZRItCglzYW5kYm94ZXMYASADKAsyGi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgyIAEoCSK6AQoOU2FuZGJveFN1bW1hcnkSCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5TYW5kYm94U3VtbWFyeS5MYWJlbHNFbnRyeRISCgppcF9hZGRyZXNzGAQgASgJEhIKCmNyZWF0ZWRfYXQYBSABKAMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIyChRTYW5kYm94RXZlbnRzUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZhY3Rpb24YAiABKAkitgEKDFNhbmRib3hFdmVudBISCgpzYW5kYm94X2lkGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIRCgl0aW1lc3RhbXAYAyABKAMSPAoKYXR0cmlidXRlcxgEIAMoCzIoLnNhbmRib3gudjEuU2FuZGJveEV2ZW50LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKfAQoRQ2hlY2twb2ludFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEjkKBmxhYmVscxgDIAMoCzIpLnNhbmRib3gudjEuQ2hlY2twb2ludFJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJTChJDaGVja3BvaW50UmVzcG9uc2USEwoLc25hcHNob3RfaWQYASABKAkSFAoMc25hcHNob3RfZGlyGAIgASgJEhIKCmNyZWF0ZWRfYXQYAyABKAkixwEKDlJlc3RvcmVSZXF1ZXN0EgoKAmlkGAEgASgJEhMKC3NuYXBzaG90X2lkGAIgASgJEjYKBmxhYmVscxgDIAMoCzImLnNhbmRib3gudjEuUmVzdG9yZVJlcXVlc3QuTGFiZWxzRW50cnkSGAoQbmV0d29ya19vdmVycmlkZRgEIAEoCBITCgt0dGxfc2Vjb25kcxgFIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjEKD1Jlc3RvcmVSZXNwb25zZRIKCgJpZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJIr4BChRMaXN0U25hcHNob3RzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEjwKBmxhYmVscxgCIAMoCzIsLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1JlcXVlc3QuTGFiZWxzRW50cnkSEQoJcGFnZV9zaXplGDIgASgNEhIKCnBhZ2VfdG9rZW4YMyABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJgChVMaXN0U25hcHNob3RzUmVzcG9uc2USLgoJc25hcHNob3RzGAEgAygLMhsuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIo4CCg9TbmFwc2hvdFN1bW1hcnkSCgoCaWQYASABKAkSEgoKc2FuZGJveF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEjcKBmxhYmVscxgEIAMoCzInLnNhbmRib3gudjEuU25hcHNob3RTdW1tYXJ5LkxhYmVsc0VudHJ5EhQKDHNuYXBzaG90X2RpchgFIAEoCRISCgpjcmVhdGVkX2F0GAYgASgJEg4KBnVzYWJsZRgyIAEoCBIXCg91bnVzYWJsZV9yZWFzb24YMyABKAkSEgoKc2l6ZV9ieXRlcxg0IAEoBBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiwKFURlbGV0ZVNuYXBzaG90UmVxdWVzdBITCgtzbmFwc2hvdF9pZBgBIAEoCSIiChRMaXN0UHJvY2Vzc2VzUmVxdWVzdBIKCgJpZBgBIAEoCSJDChVMaXN0UHJvY2Vzc2VzUmVzcG9uc2USKgoJcHJvY2Vzc2VzGAEgAygLMhcuc2FuZGJveC52MS5Qcm9jZXNzSW5mbyJVCgtQcm9jZXNzSW5mbxILCgNwaWQYASABKAUSCwoDY21kGAIgAygJEgsKA3RhZxgDIAEoCRISCgpzdGFydGVkX2F0GAQgASgDEgsKA3R0eRgFIAEoCCJMChRTaWduYWxQcm9jZXNzUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNwaWQYAiABKAUSCwoDdGFnGAMgASgJEg4KBnNpZ25hbBgEIAEoCTLrBwoOU2FuZGJveFNlcnZpY2USTQoGQ3JlYXRlEiAuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBohLnNhbmRib3gudjEuQ3JlYXRlU2FuZGJveFJlc3BvbnNlEjYKA1J1bhIWLnNhbmRib3gudjEuUnVuUmVxdWVzdBoVLnNhbmRib3gudjEuUnVuT3V0cHV0MAESOQoERXhlYxIVLnNhbmRib3gudjEuRXhlY0lucHV0GhYuc2FuZGJveC52MS5FeGVjT3V0cHV0KAEwARI5CgRTdG9wEh4uc2FuZGJveC52MS5TdG9wU2FuZGJveFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5Ej0KBlJlbW92ZRIgLnNhbmRib3gudjEuUmVtb3ZlU2FuZGJveFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5EkUKB0luc3BlY3QSIS5zYW5kYm94LnYxLkluc3BlY3RTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SSwoETGlzdBIgLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXNwb25zZRJGCgZFdmVudHMSIC5zYW5kYm94LnYxLlNhbmRib3hFdmVudHNSZXF1ZXN0Ghguc2FuZGJveC52MS5TYW5kYm94RXZlbnQwARJBCgVQYXVzZRIfLnNhbmRib3gudjEuUGF1c2VTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SQwoGUmVzdW1lEiAuc2FuZGJveC52MS5SZXN1bWVTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SVAoNTGlzdFByb2Nlc3NlcxIgLnNhbmRib3gudjEuTGlzdFByb2Nlc3Nlc1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RQcm9jZXNzZXNSZXNwb25zZRJECg1TaWduYWxQcm9jZXNzEiAuc2FuZGJveC52MS5TaWduYWxQcm9jZXNzUmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSSwoKRXhwb3NlUG9ydBIdLnNhbmRib3gudjEuRXhwb3NlUG9ydFJlcXVlc3QaHi5zYW5kYm94LnYxLkV4cG9zZVBvcnRSZXNwb25zZRJQChNVcGRhdGVOZXR3b3JrUG9saWN5EiYuc2FuZGJveC52MS5VcGRhdGVOZXR3b3JrUG9saWN5UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkyxwIKFlNhbmRib3hTbmFwc2hvdFNlcnZpY2USSwoKQ2hlY2twb2ludBIdLnNhbmRib3gudjEuQ2hlY2twb2ludFJlcXVlc3QaHi5zYW5kYm94LnYxLkNoZWNrcG9pbnRSZXNwb25zZRJCCgdSZXN0b3JlEhouc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdBobLnNhbmRib3gudjEuUmVzdG9yZVJlc3BvbnNlElQKDUxpc3RTbmFwc2hvdHMSIC5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXF1ZXN0GiEuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVzcG9uc2USRgoORGVsZXRlU25hcHNob3QSIS5zYW5kYm94LnYxLkRlbGV0ZVNuYXBzaG90UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkyVwoLSG9zdFNlcnZpY2USSAoJQ2hlY2tIb3N0Ehwuc2FuZGJveC52MS5DaGVja0hvc3RSZXF1ZXN0Gh0uc2FuZGJveC52MS5DaGVja0hvc3RSZXNwb25zZWIGcHJvdG8z");
 
 /**
  * CheckHostRequest has no fields.
@@ -379,6 +379,16 @@ export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & 
    * @generated from field: uint32 auto_pause_seconds = 50;
    */
   autoPauseSeconds: number;
+
+  /**
+   * network_policy limits the sandbox's egress (network mode tap only; with
+   * mode none it fails with FAILED_PRECONDITION). Absent = internet on,
+   * nothing denied. Present, it is taken as written: internet unset means
+   * false (no egress except allow_out). vmm extension.
+   *
+   * @generated from field: sandbox.v1.NetworkPolicy network_policy = 51;
+   */
+  networkPolicy?: NetworkPolicy | undefined;
 };
 
 /**
@@ -387,6 +397,168 @@ export type CreateSandboxRequest = Message<"sandbox.v1.CreateSandboxRequest"> & 
  */
 export const CreateSandboxRequestSchema: GenMessage<CreateSandboxRequest> = /*@__PURE__*/
   messageDesc(file_sandbox_v1_sandbox, 8);
+
+/**
+ * NetworkPolicy is a sandbox's egress policy (docs/networking.md "Egress
+ * policy"). Entries are IPv4 addresses, CIDRs or host names; host names are
+ * resolved by the daemon when the policy is applied (Create,
+ * UpdateNetworkPolicy), not again later. At most 256 entries per list.
+ * Link-local addresses (169.254.0.0/16), the daemon's configured
+ * network.blocked_cidrs and the host end of the sandbox's link are refused in
+ * every mode; the guest's DNS resolvers stay reachable unless denied.
+ *
+ * @generated from message sandbox.v1.NetworkPolicy
+ */
+export type NetworkPolicy = Message<"sandbox.v1.NetworkPolicy"> & {
+  /**
+   * allow_out are destinations reachable even with internet off.
+   *
+   * @generated from field: repeated string allow_out = 1;
+   */
+  allowOut: string[];
+
+  /**
+   * deny_out are destinations never reachable; they win over allow_out.
+   *
+   * @generated from field: repeated string deny_out = 2;
+   */
+  denyOut: string[];
+
+  /**
+   * internet lets the guest reach any destination not denied; false = no
+   * egress except allow_out (and the DNS resolvers).
+   *
+   * @generated from field: bool internet = 3;
+   */
+  internet: boolean;
+};
+
+/**
+ * Describes the message sandbox.v1.NetworkPolicy.
+ * Use `create(NetworkPolicySchema)` to create a new message.
+ */
+export const NetworkPolicySchema: GenMessage<NetworkPolicy> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 9);
+
+/**
+ * ExposePortRequest names a guest port to forward to.
+ *
+ * @generated from message sandbox.v1.ExposePortRequest
+ */
+export type ExposePortRequest = Message<"sandbox.v1.ExposePortRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * guest_port is the TCP port in the guest (1-65535).
+   *
+   * @generated from field: uint32 guest_port = 2;
+   */
+  guestPort: number;
+
+  /**
+   * protocol is "tcp" (the default when empty).
+   *
+   * @generated from field: string protocol = 3;
+   */
+  protocol: string;
+};
+
+/**
+ * Describes the message sandbox.v1.ExposePortRequest.
+ * Use `create(ExposePortRequestSchema)` to create a new message.
+ */
+export const ExposePortRequestSchema: GenMessage<ExposePortRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 10);
+
+/**
+ * ExposePortResponse says where the guest port is reachable.
+ *
+ * @generated from message sandbox.v1.ExposePortResponse
+ */
+export type ExposePortResponse = Message<"sandbox.v1.ExposePortResponse"> & {
+  /**
+   * host_address is ip:port on the daemon's host ([ports] listen_host).
+   *
+   * @generated from field: string host_address = 1;
+   */
+  hostAddress: string;
+
+  /**
+   * url is set when the HTTP proxy is on (not in this daemon yet: empty).
+   *
+   * @generated from field: string url = 2;
+   */
+  url: string;
+};
+
+/**
+ * Describes the message sandbox.v1.ExposePortResponse.
+ * Use `create(ExposePortResponseSchema)` to create a new message.
+ */
+export const ExposePortResponseSchema: GenMessage<ExposePortResponse> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 11);
+
+/**
+ * UpdateNetworkPolicyRequest replaces a sandbox's egress policy.
+ *
+ * @generated from message sandbox.v1.UpdateNetworkPolicyRequest
+ */
+export type UpdateNetworkPolicyRequest = Message<"sandbox.v1.UpdateNetworkPolicyRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * policy is the new policy; absent = the default (internet on, nothing
+   * denied).
+   *
+   * @generated from field: sandbox.v1.NetworkPolicy policy = 2;
+   */
+  policy?: NetworkPolicy | undefined;
+};
+
+/**
+ * Describes the message sandbox.v1.UpdateNetworkPolicyRequest.
+ * Use `create(UpdateNetworkPolicyRequestSchema)` to create a new message.
+ */
+export const UpdateNetworkPolicyRequestSchema: GenMessage<UpdateNetworkPolicyRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 12);
+
+/**
+ * ExposedPort is one guest port exposed through ExposePort.
+ *
+ * @generated from message sandbox.v1.ExposedPort
+ */
+export type ExposedPort = Message<"sandbox.v1.ExposedPort"> & {
+  /**
+   * guest_port is the TCP port in the guest.
+   *
+   * @generated from field: uint32 guest_port = 1;
+   */
+  guestPort: number;
+
+  /**
+   * host_address is ip:port on the daemon's host.
+   *
+   * @generated from field: string host_address = 2;
+   */
+  hostAddress: string;
+};
+
+/**
+ * Describes the message sandbox.v1.ExposedPort.
+ * Use `create(ExposedPortSchema)` to create a new message.
+ */
+export const ExposedPortSchema: GenMessage<ExposedPort> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 13);
 
 /**
  * CreateSandboxResponse identifies the sandbox being created.
@@ -422,7 +594,7 @@ export type CreateSandboxResponse = Message<"sandbox.v1.CreateSandboxResponse"> 
  * Use `create(CreateSandboxResponseSchema)` to create a new message.
  */
 export const CreateSandboxResponseSchema: GenMessage<CreateSandboxResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 9);
+  messageDesc(file_sandbox_v1_sandbox, 14);
 
 /**
  * RunRequest runs one command to completion.
@@ -501,7 +673,7 @@ export type RunRequest = Message<"sandbox.v1.RunRequest"> & {
  * Use `create(RunRequestSchema)` to create a new message.
  */
 export const RunRequestSchema: GenMessage<RunRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 10);
+  messageDesc(file_sandbox_v1_sandbox, 15);
 
 /**
  * RunOutput is one chunk of a command's output, or its end.
@@ -544,7 +716,7 @@ export type RunOutput = Message<"sandbox.v1.RunOutput"> & {
  * Use `create(RunOutputSchema)` to create a new message.
  */
 export const RunOutputSchema: GenMessage<RunOutput> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 11);
+  messageDesc(file_sandbox_v1_sandbox, 16);
 
 /**
  * ExecInput is one message from an Exec client.
@@ -590,7 +762,7 @@ export type ExecInput = Message<"sandbox.v1.ExecInput"> & {
  * Use `create(ExecInputSchema)` to create a new message.
  */
 export const ExecInputSchema: GenMessage<ExecInput> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 12);
+  messageDesc(file_sandbox_v1_sandbox, 17);
 
 /**
  * ExecRequest starts an interactive process.
@@ -670,7 +842,7 @@ export type ExecRequest = Message<"sandbox.v1.ExecRequest"> & {
  * Use `create(ExecRequestSchema)` to create a new message.
  */
 export const ExecRequestSchema: GenMessage<ExecRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 13);
+  messageDesc(file_sandbox_v1_sandbox, 18);
 
 /**
  * ExecOutput is one chunk of an interactive process's output, or its end.
@@ -712,7 +884,7 @@ export type ExecOutput = Message<"sandbox.v1.ExecOutput"> & {
  * Use `create(ExecOutputSchema)` to create a new message.
  */
 export const ExecOutputSchema: GenMessage<ExecOutput> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 14);
+  messageDesc(file_sandbox_v1_sandbox, 19);
 
 /**
  * StopSandboxRequest stops a sandbox's microVM.
@@ -741,7 +913,7 @@ export type StopSandboxRequest = Message<"sandbox.v1.StopSandboxRequest"> & {
  * Use `create(StopSandboxRequestSchema)` to create a new message.
  */
 export const StopSandboxRequestSchema: GenMessage<StopSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 15);
+  messageDesc(file_sandbox_v1_sandbox, 20);
 
 /**
  * RemoveSandboxRequest removes a sandbox and everything it holds.
@@ -769,7 +941,7 @@ export type RemoveSandboxRequest = Message<"sandbox.v1.RemoveSandboxRequest"> & 
  * Use `create(RemoveSandboxRequestSchema)` to create a new message.
  */
 export const RemoveSandboxRequestSchema: GenMessage<RemoveSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 16);
+  messageDesc(file_sandbox_v1_sandbox, 21);
 
 /**
  * PauseSandboxRequest names the sandbox to pause. vmm extension.
@@ -790,7 +962,7 @@ export type PauseSandboxRequest = Message<"sandbox.v1.PauseSandboxRequest"> & {
  * Use `create(PauseSandboxRequestSchema)` to create a new message.
  */
 export const PauseSandboxRequestSchema: GenMessage<PauseSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 17);
+  messageDesc(file_sandbox_v1_sandbox, 22);
 
 /**
  * ResumeSandboxRequest names the sandbox to resume. vmm extension.
@@ -811,7 +983,7 @@ export type ResumeSandboxRequest = Message<"sandbox.v1.ResumeSandboxRequest"> & 
  * Use `create(ResumeSandboxRequestSchema)` to create a new message.
  */
 export const ResumeSandboxRequestSchema: GenMessage<ResumeSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 18);
+  messageDesc(file_sandbox_v1_sandbox, 23);
 
 /**
  * InspectSandboxRequest names the sandbox to inspect.
@@ -832,7 +1004,7 @@ export type InspectSandboxRequest = Message<"sandbox.v1.InspectSandboxRequest"> 
  * Use `create(InspectSandboxRequestSchema)` to create a new message.
  */
 export const InspectSandboxRequestSchema: GenMessage<InspectSandboxRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 19);
+  messageDesc(file_sandbox_v1_sandbox, 24);
 
 /**
  * SandboxInfo is everything known about one sandbox.
@@ -980,6 +1152,23 @@ export type SandboxInfo = Message<"sandbox.v1.SandboxInfo"> & {
    * @generated from field: uint64 disk_bytes = 58;
    */
   diskBytes: bigint;
+
+  /**
+   * network_policy is the egress policy in force (mode tap; the default —
+   * internet on, nothing denied — when none was given); unset for mode
+   * "none". vmm extension.
+   *
+   * @generated from field: sandbox.v1.NetworkPolicy network_policy = 59;
+   */
+  networkPolicy?: NetworkPolicy | undefined;
+
+  /**
+   * exposed_ports are the guest ports exposed through ExposePort, by guest
+   * port. vmm extension.
+   *
+   * @generated from field: repeated sandbox.v1.ExposedPort exposed_ports = 60;
+   */
+  exposedPorts: ExposedPort[];
 };
 
 /**
@@ -987,7 +1176,7 @@ export type SandboxInfo = Message<"sandbox.v1.SandboxInfo"> & {
  * Use `create(SandboxInfoSchema)` to create a new message.
  */
 export const SandboxInfoSchema: GenMessage<SandboxInfo> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 20);
+  messageDesc(file_sandbox_v1_sandbox, 25);
 
 /**
  * SandboxNetwork is a sandbox's network configuration.
@@ -1037,7 +1226,7 @@ export type SandboxNetwork = Message<"sandbox.v1.SandboxNetwork"> & {
  * Use `create(SandboxNetworkSchema)` to create a new message.
  */
 export const SandboxNetworkSchema: GenMessage<SandboxNetwork> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 21);
+  messageDesc(file_sandbox_v1_sandbox, 26);
 
 /**
  * ListSandboxesRequest filters List.
@@ -1087,7 +1276,7 @@ export type ListSandboxesRequest = Message<"sandbox.v1.ListSandboxesRequest"> & 
  * Use `create(ListSandboxesRequestSchema)` to create a new message.
  */
 export const ListSandboxesRequestSchema: GenMessage<ListSandboxesRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 22);
+  messageDesc(file_sandbox_v1_sandbox, 27);
 
 /**
  * ListSandboxesResponse is the result of List.
@@ -1118,7 +1307,7 @@ export type ListSandboxesResponse = Message<"sandbox.v1.ListSandboxesResponse"> 
  * Use `create(ListSandboxesResponseSchema)` to create a new message.
  */
 export const ListSandboxesResponseSchema: GenMessage<ListSandboxesResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 23);
+  messageDesc(file_sandbox_v1_sandbox, 28);
 
 /**
  * SandboxSummary is the short form of SandboxInfo.
@@ -1167,7 +1356,7 @@ export type SandboxSummary = Message<"sandbox.v1.SandboxSummary"> & {
  * Use `create(SandboxSummarySchema)` to create a new message.
  */
 export const SandboxSummarySchema: GenMessage<SandboxSummary> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 24);
+  messageDesc(file_sandbox_v1_sandbox, 29);
 
 /**
  * SandboxEventsRequest filters Events.
@@ -1196,7 +1385,7 @@ export type SandboxEventsRequest = Message<"sandbox.v1.SandboxEventsRequest"> & 
  * Use `create(SandboxEventsRequestSchema)` to create a new message.
  */
 export const SandboxEventsRequestSchema: GenMessage<SandboxEventsRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 25);
+  messageDesc(file_sandbox_v1_sandbox, 30);
 
 /**
  * SandboxEvent is one lifecycle event.
@@ -1240,7 +1429,7 @@ export type SandboxEvent = Message<"sandbox.v1.SandboxEvent"> & {
  * Use `create(SandboxEventSchema)` to create a new message.
  */
 export const SandboxEventSchema: GenMessage<SandboxEvent> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 26);
+  messageDesc(file_sandbox_v1_sandbox, 31);
 
 /**
  * CheckpointRequest names the sandbox to snapshot.
@@ -1277,7 +1466,7 @@ export type CheckpointRequest = Message<"sandbox.v1.CheckpointRequest"> & {
  * Use `create(CheckpointRequestSchema)` to create a new message.
  */
 export const CheckpointRequestSchema: GenMessage<CheckpointRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 27);
+  messageDesc(file_sandbox_v1_sandbox, 32);
 
 /**
  * CheckpointResponse identifies the new snapshot.
@@ -1312,7 +1501,7 @@ export type CheckpointResponse = Message<"sandbox.v1.CheckpointResponse"> & {
  * Use `create(CheckpointResponseSchema)` to create a new message.
  */
 export const CheckpointResponseSchema: GenMessage<CheckpointResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 28);
+  messageDesc(file_sandbox_v1_sandbox, 33);
 
 /**
  * RestoreRequest creates a sandbox from a snapshot.
@@ -1363,7 +1552,7 @@ export type RestoreRequest = Message<"sandbox.v1.RestoreRequest"> & {
  * Use `create(RestoreRequestSchema)` to create a new message.
  */
 export const RestoreRequestSchema: GenMessage<RestoreRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 29);
+  messageDesc(file_sandbox_v1_sandbox, 34);
 
 /**
  * RestoreResponse identifies the restored sandbox.
@@ -1391,7 +1580,7 @@ export type RestoreResponse = Message<"sandbox.v1.RestoreResponse"> & {
  * Use `create(RestoreResponseSchema)` to create a new message.
  */
 export const RestoreResponseSchema: GenMessage<RestoreResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 30);
+  messageDesc(file_sandbox_v1_sandbox, 35);
 
 /**
  * ListSnapshotsRequest filters ListSnapshots.
@@ -1436,7 +1625,7 @@ export type ListSnapshotsRequest = Message<"sandbox.v1.ListSnapshotsRequest"> & 
  * Use `create(ListSnapshotsRequestSchema)` to create a new message.
  */
 export const ListSnapshotsRequestSchema: GenMessage<ListSnapshotsRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 31);
+  messageDesc(file_sandbox_v1_sandbox, 36);
 
 /**
  * ListSnapshotsResponse is the result of ListSnapshots.
@@ -1466,7 +1655,7 @@ export type ListSnapshotsResponse = Message<"sandbox.v1.ListSnapshotsResponse"> 
  * Use `create(ListSnapshotsResponseSchema)` to create a new message.
  */
 export const ListSnapshotsResponseSchema: GenMessage<ListSnapshotsResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 32);
+  messageDesc(file_sandbox_v1_sandbox, 37);
 
 /**
  * SnapshotSummary describes one snapshot.
@@ -1544,7 +1733,7 @@ export type SnapshotSummary = Message<"sandbox.v1.SnapshotSummary"> & {
  * Use `create(SnapshotSummarySchema)` to create a new message.
  */
 export const SnapshotSummarySchema: GenMessage<SnapshotSummary> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 33);
+  messageDesc(file_sandbox_v1_sandbox, 38);
 
 /**
  * DeleteSnapshotRequest names the snapshot to delete.
@@ -1565,7 +1754,7 @@ export type DeleteSnapshotRequest = Message<"sandbox.v1.DeleteSnapshotRequest"> 
  * Use `create(DeleteSnapshotRequestSchema)` to create a new message.
  */
 export const DeleteSnapshotRequestSchema: GenMessage<DeleteSnapshotRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 34);
+  messageDesc(file_sandbox_v1_sandbox, 39);
 
 /**
  * ListProcessesRequest names the sandbox whose processes to list. vmm
@@ -1587,7 +1776,7 @@ export type ListProcessesRequest = Message<"sandbox.v1.ListProcessesRequest"> & 
  * Use `create(ListProcessesRequestSchema)` to create a new message.
  */
 export const ListProcessesRequestSchema: GenMessage<ListProcessesRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 35);
+  messageDesc(file_sandbox_v1_sandbox, 40);
 
 /**
  * ListProcessesResponse lists the running processes, oldest first. vmm
@@ -1607,7 +1796,7 @@ export type ListProcessesResponse = Message<"sandbox.v1.ListProcessesResponse"> 
  * Use `create(ListProcessesResponseSchema)` to create a new message.
  */
 export const ListProcessesResponseSchema: GenMessage<ListProcessesResponse> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 36);
+  messageDesc(file_sandbox_v1_sandbox, 41);
 
 /**
  * ProcessInfo describes one process started through Run, Exec or Create's
@@ -1658,7 +1847,7 @@ export type ProcessInfo = Message<"sandbox.v1.ProcessInfo"> & {
  * Use `create(ProcessInfoSchema)` to create a new message.
  */
 export const ProcessInfoSchema: GenMessage<ProcessInfo> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 37);
+  messageDesc(file_sandbox_v1_sandbox, 42);
 
 /**
  * SignalProcessRequest sends a signal to a running process's group. vmm
@@ -1702,7 +1891,7 @@ export type SignalProcessRequest = Message<"sandbox.v1.SignalProcessRequest"> & 
  * Use `create(SignalProcessRequestSchema)` to create a new message.
  */
 export const SignalProcessRequestSchema: GenMessage<SignalProcessRequest> = /*@__PURE__*/
-  messageDesc(file_sandbox_v1_sandbox, 38);
+  messageDesc(file_sandbox_v1_sandbox, 43);
 
 /**
  * SandboxService creates microVM sandboxes, runs code in them and removes them.
@@ -1850,6 +2039,39 @@ export const SandboxService: GenService<{
   signalProcess: {
     methodKind: "unary";
     input: typeof SignalProcessRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
+   * ExposePort gives a host-reachable address (ip:port on the daemon's host)
+   * that forwards TCP to a guest port. Exposing the same port again returns
+   * the same address. Released when the sandbox stops, fails or is removed;
+   * kept across Pause (a connection resumes it when lifecycle.auto_resume is
+   * on). Errors: guest_port 0 or > 65535, a protocol other than tcp/udp →
+   * INVALID_ARGUMENT; udp → UNIMPLEMENTED; network mode none, or a stopped
+   * sandbox → FAILED_PRECONDITION; unknown id → NOT_FOUND. vmm extension
+   * (binding: sandbox-v1-wire.md).
+   *
+   * @generated from rpc sandbox.v1.SandboxService.ExposePort
+   */
+  exposePort: {
+    methodKind: "unary";
+    input: typeof ExposePortRequestSchema;
+    output: typeof ExposePortResponseSchema;
+  },
+  /**
+   * UpdateNetworkPolicy replaces the sandbox's egress policy, live, in one
+   * atomic rule-set load. Connections the new policy still allows are kept;
+   * packets of established connections it denies are refused from then on.
+   * Errors: a bad CIDR, host name that does not resolve, empty entry or more
+   * than 256 entries in a list → INVALID_ARGUMENT naming it; network mode
+   * none or a stopped sandbox → FAILED_PRECONDITION; unknown id → NOT_FOUND.
+   * vmm extension (binding: sandbox-v1-wire.md).
+   *
+   * @generated from rpc sandbox.v1.SandboxService.UpdateNetworkPolicy
+   */
+  updateNetworkPolicy: {
+    methodKind: "unary";
+    input: typeof UpdateNetworkPolicyRequestSchema;
     output: typeof EmptySchema;
   },
 }> = /*@__PURE__*/
