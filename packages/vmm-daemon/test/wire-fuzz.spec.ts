@@ -244,7 +244,7 @@ describe("garbage on the wire (fc-sim)", () => {
     }
   });
 
-  it(`${CASES.toLocaleString("en")} random and mutated bodies over the thirteen unary RPCs: no INTERNAL or UNKNOWN, no crash, nothing left`, async () => {
+  it(`${CASES.toLocaleString("en")} random and mutated bodies over the sixteen unary RPCs: no INTERNAL or UNKNOWN, no crash, nothing left`, async () => {
     const pool: FuzzPool = {
       sandboxIds: [BASE_ID, "fuzz-1", "fuzz-2", "fuzz-3"],
       snapshotIds: [baseSnapshot],

@@ -10,9 +10,9 @@ import {
   toJsonString,
 } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { SandboxService, SandboxSnapshotService } from "@vmm/proto";
+import { HostService, SandboxService, SandboxSnapshotService } from "@vmm/proto";
 
-/** The unary RPCs of sandbox.v1 (Run, Exec and Events stream), with Pause, Resume, ListProcesses and SignalProcess. */
+/** The unary RPCs of sandbox.v1 (Run, Exec and Events stream) and of our additions. */
 export const UNARY_METHODS: readonly DescMethod[] = [
   SandboxService.method.create,
   SandboxService.method.stop,
@@ -23,10 +23,13 @@ export const UNARY_METHODS: readonly DescMethod[] = [
   SandboxService.method.resume,
   SandboxService.method.listProcesses,
   SandboxService.method.signalProcess,
+  SandboxService.method.exposePort,
+  SandboxService.method.updateNetworkPolicy,
   SandboxSnapshotService.method.checkpoint,
   SandboxSnapshotService.method.restore,
   SandboxSnapshotService.method.listSnapshots,
   SandboxSnapshotService.method.deleteSnapshot,
+  HostService.method.checkHost,
 ];
 
 /** Mulberry32: a small seeded PRNG, so that a seed and a case number replay the same bytes. */
