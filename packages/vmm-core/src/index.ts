@@ -1,6 +1,13 @@
 // Public API of vmm-core. vmm-grpc and vmm-daemon import from here only.
 
-export type { AgentEndpoint, AgentInfo } from "./agent/index.js";
+export type {
+  AgentEndpoint,
+  AgentInfo,
+  FileEvent,
+  FileEventKind,
+  FileInfo,
+  FileType,
+} from "./agent/index.js";
 export { AgentClient } from "./agent/index.js";
 export type { ErrorKind } from "./errors.js";
 export {
@@ -25,6 +32,14 @@ export type {
   TapSlot,
 } from "./network/index.js";
 export { createDryRunCommandRunner, createNetworkManager } from "./network/index.js";
+export type { WriteFileSpec } from "./sandbox/files.js";
+export {
+  checkPath,
+  MAX_GUEST_PATH_BYTES,
+  MAX_LIST_DEPTH,
+  MAX_LIST_ENTRIES,
+  SandboxFiles,
+} from "./sandbox/files.js";
 export type { SandboxLimits } from "./sandbox/limits.js";
 export type { ListKey } from "./sandbox/list-order.js";
 export { compareByCreation, compareListKeys } from "./sandbox/list-order.js";

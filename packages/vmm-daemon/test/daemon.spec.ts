@@ -61,6 +61,7 @@ describe("vmm-daemon serving over its Unix socket", () => {
         "grpc.health.v1.Health",
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
+        "sandbox.v1.SandboxFilesService",
         "sandbox.v1.SandboxService",
         "sandbox.v1.SandboxSnapshotService",
       ]);

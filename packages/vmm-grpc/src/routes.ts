@@ -1,6 +1,8 @@
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import * as pb from "@vmm/proto";
 import { healthV1, reflectionV1, reflectionV1alpha } from "@vmm/proto";
+import type { FilesApi } from "./files-api.js";
+import { registerFilesService } from "./files-service.js";
 import { HealthStatus, registerHealthService } from "./health-service.js";
 import {
   createAuthInterceptor,
@@ -21,6 +23,8 @@ export interface VmmRoutesOptions {
   readonly sandboxes: SandboxApi;
   /** Absent until snapshots are wired: the snapshot service then answers UNIMPLEMENTED. */
   readonly snapshots?: SnapshotApi;
+  /** Absent without a sandbox backend: the files service then answers UNIMPLEMENTED. */
+  readonly files?: FilesApi;
   readonly logger: Logger;
   /** Daemon version, sent in the `vmm-version` response header. */
   readonly version: string;
@@ -36,6 +40,7 @@ export interface VmmRoutesOptions {
 export const SERVICE_NAMES: readonly string[] = [
   pb.SandboxService.typeName,
   pb.SandboxSnapshotService.typeName,
+  pb.SandboxFilesService.typeName,
   healthV1.Health.typeName,
   reflectionV1.ServerReflection.typeName,
   reflectionV1alpha.ServerReflection.typeName,
@@ -64,6 +69,7 @@ export function createVmmRoutes(options: VmmRoutesOptions): {
     routes: (router) => {
       registerSandboxService(router, options.sandboxes, options.listPaging);
       registerSnapshotService(router, options.snapshots, options.listPaging);
+      registerFilesService(router, options.files);
       registerHealthService(router, health);
       registerReflectionService(router, reflection);
     },

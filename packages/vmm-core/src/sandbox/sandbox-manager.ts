@@ -1,6 +1,7 @@
 import { BackgroundTasks, type Logger } from "../internal/index.js";
 import { Admission, type CommittedUsage } from "./admission.js";
 import type { SandboxContext } from "./context.js";
+import { SandboxFiles } from "./files.js";
 import { type GoldenBuilder, GoldenPool } from "./golden-pool.js";
 import { MAX_STOP_TIMEOUT_SECONDS, SandboxLifecycle } from "./lifecycle.js";
 import { compareByCreation } from "./list-order.js";
@@ -51,6 +52,8 @@ export class SandboxManager {
   readonly #admission: Admission;
   readonly #lifecycle: SandboxLifecycle;
   readonly #workloads: Workloads;
+  /** File calls (SandboxFilesService). */
+  readonly files: SandboxFiles;
   readonly #snapshots: SnapshotService;
   readonly #factory: SandboxFactory;
   readonly #pauses: PauseResume;
@@ -84,6 +87,7 @@ export class SandboxManager {
     });
     this.#registry.onTransition = (s) => this.#pauses.watchIdle(s);
     this.#workloads = new Workloads(this.#ctx, (s) => this.#pauses.resume(s));
+    this.files = new SandboxFiles(this.#ctx, this.#workloads, (s) => this.#pauses.watchIdle(s));
     this.#snapshots = new SnapshotService(this.#ctx, this.#admission);
     this.#golden =
       options.golden &&

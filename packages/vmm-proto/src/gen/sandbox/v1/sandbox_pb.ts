@@ -24,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sandbox/v1/sandbox.proto.
  */
 export const file_sandbox_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiBwoFRW1wdHkiGwoLTmV0d29ya1NwZWMSDAoEbW9kZRgBIAEoCSI5CgVNb3VudBIOCgZzb3VyY2UYASABKAkSDgoGdGFyZ2V0GAIgASgJEhAKCHJlYWRvbmx5GAMgASgIIjMKDlJlc291cmNlTGltaXRzEg0KBXZjcHVzGAEgASgNEhIKCm1lbW9yeV9taWIYAiABKAQiLQoMVGVybWluYWxTaXplEg0KBXdpZHRoGAEgASgNEg4KBmhlaWdodBgCIAEoDSK/BAoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRIOCgZrZXJuZWwYAyABKAkSDgoGcm9vdGZzGAQgASgJEhEKCWJvb3RfYXJncxgFIAEoCRIqCgZsaW1pdHMYBiABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEg0KBWltYWdlGAcgASgJEgsKA2NtZBgIIAMoCRI2CgNlbnYYCSADKAsyKS5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAogASgJEgwKBHVzZXIYCyABKAkSIQoGbW91bnRzGAwgAygLMhEuc2FuZGJveC52MS5Nb3VudBIoCgduZXR3b3JrGA0gASgLMhcuc2FuZGJveC52MS5OZXR3b3JrU3BlYxITCgt0dGxfc2Vjb25kcxgOIAEoDRIbCg5zc2hfcHVibGljX2tleRgPIAEoCUgAiAEBEhoKEmF1dG9fcGF1c2Vfc2Vjb25kcxgyIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX3NzaF9wdWJsaWNfa2V5IkYKFUNyZWF0ZVNhbmRib3hSZXNwb25zZRIKCgJpZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJEg0KBXN0YXRlGAMgASgJIsgBCgpSdW5SZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2NtZBgCIAMoCRIsCgNlbnYYAyADKAsyHy5zYW5kYm94LnYxLlJ1blJlcXVlc3QuRW52RW50cnkSEwoLd29ya2luZ19kaXIYBCABKAkSDAoEdXNlchgFIAEoCRILCgN0dHkYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoJUnVuT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIInwKCUV4ZWNJbnB1dBInCgRpbml0GAEgASgLMhcuc2FuZGJveC52MS5FeGVjUmVxdWVzdEgAEg8KBXN0ZGluGAIgASgMSAASKgoGcmVzaXplGAMgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemVIAEIJCgdwYXlsb2FkIvYBCgtFeGVjUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNjbWQYAiADKAkSLQoDZW52GAMgAygLMiAuc2FuZGJveC52MS5FeGVjUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIqCgh0dHlfc2l6ZRgHIAEoCzIYLnNhbmRib3gudjEuVGVybWluYWxTaXplEhcKD3RpbWVvdXRfc2Vjb25kcxgIIAEoDRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIksKCkV4ZWNPdXRwdXQSDgoGc3RyZWFtGAEgASgJEgwKBGRhdGEYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgFEgwKBGRvbmUYBCABKAgiOQoSU3RvcFNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJEhcKD3RpbWVvdXRfc2Vjb25kcxgCIAEoDSIxChRSZW1vdmVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRINCgVmb3JjZRgCIAEoCCIhChNQYXVzZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiIKFFJlc3VtZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiMKFUluc3BlY3RTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSLwAwoLU2FuZGJveEluZm8SCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSMwoGbGFiZWxzGAMgAygLMiMuc2FuZGJveC52MS5TYW5kYm94SW5mby5MYWJlbHNFbnRyeRIqCgZsaW1pdHMYBCABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEisKB25ldHdvcmsYBSABKAsyGi5zYW5kYm94LnYxLlNhbmRib3hOZXR3b3JrEhIKCmNyZWF0ZWRfYXQYBiABKAMSEAoIcmVhZHlfYXQYByABKAMSFgoObGFzdF9leGl0ZWRfYXQYCCABKAMSFgoObGFzdF9leGl0X2NvZGUYCSABKAUSDQoFZXJyb3IYCiABKAkSFAoMY3JlYXRlZF9mcm9tGDIgASgJEhMKC3NuYXBzaG90X2lkGDMgASgJEg4KBmtlcm5lbBg0IAEoCRIOCgZyb290ZnMYNSABKAkSEQoJYm9vdF9hcmdzGDYgASgJEgsKA3BpZBg3IAEoAxISCgpleHBpcmVzX2F0GDggASgDEhEKCXBhdXNlZF9hdBg5IAEoAxISCgpkaXNrX2J5dGVzGDogASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiaAoOU2FuZGJveE5ldHdvcmsSEgoKaXBfYWRkcmVzcxgBIAEoCRIPCgdnYXRld2F5GAIgASgJEhAKCHRhcF9uYW1lGAMgASgJEhAKCGd1ZXN0X2lwGDIgASgJEg0KBW5ldG5zGDMgASgJIrkBChRMaXN0U2FuZGJveGVzUmVxdWVzdBINCgVzdGF0ZRgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgyIAEoDRISCgpwYWdlX3Rva2VuGDMgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXwoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi0KCXNhbmRib3hlcxgBIAMoCzIaLnNhbmRib3gudjEuU2FuZGJveFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIroBCg5TYW5kYm94U3VtbWFyeRIKCgJpZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRI2CgZsYWJlbHMYAyADKAsyJi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5LkxhYmVsc0VudHJ5EhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKY3JlYXRlZF9hdBgFIAEoAxotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjIKFFNhbmRib3hFdmVudHNSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmFjdGlvbhgCIAEoCSK2AQoMU2FuZGJveEV2ZW50EhIKCnNhbmRib3hfaWQYASABKAkSDgoGYWN0aW9uGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxI8CgphdHRyaWJ1dGVzGAQgAygLMiguc2FuZGJveC52MS5TYW5kYm94RXZlbnQuQXR0cmlidXRlc0VudHJ5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp8BChFDaGVja3BvaW50UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSOQoGbGFiZWxzGAMgAygLMikuc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKEkNoZWNrcG9pbnRSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoCRIUCgxzbmFwc2hvdF9kaXIYAiABKAkSEgoKY3JlYXRlZF9hdBgDIAEoCSLHAQoOUmVzdG9yZVJlcXVlc3QSCgoCaWQYASABKAkSEwoLc25hcHNob3RfaWQYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdC5MYWJlbHNFbnRyeRIYChBuZXR3b3JrX292ZXJyaWRlGAQgASgIEhMKC3R0bF9zZWNvbmRzGAUgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMQoPUmVzdG9yZVJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkivgEKFExpc3RTbmFwc2hvdHNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImAKFUxpc3RTbmFwc2hvdHNSZXNwb25zZRIuCglzbmFwc2hvdHMYASADKAsyGy5zYW5kYm94LnYxLlNuYXBzaG90U3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YMiABKAkijgIKD1NuYXBzaG90U3VtbWFyeRIKCgJpZBgBIAEoCRISCgpzYW5kYm94X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSNwoGbGFiZWxzGAQgAygLMicuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkuTGFiZWxzRW50cnkSFAoMc25hcHNob3RfZGlyGAUgASgJEhIKCmNyZWF0ZWRfYXQYBiABKAkSDgoGdXNhYmxlGDIgASgIEhcKD3VudXNhYmxlX3JlYXNvbhgzIAEoCRISCgpzaXplX2J5dGVzGDQgASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLAoVRGVsZXRlU25hcHNob3RSZXF1ZXN0EhMKC3NuYXBzaG90X2lkGAEgASgJMrAFCg5TYW5kYm94U2VydmljZRJNCgZDcmVhdGUSIC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GiEuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USNgoDUnVuEhYuc2FuZGJveC52MS5SdW5SZXF1ZXN0GhUuc2FuZGJveC52MS5SdW5PdXRwdXQwARI5CgRFeGVjEhUuc2FuZGJveC52MS5FeGVjSW5wdXQaFi5zYW5kYm94LnYxLkV4ZWNPdXRwdXQoATABEjkKBFN0b3ASHi5zYW5kYm94LnYxLlN0b3BTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSPQoGUmVtb3ZlEiAuc2FuZGJveC52MS5SZW1vdmVTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSRQoHSW5zcGVjdBIhLnNhbmRib3gudjEuSW5zcGVjdFNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJLCgRMaXN0EiAuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBohLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkYKBkV2ZW50cxIgLnNhbmRib3gudjEuU2FuZGJveEV2ZW50c1JlcXVlc3QaGC5zYW5kYm94LnYxLlNhbmRib3hFdmVudDABEkEKBVBhdXNlEh8uc2FuZGJveC52MS5QYXVzZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJDCgZSZXN1bWUSIC5zYW5kYm94LnYxLlJlc3VtZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbzLHAgoWU2FuZGJveFNuYXBzaG90U2VydmljZRJLCgpDaGVja3BvaW50Eh0uc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdBoeLnNhbmRib3gudjEuQ2hlY2twb2ludFJlc3BvbnNlEkIKB1Jlc3RvcmUSGi5zYW5kYm94LnYxLlJlc3RvcmVSZXF1ZXN0Ghsuc2FuZGJveC52MS5SZXN0b3JlUmVzcG9uc2USVAoNTGlzdFNuYXBzaG90cxIgLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXNwb25zZRJGCg5EZWxldGVTbmFwc2hvdBIhLnNhbmRib3gudjEuRGVsZXRlU25hcHNob3RSZXF1ZXN0GhEuc2FuZGJveC52MS5FbXB0eWIGcHJvdG8z");
+  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiBwoFRW1wdHkiGwoLTmV0d29ya1NwZWMSDAoEbW9kZRgBIAEoCSI5CgVNb3VudBIOCgZzb3VyY2UYASABKAkSDgoGdGFyZ2V0GAIgASgJEhAKCHJlYWRvbmx5GAMgASgIIjMKDlJlc291cmNlTGltaXRzEg0KBXZjcHVzGAEgASgNEhIKCm1lbW9yeV9taWIYAiABKAQiLQoMVGVybWluYWxTaXplEg0KBXdpZHRoGAEgASgNEg4KBmhlaWdodBgCIAEoDSK/BAoUQ3JlYXRlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdC5MYWJlbHNFbnRyeRIOCgZrZXJuZWwYAyABKAkSDgoGcm9vdGZzGAQgASgJEhEKCWJvb3RfYXJncxgFIAEoCRIqCgZsaW1pdHMYBiABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEg0KBWltYWdlGAcgASgJEgsKA2NtZBgIIAMoCRI2CgNlbnYYCSADKAsyKS5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkVudkVudHJ5EhMKC3dvcmtpbmdfZGlyGAogASgJEgwKBHVzZXIYCyABKAkSIQoGbW91bnRzGAwgAygLMhEuc2FuZGJveC52MS5Nb3VudBIoCgduZXR3b3JrGA0gASgLMhcuc2FuZGJveC52MS5OZXR3b3JrU3BlYxITCgt0dGxfc2Vjb25kcxgOIAEoDRIbCg5zc2hfcHVibGljX2tleRgPIAEoCUgAiAEBEhoKEmF1dG9fcGF1c2Vfc2Vjb25kcxgyIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAFCEQoPX3NzaF9wdWJsaWNfa2V5IkYKFUNyZWF0ZVNhbmRib3hSZXNwb25zZRIKCgJpZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJEg0KBXN0YXRlGAMgASgJIsgBCgpSdW5SZXF1ZXN0EgoKAmlkGAEgASgJEgsKA2NtZBgCIAMoCRIsCgNlbnYYAyADKAsyHy5zYW5kYm94LnYxLlJ1blJlcXVlc3QuRW52RW50cnkSEwoLd29ya2luZ19kaXIYBCABKAkSDAoEdXNlchgFIAEoCRILCgN0dHkYBiABKAgSFwoPdGltZW91dF9zZWNvbmRzGAcgASgNGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoJUnVuT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIInwKCUV4ZWNJbnB1dBInCgRpbml0GAEgASgLMhcuc2FuZGJveC52MS5FeGVjUmVxdWVzdEgAEg8KBXN0ZGluGAIgASgMSAASKgoGcmVzaXplGAMgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemVIAEIJCgdwYXlsb2FkIvYBCgtFeGVjUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNjbWQYAiADKAkSLQoDZW52GAMgAygLMiAuc2FuZGJveC52MS5FeGVjUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIqCgh0dHlfc2l6ZRgHIAEoCzIYLnNhbmRib3gudjEuVGVybWluYWxTaXplEhcKD3RpbWVvdXRfc2Vjb25kcxgIIAEoDRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIksKCkV4ZWNPdXRwdXQSDgoGc3RyZWFtGAEgASgJEgwKBGRhdGEYAiABKAwSEQoJZXhpdF9jb2RlGAMgASgFEgwKBGRvbmUYBCABKAgiOQoSU3RvcFNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJEhcKD3RpbWVvdXRfc2Vjb25kcxgCIAEoDSIxChRSZW1vdmVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRINCgVmb3JjZRgCIAEoCCIhChNQYXVzZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiIKFFJlc3VtZVNhbmRib3hSZXF1ZXN0EgoKAmlkGAEgASgJIiMKFUluc3BlY3RTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSLwAwoLU2FuZGJveEluZm8SCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSMwoGbGFiZWxzGAMgAygLMiMuc2FuZGJveC52MS5TYW5kYm94SW5mby5MYWJlbHNFbnRyeRIqCgZsaW1pdHMYBCABKAsyGi5zYW5kYm94LnYxLlJlc291cmNlTGltaXRzEisKB25ldHdvcmsYBSABKAsyGi5zYW5kYm94LnYxLlNhbmRib3hOZXR3b3JrEhIKCmNyZWF0ZWRfYXQYBiABKAMSEAoIcmVhZHlfYXQYByABKAMSFgoObGFzdF9leGl0ZWRfYXQYCCABKAMSFgoObGFzdF9leGl0X2NvZGUYCSABKAUSDQoFZXJyb3IYCiABKAkSFAoMY3JlYXRlZF9mcm9tGDIgASgJEhMKC3NuYXBzaG90X2lkGDMgASgJEg4KBmtlcm5lbBg0IAEoCRIOCgZyb290ZnMYNSABKAkSEQoJYm9vdF9hcmdzGDYgASgJEgsKA3BpZBg3IAEoAxISCgpleHBpcmVzX2F0GDggASgDEhEKCXBhdXNlZF9hdBg5IAEoAxISCgpkaXNrX2J5dGVzGDogASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiaAoOU2FuZGJveE5ldHdvcmsSEgoKaXBfYWRkcmVzcxgBIAEoCRIPCgdnYXRld2F5GAIgASgJEhAKCHRhcF9uYW1lGAMgASgJEhAKCGd1ZXN0X2lwGDIgASgJEg0KBW5ldG5zGDMgASgJIrkBChRMaXN0U2FuZGJveGVzUmVxdWVzdBINCgVzdGF0ZRgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXF1ZXN0LkxhYmVsc0VudHJ5EhEKCXBhZ2Vfc2l6ZRgyIAEoDRISCgpwYWdlX3Rva2VuGDMgASgJGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiXwoVTGlzdFNhbmRib3hlc1Jlc3BvbnNlEi0KCXNhbmRib3hlcxgBIAMoCzIaLnNhbmRib3gudjEuU2FuZGJveFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIroBCg5TYW5kYm94U3VtbWFyeRIKCgJpZBgBIAEoCRINCgVzdGF0ZRgCIAEoCRI2CgZsYWJlbHMYAyADKAsyJi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5LkxhYmVsc0VudHJ5EhIKCmlwX2FkZHJlc3MYBCABKAkSEgoKY3JlYXRlZF9hdBgFIAEoAxotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjIKFFNhbmRib3hFdmVudHNSZXF1ZXN0EgoKAmlkGAEgASgJEg4KBmFjdGlvbhgCIAEoCSK2AQoMU2FuZGJveEV2ZW50EhIKCnNhbmRib3hfaWQYASABKAkSDgoGYWN0aW9uGAIgASgJEhEKCXRpbWVzdGFtcBgDIAEoAxI8CgphdHRyaWJ1dGVzGAQgAygLMiguc2FuZGJveC52MS5TYW5kYm94RXZlbnQuQXR0cmlidXRlc0VudHJ5GjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIp8BChFDaGVja3BvaW50UmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEgwKBG5hbWUYAiABKAkSOQoGbGFiZWxzGAMgAygLMikuc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdC5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIlMKEkNoZWNrcG9pbnRSZXNwb25zZRITCgtzbmFwc2hvdF9pZBgBIAEoCRIUCgxzbmFwc2hvdF9kaXIYAiABKAkSEgoKY3JlYXRlZF9hdBgDIAEoCSLHAQoOUmVzdG9yZVJlcXVlc3QSCgoCaWQYASABKAkSEwoLc25hcHNob3RfaWQYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdC5MYWJlbHNFbnRyeRIYChBuZXR3b3JrX292ZXJyaWRlGAQgASgIEhMKC3R0bF9zZWNvbmRzGAUgASgNGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiMQoPUmVzdG9yZVJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkivgEKFExpc3RTbmFwc2hvdHNSZXF1ZXN0EhIKCnNhbmRib3hfaWQYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImAKFUxpc3RTbmFwc2hvdHNSZXNwb25zZRIuCglzbmFwc2hvdHMYASADKAsyGy5zYW5kYm94LnYxLlNuYXBzaG90U3VtbWFyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YMiABKAkijgIKD1NuYXBzaG90U3VtbWFyeRIKCgJpZBgBIAEoCRISCgpzYW5kYm94X2lkGAIgASgJEgwKBG5hbWUYAyABKAkSNwoGbGFiZWxzGAQgAygLMicuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkuTGFiZWxzRW50cnkSFAoMc25hcHNob3RfZGlyGAUgASgJEhIKCmNyZWF0ZWRfYXQYBiABKAkSDgoGdXNhYmxlGDIgASgIEhcKD3VudXNhYmxlX3JlYXNvbhgzIAEoCRISCgpzaXplX2J5dGVzGDQgASgEGi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLAoVRGVsZXRlU25hcHNob3RSZXF1ZXN0EhMKC3NuYXBzaG90X2lkGAEgASgJIlwKEFdyaXRlRmlsZVJlcXVlc3QSLQoGaGVhZGVyGAEgASgLMhsuc2FuZGJveC52MS5Xcml0ZUZpbGVIZWFkZXJIABIOCgRkYXRhGAIgASgMSABCCQoHcGF5bG9hZCJdCg9Xcml0ZUZpbGVIZWFkZXISCgoCaWQYASABKAkSDAoEcGF0aBgCIAEoCRIMCgRtb2RlGAMgASgNEhQKDG1ha2VfcGFyZW50cxgEIAEoCBIMCgR1c2VyGAUgASgJIksKD1JlYWRGaWxlUmVxdWVzdBIKCgJpZBgBIAEoCRIMCgRwYXRoGAIgASgJEg4KBm9mZnNldBgDIAEoBBIOCgZsZW5ndGgYBCABKAQiGQoJRmlsZUNodW5rEgwKBGRhdGEYASABKAwiOQoOTGlzdERpclJlcXVlc3QSCgoCaWQYASABKAkSDAoEcGF0aBgCIAEoCRINCgVkZXB0aBgDIAEoDSI4Cg9MaXN0RGlyUmVzcG9uc2USJQoHZW50cmllcxgBIAMoCzIULnNhbmRib3gudjEuRmlsZUluZm8iJwoLU3RhdFJlcXVlc3QSCgoCaWQYASABKAkSDAoEcGF0aBgCIAEoCSJAChFSZW1vdmVQYXRoUmVxdWVzdBIKCgJpZBgBIAEoCRIMCgRwYXRoGAIgASgJEhEKCXJlY3Vyc2l2ZRgDIAEoCCJJCg5NYWtlRGlyUmVxdWVzdBIKCgJpZBgBIAEoCRIMCgRwYXRoGAIgASgJEgwKBG1vZGUYAyABKA0SDwoHcGFyZW50cxgEIAEoCCI7CgxXYXRjaFJlcXVlc3QSCgoCaWQYASABKAkSDAoEcGF0aBgCIAEoCRIRCglyZWN1cnNpdmUYAyABKAgiOgoJRmlsZUV2ZW50EgwKBHBhdGgYASABKAkSDAoEa2luZBgCIAEoCRIRCgl0aW1lc3RhbXAYAyABKAMidwoIRmlsZUluZm8SDAoEcGF0aBgBIAEoCRIMCgRuYW1lGAIgASgJEgwKBHR5cGUYAyABKAkSDAoEc2l6ZRgEIAEoBBIMCgRtb2RlGAUgASgNEg0KBW10aW1lGAYgASgDEhYKDnN5bWxpbmtfdGFyZ2V0GAcgASgJMrAFCg5TYW5kYm94U2VydmljZRJNCgZDcmVhdGUSIC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0GiEuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVzcG9uc2USNgoDUnVuEhYuc2FuZGJveC52MS5SdW5SZXF1ZXN0GhUuc2FuZGJveC52MS5SdW5PdXRwdXQwARI5CgRFeGVjEhUuc2FuZGJveC52MS5FeGVjSW5wdXQaFi5zYW5kYm94LnYxLkV4ZWNPdXRwdXQoATABEjkKBFN0b3ASHi5zYW5kYm94LnYxLlN0b3BTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSPQoGUmVtb3ZlEiAuc2FuZGJveC52MS5SZW1vdmVTYW5kYm94UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSRQoHSW5zcGVjdBIhLnNhbmRib3gudjEuSW5zcGVjdFNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJLCgRMaXN0EiAuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdBohLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1Jlc3BvbnNlEkYKBkV2ZW50cxIgLnNhbmRib3gudjEuU2FuZGJveEV2ZW50c1JlcXVlc3QaGC5zYW5kYm94LnYxLlNhbmRib3hFdmVudDABEkEKBVBhdXNlEh8uc2FuZGJveC52MS5QYXVzZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbxJDCgZSZXN1bWUSIC5zYW5kYm94LnYxLlJlc3VtZVNhbmRib3hSZXF1ZXN0Ghcuc2FuZGJveC52MS5TYW5kYm94SW5mbzLHAgoWU2FuZGJveFNuYXBzaG90U2VydmljZRJLCgpDaGVja3BvaW50Eh0uc2FuZGJveC52MS5DaGVja3BvaW50UmVxdWVzdBoeLnNhbmRib3gudjEuQ2hlY2twb2ludFJlc3BvbnNlEkIKB1Jlc3RvcmUSGi5zYW5kYm94LnYxLlJlc3RvcmVSZXF1ZXN0Ghsuc2FuZGJveC52MS5SZXN0b3JlUmVzcG9uc2USVAoNTGlzdFNuYXBzaG90cxIgLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXNwb25zZRJGCg5EZWxldGVTbmFwc2hvdBIhLnNhbmRib3gudjEuRGVsZXRlU25hcHNob3RSZXF1ZXN0GhEuc2FuZGJveC52MS5FbXB0eTLOAwoTU2FuZGJveEZpbGVzU2VydmljZRJBCglXcml0ZUZpbGUSHC5zYW5kYm94LnYxLldyaXRlRmlsZVJlcXVlc3QaFC5zYW5kYm94LnYxLkZpbGVJbmZvKAESQAoIUmVhZEZpbGUSGy5zYW5kYm94LnYxLlJlYWRGaWxlUmVxdWVzdBoVLnNhbmRib3gudjEuRmlsZUNodW5rMAESQgoHTGlzdERpchIaLnNhbmRib3gudjEuTGlzdERpclJlcXVlc3QaGy5zYW5kYm94LnYxLkxpc3REaXJSZXNwb25zZRI1CgRTdGF0Ehcuc2FuZGJveC52MS5TdGF0UmVxdWVzdBoULnNhbmRib3gudjEuRmlsZUluZm8SPgoKUmVtb3ZlUGF0aBIdLnNhbmRib3gudjEuUmVtb3ZlUGF0aFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5EjsKB01ha2VEaXISGi5zYW5kYm94LnYxLk1ha2VEaXJSZXF1ZXN0GhQuc2FuZGJveC52MS5GaWxlSW5mbxI6CgVXYXRjaBIYLnNhbmRib3gudjEuV2F0Y2hSZXF1ZXN0GhUuc2FuZGJveC52MS5GaWxlRXZlbnQwAWIGcHJvdG8z");
 
 /**
  * Empty is the response of calls that return nothing.
@@ -1465,6 +1465,447 @@ export const DeleteSnapshotRequestSchema: GenMessage<DeleteSnapshotRequest> = /*
   messageDesc(file_sandbox_v1_sandbox, 31);
 
 /**
+ * WriteFileRequest is one message of a WriteFile stream: a header first, then data.
+ *
+ * @generated from message sandbox.v1.WriteFileRequest
+ */
+export type WriteFileRequest = Message<"sandbox.v1.WriteFileRequest"> & {
+  /**
+   * @generated from oneof sandbox.v1.WriteFileRequest.payload
+   */
+  payload: {
+    /**
+     * header names the file; the first message of the stream, and only it.
+     *
+     * @generated from field: sandbox.v1.WriteFileHeader header = 1;
+     */
+    value: WriteFileHeader;
+    case: "header";
+  } | {
+    /**
+     * data is the next bytes of the file.
+     *
+     * @generated from field: bytes data = 2;
+     */
+    value: Uint8Array;
+    case: "data";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message sandbox.v1.WriteFileRequest.
+ * Use `create(WriteFileRequestSchema)` to create a new message.
+ */
+export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 32);
+
+/**
+ * WriteFileHeader says where and how to write.
+ *
+ * @generated from message sandbox.v1.WriteFileHeader
+ */
+export type WriteFileHeader = Message<"sandbox.v1.WriteFileHeader"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path of the file.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * mode is the file's permission bits (0 = 0644).
+   *
+   * @generated from field: uint32 mode = 3;
+   */
+  mode: number;
+
+  /**
+   * make_parents creates missing parent directories (0755).
+   *
+   * @generated from field: bool make_parents = 4;
+   */
+  makeParents: boolean;
+
+  /**
+   * user owns the file (a name or uid from the guest's /etc/passwd; empty = root).
+   *
+   * @generated from field: string user = 5;
+   */
+  user: string;
+};
+
+/**
+ * Describes the message sandbox.v1.WriteFileHeader.
+ * Use `create(WriteFileHeaderSchema)` to create a new message.
+ */
+export const WriteFileHeaderSchema: GenMessage<WriteFileHeader> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 33);
+
+/**
+ * ReadFileRequest names the file and range to read.
+ *
+ * @generated from message sandbox.v1.ReadFileRequest
+ */
+export type ReadFileRequest = Message<"sandbox.v1.ReadFileRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path of the file.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * offset is the first byte to read.
+   *
+   * @generated from field: uint64 offset = 3;
+   */
+  offset: bigint;
+
+  /**
+   * length is the number of bytes to read (0 = to the end).
+   *
+   * @generated from field: uint64 length = 4;
+   */
+  length: bigint;
+};
+
+/**
+ * Describes the message sandbox.v1.ReadFileRequest.
+ * Use `create(ReadFileRequestSchema)` to create a new message.
+ */
+export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 34);
+
+/**
+ * FileChunk carries the next bytes of a file.
+ *
+ * @generated from message sandbox.v1.FileChunk
+ */
+export type FileChunk = Message<"sandbox.v1.FileChunk"> & {
+  /**
+   * data is the next bytes of the file.
+   *
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message sandbox.v1.FileChunk.
+ * Use `create(FileChunkSchema)` to create a new message.
+ */
+export const FileChunkSchema: GenMessage<FileChunk> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 35);
+
+/**
+ * ListDirRequest names the directory to list.
+ *
+ * @generated from message sandbox.v1.ListDirRequest
+ */
+export type ListDirRequest = Message<"sandbox.v1.ListDirRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path of the directory.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * depth is how many levels to list (0 = 1: the directory's own entries).
+   *
+   * @generated from field: uint32 depth = 3;
+   */
+  depth: number;
+};
+
+/**
+ * Describes the message sandbox.v1.ListDirRequest.
+ * Use `create(ListDirRequestSchema)` to create a new message.
+ */
+export const ListDirRequestSchema: GenMessage<ListDirRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 36);
+
+/**
+ * ListDirResponse holds the directory's entries.
+ *
+ * @generated from message sandbox.v1.ListDirResponse
+ */
+export type ListDirResponse = Message<"sandbox.v1.ListDirResponse"> & {
+  /**
+   * entries are the directory's entries (and with depth > 1 their descendants).
+   *
+   * @generated from field: repeated sandbox.v1.FileInfo entries = 1;
+   */
+  entries: FileInfo[];
+};
+
+/**
+ * Describes the message sandbox.v1.ListDirResponse.
+ * Use `create(ListDirResponseSchema)` to create a new message.
+ */
+export const ListDirResponseSchema: GenMessage<ListDirResponse> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 37);
+
+/**
+ * StatRequest names the path to describe.
+ *
+ * @generated from message sandbox.v1.StatRequest
+ */
+export type StatRequest = Message<"sandbox.v1.StatRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message sandbox.v1.StatRequest.
+ * Use `create(StatRequestSchema)` to create a new message.
+ */
+export const StatRequestSchema: GenMessage<StatRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 38);
+
+/**
+ * RemovePathRequest names the path to remove.
+ *
+ * @generated from message sandbox.v1.RemovePathRequest
+ */
+export type RemovePathRequest = Message<"sandbox.v1.RemovePathRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * recursive removes a directory with everything in it.
+   *
+   * @generated from field: bool recursive = 3;
+   */
+  recursive: boolean;
+};
+
+/**
+ * Describes the message sandbox.v1.RemovePathRequest.
+ * Use `create(RemovePathRequestSchema)` to create a new message.
+ */
+export const RemovePathRequestSchema: GenMessage<RemovePathRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 39);
+
+/**
+ * MakeDirRequest names the directory to create.
+ *
+ * @generated from message sandbox.v1.MakeDirRequest
+ */
+export type MakeDirRequest = Message<"sandbox.v1.MakeDirRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * mode is the directory's permission bits (0 = 0755).
+   *
+   * @generated from field: uint32 mode = 3;
+   */
+  mode: number;
+
+  /**
+   * parents creates missing parents and accepts an existing directory.
+   *
+   * @generated from field: bool parents = 4;
+   */
+  parents: boolean;
+};
+
+/**
+ * Describes the message sandbox.v1.MakeDirRequest.
+ * Use `create(MakeDirRequestSchema)` to create a new message.
+ */
+export const MakeDirRequestSchema: GenMessage<MakeDirRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 40);
+
+/**
+ * WatchRequest names the path to watch.
+ *
+ * @generated from message sandbox.v1.WatchRequest
+ */
+export type WatchRequest = Message<"sandbox.v1.WatchRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path (a file or a directory).
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * recursive also watches every directory below path, including new ones.
+   *
+   * @generated from field: bool recursive = 3;
+   */
+  recursive: boolean;
+};
+
+/**
+ * Describes the message sandbox.v1.WatchRequest.
+ * Use `create(WatchRequestSchema)` to create a new message.
+ */
+export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 41);
+
+/**
+ * FileEvent is one change under a watched path.
+ *
+ * @generated from message sandbox.v1.FileEvent
+ */
+export type FileEvent = Message<"sandbox.v1.FileEvent"> & {
+  /**
+   * path is the absolute guest path that changed.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * kind is `create`, `write`, `remove`, `rename` or `chmod`.
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * timestamp is when the agent saw the change (Unix ns).
+   *
+   * @generated from field: int64 timestamp = 3;
+   */
+  timestamp: bigint;
+};
+
+/**
+ * Describes the message sandbox.v1.FileEvent.
+ * Use `create(FileEventSchema)` to create a new message.
+ */
+export const FileEventSchema: GenMessage<FileEvent> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 42);
+
+/**
+ * FileInfo describes a path.
+ *
+ * @generated from message sandbox.v1.FileInfo
+ */
+export type FileInfo = Message<"sandbox.v1.FileInfo"> & {
+  /**
+   * path is the absolute guest path.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * name is the last component of path.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * type is `file`, `dir`, `symlink` or `other`.
+   *
+   * @generated from field: string type = 3;
+   */
+  type: string;
+
+  /**
+   * size is the size in bytes.
+   *
+   * @generated from field: uint64 size = 4;
+   */
+  size: bigint;
+
+  /**
+   * mode is the permission bits (07777).
+   *
+   * @generated from field: uint32 mode = 5;
+   */
+  mode: number;
+
+  /**
+   * mtime is the modification time (Unix ns).
+   *
+   * @generated from field: int64 mtime = 6;
+   */
+  mtime: bigint;
+
+  /**
+   * symlink_target is where a symlink points (symlinks only).
+   *
+   * @generated from field: string symlink_target = 7;
+   */
+  symlinkTarget: string;
+};
+
+/**
+ * Describes the message sandbox.v1.FileInfo.
+ * Use `create(FileInfoSchema)` to create a new message.
+ */
+export const FileInfoSchema: GenMessage<FileInfo> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 43);
+
+/**
  * SandboxService creates microVM sandboxes, runs code in them and removes them.
  *
  * @generated from service sandbox.v1.SandboxService
@@ -1645,4 +2086,91 @@ export const SandboxSnapshotService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sandbox_v1_sandbox, 1);
+
+/**
+ * SandboxFilesService reads and writes files in a sandbox's guest through its
+ * agent (docs/files.md). vmm extension. Paths are absolute guest paths of at
+ * most 4096 bytes without NUL. A paused sandbox is resumed first (unless the
+ * daemon's auto_resume is off); a call in flight keeps it from auto-pausing.
+ *
+ * @generated from service sandbox.v1.SandboxFilesService
+ */
+export const SandboxFilesService: GenService<{
+  /**
+   * WriteFile writes a file: the first message carries `header`, the rest
+   * `data`. The bytes go to a temp file in the same directory that is renamed
+   * over the target once complete, so a reader sees the old file or the whole
+   * new one; a cancelled call leaves no temp file.
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.WriteFile
+   */
+  writeFile: {
+    methodKind: "client_streaming";
+    input: typeof WriteFileRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * ReadFile streams a file's bytes from `offset` (`length` bytes, 0 = to the end).
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.ReadFile
+   */
+  readFile: {
+    methodKind: "server_streaming";
+    input: typeof ReadFileRequestSchema;
+    output: typeof FileChunkSchema;
+  },
+  /**
+   * ListDir lists a directory, `depth` levels deep.
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.ListDir
+   */
+  listDir: {
+    methodKind: "unary";
+    input: typeof ListDirRequestSchema;
+    output: typeof ListDirResponseSchema;
+  },
+  /**
+   * Stat describes one path (not following a final symlink); NOT_FOUND if missing.
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.Stat
+   */
+  stat: {
+    methodKind: "unary";
+    input: typeof StatRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * RemovePath removes a file, a symlink, an empty directory or (recursive) a tree.
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.RemovePath
+   */
+  removePath: {
+    methodKind: "unary";
+    input: typeof RemovePathRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
+   * MakeDir creates a directory (with `parents`, missing parents too, and an
+   * existing directory is not an error).
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.MakeDir
+   */
+  makeDir: {
+    methodKind: "unary";
+    input: typeof MakeDirRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * Watch streams changes under a path until the client cancels, the path is
+   * removed, or the sandbox stops.
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.Watch
+   */
+  watch: {
+    methodKind: "server_streaming";
+    input: typeof WatchRequestSchema;
+    output: typeof FileEventSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_sandbox_v1_sandbox, 2);
 
