@@ -8,7 +8,7 @@ export type {
   FileInfo,
   FileType,
 } from "./agent/index.js";
-export { AgentClient } from "./agent/index.js";
+export { AgentClient, AgentFiles } from "./agent/index.js";
 export type { ErrorKind } from "./errors.js";
 export {
   AlreadyExistsError,
