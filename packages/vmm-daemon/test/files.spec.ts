@@ -335,7 +335,16 @@ describe.skipIf(!canLoopMount)("SandboxFilesService (fc-sim disk guest, real age
     expect(latency).toBeLessThan(100);
   }, 60_000);
 
+  it("a file call resumes a paused sandbox (auto_resume), as Run does", async () => {
+    await d.sandboxes.pause({ id });
+    await waitForState(d, id, "paused", 60_000);
+    const st = await d.files.stat({ id, path: "/root" });
+    expect(st.type).toBe("dir");
+    expect((await d.sandboxes.inspect({ id })).state).toBe("ready");
+  }, 120_000);
+
   it("the other event kinds, and the stream ends when the sandbox stops", async () => {
+    await d.files.makeDir({ id, path: "/root/w", parents: true });
     const events: string[] = [];
     const stream = d.files.watch({ id, path: "/root/w", recursive: true });
     const done = (async () => {
