@@ -2,14 +2,16 @@
  * libFuzzer target: the agent's only decoders of untrusted bytes, driven the
  * way a session drives them. The input is a byte stream fed in chunks (first
  * byte = chunk size) into a buf_t; every decoded frame whose type is RUN goes
- * through run_req_parse, SET_IDENTITY through ident_req_parse, others through
- * the TLV iterator.
+ * through run_req_parse, SET_IDENTITY through ident_req_parse, the file
+ * operations (WRITE_FILE..WATCH) through file_req_parse, others through the
+ * TLV iterator.
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
 #include "buf.h"
+#include "file_request.h"
 #include "frame.h"
 #include "request.h"
 
@@ -48,6 +50,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           size_t hl = strlen(req.hostname);
           if (!ident_hostname_valid((const uint8_t *)req.hostname, hl)) __builtin_trap();
           if (req.seed_len < ID_SEED_MIN || req.seed_len > ID_SEED_MAX) __builtin_trap();
+        } else if (!e) {
+          __builtin_trap();
+        }
+      } else if (f.type >= T_WRITE_FILE && f.type <= T_WATCH) {
+        file_req_t req;
+        const char *e = NULL;
+        if (file_req_parse(f.payload, f.len, &req, &e) == 0) {
+          size_t pl = strlen(req.path);
+          if (req.path[0] != '/' || pl > FILE_PATH_MAX || (pl > 1 && req.path[pl - 1] == '/')) __builtin_trap();
+          if (req.mode & ~07777u || req.depth < 1 || req.depth > FILE_DEPTH_MAX) __builtin_trap();
+          if (req.user && (req.user[0] == 0 || strlen(req.user) > 256)) __builtin_trap();
+          file_req_free(&req);
         } else if (!e) {
           __builtin_trap();
         }

@@ -8,7 +8,7 @@
 #include "buf.h"
 #include "request.h"
 
-#define AGENT_VERSION "0.2.0"
+#define AGENT_VERSION "0.3.0"
 #define DEFAULT_AGENT_PORT 1024u
 
 /*

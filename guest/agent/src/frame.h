@@ -10,7 +10,7 @@
 
 #include "buf.h"
 
-#define PROTOCOL_VERSION 1
+#define PROTOCOL_VERSION 2
 #define FRAME_MAX_LEN (1u << 20) /* bytes after the length prefix */
 #define FRAME_HDR_LEN 5
 #define OUTPUT_CHUNK (64u * 1024u)
@@ -21,21 +21,44 @@ enum {
   T_HEALTH = 0x02,
   T_RUN = 0x03,
   T_SET_IDENTITY = 0x04,
+  T_WRITE_FILE = 0x05, /* protocol 2: file operations (files.c, watch.c) */
+  T_READ_FILE = 0x06,
+  T_LIST_DIR = 0x07,
+  T_STAT = 0x08,
+  T_REMOVE = 0x09,
+  T_MKDIR = 0x0a,
+  T_WATCH = 0x0b,
   T_STDIN = 0x10,
   T_RESIZE = 0x11,
   T_SIGNAL = 0x12,
+  T_FILE_DATA = 0x13, /* WRITE_FILE: file bytes */
+  T_FILE_END = 0x14,  /* WRITE_FILE: the last byte was sent; commit */
   /* agent -> client */
   T_HELLO_REPLY = 0x81,
   T_INFO = 0x82,
   T_STARTED = 0x83,
   T_IDENTITY_SET = 0x84,
+  T_FILE_INFO = 0x85,  /* TLV, see file_request.h */
+  T_OK = 0x86,         /* request accepted / operation complete */
+  T_FILE_EVENT = 0x87, /* WATCH: one change */
   T_STDOUT = 0x90,
   T_STDERR = 0x91,
   T_EXIT = 0x92,
+  T_FILE_READ_DATA = 0x93, /* READ_FILE: file bytes */
   T_ERROR = 0xff,
 };
 
-enum { E_PROTOCOL = 1, E_VERSION = 2, E_INVALID = 3, E_UNSUPPORTED = 4, E_INTERNAL = 5 };
+enum {
+  E_PROTOCOL = 1,
+  E_VERSION = 2,
+  E_INVALID = 3,
+  E_UNSUPPORTED = 4,
+  E_INTERNAL = 5,
+  /* protocol 2 (file operations) */
+  E_NOT_FOUND = 6,    /* ENOENT */
+  E_PRECONDITION = 7, /* EISDIR, ENOTDIR, ENOTEMPTY, EEXIST, EACCES, EPERM, EROFS, ELOOP, ... */
+  E_NO_SPACE = 8,     /* ENOSPC, EDQUOT, EFBIG */
+};
 
 typedef struct {
   uint8_t type;

@@ -1,4 +1,4 @@
-/* One connection: version handshake, then one operation (HEALTH, RUN or SET_IDENTITY). */
+/* One connection: version handshake, then one operation (HEALTH, RUN, SET_IDENTITY or a file operation). */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -9,6 +9,8 @@
 
 #include "agent.h"
 #include "frame.h"
+#include "file_request.h"
+#include "files.h"
 #include "request.h"
 
 #define REQUEST_TIMEOUT_MS 10000
@@ -106,14 +108,15 @@ void session_serve(int fd) {
   }
   uint16_t version = get_be16(f.payload);
   buf_consume(&in, used);
+  if (version > PROTOCOL_VERSION) version = PROTOCOL_VERSION; /* speak min(client, agent) */
   if (version < 1) {
-    send_error(fd, E_VERSION, "unsupported protocol version (agent speaks 1)");
+    send_error(fd, E_VERSION, "unsupported protocol version (agent speaks 1-2)");
     goto out;
   }
   {
     buf_t hello = {0};
     uint8_t p[2 + sizeof(AGENT_VERSION)];
-    put_be16(p, PROTOCOL_VERSION);
+    put_be16(p, version);
     memcpy(p + 2, AGENT_VERSION, sizeof(AGENT_VERSION) - 1);
     int sent = frame_put(&hello, T_HELLO_REPLY, p, 2 + sizeof(AGENT_VERSION) - 1) == 0 &&
                send_all(fd, &hello, 5000) == 0;
@@ -142,6 +145,28 @@ void session_serve(int fd) {
       identity_serve(fd, f.payload, f.len);
       if (in.data) explicit_bzero(in.data, in.cap); /* the entropy seed */
       goto out;
+    case T_WRITE_FILE:
+    case T_READ_FILE:
+    case T_LIST_DIR:
+    case T_STAT:
+    case T_REMOVE:
+    case T_MKDIR:
+    case T_WATCH: {
+      if (version < 2) {
+        send_error(fd, E_UNSUPPORTED, "file operations need protocol version 2");
+        goto out;
+      }
+      file_req_t req;
+      if (file_req_parse(f.payload, f.len, &req, &err) < 0) {
+        send_error(fd, E_INVALID, err);
+        goto out;
+      }
+      uint8_t type = f.type;
+      buf_consume(&in, used);
+      files_serve(fd, &in, type, &req);
+      file_req_free(&req);
+      goto out;
+    }
     default:
       err = "unknown or unexpected request frame type";
       goto protocol_error;

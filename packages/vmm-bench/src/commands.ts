@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { AgentClient } from "@vmm/core";
+import { AgentClient, AgentFiles } from "@vmm/core";
 import { connectDaemon, type DaemonClients, type DaemonProcess, startDaemon } from "./daemon.js";
 import { connectGrpcJs } from "./grpc-js-run.js";
 import { backendInfo, hostInfo, loadAverages } from "./host.js";
@@ -880,4 +880,150 @@ async function interleave(
       await run(side, side[1], true);
     }
   }
+}
+
+// ── files ──────────────────────────────────────────────────────────────────
+
+/** Size of each file `vmm-bench files` moves, bytes. */
+const FILES_BENCH_BYTES = 100 * 1024 * 1024;
+const FILES_CHUNK_BYTES = 1024 * 1024;
+
+function* chunksOf(total: number, block: Uint8Array): Generator<Uint8Array> {
+  for (let off = 0; off < total; off += block.length) {
+    yield block.subarray(0, Math.min(block.length, total - off));
+  }
+}
+
+async function* asyncChunks(total: number, block: Uint8Array): AsyncGenerator<Uint8Array> {
+  yield* chunksOf(total, block);
+}
+
+/**
+ * Upload and download MB/s of a 100 MB file through SandboxFilesService
+ * (gRPC over the daemon's Unix socket) against the same transfers straight
+ * to the sandbox's agent (AgentFiles on its vsock socket, no daemon), and
+ * Watch latency (a file created by Run → its event at the client).
+ */
+export async function filesCommand(o: BenchOptions): Promise<BenchReport> {
+  const date = runStart();
+  const backend = backendInfo(o.firecracker);
+  if (o.readiness !== "agent") throw new Error("files needs --readiness agent");
+  await using d = await openDaemon(o);
+  if (d.dataDir === undefined) throw new Error("files with --socket needs --data-dir");
+  const id = nextId("f");
+  const sub = new AbortController();
+  const ready = waitReadyEvent(d.clients, id, sub.signal);
+  await d.clients.sandbox.create({ id, network: { mode: "none" } }, { signal: o.signal });
+  const grpc = new Samples();
+  const direct = new Samples();
+  const watch = new Samples();
+  const block = new Uint8Array(FILES_CHUNK_BYTES).map((_, i) => (i * 31) & 0xff);
+  const mbps = (ms: number) => FILES_BENCH_BYTES / 1e6 / (ms / 1000);
+  try {
+    await ready;
+    sub.abort();
+    const files = new AgentFiles(
+      new AgentClient({
+        endpoint: {
+          kind: "vsock",
+          udsPath: join(d.dataDir, "sandboxes", id, "vsock.sock"),
+          port: AGENT_PORT,
+        },
+      }),
+    );
+    // The guest's /tmp (tmpfs in fc-sim's disk guest): its 64 MiB rootfs has no room for 100 MB.
+    const viaGrpc = async (s: Samples) => {
+      const t0 = performance.now();
+      await d.clients.files.writeFile(
+        (async function* () {
+          yield { payload: { case: "header" as const, value: { id, path: "/tmp/bench-g.bin" } } };
+          for (const data of chunksOf(FILES_BENCH_BYTES, block))
+            yield { payload: { case: "data" as const, value: data } };
+        })(),
+        { signal: o.signal },
+      );
+      const t1 = performance.now();
+      let n = 0;
+      for await (const c of d.clients.files.readFile(
+        { id, path: "/tmp/bench-g.bin" },
+        { signal: o.signal },
+      ))
+        n += c.data.length;
+      const t2 = performance.now();
+      if (n !== FILES_BENCH_BYTES) throw new Error(`gRPC download returned ${n} bytes`);
+      s.add("upload_mb_s", mbps(t1 - t0));
+      s.add("download_mb_s", mbps(t2 - t1));
+    };
+    const viaAgent = async (s: Samples) => {
+      const t0 = performance.now();
+      await files.writeFile(
+        "/tmp/bench-d.bin",
+        {},
+        asyncChunks(FILES_BENCH_BYTES, block),
+        o.signal,
+      );
+      const t1 = performance.now();
+      let n = 0;
+      for await (const c of (await files.readFile("/tmp/bench-d.bin", {}, o.signal)).chunks)
+        n += c.length;
+      const t2 = performance.now();
+      if (n !== FILES_BENCH_BYTES) throw new Error(`direct download returned ${n} bytes`);
+      s.add("upload_mb_s", mbps(t1 - t0));
+      s.add("download_mb_s", mbps(t2 - t1));
+    };
+    await interleave(
+      [
+        [viaGrpc, grpc],
+        [viaAgent, direct],
+      ],
+      { ...o, settleMs: 0 },
+    );
+    // Watch: a file created by Run, from its mtime (fc-sim's guest shares the host clock) to the event.
+    const ac = new AbortController();
+    await d.clients.files.makeDir(
+      { id, path: "/tmp/bench-w", parents: true },
+      { signal: o.signal },
+    );
+    const it = d.clients.files
+      .watch({ id, path: "/tmp/bench-w" }, { signal: AbortSignal.any([ac.signal, o.signal]) })
+      [Symbol.asyncIterator]();
+    try {
+      for (let i = 0; i < o.warmup + o.iterations; i++) {
+        const name = `/tmp/bench-w/f${i}`;
+        const run = (async () => {
+          for await (const _ of d.clients.sandbox.run(
+            { id, cmd: ["touch", name] },
+            { signal: o.signal },
+          ));
+        })();
+        let ev = await it.next();
+        while (!ev.done && ev.value.path !== name) ev = await it.next();
+        const arrived = BigInt(Date.now()) * 1_000_000n;
+        await run;
+        const st = await d.clients.files.stat({ id, path: name }, { signal: o.signal });
+        if (i >= o.warmup) watch.add("event_latency_ms", Number(arrived - st.mtime) / 1e6);
+      }
+    } finally {
+      ac.abort();
+    }
+  } finally {
+    sub.abort();
+    await d.clients.sandbox.remove({ id, force: true }, { timeoutMs: 30_000 }).catch(() => {});
+  }
+  const gp = grpc.summarize();
+  const dp = direct.summarize();
+  return report(
+    "files",
+    date,
+    backend,
+    { ...commonParams(o), fileBytes: FILES_BENCH_BYTES, chunkBytes: FILES_CHUNK_BYTES },
+    { ...prefixed("grpc", gp), ...prefixed("direct", dp), ...prefixed("watch", watch.summarize()) },
+    [
+      ...backendNotes(backend, o.readiness),
+      "*_mb_s phases are throughput in MB/s (10^6 bytes/s), not ms: higher is better; p50/p95/p99/mean over iterations",
+      "grpc: WriteFile then ReadFile of a 100 MB file in the guest's /tmp through the daemon (connect-node gRPC over its Unix socket, 1 MiB messages); direct: AgentFiles (the daemon's own agent client) on <data_dir>/sandboxes/<id>/vsock.sock, the same agent without gRPC; interleaved ABAB on one sandbox",
+      "watch.event_latency_ms: Run touch in the watched dir; from the new file's mtime (guest = host clock in fc-sim) to the FILE_EVENT reaching this client",
+    ],
+    { ratios: ratios(gp, dp) },
+  );
 }

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { healthV1, SandboxService, SandboxSnapshotService } from "@vmm/proto";
+import { healthV1, SandboxFilesService, SandboxService, SandboxSnapshotService } from "@vmm/proto";
 import { childEnv, DAEMON_BIN } from "./host.js";
 
 /** What a daemon started by the bench boots sandboxes with. */
@@ -46,6 +46,7 @@ export interface DaemonOptions {
 export interface DaemonClients {
   readonly sandbox: Client<typeof SandboxService>;
   readonly snapshot: Client<typeof SandboxSnapshotService>;
+  readonly files: Client<typeof SandboxFilesService>;
   readonly health: Client<typeof healthV1.Health>;
   close(): void;
 }
@@ -60,6 +61,7 @@ export function connectDaemon(socket: string): DaemonClients {
   return {
     sandbox: createClient(SandboxService, transport),
     snapshot: createClient(SandboxSnapshotService, transport),
+    files: createClient(SandboxFilesService, transport),
     health: createClient(healthV1.Health, transport),
     close: () => sessionManager.abort(),
   };

@@ -5,6 +5,7 @@ import {
   type BenchOptions,
   compareCommand,
   compareRestoreCommand,
+  filesCommand,
   goldenCommand,
   lifecycleCommand,
   policyCommand,
@@ -27,6 +28,7 @@ Commands:
   raw          the same phases straight against firecracker/fc-sim, no daemon
   compare      lifecycle and raw interleaved (ABAB); daemon/raw ratios per phase
   run-latency  Run true via gRPC vs a direct agent call on the same sandbox
+  files        100 MB upload/download MB/s via gRPC vs the agent directly; Watch latency
   startup      daemon spawn → first grpc.health.v1 Health/Check
   restore      Restore → ready / → first Run, and Checkpoint of 128 and 1024 MiB guests
   compare-restore  daemon Restore vs raw /snapshot/load of the same snapshot, ABAB; ratios
@@ -75,6 +77,7 @@ const COMMANDS = {
   raw: rawCommand,
   compare: compareCommand,
   "run-latency": runLatencyCommand,
+  files: filesCommand,
   startup: startupCommand,
   "compare-restore": compareRestoreCommand,
   golden: goldenCommand,

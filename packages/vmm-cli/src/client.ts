@@ -2,7 +2,12 @@ import { readFileSync } from "node:fs";
 import { connect as netConnect } from "node:net";
 import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { HostService, SandboxService, SandboxSnapshotService } from "@vmm/proto";
+import {
+  HostService,
+  SandboxFilesService,
+  SandboxService,
+  SandboxSnapshotService,
+} from "@vmm/proto";
 import { UsageError } from "./errors.js";
 
 /** The daemon's default Unix socket. */
@@ -96,6 +101,7 @@ export interface Clients {
   readonly sandbox: Client<typeof SandboxService>;
   readonly snapshot: Client<typeof SandboxSnapshotService>;
   readonly host: Client<typeof HostService>;
+  readonly files: Client<typeof SandboxFilesService>;
 }
 
 /** Creates the service clients for a transport. */
@@ -104,5 +110,6 @@ export function createClients(transport: Transport): Clients {
     sandbox: createClient(SandboxService, transport),
     snapshot: createClient(SandboxSnapshotService, transport),
     host: createClient(HostService, transport),
+    files: createClient(SandboxFilesService, transport),
   };
 }

@@ -128,6 +128,7 @@ export async function startInProcessDaemon(): Promise<InProcessDaemon> {
       logger,
       sandboxes: counted.api,
       ...(backend.snapshots && { snapshots: backend.snapshots }),
+      ...(backend.files && { files: backend.files }),
     });
     cleanups.push(() => daemon.stop(1000));
     const tcp = daemon.listeners.find((l) => l.address.startsWith("tcp:"));

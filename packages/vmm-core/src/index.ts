@@ -1,7 +1,14 @@
 // Public API of vmm-core. vmm-grpc and vmm-daemon import from here only.
 
-export type { AgentEndpoint, AgentInfo } from "./agent/index.js";
-export { AgentClient } from "./agent/index.js";
+export type {
+  AgentEndpoint,
+  AgentInfo,
+  FileEvent,
+  FileEventKind,
+  FileInfo,
+  FileType,
+} from "./agent/index.js";
+export { AgentClient, AgentFiles } from "./agent/index.js";
 export type { ErrorKind } from "./errors.js";
 export {
   AlreadyExistsError,
@@ -35,6 +42,14 @@ export {
   DEFAULT_NETWORK_POLICY,
   MAX_POLICY_ENTRIES,
 } from "./network/index.js";
+export type { WriteFileSpec } from "./sandbox/files.js";
+export {
+  checkPath,
+  MAX_GUEST_PATH_BYTES,
+  MAX_LIST_DEPTH,
+  MAX_LIST_ENTRIES,
+  SandboxFiles,
+} from "./sandbox/files.js";
 export type { SandboxLimits } from "./sandbox/limits.js";
 export type { ListKey } from "./sandbox/list-order.js";
 export { compareByCreation, compareListKeys } from "./sandbox/list-order.js";

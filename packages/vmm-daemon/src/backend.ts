@@ -18,7 +18,7 @@ import {
   type FirecrackerLauncher,
   MINIMAL_FIRECRACKER_ENV,
 } from "@vmm/firecracker";
-import type { SandboxApi, SnapshotApi } from "@vmm/grpc";
+import type { FilesApi, SandboxApi, SnapshotApi } from "@vmm/grpc";
 import type { Logger } from "pino";
 import { ConfigError } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
@@ -29,6 +29,8 @@ import { portsFromConfig } from "./ports-config.js";
 export interface Backend {
   readonly sandboxes: SandboxApi;
   readonly snapshots?: SnapshotApi;
+  /** File calls; absent without a sandbox backend (UNIMPLEMENTED). */
+  readonly files?: FilesApi;
   close(): Promise<void>;
 }
 
@@ -283,6 +285,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
   return {
     sandboxes: manager,
     snapshots,
+    files: manager.files,
     async close() {
       await manager.close({ stopSandboxes: config.daemon.on_shutdown === "stop" });
       await catalog.then((c) => c.close()).catch(() => {});

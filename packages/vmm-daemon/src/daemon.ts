@@ -3,9 +3,11 @@ import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import {
   createVmmRoutes,
+  type FilesApi,
   type HealthStatus,
   listenerKey,
   type RedactedPath,
+  requestResetKey,
   type SandboxApi,
   type SnapshotApi,
 } from "@vmm/grpc";
@@ -27,6 +29,8 @@ export interface DaemonOptions {
   readonly logger: Logger;
   readonly sandboxes: SandboxApi;
   readonly snapshots?: SnapshotApi;
+  /** File calls; absent without a sandbox backend (UNIMPLEMENTED). */
+  readonly files?: FilesApi;
 }
 
 /** A serving daemon. */
@@ -49,6 +53,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const { routes, interceptors, health } = createVmmRoutes({
     sandboxes: options.sandboxes,
     ...(options.snapshots && { snapshots: options.snapshots }),
+    ...(options.files && { files: options.files }),
     logger,
     version: VERSION,
     ...(tcpToken !== undefined && { tcpToken }),
@@ -84,7 +89,10 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       readMaxBytes: config.grpc.max_message_bytes,
       acceptCompression: [...REQUEST_COMPRESSIONS],
       shutdownSignal: shutdown.signal,
-      contextValues: () => createContextValues().set(listenerKey, kind),
+      contextValues: (req) =>
+        createContextValues()
+          .set(listenerKey, kind)
+          .set(requestResetKey, () => requestWasReset(req)),
     });
     return (req, res) => {
       if (gate(req, res, kind) === "rejected") return;
@@ -168,12 +176,26 @@ function hostPaths(config: Config): RedactedPath[] {
   ];
 }
 
+/**
+ * True once the client reset the call's HTTP/2 stream (RST_STREAM, e.g. a
+ * cancel): Node marks the stream closed and records the code before the
+ * request body's end reaches the handler (a client's own end of its request
+ * leaves the stream open). HTTP/1.1 has no client streams.
+ */
+function requestWasReset(req: object): boolean {
+  if (!("stream" in req)) return false;
+  const stream = req.stream as { closed?: boolean; rstCode?: number };
+  // rstCode reads NO_ERROR (0) until a reset sets it.
+  return stream.closed === true || (stream.rstCode ?? 0) !== 0;
+}
+
 /** Request paths of every client- or bidi-streaming method the daemon serves. */
 function clientStreamingPaths(): ReadonlySet<string> {
   const paths = new Set<string>();
   for (const service of [
     pb.SandboxService,
     pb.SandboxSnapshotService,
+    pb.SandboxFilesService,
     healthV1.Health,
     reflectionV1.ServerReflection,
     reflectionV1alpha.ServerReflection,

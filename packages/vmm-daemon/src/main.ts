@@ -102,6 +102,7 @@ async function main(argv: string[]): Promise<number> {
     logger,
     sandboxes: backend.sandboxes,
     ...(backend.snapshots && { snapshots: backend.snapshots }),
+    ...(backend.files && { files: backend.files }),
   }).catch(async (err: unknown) => {
     await backend.close();
     throw err;

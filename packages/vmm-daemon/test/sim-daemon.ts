@@ -5,7 +5,7 @@ import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { SandboxService, SandboxSnapshotService } from "@vmm/proto";
+import { SandboxFilesService, SandboxService, SandboxSnapshotService } from "@vmm/proto";
 import { type DaemonProcess, startDaemonProcess } from "./daemon-process.js";
 
 const repo = resolve(import.meta.dirname, "../../..");
@@ -16,6 +16,7 @@ export const IMAGES_DIR = resolve(repo, ".dev/data/images");
 export interface SimDaemon extends DaemonProcess {
   readonly sandboxes: Client<typeof SandboxService>;
   readonly snapshots: Client<typeof SandboxSnapshotService>;
+  readonly files: Client<typeof SandboxFilesService>;
   readonly dataDir: string;
 }
 
@@ -63,6 +64,7 @@ export async function startSimDaemon(
     dataDir: resolve(d.dir, "d"),
     sandboxes: createClient(SandboxService, transport),
     snapshots: createClient(SandboxSnapshotService, transport),
+    files: createClient(SandboxFilesService, transport),
     [Symbol.asyncDispose]: d[Symbol.asyncDispose].bind(d),
   };
 }

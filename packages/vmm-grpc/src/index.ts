@@ -1,5 +1,7 @@
 // Public API of vmm-grpc: the sandbox.v1 services over vmm-core, health and reflection.
 export { toConnectError } from "./error-mapping.js";
+export type { FilesApi } from "./files-api.js";
+export { requestResetKey } from "./files-service.js";
 export { HealthStatus } from "./health-service.js";
 export type { HostChecker } from "./host-service.js";
 export type { ListenerKind } from "./interceptors.js";

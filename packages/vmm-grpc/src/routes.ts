@@ -1,6 +1,8 @@
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import * as pb from "@vmm/proto";
 import { healthV1, reflectionV1, reflectionV1alpha } from "@vmm/proto";
+import type { FilesApi } from "./files-api.js";
+import { registerFilesService } from "./files-service.js";
 import { HealthStatus, registerHealthService } from "./health-service.js";
 import { type HostChecker, registerHostService } from "./host-service.js";
 import {
@@ -22,6 +24,8 @@ export interface VmmRoutesOptions {
   readonly sandboxes: SandboxApi;
   /** Absent until snapshots are wired: the snapshot service then answers UNIMPLEMENTED. */
   readonly snapshots?: SnapshotApi;
+  /** Absent without a sandbox backend: the files service then answers UNIMPLEMENTED. */
+  readonly files?: FilesApi;
   readonly logger: Logger;
   /** Daemon version, sent in the `vmm-version` response header. */
   readonly version: string;
@@ -40,6 +44,7 @@ export const SERVICE_NAMES: readonly string[] = [
   pb.SandboxService.typeName,
   pb.SandboxSnapshotService.typeName,
   pb.HostService.typeName,
+  pb.SandboxFilesService.typeName,
   healthV1.Health.typeName,
   reflectionV1.ServerReflection.typeName,
   reflectionV1alpha.ServerReflection.typeName,
@@ -69,6 +74,7 @@ export function createVmmRoutes(options: VmmRoutesOptions): {
       registerSandboxService(router, options.sandboxes, options.listPaging);
       registerSnapshotService(router, options.snapshots, options.listPaging);
       registerHostService(router, options.checkHost);
+      registerFilesService(router, options.files);
       registerHealthService(router, health);
       registerReflectionService(router, reflection);
     },

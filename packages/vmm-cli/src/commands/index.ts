@@ -4,6 +4,7 @@ import { createCommand } from "./create.js";
 import { doctorCommand } from "./doctor.js";
 import { eventsCommand } from "./events.js";
 import { execCommand } from "./exec.js";
+import { cpCommand, watchCommand } from "./files.js";
 import { inspectCommand } from "./inspect.js";
 import { listCommand } from "./list.js";
 import { policyCommand, portCommand } from "./network.js";
@@ -30,6 +31,8 @@ export const commands: readonly CommandDefinition[] = [
   execCommand,
   psCommand,
   killCommand,
+  cpCommand,
+  watchCommand,
   pauseCommand,
   resumeCommand,
   portCommand,

@@ -2,6 +2,7 @@ import { ListSandboxesResponseSchema } from "@vmm/proto";
 import { SANDBOX_STATES } from "@vmm/proto/wire";
 import { defineCommand } from "../command.js";
 import { labelFlag, outputFlag } from "../common-flags.js";
+import { UsageError } from "../errors.js";
 import { parseKeyValues } from "../flags.js";
 import { listAllSandboxes } from "../list-all.js";
 import {
@@ -12,15 +13,20 @@ import {
   parseOutputFormat,
   renderMessage,
 } from "../output.js";
+import { listFiles, listFilesFlags } from "./files.js";
 
 /** `vmm list`: the sandboxes, filtered by state and labels. */
 export const listCommand = defineCommand({
   names: ["list", "ls"],
-  summary: "List sandboxes",
-  usage: "list [--state STATE] [--label K=V]... [-q] [-o wide|json|yaml]",
+  summary: "List sandboxes (or, with ID:/PATH, a directory in a sandbox)",
+  usage:
+    "list [--state STATE] [--label K=V]... [-q] [-o wide|json|yaml]\n" +
+    "  vmm ls [-R] [--depth N] [-o json|yaml] ID:/PATH",
   description:
     "Columns: ID STATE IP AGE LABELS (wide adds CREATED). --label filters are ANDed.\n" +
-    "-q prints the ids only, one per line. Every page of the daemon's answer is fetched.",
+    "-q prints the ids only, one per line. Every page of the daemon's answer is fetched.\n" +
+    "With ID:/PATH (ID may be a unique prefix): the directory's entries, MODE SIZE MODIFIED NAME\n" +
+    "sorted by name; -R lists the whole tree (64 levels), --depth N that many levels.",
   flags: {
     state: {
       type: "string",
@@ -31,9 +37,20 @@ export const listCommand = defineCommand({
     label: labelFlag("only sandboxes with this label"),
     quiet: { type: "boolean", short: "q", description: "print ids only" },
     output: outputFlag(["table", "wide", "json", "yaml"]),
+    ...listFilesFlags,
   },
-  args: { positionals: [], rest: "none" },
-  async handler(ctx, { values }) {
+  args: { positionals: ["ID:/PATH?"], rest: "none" },
+  async handler(ctx, { values, positionals }) {
+    const target = positionals[0];
+    if (target !== undefined) {
+      if (values.state !== undefined || (values.label?.length ?? 0) > 0 || values.quiet === true) {
+        throw new UsageError("--state, --label and -q list sandboxes, not a directory");
+      }
+      return listFiles(ctx, values, target);
+    }
+    if (values.recursive || values.depth !== undefined) {
+      throw new UsageError("-R and --depth need ID:/PATH");
+    }
     const format = parseOutputFormat(values.output, ["table", "wide", "json", "yaml"]);
     const res = await listAllSandboxes(
       ctx.clients(),

@@ -5,7 +5,7 @@ import { setLongTimeout } from "../internal/long-timeout.js";
 import { AgentProcess, decodeExit } from "./agent-process.js";
 import { AgentConnection, type GreetedStream } from "./connection.js";
 import { type AgentEndpoint, bindAgentStream, connectAgent, describeEndpoint } from "./dial.js";
-import { AgentProtocolError, AgentUnavailableError } from "./errors.js";
+import { AgentProtocolError, AgentTooOldError, AgentUnavailableError } from "./errors.js";
 import { decodeTlv, type Frame, readUint, TlvWriter } from "./frame.js";
 import {
   FrameType,
@@ -261,7 +261,7 @@ export class AgentClient {
    * a live session, since a session that read it answers before anything else.
    */
   private async exchange(
-    request: { type: number; payload: Uint8Array },
+    request: AgentRequest,
     signal: AbortSignal,
     startSignal: AbortSignal = signal,
   ): Promise<{ conn: AgentConnection; first: Frame | undefined }> {
@@ -282,7 +282,7 @@ export class AgentClient {
   /** The request over a greeted spare; undefined if the spare turned out dead. */
   private async onSpare(
     ready: GreetedStream,
-    request: { type: number; payload: Uint8Array },
+    request: AgentRequest,
     signal: AbortSignal,
     startSignal: AbortSignal,
   ): Promise<{ conn: AgentConnection; first: Frame | undefined } | undefined> {
@@ -292,6 +292,7 @@ export class AgentClient {
       const stream = bindAgentStream(ready, signal, startSignal);
       const name = describeEndpoint(this.endpoint);
       conn = await AgentConnection.start(name, stream, request, signal, startSignal, ready);
+      requireVersion(conn, request.minVersion);
       first = await conn.readFrame();
     } catch (err) {
       ready.socket.destroy();
@@ -308,17 +309,40 @@ export class AgentClient {
 
   /** The request over a connection dialed now. */
   private async onNewConnection(
-    request: { type: number; payload: Uint8Array },
+    request: AgentRequest,
     signal: AbortSignal,
     startSignal: AbortSignal,
   ): Promise<{ conn: AgentConnection; first: Frame | undefined }> {
     const conn = await AgentConnection.open(this.endpoint, request, signal, startSignal);
     try {
+      requireVersion(conn, request.minVersion);
       return { conn, first: await conn.readFrame() };
     } catch (err) {
       conn.close();
       throw err;
     }
+  }
+
+  /**
+   * Opens one operation that needs protocol `minVersion` and returns its
+   * connection with the first reply frame (read within the request timeout,
+   * or under `signal` alone when `startTimeout` is false). The caller owns
+   * the connection (close it). Throws AgentTooOldError when the agent speaks
+   * an older protocol (the request is then never served).
+   * @private for AgentFiles.
+   */
+  async openOperation(
+    request: { type: number; payload: Uint8Array; minVersion: number },
+    signal: AbortSignal,
+    startTimeout = true,
+  ): Promise<{ conn: AgentConnection; first: Frame | undefined }> {
+    const got = startTimeout
+      ? await this.withRequestTimeout(signal, this.requestTimeoutMs, (s) =>
+          this.exchange(request, signal, s),
+        )
+      : await this.exchange(request, signal);
+    got.conn.markStarted();
+    return got;
   }
 
   /** Asks the agent for its INFO. Throws AgentUnavailableError when nothing answers (retryable). */
@@ -587,6 +611,18 @@ function decodeIdentitySet(payload: Uint8Array): IdentityResult {
     simulated,
     applied: { hostname: hostnameSet, entropy, clock: clockSet },
   };
+}
+
+/** One request frame; `minVersion` (default 1) is the agent protocol it needs. */
+interface AgentRequest {
+  readonly type: number;
+  readonly payload: Uint8Array;
+  readonly minVersion?: number;
+}
+
+/** Throws AgentTooOldError (closing nothing: the caller does) if the agent agreed an older protocol. */
+function requireVersion(conn: AgentConnection, minVersion = 1): void {
+  if (conn.version < minVersion) throw new AgentTooOldError(conn.version);
 }
 
 /** A connection dialed ahead for the next operation (AgentClient `spareConnection`). */

@@ -43,6 +43,9 @@ const kindOf: Record<number, ErrorKind> = {
   [AgentErrorCode.invalidArgument]: "invalid_argument",
   [AgentErrorCode.unsupported]: "unimplemented",
   [AgentErrorCode.internal]: "internal",
+  [AgentErrorCode.notFound]: "not_found",
+  [AgentErrorCode.failedPrecondition]: "failed_precondition",
+  [AgentErrorCode.noSpace]: "resource_exhausted",
 };
 
 /**
@@ -56,5 +59,21 @@ export class AgentError extends VmmError {
   constructor(agentCode: number, message: string) {
     super(kindOf[agentCode] ?? "unavailable", `agent: ${message}`);
     this.agentCode = agentCode;
+  }
+}
+
+/**
+ * The sandbox's agent speaks a protocol older than an operation needs (file
+ * operations need version 2). Kind `failed_precondition`: retrying will not
+ * help, a rootfs with the current agent will.
+ */
+export class AgentTooOldError extends VmmError {
+  readonly agentProtocol: number;
+  constructor(agentProtocol: number) {
+    super(
+      "failed_precondition",
+      `agent too old (protocol ${agentProtocol}); rebuild the rootfs with the current agent`,
+    );
+    this.agentProtocol = agentProtocol;
   }
 }

@@ -66,7 +66,14 @@ export class FrameDecoder {
       return;
     }
     if (!this.owned || this.tail + chunk.length > this.buf.length) {
-      const grown = new Uint8Array(Math.max(live + chunk.length, 2 * live, 256));
+      // Once the length is known, room for the whole frame at once: a 256 KiB file chunk
+      // arriving in 64 KiB reads costs one allocation, not one per doubling.
+      let size = Math.max(live + chunk.length, 2 * live, 256);
+      if (live >= 4) {
+        const len = new DataView(this.buf.buffer, this.buf.byteOffset + this.head, 4).getUint32(0);
+        if (len <= this.maxLength) size = Math.max(live + chunk.length, 4 + len);
+      }
+      const grown = new Uint8Array(size);
       grown.set(this.buf.subarray(this.head, this.tail));
       this.buf = grown;
       this.head = 0;

@@ -9,11 +9,24 @@ export type {
   WaitReadyOptions,
 } from "./agent-client.js";
 export { AgentClient, hostDeadlineGraceMs } from "./agent-client.js";
+export type {
+  FileEvent,
+  FileEventKind,
+  FileInfo,
+  FileType,
+  WriteFileOptions,
+} from "./agent-files.js";
+export { AgentFiles, TooManyEntriesError } from "./agent-files.js";
 export type { ExitStatus, OutputEvent } from "./agent-process.js";
 export { AgentProcess } from "./agent-process.js";
 export type { AgentEndpoint } from "./dial.js";
 export { describeEndpoint } from "./dial.js";
-export { AgentError, AgentProtocolError, AgentUnavailableError } from "./errors.js";
+export {
+  AgentError,
+  AgentProtocolError,
+  AgentTooOldError,
+  AgentUnavailableError,
+} from "./errors.js";
 // For sibling packages and tests (fc-sim, fuzz-style specs): the wire format.
 export type { Frame, Tlv } from "./frame.js";
 export { decodeTlv, encodeFrame, FrameDecoder, TlvWriter } from "./frame.js";

@@ -1,5 +1,8 @@
 /**
- * Constants of the guest agent protocol, version 1 (docs/agent-protocol.md).
+ * Constants of the guest agent protocol, version 2 (docs/agent-protocol.md).
+ * Version 2 adds the file operations (WRITE_FILE … WATCH); everything of
+ * version 1 is unchanged, and the client still talks to version-1 agents
+ * (file operations then fail with AgentTooOldError).
  * SET_IDENTITY is an optional version-1 operation (agent ≥ 0.2.0); older
  * agents answer it with ERROR(unsupported).
  * Frame: u32 BE length (type + payload), u8 type, payload; TLV payloads:
@@ -7,7 +10,10 @@
  */
 
 /** Protocol version this client speaks. */
-export const AGENT_PROTOCOL_VERSION = 1;
+export const AGENT_PROTOCOL_VERSION = 2;
+
+/** Lowest agent protocol version that serves file operations. */
+export const FILES_PROTOCOL_VERSION = 2;
 
 /** Guest vsock port the agent listens on unless the kernel cmdline has `vmm.agent_port=N`. */
 export const DEFAULT_AGENT_PORT = 1024;
@@ -24,16 +30,29 @@ export const FrameType = {
   health: 0x02,
   run: 0x03,
   setIdentity: 0x04,
+  writeFile: 0x05,
+  readFile: 0x06,
+  listDir: 0x07,
+  stat: 0x08,
+  remove: 0x09,
+  mkdir: 0x0a,
+  watch: 0x0b,
   stdin: 0x10,
   resize: 0x11,
   signal: 0x12,
+  fileData: 0x13,
+  fileEnd: 0x14,
   helloReply: 0x81,
   info: 0x82,
   started: 0x83,
   identitySet: 0x84,
+  fileInfo: 0x85,
+  ok: 0x86,
+  fileEvent: 0x87,
   stdout: 0x90,
   stderr: 0x91,
   exit: 0x92,
+  fileReadData: 0x93,
   error: 0xff,
 } as const;
 
@@ -98,4 +117,43 @@ export const AgentErrorCode = {
   invalidArgument: 3,
   unsupported: 4,
   internal: 5,
+  /** Protocol 2: the path (or a parent) does not exist. */
+  notFound: 6,
+  /** Protocol 2: the path is of the wrong kind or not allowed (is a directory, not empty, exists…). */
+  failedPrecondition: 7,
+  /** Protocol 2: the guest's disk (or quota) is full. */
+  noSpace: 8,
 } as const;
+
+/** TLV tags of the file operation requests (one tag space for all of them). */
+export const FileRequestTag = {
+  path: 1,
+  mode: 2,
+  parents: 3,
+  user: 4,
+  offset: 5,
+  length: 6,
+  depth: 7,
+  recursive: 8,
+} as const;
+
+/** TLV tags of a FILE_INFO frame. */
+export const FileInfoTag = {
+  path: 1,
+  name: 2,
+  type: 3,
+  size: 4,
+  mode: 5,
+  mtimeNs: 6,
+  symlinkTarget: 7,
+} as const;
+
+/** TLV tags of a FILE_EVENT frame. */
+export const FileEventTag = {
+  path: 1,
+  kind: 2,
+  timeNs: 3,
+} as const;
+
+/** Largest FILE_DATA payload the client sends, bytes. */
+export const FILE_DATA_CHUNK_BYTES = 512 * 1024;

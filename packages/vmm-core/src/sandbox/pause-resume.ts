@@ -197,7 +197,8 @@ export class PauseResume {
     }
     s.setIdleTimer(
       setLongTimeout(() => {
-        if (s.phase.kind === "checkpointing") return this.watchIdle(s);
+        // A file call in flight is activity, as a workload is (SandboxFiles re-arms at its end).
+        if (s.phase.kind === "checkpointing" || s.fileCalls > 0) return this.watchIdle(s);
         if (s.phase.kind !== "ready") return;
         s.log.info({ autoPauseSeconds: seconds }, "idle: pausing");
         this.ctx.tasks.track(

@@ -2,6 +2,7 @@ import { BackgroundTasks, type Logger } from "../internal/index.js";
 import type { NetworkPolicy } from "../network/index.js";
 import { Admission, type CommittedUsage } from "./admission.js";
 import type { SandboxContext } from "./context.js";
+import { SandboxFiles } from "./files.js";
 import { type GoldenBuilder, GoldenPool } from "./golden-pool.js";
 import { MAX_STOP_TIMEOUT_SECONDS, SandboxLifecycle } from "./lifecycle.js";
 import { compareByCreation } from "./list-order.js";
@@ -58,6 +59,8 @@ export class SandboxManager {
   readonly #lifecycle: SandboxLifecycle;
   readonly #workloads: Workloads;
   readonly #processes: Processes;
+  /** File calls (SandboxFilesService). */
+  readonly files: SandboxFiles;
   readonly #snapshots: SnapshotService;
   readonly #factory: SandboxFactory;
   readonly #pauses: PauseResume;
@@ -94,6 +97,7 @@ export class SandboxManager {
     this.#registry.onTransition = (s) => this.#pauses.watchIdle(s);
     this.#workloads = new Workloads(this.#ctx, (s) => this.#pauses.resume(s));
     this.#processes = new Processes(this.#ctx);
+    this.files = new SandboxFiles(this.#ctx, this.#workloads, (s) => this.#pauses.watchIdle(s));
     this.#snapshots = new SnapshotService(this.#ctx, this.#admission);
     this.#policies = new NetworkPolicies(this.#ctx);
     this.#ports = new PortExposures(this.#ctx, { resume: (s) => this.#pauses.resume(s) });

@@ -132,6 +132,8 @@ export class Sandbox {
   #agent: AgentClient | undefined;
   #ttlTimer: LongTimeout | undefined;
   #idleTimer: LongTimeout | undefined;
+  /** File calls in flight (SandboxFiles): activity that keeps auto-pause away. */
+  #fileCalls = 0;
   /** Apparent bytes of the files a Pause wrote (0 when none). */
   #pausedBytes = 0;
   #readyAt: Date | undefined;
@@ -307,6 +309,16 @@ export class Sandbox {
   setIdleTimer(timer: LongTimeout | undefined): void {
     this.#idleTimer?.clear();
     this.#idleTimer = timer;
+  }
+
+  /** File calls in flight (SandboxFiles); auto-pause waits while any runs. */
+  get fileCalls(): number {
+    return this.#fileCalls;
+  }
+
+  /** Counts a file call as started (+1) or ended (-1). */
+  countFileCall(delta: 1 | -1): void {
+    this.#fileCalls = Math.max(0, this.#fileCalls + delta);
   }
 
   get pausedBytes(): number {

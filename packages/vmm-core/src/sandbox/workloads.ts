@@ -182,8 +182,9 @@ export class Workloads {
   /**
    * Waits for a Pause or Resume under way; resumes a paused sandbox when
    * `lifecycle.auto_resume` is on, and says how otherwise.
+   * @private for SandboxFiles (same rules as Run and Exec).
    */
-  private async awake(s: Sandbox): Promise<void> {
+  async awake(s: Sandbox): Promise<void> {
     for (;;) {
       const p = s.phase;
       if (p.kind === "pausing" || p.kind === "resuming") await p.done;
@@ -197,7 +198,8 @@ export class Workloads {
     }
   }
 
-  private agentOf(s: Sandbox): AgentClient {
+  /** The sandbox's agent, or why there is none. @private for SandboxFiles. */
+  agentOf(s: Sandbox): AgentClient {
     if (this.ctx.opts.agent.readiness === "vmm") {
       throw new FailedPreconditionError(`sandbox ${s.id} has no agent (agent.readiness = "vmm")`, {
         hint: 'use a rootfs with the vmm agent and agent.readiness = "agent"',

@@ -79,7 +79,7 @@ async function waitGone(pattern: string, ms: number): Promise<string> {
 describe("health", () => {
   it("reports version, boot id, uptime and pid", async () => {
     const info = await client.health();
-    expect(info.protocolVersion).toBe(1);
+    expect(info.protocolVersion).toBe(2);
     expect(info.agentVersion).toMatch(/^\d+\.\d+\.\d+$/);
     expect(info.bootId).toMatch(/^[0-9a-f]{32}$/);
     expect(info.pid).toBe(agent.process.pid);
@@ -382,7 +382,7 @@ describe("hardened decoder", () => {
     // If anything came back after HELLO, it is an ERROR frame.
     const afterHello = got.subarray(got[4] === FrameType.helloReply ? 4 + got.readUInt32BE(0) : 0);
     if (afterHello.length > 0) expect(afterHello[4]).toBe(FrameType.error);
-    expect((await client.health()).protocolVersion).toBe(1);
+    expect((await client.health()).protocolVersion).toBe(2);
   });
 
   it("a bad frame inside a RUN session kills that process only", async () => {

@@ -24,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file sandbox/v1/sandbox.proto.
  */
 export const file_sandbox_v1_sandbox: GenFile = /*@__PURE__*/
-  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiEgoQQ2hlY2tIb3N0UmVxdWVzdCJGChFDaGVja0hvc3RSZXNwb25zZRIlCgZjaGVja3MYASADKAsyFS5zYW5kYm94LnYxLkhvc3RDaGVjaxIKCgJvaxgCIAEoCCJGCglIb3N0Q2hlY2sSDAoEbmFtZRgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDgoGZGV0YWlsGAMgASgJEgsKA2ZpeBgEIAEoCSIHCgVFbXB0eSIbCgtOZXR3b3JrU3BlYxIMCgRtb2RlGAEgASgJIjkKBU1vdW50Eg4KBnNvdXJjZRgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSEAoIcmVhZG9ubHkYAyABKAgiMwoOUmVzb3VyY2VMaW1pdHMSDQoFdmNwdXMYASABKA0SEgoKbWVtb3J5X21pYhgCIAEoBCItCgxUZXJtaW5hbFNpemUSDQoFd2lkdGgYASABKA0SDgoGaGVpZ2h0GAIgASgNIvIEChRDcmVhdGVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkxhYmVsc0VudHJ5Eg4KBmtlcm5lbBgDIAEoCRIOCgZyb290ZnMYBCABKAkSEQoJYm9vdF9hcmdzGAUgASgJEioKBmxpbWl0cxgGIAEoCzIaLnNhbmRib3gudjEuUmVzb3VyY2VMaW1pdHMSDQoFaW1hZ2UYByABKAkSCwoDY21kGAggAygJEjYKA2VudhgJIAMoCzIpLnNhbmRib3gudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QuRW52RW50cnkSEwoLd29ya2luZ19kaXIYCiABKAkSDAoEdXNlchgLIAEoCRIhCgZtb3VudHMYDCADKAsyES5zYW5kYm94LnYxLk1vdW50EigKB25ldHdvcmsYDSABKAsyFy5zYW5kYm94LnYxLk5ldHdvcmtTcGVjEhMKC3R0bF9zZWNvbmRzGA4gASgNEhsKDnNzaF9wdWJsaWNfa2V5GA8gASgJSACIAQESGgoSYXV0b19wYXVzZV9zZWNvbmRzGDIgASgNEjEKDm5ldHdvcmtfcG9saWN5GDMgASgLMhkuc2FuZGJveC52MS5OZXR3b3JrUG9saWN5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIRCg9fc3NoX3B1YmxpY19rZXkiRgoNTmV0d29ya1BvbGljeRIRCglhbGxvd19vdXQYASADKAkSEAoIZGVueV9vdXQYAiADKAkSEAoIaW50ZXJuZXQYAyABKAgiRQoRRXhwb3NlUG9ydFJlcXVlc3QSCgoCaWQYASABKAkSEgoKZ3Vlc3RfcG9ydBgCIAEoDRIQCghwcm90b2NvbBgDIAEoCSI3ChJFeHBvc2VQb3J0UmVzcG9uc2USFAoMaG9zdF9hZGRyZXNzGAEgASgJEgsKA3VybBgCIAEoCSJTChpVcGRhdGVOZXR3b3JrUG9saWN5UmVxdWVzdBIKCgJpZBgBIAEoCRIpCgZwb2xpY3kYAiABKAsyGS5zYW5kYm94LnYxLk5ldHdvcmtQb2xpY3kiNwoLRXhwb3NlZFBvcnQSEgoKZ3Vlc3RfcG9ydBgBIAEoDRIUCgxob3N0X2FkZHJlc3MYAiABKAkiRgoVQ3JlYXRlU2FuZGJveFJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkSDQoFc3RhdGUYAyABKAki1QEKClJ1blJlcXVlc3QSCgoCaWQYASABKAkSCwoDY21kGAIgAygJEiwKA2VudhgDIAMoCzIfLnNhbmRib3gudjEuUnVuUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SCwoDdGFnGDIgASgJGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoJUnVuT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIInwKCUV4ZWNJbnB1dBInCgRpbml0GAEgASgLMhcuc2FuZGJveC52MS5FeGVjUmVxdWVzdEgAEg8KBXN0ZGluGAIgASgMSAASKgoGcmVzaXplGAMgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemVIAEIJCgdwYXlsb2FkIoMCCgtFeGVjUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNjbWQYAiADKAkSLQoDZW52GAMgAygLMiAuc2FuZGJveC52MS5FeGVjUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIqCgh0dHlfc2l6ZRgHIAEoCzIYLnNhbmRib3gudjEuVGVybWluYWxTaXplEhcKD3RpbWVvdXRfc2Vjb25kcxgIIAEoDRILCgN0YWcYMiABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJLCgpFeGVjT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIIjkKElN0b3BTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRIXCg90aW1lb3V0X3NlY29uZHMYAiABKA0iMQoUUmVtb3ZlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSDQoFZm9yY2UYAiABKAgiIQoTUGF1c2VTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSIiChRSZXN1bWVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSIjChVJbnNwZWN0U2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAki0wQKC1NhbmRib3hJbmZvEgoKAmlkGAEgASgJEg0KBXN0YXRlGAIgASgJEjMKBmxhYmVscxgDIAMoCzIjLnNhbmRib3gudjEuU2FuZGJveEluZm8uTGFiZWxzRW50cnkSKgoGbGltaXRzGAQgASgLMhouc2FuZGJveC52MS5SZXNvdXJjZUxpbWl0cxIrCgduZXR3b3JrGAUgASgLMhouc2FuZGJveC52MS5TYW5kYm94TmV0d29yaxISCgpjcmVhdGVkX2F0GAYgASgDEhAKCHJlYWR5X2F0GAcgASgDEhYKDmxhc3RfZXhpdGVkX2F0GAggASgDEhYKDmxhc3RfZXhpdF9jb2RlGAkgASgFEg0KBWVycm9yGAogASgJEhQKDGNyZWF0ZWRfZnJvbRgyIAEoCRITCgtzbmFwc2hvdF9pZBgzIAEoCRIOCgZrZXJuZWwYNCABKAkSDgoGcm9vdGZzGDUgASgJEhEKCWJvb3RfYXJncxg2IAEoCRILCgNwaWQYNyABKAMSEgoKZXhwaXJlc19hdBg4IAEoAxIRCglwYXVzZWRfYXQYOSABKAMSEgoKZGlza19ieXRlcxg6IAEoBBIxCg5uZXR3b3JrX3BvbGljeRg7IAEoCzIZLnNhbmRib3gudjEuTmV0d29ya1BvbGljeRIuCg1leHBvc2VkX3BvcnRzGDwgAygLMhcuc2FuZGJveC52MS5FeHBvc2VkUG9ydBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImgKDlNhbmRib3hOZXR3b3JrEhIKCmlwX2FkZHJlc3MYASABKAkSDwoHZ2F0ZXdheRgCIAEoCRIQCgh0YXBfbmFtZRgDIAEoCRIQCghndWVzdF9pcBgyIAEoCRINCgVuZXRucxgzIAEoCSK5AQoUTGlzdFNhbmRib3hlc1JlcXVlc3QSDQoFc3RhdGUYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIl8KFUxpc3RTYW5kYm94ZXNSZXNwb25zZRItCglzYW5kYm94ZXMYASADKAsyGi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgyIAEoCSK6AQoOU2FuZGJveFN1bW1hcnkSCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5TYW5kYm94U3VtbWFyeS5MYWJlbHNFbnRyeRISCgppcF9hZGRyZXNzGAQgASgJEhIKCmNyZWF0ZWRfYXQYBSABKAMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIyChRTYW5kYm94RXZlbnRzUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZhY3Rpb24YAiABKAkitgEKDFNhbmRib3hFdmVudBISCgpzYW5kYm94X2lkGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIRCgl0aW1lc3RhbXAYAyABKAMSPAoKYXR0cmlidXRlcxgEIAMoCzIoLnNhbmRib3gudjEuU2FuZGJveEV2ZW50LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKfAQoRQ2hlY2twb2ludFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEjkKBmxhYmVscxgDIAMoCzIpLnNhbmRib3gudjEuQ2hlY2twb2ludFJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJTChJDaGVja3BvaW50UmVzcG9uc2USEwoLc25hcHNob3RfaWQYASABKAkSFAoMc25hcHNob3RfZGlyGAIgASgJEhIKCmNyZWF0ZWRfYXQYAyABKAkixwEKDlJlc3RvcmVSZXF1ZXN0EgoKAmlkGAEgASgJEhMKC3NuYXBzaG90X2lkGAIgASgJEjYKBmxhYmVscxgDIAMoCzImLnNhbmRib3gudjEuUmVzdG9yZVJlcXVlc3QuTGFiZWxzRW50cnkSGAoQbmV0d29ya19vdmVycmlkZRgEIAEoCBITCgt0dGxfc2Vjb25kcxgFIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjEKD1Jlc3RvcmVSZXNwb25zZRIKCgJpZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJIr4BChRMaXN0U25hcHNob3RzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEjwKBmxhYmVscxgCIAMoCzIsLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1JlcXVlc3QuTGFiZWxzRW50cnkSEQoJcGFnZV9zaXplGDIgASgNEhIKCnBhZ2VfdG9rZW4YMyABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJgChVMaXN0U25hcHNob3RzUmVzcG9uc2USLgoJc25hcHNob3RzGAEgAygLMhsuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIo4CCg9TbmFwc2hvdFN1bW1hcnkSCgoCaWQYASABKAkSEgoKc2FuZGJveF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEjcKBmxhYmVscxgEIAMoCzInLnNhbmRib3gudjEuU25hcHNob3RTdW1tYXJ5LkxhYmVsc0VudHJ5EhQKDHNuYXBzaG90X2RpchgFIAEoCRISCgpjcmVhdGVkX2F0GAYgASgJEg4KBnVzYWJsZRgyIAEoCBIXCg91bnVzYWJsZV9yZWFzb24YMyABKAkSEgoKc2l6ZV9ieXRlcxg0IAEoBBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiwKFURlbGV0ZVNuYXBzaG90UmVxdWVzdBITCgtzbmFwc2hvdF9pZBgBIAEoCSIiChRMaXN0UHJvY2Vzc2VzUmVxdWVzdBIKCgJpZBgBIAEoCSJDChVMaXN0UHJvY2Vzc2VzUmVzcG9uc2USKgoJcHJvY2Vzc2VzGAEgAygLMhcuc2FuZGJveC52MS5Qcm9jZXNzSW5mbyJVCgtQcm9jZXNzSW5mbxILCgNwaWQYASABKAUSCwoDY21kGAIgAygJEgsKA3RhZxgDIAEoCRISCgpzdGFydGVkX2F0GAQgASgDEgsKA3R0eRgFIAEoCCJMChRTaWduYWxQcm9jZXNzUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNwaWQYAiABKAUSCwoDdGFnGAMgASgJEg4KBnNpZ25hbBgEIAEoCTLrBwoOU2FuZGJveFNlcnZpY2USTQoGQ3JlYXRlEiAuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBohLnNhbmRib3gudjEuQ3JlYXRlU2FuZGJveFJlc3BvbnNlEjYKA1J1bhIWLnNhbmRib3gudjEuUnVuUmVxdWVzdBoVLnNhbmRib3gudjEuUnVuT3V0cHV0MAESOQoERXhlYxIVLnNhbmRib3gudjEuRXhlY0lucHV0GhYuc2FuZGJveC52MS5FeGVjT3V0cHV0KAEwARI5CgRTdG9wEh4uc2FuZGJveC52MS5TdG9wU2FuZGJveFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5Ej0KBlJlbW92ZRIgLnNhbmRib3gudjEuUmVtb3ZlU2FuZGJveFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5EkUKB0luc3BlY3QSIS5zYW5kYm94LnYxLkluc3BlY3RTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SSwoETGlzdBIgLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXNwb25zZRJGCgZFdmVudHMSIC5zYW5kYm94LnYxLlNhbmRib3hFdmVudHNSZXF1ZXN0Ghguc2FuZGJveC52MS5TYW5kYm94RXZlbnQwARJBCgVQYXVzZRIfLnNhbmRib3gudjEuUGF1c2VTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SQwoGUmVzdW1lEiAuc2FuZGJveC52MS5SZXN1bWVTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SVAoNTGlzdFByb2Nlc3NlcxIgLnNhbmRib3gudjEuTGlzdFByb2Nlc3Nlc1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RQcm9jZXNzZXNSZXNwb25zZRJECg1TaWduYWxQcm9jZXNzEiAuc2FuZGJveC52MS5TaWduYWxQcm9jZXNzUmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSSwoKRXhwb3NlUG9ydBIdLnNhbmRib3gudjEuRXhwb3NlUG9ydFJlcXVlc3QaHi5zYW5kYm94LnYxLkV4cG9zZVBvcnRSZXNwb25zZRJQChNVcGRhdGVOZXR3b3JrUG9saWN5EiYuc2FuZGJveC52MS5VcGRhdGVOZXR3b3JrUG9saWN5UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkyxwIKFlNhbmRib3hTbmFwc2hvdFNlcnZpY2USSwoKQ2hlY2twb2ludBIdLnNhbmRib3gudjEuQ2hlY2twb2ludFJlcXVlc3QaHi5zYW5kYm94LnYxLkNoZWNrcG9pbnRSZXNwb25zZRJCCgdSZXN0b3JlEhouc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdBobLnNhbmRib3gudjEuUmVzdG9yZVJlc3BvbnNlElQKDUxpc3RTbmFwc2hvdHMSIC5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXF1ZXN0GiEuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVzcG9uc2USRgoORGVsZXRlU25hcHNob3QSIS5zYW5kYm94LnYxLkRlbGV0ZVNuYXBzaG90UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkyVwoLSG9zdFNlcnZpY2USSAoJQ2hlY2tIb3N0Ehwuc2FuZGJveC52MS5DaGVja0hvc3RSZXF1ZXN0Gh0uc2FuZGJveC52MS5DaGVja0hvc3RSZXNwb25zZWIGcHJvdG8z");
+  fileDesc("ChhzYW5kYm94L3YxL3NhbmRib3gucHJvdG8SCnNhbmRib3gudjEiEgoQQ2hlY2tIb3N0UmVxdWVzdCJGChFDaGVja0hvc3RSZXNwb25zZRIlCgZjaGVja3MYASADKAsyFS5zYW5kYm94LnYxLkhvc3RDaGVjaxIKCgJvaxgCIAEoCCJGCglIb3N0Q2hlY2sSDAoEbmFtZRgBIAEoCRIOCgZzdGF0dXMYAiABKAkSDgoGZGV0YWlsGAMgASgJEgsKA2ZpeBgEIAEoCSIHCgVFbXB0eSIbCgtOZXR3b3JrU3BlYxIMCgRtb2RlGAEgASgJIjkKBU1vdW50Eg4KBnNvdXJjZRgBIAEoCRIOCgZ0YXJnZXQYAiABKAkSEAoIcmVhZG9ubHkYAyABKAgiMwoOUmVzb3VyY2VMaW1pdHMSDQoFdmNwdXMYASABKA0SEgoKbWVtb3J5X21pYhgCIAEoBCItCgxUZXJtaW5hbFNpemUSDQoFd2lkdGgYASABKA0SDgoGaGVpZ2h0GAIgASgNIvIEChRDcmVhdGVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRI8CgZsYWJlbHMYAiADKAsyLC5zYW5kYm94LnYxLkNyZWF0ZVNhbmRib3hSZXF1ZXN0LkxhYmVsc0VudHJ5Eg4KBmtlcm5lbBgDIAEoCRIOCgZyb290ZnMYBCABKAkSEQoJYm9vdF9hcmdzGAUgASgJEioKBmxpbWl0cxgGIAEoCzIaLnNhbmRib3gudjEuUmVzb3VyY2VMaW1pdHMSDQoFaW1hZ2UYByABKAkSCwoDY21kGAggAygJEjYKA2VudhgJIAMoCzIpLnNhbmRib3gudjEuQ3JlYXRlU2FuZGJveFJlcXVlc3QuRW52RW50cnkSEwoLd29ya2luZ19kaXIYCiABKAkSDAoEdXNlchgLIAEoCRIhCgZtb3VudHMYDCADKAsyES5zYW5kYm94LnYxLk1vdW50EigKB25ldHdvcmsYDSABKAsyFy5zYW5kYm94LnYxLk5ldHdvcmtTcGVjEhMKC3R0bF9zZWNvbmRzGA4gASgNEhsKDnNzaF9wdWJsaWNfa2V5GA8gASgJSACIAQESGgoSYXV0b19wYXVzZV9zZWNvbmRzGDIgASgNEjEKDm5ldHdvcmtfcG9saWN5GDMgASgLMhkuc2FuZGJveC52MS5OZXR3b3JrUG9saWN5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIRCg9fc3NoX3B1YmxpY19rZXkiRgoNTmV0d29ya1BvbGljeRIRCglhbGxvd19vdXQYASADKAkSEAoIZGVueV9vdXQYAiADKAkSEAoIaW50ZXJuZXQYAyABKAgiRQoRRXhwb3NlUG9ydFJlcXVlc3QSCgoCaWQYASABKAkSEgoKZ3Vlc3RfcG9ydBgCIAEoDRIQCghwcm90b2NvbBgDIAEoCSI3ChJFeHBvc2VQb3J0UmVzcG9uc2USFAoMaG9zdF9hZGRyZXNzGAEgASgJEgsKA3VybBgCIAEoCSJTChpVcGRhdGVOZXR3b3JrUG9saWN5UmVxdWVzdBIKCgJpZBgBIAEoCRIpCgZwb2xpY3kYAiABKAsyGS5zYW5kYm94LnYxLk5ldHdvcmtQb2xpY3kiNwoLRXhwb3NlZFBvcnQSEgoKZ3Vlc3RfcG9ydBgBIAEoDRIUCgxob3N0X2FkZHJlc3MYAiABKAkiRgoVQ3JlYXRlU2FuZGJveFJlc3BvbnNlEgoKAmlkGAEgASgJEhIKCmlwX2FkZHJlc3MYAiABKAkSDQoFc3RhdGUYAyABKAki1QEKClJ1blJlcXVlc3QSCgoCaWQYASABKAkSCwoDY21kGAIgAygJEiwKA2VudhgDIAMoCzIfLnNhbmRib3gudjEuUnVuUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIXCg90aW1lb3V0X3NlY29uZHMYByABKA0SCwoDdGFnGDIgASgJGioKCEVudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiSgoJUnVuT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIInwKCUV4ZWNJbnB1dBInCgRpbml0GAEgASgLMhcuc2FuZGJveC52MS5FeGVjUmVxdWVzdEgAEg8KBXN0ZGluGAIgASgMSAASKgoGcmVzaXplGAMgASgLMhguc2FuZGJveC52MS5UZXJtaW5hbFNpemVIAEIJCgdwYXlsb2FkIoMCCgtFeGVjUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNjbWQYAiADKAkSLQoDZW52GAMgAygLMiAuc2FuZGJveC52MS5FeGVjUmVxdWVzdC5FbnZFbnRyeRITCgt3b3JraW5nX2RpchgEIAEoCRIMCgR1c2VyGAUgASgJEgsKA3R0eRgGIAEoCBIqCgh0dHlfc2l6ZRgHIAEoCzIYLnNhbmRib3gudjEuVGVybWluYWxTaXplEhcKD3RpbWVvdXRfc2Vjb25kcxgIIAEoDRILCgN0YWcYMiABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJLCgpFeGVjT3V0cHV0Eg4KBnN0cmVhbRgBIAEoCRIMCgRkYXRhGAIgASgMEhEKCWV4aXRfY29kZRgDIAEoBRIMCgRkb25lGAQgASgIIjkKElN0b3BTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCRIXCg90aW1lb3V0X3NlY29uZHMYAiABKA0iMQoUUmVtb3ZlU2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAkSDQoFZm9yY2UYAiABKAgiIQoTUGF1c2VTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSIiChRSZXN1bWVTYW5kYm94UmVxdWVzdBIKCgJpZBgBIAEoCSIjChVJbnNwZWN0U2FuZGJveFJlcXVlc3QSCgoCaWQYASABKAki0wQKC1NhbmRib3hJbmZvEgoKAmlkGAEgASgJEg0KBXN0YXRlGAIgASgJEjMKBmxhYmVscxgDIAMoCzIjLnNhbmRib3gudjEuU2FuZGJveEluZm8uTGFiZWxzRW50cnkSKgoGbGltaXRzGAQgASgLMhouc2FuZGJveC52MS5SZXNvdXJjZUxpbWl0cxIrCgduZXR3b3JrGAUgASgLMhouc2FuZGJveC52MS5TYW5kYm94TmV0d29yaxISCgpjcmVhdGVkX2F0GAYgASgDEhAKCHJlYWR5X2F0GAcgASgDEhYKDmxhc3RfZXhpdGVkX2F0GAggASgDEhYKDmxhc3RfZXhpdF9jb2RlGAkgASgFEg0KBWVycm9yGAogASgJEhQKDGNyZWF0ZWRfZnJvbRgyIAEoCRITCgtzbmFwc2hvdF9pZBgzIAEoCRIOCgZrZXJuZWwYNCABKAkSDgoGcm9vdGZzGDUgASgJEhEKCWJvb3RfYXJncxg2IAEoCRILCgNwaWQYNyABKAMSEgoKZXhwaXJlc19hdBg4IAEoAxIRCglwYXVzZWRfYXQYOSABKAMSEgoKZGlza19ieXRlcxg6IAEoBBIxCg5uZXR3b3JrX3BvbGljeRg7IAEoCzIZLnNhbmRib3gudjEuTmV0d29ya1BvbGljeRIuCg1leHBvc2VkX3BvcnRzGDwgAygLMhcuc2FuZGJveC52MS5FeHBvc2VkUG9ydBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImgKDlNhbmRib3hOZXR3b3JrEhIKCmlwX2FkZHJlc3MYASABKAkSDwoHZ2F0ZXdheRgCIAEoCRIQCgh0YXBfbmFtZRgDIAEoCRIQCghndWVzdF9pcBgyIAEoCRINCgVuZXRucxgzIAEoCSK5AQoUTGlzdFNhbmRib3hlc1JlcXVlc3QSDQoFc3RhdGUYASABKAkSPAoGbGFiZWxzGAIgAygLMiwuc2FuZGJveC52MS5MaXN0U2FuZGJveGVzUmVxdWVzdC5MYWJlbHNFbnRyeRIRCglwYWdlX3NpemUYMiABKA0SEgoKcGFnZV90b2tlbhgzIAEoCRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIl8KFUxpc3RTYW5kYm94ZXNSZXNwb25zZRItCglzYW5kYm94ZXMYASADKAsyGi5zYW5kYm94LnYxLlNhbmRib3hTdW1tYXJ5EhcKD25leHRfcGFnZV90b2tlbhgyIAEoCSK6AQoOU2FuZGJveFN1bW1hcnkSCgoCaWQYASABKAkSDQoFc3RhdGUYAiABKAkSNgoGbGFiZWxzGAMgAygLMiYuc2FuZGJveC52MS5TYW5kYm94U3VtbWFyeS5MYWJlbHNFbnRyeRISCgppcF9hZGRyZXNzGAQgASgJEhIKCmNyZWF0ZWRfYXQYBSABKAMaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIyChRTYW5kYm94RXZlbnRzUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZhY3Rpb24YAiABKAkitgEKDFNhbmRib3hFdmVudBISCgpzYW5kYm94X2lkGAEgASgJEg4KBmFjdGlvbhgCIAEoCRIRCgl0aW1lc3RhbXAYAyABKAMSPAoKYXR0cmlidXRlcxgEIAMoCzIoLnNhbmRib3gudjEuU2FuZGJveEV2ZW50LkF0dHJpYnV0ZXNFbnRyeRoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKfAQoRQ2hlY2twb2ludFJlcXVlc3QSEgoKc2FuZGJveF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEjkKBmxhYmVscxgDIAMoCzIpLnNhbmRib3gudjEuQ2hlY2twb2ludFJlcXVlc3QuTGFiZWxzRW50cnkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJTChJDaGVja3BvaW50UmVzcG9uc2USEwoLc25hcHNob3RfaWQYASABKAkSFAoMc25hcHNob3RfZGlyGAIgASgJEhIKCmNyZWF0ZWRfYXQYAyABKAkixwEKDlJlc3RvcmVSZXF1ZXN0EgoKAmlkGAEgASgJEhMKC3NuYXBzaG90X2lkGAIgASgJEjYKBmxhYmVscxgDIAMoCzImLnNhbmRib3gudjEuUmVzdG9yZVJlcXVlc3QuTGFiZWxzRW50cnkSGAoQbmV0d29ya19vdmVycmlkZRgEIAEoCBITCgt0dGxfc2Vjb25kcxgFIAEoDRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjEKD1Jlc3RvcmVSZXNwb25zZRIKCgJpZBgBIAEoCRISCgppcF9hZGRyZXNzGAIgASgJIr4BChRMaXN0U25hcHNob3RzUmVxdWVzdBISCgpzYW5kYm94X2lkGAEgASgJEjwKBmxhYmVscxgCIAMoCzIsLnNhbmRib3gudjEuTGlzdFNuYXBzaG90c1JlcXVlc3QuTGFiZWxzRW50cnkSEQoJcGFnZV9zaXplGDIgASgNEhIKCnBhZ2VfdG9rZW4YMyABKAkaLQoLTGFiZWxzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJgChVMaXN0U25hcHNob3RzUmVzcG9uc2USLgoJc25hcHNob3RzGAEgAygLMhsuc2FuZGJveC52MS5TbmFwc2hvdFN1bW1hcnkSFwoPbmV4dF9wYWdlX3Rva2VuGDIgASgJIo4CCg9TbmFwc2hvdFN1bW1hcnkSCgoCaWQYASABKAkSEgoKc2FuZGJveF9pZBgCIAEoCRIMCgRuYW1lGAMgASgJEjcKBmxhYmVscxgEIAMoCzInLnNhbmRib3gudjEuU25hcHNob3RTdW1tYXJ5LkxhYmVsc0VudHJ5EhQKDHNuYXBzaG90X2RpchgFIAEoCRISCgpjcmVhdGVkX2F0GAYgASgJEg4KBnVzYWJsZRgyIAEoCBIXCg91bnVzYWJsZV9yZWFzb24YMyABKAkSEgoKc2l6ZV9ieXRlcxg0IAEoBBotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIiwKFURlbGV0ZVNuYXBzaG90UmVxdWVzdBITCgtzbmFwc2hvdF9pZBgBIAEoCSIiChRMaXN0UHJvY2Vzc2VzUmVxdWVzdBIKCgJpZBgBIAEoCSJDChVMaXN0UHJvY2Vzc2VzUmVzcG9uc2USKgoJcHJvY2Vzc2VzGAEgAygLMhcuc2FuZGJveC52MS5Qcm9jZXNzSW5mbyJVCgtQcm9jZXNzSW5mbxILCgNwaWQYASABKAUSCwoDY21kGAIgAygJEgsKA3RhZxgDIAEoCRISCgpzdGFydGVkX2F0GAQgASgDEgsKA3R0eRgFIAEoCCJMChRTaWduYWxQcm9jZXNzUmVxdWVzdBIKCgJpZBgBIAEoCRILCgNwaWQYAiABKAUSCwoDdGFnGAMgASgJEg4KBnNpZ25hbBgEIAEoCSJcChBXcml0ZUZpbGVSZXF1ZXN0Ei0KBmhlYWRlchgBIAEoCzIbLnNhbmRib3gudjEuV3JpdGVGaWxlSGVhZGVySAASDgoEZGF0YRgCIAEoDEgAQgkKB3BheWxvYWQiXQoPV3JpdGVGaWxlSGVhZGVyEgoKAmlkGAEgASgJEgwKBHBhdGgYAiABKAkSDAoEbW9kZRgDIAEoDRIUCgxtYWtlX3BhcmVudHMYBCABKAgSDAoEdXNlchgFIAEoCSJLCg9SZWFkRmlsZVJlcXVlc3QSCgoCaWQYASABKAkSDAoEcGF0aBgCIAEoCRIOCgZvZmZzZXQYAyABKAQSDgoGbGVuZ3RoGAQgASgEIhkKCUZpbGVDaHVuaxIMCgRkYXRhGAEgASgMIjkKDkxpc3REaXJSZXF1ZXN0EgoKAmlkGAEgASgJEgwKBHBhdGgYAiABKAkSDQoFZGVwdGgYAyABKA0iOAoPTGlzdERpclJlc3BvbnNlEiUKB2VudHJpZXMYASADKAsyFC5zYW5kYm94LnYxLkZpbGVJbmZvIicKC1N0YXRSZXF1ZXN0EgoKAmlkGAEgASgJEgwKBHBhdGgYAiABKAkiQAoRUmVtb3ZlUGF0aFJlcXVlc3QSCgoCaWQYASABKAkSDAoEcGF0aBgCIAEoCRIRCglyZWN1cnNpdmUYAyABKAgiSQoOTWFrZURpclJlcXVlc3QSCgoCaWQYASABKAkSDAoEcGF0aBgCIAEoCRIMCgRtb2RlGAMgASgNEg8KB3BhcmVudHMYBCABKAgiOwoMV2F0Y2hSZXF1ZXN0EgoKAmlkGAEgASgJEgwKBHBhdGgYAiABKAkSEQoJcmVjdXJzaXZlGAMgASgIIjoKCUZpbGVFdmVudBIMCgRwYXRoGAEgASgJEgwKBGtpbmQYAiABKAkSEQoJdGltZXN0YW1wGAMgASgDIncKCEZpbGVJbmZvEgwKBHBhdGgYASABKAkSDAoEbmFtZRgCIAEoCRIMCgR0eXBlGAMgASgJEgwKBHNpemUYBCABKAQSDAoEbW9kZRgFIAEoDRINCgVtdGltZRgGIAEoAxIWCg5zeW1saW5rX3RhcmdldBgHIAEoCTLrBwoOU2FuZGJveFNlcnZpY2USTQoGQ3JlYXRlEiAuc2FuZGJveC52MS5DcmVhdGVTYW5kYm94UmVxdWVzdBohLnNhbmRib3gudjEuQ3JlYXRlU2FuZGJveFJlc3BvbnNlEjYKA1J1bhIWLnNhbmRib3gudjEuUnVuUmVxdWVzdBoVLnNhbmRib3gudjEuUnVuT3V0cHV0MAESOQoERXhlYxIVLnNhbmRib3gudjEuRXhlY0lucHV0GhYuc2FuZGJveC52MS5FeGVjT3V0cHV0KAEwARI5CgRTdG9wEh4uc2FuZGJveC52MS5TdG9wU2FuZGJveFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5Ej0KBlJlbW92ZRIgLnNhbmRib3gudjEuUmVtb3ZlU2FuZGJveFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5EkUKB0luc3BlY3QSIS5zYW5kYm94LnYxLkluc3BlY3RTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SSwoETGlzdBIgLnNhbmRib3gudjEuTGlzdFNhbmRib3hlc1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RTYW5kYm94ZXNSZXNwb25zZRJGCgZFdmVudHMSIC5zYW5kYm94LnYxLlNhbmRib3hFdmVudHNSZXF1ZXN0Ghguc2FuZGJveC52MS5TYW5kYm94RXZlbnQwARJBCgVQYXVzZRIfLnNhbmRib3gudjEuUGF1c2VTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SQwoGUmVzdW1lEiAuc2FuZGJveC52MS5SZXN1bWVTYW5kYm94UmVxdWVzdBoXLnNhbmRib3gudjEuU2FuZGJveEluZm8SVAoNTGlzdFByb2Nlc3NlcxIgLnNhbmRib3gudjEuTGlzdFByb2Nlc3Nlc1JlcXVlc3QaIS5zYW5kYm94LnYxLkxpc3RQcm9jZXNzZXNSZXNwb25zZRJECg1TaWduYWxQcm9jZXNzEiAuc2FuZGJveC52MS5TaWduYWxQcm9jZXNzUmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkSSwoKRXhwb3NlUG9ydBIdLnNhbmRib3gudjEuRXhwb3NlUG9ydFJlcXVlc3QaHi5zYW5kYm94LnYxLkV4cG9zZVBvcnRSZXNwb25zZRJQChNVcGRhdGVOZXR3b3JrUG9saWN5EiYuc2FuZGJveC52MS5VcGRhdGVOZXR3b3JrUG9saWN5UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkyxwIKFlNhbmRib3hTbmFwc2hvdFNlcnZpY2USSwoKQ2hlY2twb2ludBIdLnNhbmRib3gudjEuQ2hlY2twb2ludFJlcXVlc3QaHi5zYW5kYm94LnYxLkNoZWNrcG9pbnRSZXNwb25zZRJCCgdSZXN0b3JlEhouc2FuZGJveC52MS5SZXN0b3JlUmVxdWVzdBobLnNhbmRib3gudjEuUmVzdG9yZVJlc3BvbnNlElQKDUxpc3RTbmFwc2hvdHMSIC5zYW5kYm94LnYxLkxpc3RTbmFwc2hvdHNSZXF1ZXN0GiEuc2FuZGJveC52MS5MaXN0U25hcHNob3RzUmVzcG9uc2USRgoORGVsZXRlU25hcHNob3QSIS5zYW5kYm94LnYxLkRlbGV0ZVNuYXBzaG90UmVxdWVzdBoRLnNhbmRib3gudjEuRW1wdHkyVwoLSG9zdFNlcnZpY2USSAoJQ2hlY2tIb3N0Ehwuc2FuZGJveC52MS5DaGVja0hvc3RSZXF1ZXN0Gh0uc2FuZGJveC52MS5DaGVja0hvc3RSZXNwb25zZTLOAwoTU2FuZGJveEZpbGVzU2VydmljZRJBCglXcml0ZUZpbGUSHC5zYW5kYm94LnYxLldyaXRlRmlsZVJlcXVlc3QaFC5zYW5kYm94LnYxLkZpbGVJbmZvKAESQAoIUmVhZEZpbGUSGy5zYW5kYm94LnYxLlJlYWRGaWxlUmVxdWVzdBoVLnNhbmRib3gudjEuRmlsZUNodW5rMAESQgoHTGlzdERpchIaLnNhbmRib3gudjEuTGlzdERpclJlcXVlc3QaGy5zYW5kYm94LnYxLkxpc3REaXJSZXNwb25zZRI1CgRTdGF0Ehcuc2FuZGJveC52MS5TdGF0UmVxdWVzdBoULnNhbmRib3gudjEuRmlsZUluZm8SPgoKUmVtb3ZlUGF0aBIdLnNhbmRib3gudjEuUmVtb3ZlUGF0aFJlcXVlc3QaES5zYW5kYm94LnYxLkVtcHR5EjsKB01ha2VEaXISGi5zYW5kYm94LnYxLk1ha2VEaXJSZXF1ZXN0GhQuc2FuZGJveC52MS5GaWxlSW5mbxI6CgVXYXRjaBIYLnNhbmRib3gudjEuV2F0Y2hSZXF1ZXN0GhUuc2FuZGJveC52MS5GaWxlRXZlbnQwAWIGcHJvdG8z");
 
 /**
  * CheckHostRequest has no fields.
@@ -1894,6 +1894,447 @@ export const SignalProcessRequestSchema: GenMessage<SignalProcessRequest> = /*@_
   messageDesc(file_sandbox_v1_sandbox, 43);
 
 /**
+ * WriteFileRequest is one message of a WriteFile stream: a header first, then data.
+ *
+ * @generated from message sandbox.v1.WriteFileRequest
+ */
+export type WriteFileRequest = Message<"sandbox.v1.WriteFileRequest"> & {
+  /**
+   * @generated from oneof sandbox.v1.WriteFileRequest.payload
+   */
+  payload: {
+    /**
+     * header names the file; the first message of the stream, and only it.
+     *
+     * @generated from field: sandbox.v1.WriteFileHeader header = 1;
+     */
+    value: WriteFileHeader;
+    case: "header";
+  } | {
+    /**
+     * data is the next bytes of the file.
+     *
+     * @generated from field: bytes data = 2;
+     */
+    value: Uint8Array;
+    case: "data";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message sandbox.v1.WriteFileRequest.
+ * Use `create(WriteFileRequestSchema)` to create a new message.
+ */
+export const WriteFileRequestSchema: GenMessage<WriteFileRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 44);
+
+/**
+ * WriteFileHeader says where and how to write.
+ *
+ * @generated from message sandbox.v1.WriteFileHeader
+ */
+export type WriteFileHeader = Message<"sandbox.v1.WriteFileHeader"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path of the file.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * mode is the file's permission bits (0 = 0644).
+   *
+   * @generated from field: uint32 mode = 3;
+   */
+  mode: number;
+
+  /**
+   * make_parents creates missing parent directories (0755).
+   *
+   * @generated from field: bool make_parents = 4;
+   */
+  makeParents: boolean;
+
+  /**
+   * user owns the file (a name or uid from the guest's /etc/passwd; empty = root).
+   *
+   * @generated from field: string user = 5;
+   */
+  user: string;
+};
+
+/**
+ * Describes the message sandbox.v1.WriteFileHeader.
+ * Use `create(WriteFileHeaderSchema)` to create a new message.
+ */
+export const WriteFileHeaderSchema: GenMessage<WriteFileHeader> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 45);
+
+/**
+ * ReadFileRequest names the file and range to read.
+ *
+ * @generated from message sandbox.v1.ReadFileRequest
+ */
+export type ReadFileRequest = Message<"sandbox.v1.ReadFileRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path of the file.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * offset is the first byte to read.
+   *
+   * @generated from field: uint64 offset = 3;
+   */
+  offset: bigint;
+
+  /**
+   * length is the number of bytes to read (0 = to the end).
+   *
+   * @generated from field: uint64 length = 4;
+   */
+  length: bigint;
+};
+
+/**
+ * Describes the message sandbox.v1.ReadFileRequest.
+ * Use `create(ReadFileRequestSchema)` to create a new message.
+ */
+export const ReadFileRequestSchema: GenMessage<ReadFileRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 46);
+
+/**
+ * FileChunk carries the next bytes of a file.
+ *
+ * @generated from message sandbox.v1.FileChunk
+ */
+export type FileChunk = Message<"sandbox.v1.FileChunk"> & {
+  /**
+   * data is the next bytes of the file.
+   *
+   * @generated from field: bytes data = 1;
+   */
+  data: Uint8Array;
+};
+
+/**
+ * Describes the message sandbox.v1.FileChunk.
+ * Use `create(FileChunkSchema)` to create a new message.
+ */
+export const FileChunkSchema: GenMessage<FileChunk> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 47);
+
+/**
+ * ListDirRequest names the directory to list.
+ *
+ * @generated from message sandbox.v1.ListDirRequest
+ */
+export type ListDirRequest = Message<"sandbox.v1.ListDirRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path of the directory.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * depth is how many levels to list (0 = 1: the directory's own entries).
+   *
+   * @generated from field: uint32 depth = 3;
+   */
+  depth: number;
+};
+
+/**
+ * Describes the message sandbox.v1.ListDirRequest.
+ * Use `create(ListDirRequestSchema)` to create a new message.
+ */
+export const ListDirRequestSchema: GenMessage<ListDirRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 48);
+
+/**
+ * ListDirResponse holds the directory's entries.
+ *
+ * @generated from message sandbox.v1.ListDirResponse
+ */
+export type ListDirResponse = Message<"sandbox.v1.ListDirResponse"> & {
+  /**
+   * entries are the directory's entries (and with depth > 1 their descendants).
+   *
+   * @generated from field: repeated sandbox.v1.FileInfo entries = 1;
+   */
+  entries: FileInfo[];
+};
+
+/**
+ * Describes the message sandbox.v1.ListDirResponse.
+ * Use `create(ListDirResponseSchema)` to create a new message.
+ */
+export const ListDirResponseSchema: GenMessage<ListDirResponse> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 49);
+
+/**
+ * StatRequest names the path to describe.
+ *
+ * @generated from message sandbox.v1.StatRequest
+ */
+export type StatRequest = Message<"sandbox.v1.StatRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+};
+
+/**
+ * Describes the message sandbox.v1.StatRequest.
+ * Use `create(StatRequestSchema)` to create a new message.
+ */
+export const StatRequestSchema: GenMessage<StatRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 50);
+
+/**
+ * RemovePathRequest names the path to remove.
+ *
+ * @generated from message sandbox.v1.RemovePathRequest
+ */
+export type RemovePathRequest = Message<"sandbox.v1.RemovePathRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * recursive removes a directory with everything in it.
+   *
+   * @generated from field: bool recursive = 3;
+   */
+  recursive: boolean;
+};
+
+/**
+ * Describes the message sandbox.v1.RemovePathRequest.
+ * Use `create(RemovePathRequestSchema)` to create a new message.
+ */
+export const RemovePathRequestSchema: GenMessage<RemovePathRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 51);
+
+/**
+ * MakeDirRequest names the directory to create.
+ *
+ * @generated from message sandbox.v1.MakeDirRequest
+ */
+export type MakeDirRequest = Message<"sandbox.v1.MakeDirRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path.
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * mode is the directory's permission bits (0 = 0755).
+   *
+   * @generated from field: uint32 mode = 3;
+   */
+  mode: number;
+
+  /**
+   * parents creates missing parents and accepts an existing directory.
+   *
+   * @generated from field: bool parents = 4;
+   */
+  parents: boolean;
+};
+
+/**
+ * Describes the message sandbox.v1.MakeDirRequest.
+ * Use `create(MakeDirRequestSchema)` to create a new message.
+ */
+export const MakeDirRequestSchema: GenMessage<MakeDirRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 52);
+
+/**
+ * WatchRequest names the path to watch.
+ *
+ * @generated from message sandbox.v1.WatchRequest
+ */
+export type WatchRequest = Message<"sandbox.v1.WatchRequest"> & {
+  /**
+   * id is the sandbox.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * path is the absolute guest path (a file or a directory).
+   *
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * recursive also watches every directory below path, including new ones.
+   *
+   * @generated from field: bool recursive = 3;
+   */
+  recursive: boolean;
+};
+
+/**
+ * Describes the message sandbox.v1.WatchRequest.
+ * Use `create(WatchRequestSchema)` to create a new message.
+ */
+export const WatchRequestSchema: GenMessage<WatchRequest> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 53);
+
+/**
+ * FileEvent is one change under a watched path.
+ *
+ * @generated from message sandbox.v1.FileEvent
+ */
+export type FileEvent = Message<"sandbox.v1.FileEvent"> & {
+  /**
+   * path is the absolute guest path that changed.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * kind is `create`, `write`, `remove`, `rename` or `chmod`.
+   *
+   * @generated from field: string kind = 2;
+   */
+  kind: string;
+
+  /**
+   * timestamp is when the agent saw the change (Unix ns).
+   *
+   * @generated from field: int64 timestamp = 3;
+   */
+  timestamp: bigint;
+};
+
+/**
+ * Describes the message sandbox.v1.FileEvent.
+ * Use `create(FileEventSchema)` to create a new message.
+ */
+export const FileEventSchema: GenMessage<FileEvent> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 54);
+
+/**
+ * FileInfo describes a path.
+ *
+ * @generated from message sandbox.v1.FileInfo
+ */
+export type FileInfo = Message<"sandbox.v1.FileInfo"> & {
+  /**
+   * path is the absolute guest path.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * name is the last component of path.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * type is `file`, `dir`, `symlink` or `other`.
+   *
+   * @generated from field: string type = 3;
+   */
+  type: string;
+
+  /**
+   * size is the size in bytes.
+   *
+   * @generated from field: uint64 size = 4;
+   */
+  size: bigint;
+
+  /**
+   * mode is the permission bits (07777).
+   *
+   * @generated from field: uint32 mode = 5;
+   */
+  mode: number;
+
+  /**
+   * mtime is the modification time (Unix ns).
+   *
+   * @generated from field: int64 mtime = 6;
+   */
+  mtime: bigint;
+
+  /**
+   * symlink_target is where a symlink points (symlinks only).
+   *
+   * @generated from field: string symlink_target = 7;
+   */
+  symlinkTarget: string;
+};
+
+/**
+ * Describes the message sandbox.v1.FileInfo.
+ * Use `create(FileInfoSchema)` to create a new message.
+ */
+export const FileInfoSchema: GenMessage<FileInfo> = /*@__PURE__*/
+  messageDesc(file_sandbox_v1_sandbox, 55);
+
+/**
  * SandboxService creates microVM sandboxes, runs code in them and removes them.
  *
  * @generated from service sandbox.v1.SandboxService
@@ -2155,4 +2596,91 @@ export const HostService: GenService<{
   },
 }> = /*@__PURE__*/
   serviceDesc(file_sandbox_v1_sandbox, 2);
+
+/**
+ * SandboxFilesService reads and writes files in a sandbox's guest through its
+ * agent (docs/files.md). vmm extension. Paths are absolute guest paths of at
+ * most 4096 bytes without NUL. A paused sandbox is resumed first (unless the
+ * daemon's auto_resume is off); a call in flight keeps it from auto-pausing.
+ *
+ * @generated from service sandbox.v1.SandboxFilesService
+ */
+export const SandboxFilesService: GenService<{
+  /**
+   * WriteFile writes a file: the first message carries `header`, the rest
+   * `data`. The bytes go to a temp file in the same directory that is renamed
+   * over the target once complete, so a reader sees the old file or the whole
+   * new one; a cancelled call leaves no temp file.
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.WriteFile
+   */
+  writeFile: {
+    methodKind: "client_streaming";
+    input: typeof WriteFileRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * ReadFile streams a file's bytes from `offset` (`length` bytes, 0 = to the end).
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.ReadFile
+   */
+  readFile: {
+    methodKind: "server_streaming";
+    input: typeof ReadFileRequestSchema;
+    output: typeof FileChunkSchema;
+  },
+  /**
+   * ListDir lists a directory, `depth` levels deep.
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.ListDir
+   */
+  listDir: {
+    methodKind: "unary";
+    input: typeof ListDirRequestSchema;
+    output: typeof ListDirResponseSchema;
+  },
+  /**
+   * Stat describes one path (not following a final symlink); NOT_FOUND if missing.
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.Stat
+   */
+  stat: {
+    methodKind: "unary";
+    input: typeof StatRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * RemovePath removes a file, a symlink, an empty directory or (recursive) a tree.
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.RemovePath
+   */
+  removePath: {
+    methodKind: "unary";
+    input: typeof RemovePathRequestSchema;
+    output: typeof EmptySchema;
+  },
+  /**
+   * MakeDir creates a directory (with `parents`, missing parents too, and an
+   * existing directory is not an error).
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.MakeDir
+   */
+  makeDir: {
+    methodKind: "unary";
+    input: typeof MakeDirRequestSchema;
+    output: typeof FileInfoSchema;
+  },
+  /**
+   * Watch streams changes under a path until the client cancels, the path is
+   * removed, or the sandbox stops.
+   *
+   * @generated from rpc sandbox.v1.SandboxFilesService.Watch
+   */
+  watch: {
+    methodKind: "server_streaming";
+    input: typeof WatchRequestSchema;
+    output: typeof FileEventSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_sandbox_v1_sandbox, 3);
 
