@@ -83,6 +83,10 @@ describe("vmm-daemon serving over its Unix socket", () => {
           "Events",
           "Pause",
           "Resume",
+          "ListProcesses",
+          "SignalProcess",
+          "ExposePort",
+          "UpdateNetworkPolicy",
         ]);
       }
       expect((responses[3]!.error_response as { error_code: number }).error_code).toBe(

@@ -8,6 +8,7 @@ import {
   leftovers,
   processesMatching,
   type SimDaemon,
+  settledLeftovers,
   startSimDaemon,
   subscribe,
   waitForState,
@@ -180,7 +181,7 @@ describe("sandbox lifecycle over gRPC with fc-sim", () => {
       ),
     ).resolves.toBe("FailedPrecondition");
     await d.sandboxes.remove({ id });
-    expect(leftovers(d, [id], [pid])).toEqual([]);
+    expect(await settledLeftovers(d, [id], [pid])).toEqual([]);
   });
 
   it("rejects bad input with the right codes, naming the field", async () => {

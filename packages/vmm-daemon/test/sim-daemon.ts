@@ -143,6 +143,25 @@ export function loopDevicesUnder(dir: string): string[] {
   return found;
 }
 
+/**
+ * `leftovers` once what the kernel releases asynchronously has had up to `ms` to go: after fc-sim is
+ * SIGKILLed, its guest's loop device is auto-cleared by a kernel work item once the guest's last
+ * process has exited and its mount namespace is torn down, which lags under load.
+ */
+export async function settledLeftovers(
+  d: SimDaemon,
+  ids: readonly string[],
+  fcPids: readonly number[],
+  ms = 5_000,
+): Promise<string[]> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const found = leftovers(d, ids, fcPids);
+    if (found.length === 0 || Date.now() > deadline) return found;
+    await sleep(50);
+  }
+}
+
 /** Everything a sandbox could leave behind: fc-sim processes, agents, loop devices, its directory. */
 export function leftovers(
   d: SimDaemon,

@@ -32,6 +32,13 @@ export const UNARY_METHODS: readonly DescMethod[] = [
   HostService.method.checkHost,
 ];
 
+/** A field of `desc` to corrupt, or field 1 of a message that has none (e.g. CheckHostRequest). */
+function someField(desc: DescMessage, rng: Rng): { number: number; desc?: DescField } {
+  if (desc.fields.length === 0) return { number: 1 };
+  const f = rng.pick(desc.fields);
+  return { number: f.number, desc: f };
+}
+
 /** Mulberry32: a small seeded PRNG, so that a seed and a case number replay the same bytes. */
 export class Rng {
   private s: number;
@@ -291,20 +298,22 @@ const BINARY_MUTATORS: Record<string, Mutator> = {
     return splice(b, rng.int(b.length + 1), rng.chance(0.5) ? Math.min(v.length, b.length) : 0, v);
   },
   "wrong wire type": (b, desc, rng) => {
-    const f = rng.pick(desc.fields);
-    const wrong = rng.pick([0, 1, 2, 3, 4, 5, 6, 7].filter((w) => w !== wireTypeOf(f)));
+    const f = someField(desc, rng);
+    const wrong = rng.pick(
+      [0, 1, 2, 3, 4, 5, 6, 7].filter((w) => !f.desc || w !== wireTypeOf(f.desc)),
+    );
     const payload = { 0: varint(BigInt(rng.int(1000))), 1: [...rng.bytes(8)], 2: [3, 1, 2, 3] }[
       wrong
     ] ?? [...rng.bytes(rng.int(8))];
     return splice(b, rng.chance(0.5) ? 0 : b.length, 0, [...tag(f.number, wrong), ...payload]);
   },
   "huge length": (b, desc, rng) => {
-    const f = rng.pick(desc.fields);
+    const f = someField(desc, rng);
     const len = rng.pick([2n ** 31n - 1n, 2n ** 31n, 2n ** 32n + 5n, 2n ** 63n, 2n ** 64n - 1n]);
     return splice(b, b.length, 0, [...tag(f.number, 2), ...varint(len), 1, 2, 3]);
   },
   "unterminated group": (b, desc, rng) =>
-    splice(b, b.length, 0, [...tag(rng.pick(desc.fields).number, 3), ...rng.bytes(rng.int(6))]),
+    splice(b, b.length, 0, [...tag(someField(desc, rng).number, 3), ...rng.bytes(rng.int(6))]),
   "deep groups": (b, _, rng) => {
     const depth = rng.pick([1000, 20_000, 100_000]);
     const open = tag(99, 3);
@@ -316,7 +325,7 @@ const BINARY_MUTATORS: Record<string, Mutator> = {
     const strings = desc.fields.filter(
       (f) => f.fieldKind === "scalar" && f.scalar === ScalarType.STRING,
     );
-    const f = strings.length > 0 ? rng.pick(strings) : rng.pick(desc.fields);
+    const f = strings.length > 0 ? rng.pick(strings) : someField(desc, rng);
     const bad = rng.pick([
       [0xff],
       [0xc3, 0x28],
@@ -387,7 +396,8 @@ function mutateJson(
       return { bytes: enc(valid), mutation: "valid JSON" };
     case 1:
     case 2: {
-      const f = rng.pick(desc.fields);
+      const f = someField(desc, rng).desc;
+      if (f === undefined) break; // no fields: an unknown key is covered by the other cases
       const key = rng.chance(0.5) ? f.jsonName : f.name;
       obj[key] = randomJsonValue(rng, 0);
       return { bytes: enc(JSON.stringify(obj)), mutation: `JSON wrong type for ${key}` };
@@ -410,9 +420,9 @@ function mutateJson(
     case 5: {
       const n = rng.pick([100, 10_000, 200_000]);
       const deep = "[".repeat(n) + "]".repeat(n);
-      const f = rng.pick(desc.fields);
+      const f = someField(desc, rng).desc;
       return {
-        bytes: enc(rng.chance(0.5) ? deep : `{"${f.jsonName}":${deep}}`),
+        bytes: enc(rng.chance(0.5) || !f ? deep : `{"${f.jsonName}":${deep}}`),
         mutation: `JSON nested ${n} deep`,
       };
     }

@@ -94,7 +94,8 @@ describe.skipIf(!isRoot)("network pool (in a private host namespace)", () => {
     expect(inside).toEqual(expect.arrayContaining(["lo", "tap0", "veth0"]));
     const tap = await sh(["ip", "-n", slot.netns, "-d", "-j", "link", "show", "tap0"]);
     expect(tap).toContain('"tun"');
-    expect(await listTables(slot.netns)).toEqual(["table inet vmm"]);
+    // The NAT/filter table and the egress policy table (the default policy until one is applied).
+    expect(await listTables(slot.netns)).toEqual(["table inet vmm", "table inet vmm_egress"]);
     expect(
       (await sh(["ip", "netns", "exec", slot.netns, "sysctl", "-n", "net.ipv4.ip_forward"])).trim(),
     ).toBe("1");
