@@ -1,4 +1,4 @@
-import { type SandboxInfo, SandboxInfoSchema } from "@vmm/proto";
+import { type NetworkPolicy, type SandboxInfo, SandboxInfoSchema } from "@vmm/proto";
 import { defineCommand } from "../command.js";
 import { outputFlag } from "../common-flags.js";
 import {
@@ -58,7 +58,18 @@ export function sandboxInfoFields(info: SandboxInfo): [string, string][] {
     ["Rootfs", info.rootfs],
     ["Boot args", info.bootArgs],
     ["PID", info.pid === 0n ? "" : String(info.pid)],
+    ["Egress", formatPolicy(info.networkPolicy)],
+    ["Ports", info.exposedPorts.map((p) => `${p.guestPort} → ${p.hostAddress}`).join(", ")],
   ];
   if (info.error !== "") fields.push(["Error", info.error]);
   return fields;
+}
+
+/** An egress policy in one line; "" for none (the default: internet on, nothing denied). */
+function formatPolicy(policy: NetworkPolicy | undefined): string {
+  if (!policy) return "";
+  const parts = [policy.internet ? "internet on" : "internet off"];
+  if (policy.allowOut.length > 0) parts.push(`allow ${policy.allowOut.join(" ")}`);
+  if (policy.denyOut.length > 0) parts.push(`deny ${policy.denyOut.join(" ")}`);
+  return parts.join("; ");
 }
