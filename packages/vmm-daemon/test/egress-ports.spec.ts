@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from "vitest";
 import {
   killDaemon,
   leftovers,
@@ -240,6 +240,13 @@ describe.skipIf(process.getuid?.() !== 0)("egress policy and exposed ports (fc-s
 
   it("internet off + one allowed CIDR: allowed reachable, other refused fast, flipped live; an established allowed connection survives", async () => {
     const id = "ep-policy";
+    // Even when an assertion fails: no fc-sim may outlive the test.
+    onTestFinished(() =>
+      d!.sandboxes.remove({ id, force: true }).then(
+        () => undefined,
+        () => undefined,
+      ),
+    );
     await d!.sandboxes.create({
       id,
       networkPolicy: { internet: false, allowOut: [`${A}/32`] },
