@@ -4,7 +4,9 @@
 # Node is older than 22), pnpm (pinned by package.json's packageManager), and the
 # Debian packages the tests and benchmarks use (nghttp2-client: h2load for
 # vmm-bench api-load; qemu-system-x86: the guest boot check, scripts/guest-smoke.sh,
-# which runs once a guest kernel is built). Idempotent; prints what it did.
+# which runs once a guest kernel is built; docker-registry, umoci, skopeo: OCI image
+# tests against a real registry on loopback; chromium: the web console's browser
+# test). Idempotent; prints what it did.
 #
 # Usage: source scripts/provision.sh   (exports PATH so node/pnpm are found)
 set -euo pipefail
@@ -18,7 +20,7 @@ log() { printf '[provision] %s\n' "$*" >&2; }
 node_major() { node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0; }
 
 ensure_debian_packages() {
-  local wanted=(iproute2 nftables e2fsprogs xfsprogs lz4 busybox-static clang libclang-rt-14-dev make gcc libc6-dev util-linux procps openssl nghttp2-client qemu-system-x86)
+  local wanted=(iproute2 nftables e2fsprogs xfsprogs lz4 busybox-static clang libclang-rt-14-dev make gcc libc6-dev util-linux procps openssl nghttp2-client qemu-system-x86 docker-registry umoci skopeo chromium)
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
