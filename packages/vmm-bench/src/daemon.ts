@@ -55,7 +55,11 @@ export function connectDaemon(socket: string): DaemonClients {
   const sessionManager = new Http2SessionManager(
     "http://localhost",
     {},
-    { createConnection: () => netConnect(socket) },
+    {
+      createConnection: () => netConnect(socket),
+      // As the vmm CLI: downloads not held to one round trip per 64 KiB.
+      settings: { initialWindowSize: 4 * 1024 * 1024, maxFrameSize: 1024 * 1024 },
+    },
   );
   const transport = createGrpcTransport({ baseUrl: "http://localhost", sessionManager });
   return {

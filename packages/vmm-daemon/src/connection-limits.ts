@@ -16,11 +16,43 @@ export interface ConnectionLimits {
   readonly requestTimeoutMs: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS of every HTTP/2 connection. */
   readonly maxConcurrentStreams: number;
+  /** SETTINGS_INITIAL_WINDOW_SIZE: bytes a client may send on one stream ahead of the daemon reading them. */
+  readonly streamWindowBytes: number;
+  /** The connection's receive window: bytes ahead of the daemon on all its streams together. */
+  readonly connectionWindowBytes: number;
+  /** SETTINGS_MAX_FRAME_SIZE: the largest DATA frame a client may send. */
+  readonly maxFrameBytes: number;
 }
 
-/** HTTP/2 server settings that carry the stream limit. */
+/**
+ * HTTP/2 server settings: the stream limit and the flow-control window and
+ * frame size. Node's defaults (64 KiB windows, 16 KiB frames) cost a
+ * WINDOW_UPDATE round trip per 64 KiB and a frame per 16 KiB, which held file
+ * uploads to a fraction of what the agent takes (docs/benchmarks.md, Files).
+ */
 export function http2Settings(limits: ConnectionLimits): http2.Settings {
-  return { maxConcurrentStreams: limits.maxConcurrentStreams };
+  return {
+    maxConcurrentStreams: limits.maxConcurrentStreams,
+    initialWindowSize: limits.streamWindowBytes,
+    maxFrameSize: limits.maxFrameBytes,
+  };
+}
+
+/**
+ * Opens a new server session's connection-level receive window (HTTP/2 has no
+ * setting for it: a WINDOW_UPDATE on stream 0). The window bounds what one
+ * connection can make the daemon hold unread.
+ */
+export function openConnectionWindow(
+  session: http2.ServerHttp2Session,
+  limits: ConnectionLimits,
+): void {
+  const grow = () => {
+    if (!session.destroyed) session.setLocalWindowSize(limits.connectionWindowBytes);
+  };
+  // A TLS session is created before its socket connected; the window can only be sent after.
+  if (session.connecting) session.once("connect", grow);
+  else grow();
 }
 
 /**

@@ -78,6 +78,9 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     idleTimeoutMs: g.idle_timeout_ms,
     requestTimeoutMs: g.request_timeout_ms,
     maxConcurrentStreams: g.max_concurrent_streams,
+    streamWindowBytes: g.http2_stream_window_bytes,
+    connectionWindowBytes: g.http2_connection_window_bytes,
+    maxFrameBytes: g.http2_max_frame_bytes,
   };
   const onConnectionRefused = refusalLogger(logger, g.max_connections);
   let inFlight = 0;

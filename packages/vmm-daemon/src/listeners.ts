@@ -18,6 +18,7 @@ import {
   deadlineForFirstBytes,
   http2Settings,
   limitHttp1,
+  openConnectionWindow,
 } from "./connection-limits.js";
 
 /** A request handler that accepts both HTTP/1.1 and HTTP/2 requests (connect-node's adapter). */
@@ -67,6 +68,7 @@ function createCleartextServer(
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.ServerHttp2Session>();
   h2.on("session", (s) => {
+    openConnectionWindow(s, limits);
     sessions.add(s);
     s.once("close", () => sessions.delete(s));
     closeWhenIdle(s, limits.idleTimeoutMs);
@@ -253,6 +255,7 @@ export async function listenTcp(
     );
     limitHttp1(secure, options.limits);
     secure.on("session", (s) => {
+      openConnectionWindow(s, options.limits);
       sessions.add(s);
       s.once("close", () => sessions.delete(s));
       closeWhenIdle(s, options.limits.idleTimeoutMs);

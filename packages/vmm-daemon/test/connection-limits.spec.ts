@@ -203,6 +203,38 @@ describe("connection limits", () => {
   });
 });
 
+describe("HTTP/2 flow control", () => {
+  it("advertises the configured stream window and frame size and opens the connection window", async () => {
+    await using d = await startDaemonProcess(
+      [
+        "http2_stream_window_bytes = 2097152",
+        "http2_connection_window_bytes = 8388608",
+        "http2_max_frame_bytes = 262144",
+      ].join("\n"),
+      { VMM_NETWORK_MODE: "none" },
+    );
+    const session = http2.connect("http://localhost", {
+      createConnection: () => net.connect(d.socket),
+    });
+    try {
+      session.on("error", () => {});
+      const settings = await new Promise<http2.Settings>((resolve) =>
+        session.once("remoteSettings", resolve),
+      );
+      expect(settings.initialWindowSize).toBe(2097152);
+      expect(settings.maxFrameSize).toBe(262144);
+      // The connection window is a WINDOW_UPDATE on stream 0 right after SETTINGS.
+      const deadline = performance.now() + 5000;
+      while (session.state.remoteWindowSize !== 8388608 && performance.now() < deadline) {
+        await sleep(10);
+      }
+      expect(session.state.remoteWindowSize).toBe(8388608);
+    } finally {
+      session.destroy();
+    }
+  });
+});
+
 describe("Events stream caps", () => {
   it("refuses streams over the per-connection and total caps with RESOURCE_EXHAUSTED; cancelled ones free their slots", async () => {
     await using d = await startDaemonProcess(

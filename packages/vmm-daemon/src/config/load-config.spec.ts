@@ -84,6 +84,27 @@ describe("loadConfig", () => {
     ).toBe(0);
   });
 
+  it("bounds the HTTP/2 window and frame sizes by what HTTP/2 allows", () => {
+    expect(() => loadConfig(file("[grpc]\nhttp2_max_frame_bytes = 1000\n"))).toThrow(
+      /http2_max_frame_bytes/,
+    );
+    expect(() => loadConfig(file("[grpc]\nhttp2_max_frame_bytes = 16777216\n"))).toThrow(
+      /http2_max_frame_bytes/,
+    );
+    expect(() => loadConfig(file("[grpc]\nhttp2_stream_window_bytes = 2147483648\n"))).toThrow(
+      /http2_stream_window_bytes/,
+    );
+    expect(() => loadConfig(file("[grpc]\nhttp2_connection_window_bytes = 100\n"))).toThrow(
+      /http2_connection_window_bytes/,
+    );
+    const g = loadConfig(file("")).config.grpc;
+    expect([
+      g.http2_stream_window_bytes,
+      g.http2_connection_window_bytes,
+      g.http2_max_frame_bytes,
+    ]).toEqual([4 << 20, 16 << 20, 1 << 20]);
+  });
+
   it("names env variables by section and key", () => {
     expect(envName("grpc", "unix_socket")).toBe("VMM_GRPC_UNIX_SOCKET");
     expect(envName("firecracker.jailer", "uid")).toBe("VMM_FIRECRACKER_JAILER_UID");

@@ -188,6 +188,24 @@ export const schema = {
       100_000,
       "Concurrent calls per HTTP/2 connection (SETTINGS_MAX_CONCURRENT_STREAMS).",
     ),
+    http2_stream_window_bytes: int(
+      4 * 1024 * 1024,
+      65_535,
+      2_147_483_647,
+      "HTTP/2 flow-control window of each call (SETTINGS_INITIAL_WINDOW_SIZE): what a client may send ahead of the daemon reading it. Node's default of 64 KiB holds a file upload to a fraction of what the guest takes.",
+    ),
+    http2_connection_window_bytes: int(
+      16 * 1024 * 1024,
+      65_535,
+      2_147_483_647,
+      "HTTP/2 receive window of each connection, all its calls together: at most this much unread request data per connection (worst case max_connections × this).",
+    ),
+    http2_max_frame_bytes: int(
+      1024 * 1024,
+      16_384,
+      16_777_215,
+      "Largest HTTP/2 DATA frame a client may send (SETTINGS_MAX_FRAME_SIZE); bigger frames cost fewer round trips through the HTTP/2 stack per MB.",
+    ),
     max_event_streams: int(
       1024,
       1,
