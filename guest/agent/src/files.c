@@ -3,10 +3,10 @@
  * connection's socket: a send blocks until the host reads, so the agent holds
  * at most one data frame of a file in memory in either direction
  * (FILE_CHUNK bytes out, one ≤ 1 MiB frame plus one receive in).
- * WRITE_FILE writes a temp file in the target's directory, fsyncs it, applies
- * mode and owner and renames it over the target: a reader sees the old file
- * or the whole new one. Any failure, or a connection that ends before
- * FILE_END, removes the temp file.
+ * WRITE_FILE writes an unnamed temp file (O_TMPFILE) in the target's
+ * directory, fsyncs it, applies mode and owner, names it and renames it over
+ * the target: a reader sees the old file or the whole new one. Any failure, a
+ * connection that ends before FILE_END, or the agent dying leaves nothing.
  */
 #include "files.h"
 
@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -53,6 +54,12 @@ uint8_t files_errno_code(int e) {
     case EBUSY:
     case EXDEV:
       return E_PRECONDITION;
+    case ENOMEM:
+    case EMFILE:
+    case ENFILE:
+    case EAGAIN:
+    case EMLINK:
+      return E_EXHAUSTED;
     default:
       return E_INTERNAL;
   }
@@ -174,6 +181,49 @@ static void drain_after_error(int sock) {
   }
 }
 
+/*
+ * The upload's temp file. Preferably unnamed (O_TMPFILE: nothing is left in the
+ * directory if the agent or the guest dies mid-upload) and given a name only at
+ * commit, just before the rename; where the filesystem has no O_TMPFILE, a
+ * named `.<name>.vmm-upload-XXXXXX` from the start.
+ */
+typedef struct {
+  int fd, named; /* named: tmp exists in the directory and must be unlinked on abandon */
+  char tmp[FILE_PATH_MAX + 256];
+} upload_tmp_t;
+
+static int upload_tmp_open(upload_tmp_t *t, const char *dir, const char *base) {
+  snprintf(t->tmp, sizeof(t->tmp), "%s/.%.200s.vmm-upload-XXXXXX", strcmp(dir, "/") == 0 ? "" : dir, base);
+  t->named = 0;
+  t->fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (t->fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)) return t->fd;
+  t->fd = mkostemp(t->tmp, O_CLOEXEC);
+  if (t->fd >= 0) t->named = 1;
+  return t->fd;
+}
+
+/* Gives an unnamed temp file its name (a fresh XXXXXX each try) so it can be renamed. */
+static int upload_tmp_link(upload_tmp_t *t) {
+  if (t->named) return 0;
+  char proc[64];
+  snprintf(proc, sizeof(proc), "/proc/self/fd/%d", t->fd);
+  size_t len = strlen(t->tmp);
+  for (int attempt = 0; attempt < 100; attempt++) {
+    uint8_t rnd[6];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd)) return -1;
+    static const char set[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    for (int i = 0; i < 6; i++) t->tmp[len - 6 + i] = set[rnd[i] % 62];
+    /* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH (the agent runs as root); /proc works without. */
+    if (linkat(t->fd, "", AT_FDCWD, t->tmp, AT_EMPTY_PATH) == 0 ||
+        linkat(AT_FDCWD, proc, AT_FDCWD, t->tmp, AT_SYMLINK_FOLLOW) == 0) {
+      t->named = 1;
+      return 0;
+    }
+    if (errno != EEXIST) return -1;
+  }
+  return -1;
+}
+
 static void serve_write(int sock, buf_t *in, const file_req_t *req) {
   const char *path = req->path;
   if (strcmp(path, "/") == 0) {
@@ -201,10 +251,8 @@ static void serve_write(int sock, buf_t *in, const file_req_t *req) {
     files_fail(sock, errno, "create parent directories of", path);
     return;
   }
-  const char *base = slash + 1;
-  char tmp[FILE_PATH_MAX + 256];
-  snprintf(tmp, sizeof(tmp), "%s/.%.200s.vmm-upload-XXXXXX", strcmp(dir, "/") == 0 ? "" : dir, base);
-  int fd = mkostemp(tmp, O_CLOEXEC);
+  upload_tmp_t t;
+  int fd = upload_tmp_open(&t, dir, slash + 1);
   if (fd < 0) {
     int e = errno;
     if (e == ENOENT) {
@@ -252,9 +300,13 @@ static void serve_write(int sock, buf_t *in, const file_req_t *req) {
     files_fail(sock, errno, "write", path);
     goto abandon;
   }
+  if (upload_tmp_link(&t) < 0) {
+    files_fail(sock, errno, "name the temp file of", path);
+    goto abandon;
+  }
   close(fd);
   fd = -1;
-  if (rename(tmp, path) < 0) {
+  if (rename(t.tmp, path) < 0) {
     files_fail(sock, errno, "rename into", path);
     goto abandon;
   }
@@ -267,7 +319,7 @@ static void serve_write(int sock, buf_t *in, const file_req_t *req) {
   return;
 abandon:
   if (fd >= 0) close(fd);
-  unlink(tmp);
+  if (t.named) unlink(t.tmp);
   if (replied) drain_after_error(sock);
 }
 
@@ -301,7 +353,7 @@ static void serve_read(int sock, const file_req_t *req) {
   }
   uint8_t *frame = malloc(FRAME_HDR_LEN + FILE_CHUNK);
   if (!frame) {
-    send_error(sock, E_INTERNAL, "out of memory");
+    send_error(sock, E_EXHAUSTED, "out of memory");
     goto out;
   }
   uint64_t off = req->offset, left = req->length ? req->length : UINT64_MAX;

@@ -58,6 +58,8 @@ enum {
   E_NOT_FOUND = 6,    /* ENOENT */
   E_PRECONDITION = 7, /* EISDIR, ENOTDIR, ENOTEMPTY, EEXIST, EACCES, EPERM, EROFS, ELOOP, ... */
   E_NO_SPACE = 8,     /* ENOSPC, EDQUOT, EFBIG */
+  E_EXHAUSTED = 9,    /* ENOMEM, EMFILE, ENFILE, EAGAIN, EMLINK: the guest ran out of memory, fds or processes */
+  E_EVENTS_LOST = 10, /* WATCH: the inotify queue overflowed, events were lost; the watch ended */
 };
 
 typedef struct {

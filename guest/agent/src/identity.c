@@ -162,7 +162,7 @@ void identity_serve(int fd, const uint8_t *payload, size_t len) {
            tlv_put_u8(&p, IS_HOSTNAME_SET, (uint8_t)host_set) == 0 && tlv_put_str(&p, IS_ENTROPY, entropy) == 0 &&
            tlv_put_u8(&p, IS_CLOCK_SET, (uint8_t)clock_set) == 0;
   if (ok && frame_put(&out, T_IDENTITY_SET, buf_head(&p), buf_size(&p)) == 0) (void)send_all(fd, &out, 5000);
-  else send_error(fd, E_INTERNAL, "out of memory");
+  else send_error(fd, E_EXHAUSTED, "out of memory");
   buf_free(&p);
   buf_free(&out);
 }

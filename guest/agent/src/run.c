@@ -366,7 +366,7 @@ void run_session(int sock, buf_t *in, run_req_t *req) {
   }
   char **env = build_env(req, &u);
   if (!env) {
-    send_error(sock, E_INTERNAL, "out of memory");
+    send_error(sock, E_EXHAUSTED, "out of memory");
     return;
   }
   run_t r = {.sock = sock, .in = in, .master = -1, .out_fd = -1, .err_fd = -1, .in_fd = -1};
@@ -462,8 +462,13 @@ void run_session(int sock, buf_t *in, run_req_t *req) {
   buf_free(&r.out);
   buf_free(&r.stdin_q);
   return;
-sys_fail:
-  logf_err("run: %s", strerror(errno));
-  send_error(sock, E_INTERNAL, "could not create pipes or process");
+sys_fail: {
+  int e = errno;
+  char msg[128];
+  snprintf(msg, sizeof(msg), "could not create pipes or process: %s", strerror(e));
+  logf_err("run: %s", strerror(e));
+  /* Out of processes, memory or fds is the guest's limit, not an agent fault. */
+  send_error(sock, e == EAGAIN || e == ENOMEM || e == EMFILE || e == ENFILE ? E_EXHAUSTED : E_INTERNAL, msg);
+}
   free_env(env);
 }

@@ -87,7 +87,7 @@ static void reply_info(int fd) {
            tlv_put_u32(&p, 5, (uint32_t)g_agent.pid) == 0 && tlv_put_str(&p, 6, host) == 0 &&
            tlv_put_str(&p, 7, g_agent.mode) == 0;
   if (ok && frame_put(&out, T_INFO, buf_head(&p), buf_size(&p)) == 0) (void)send_all(fd, &out, 5000);
-  else send_error(fd, E_INTERNAL, "out of memory");
+  else send_error(fd, E_EXHAUSTED, "out of memory");
   buf_free(&p);
   buf_free(&out);
 }

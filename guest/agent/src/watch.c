@@ -3,9 +3,10 @@
  * it, including directories created later). Events become FILE_EVENT frames
  * {path, kind, Unix ns}. The inotify fd is read only while < WATCH_OUT_HIGH
  * bytes of events wait for the socket, so a slow client makes the kernel's
- * queue fill (and overflow: events are then lost, IN_Q_OVERFLOW) instead of
- * the agent's memory. Ends when the client closes the connection, or with OK
- * once the watched path itself is removed or moved away.
+ * queue fill instead of the agent's memory. When it overflows (IN_Q_OVERFLOW)
+ * the events already queued are sent, then ERROR(EVENTS_LOST): a client must
+ * never take a gap for "nothing changed". Ends when the client closes the
+ * connection, or with OK once the watched path itself is removed or moved away.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -37,7 +38,7 @@ typedef struct {
 } wd_path_t;
 
 typedef struct {
-  int sock, ino, recursive, root_wd, ended;
+  int sock, ino, recursive, root_wd, ended, lost;
   wd_path_t *wds;
   size_t n, cap;
   buf_t out;
@@ -109,7 +110,11 @@ static void add_tree(watcher_t *w, const char *dir, int announce, int depth) {
 }
 
 static void handle(watcher_t *w, const struct inotify_event *ev) {
-  if (ev->mask & IN_Q_OVERFLOW) return; /* events lost: the client read too slowly */
+  if (w->ended) return;
+  if (ev->mask & IN_Q_OVERFLOW) {
+    w->lost = w->ended = 1;
+    return;
+  }
   if (ev->mask & IN_IGNORED) {
     forget(w, ev->wd);
     if (ev->wd == w->root_wd) w->ended = 1;
@@ -201,7 +206,11 @@ void watch_serve(int sock, const file_req_t *req) {
       if (n > 0) buf_consume(&w.out, (size_t)n);
     }
   }
-  {
+  if (w.lost) {
+    send_error(sock, E_EVENTS_LOST,
+               "events were lost: the guest's inotify queue overflowed (the client read too slowly); list the "
+               "path again and start a new watch");
+  } else {
     buf_t ok = {0};
     if (frame_put(&ok, T_OK, NULL, 0) == 0) (void)send_all(sock, &ok, 1000);
     buf_free(&ok);

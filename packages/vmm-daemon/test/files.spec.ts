@@ -49,7 +49,14 @@ function rssOf(pid: number): number {
 
 /** WriteFile request messages: the header, then `chunks` (each yielded once the call pulls it). */
 async function* upload(
-  header: { id: string; path: string; mode?: number; makeParents?: boolean; user?: string },
+  header: {
+    id: string;
+    path: string;
+    mode?: number;
+    makeParents?: boolean;
+    user?: string;
+    size?: bigint;
+  },
   chunks: AsyncIterable<Uint8Array> | Iterable<Uint8Array>,
 ): AsyncGenerator<WriteFileInit> {
   yield {
@@ -252,6 +259,25 @@ describe.skipIf(!canLoopMount)("SandboxFilesService (fc-sim disk guest, real age
     expect(await codeOf(() => d.files.makeDir({ id, path: "/root" }))).toBe(
       Code.FailedPrecondition,
     );
+
+    // A header size the data does not match: INVALID_ARGUMENT, nothing written.
+    const five = [new Uint8Array(5)];
+    for (const size of [10n, 2n, 0n]) {
+      expect(
+        await codeOf(() => d.files.writeFile(upload({ id, path: "/root/sized", size }, five))),
+        `size ${size}`,
+      ).toBe(Code.InvalidArgument);
+      expect(await codeOf(() => d.files.stat({ id, path: "/root/sized" }))).toBe(Code.NotFound);
+    }
+    expect(
+      await codeOf(() =>
+        d.files.writeFile(upload({ id, path: "/root/sized", size: 1n << 60n }, five)),
+      ),
+    ).toBe(Code.InvalidArgument);
+    expect(
+      (await d.files.writeFile(upload({ id, path: "/root/sized", size: 5n }, five))).size,
+    ).toBe(5n);
+    await d.files.removePath({ id, path: "/root/sized" });
   }, 60_000);
 
   it("a cancelled upload leaves no temp file", async () => {
@@ -282,10 +308,87 @@ describe.skipIf(!canLoopMount)("SandboxFilesService (fc-sim disk guest, real age
       await sleep(50);
     }
     expect(listing).not.toContain("vmm-upload");
-    // Not asserted: the absence of cancelled.bin. connect-es ends the request stream before it
-    // resets it when its signal aborts between two messages, and a reset arriving after the
-    // daemon saw that end cannot stop the commit (docs/files.md, "Cancellation").
+    // Not asserted here: the absence of cancelled.bin. connect-es ends the request stream before
+    // it resets it when its signal aborts between two messages, and a reset arriving after the
+    // daemon saw that end cannot stop the commit (docs/files.md, "Cancellation"). With the
+    // header's size it can: asserted below.
   }, 60_000);
+
+  it("a cancelled upload with its size in the header is never committed, whatever the timing", async () => {
+    for (const pauseBetween of [false, true]) {
+      const ac = new AbortController();
+      const chunks = async function* () {
+        for (let sent = 0; ; sent += 256 * 1024) {
+          if (sent >= 2 * MiB) {
+            // Abort between two messages (the end-then-reset case) or with one in flight.
+            if (pauseBetween) await sleep(50);
+            ac.abort();
+            if (pauseBetween) await sleep(10_000);
+          }
+          yield new Uint8Array(256 * 1024);
+        }
+      };
+      const path = `/root/sized-cancel-${pauseBetween}`;
+      expect(
+        await codeOf(() =>
+          d.files.writeFile(upload({ id, path, size: BigInt(16 * MiB) }, chunks()), {
+            signal: ac.signal,
+          }),
+        ),
+      ).toBe(Code.Canceled);
+      await sleep(200);
+      expect(await codeOf(() => d.files.stat({ id, path })), path).toBe(Code.NotFound);
+    }
+  }, 60_000);
+
+  it("an upload in progress has no name in the guest's directory (O_TMPFILE: a killed agent leaves nothing)", async () => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let inFlight!: () => void;
+    const started = new Promise<void>((r) => {
+      inFlight = r;
+    });
+    const chunks = async function* () {
+      yield new Uint8Array(MiB);
+      inFlight();
+      await held;
+      yield new Uint8Array(MiB);
+    };
+    const write = d.files.writeFile(upload({ id, path: "/root/tmpfile.bin" }, chunks()));
+    await started;
+    await sleep(300); // the first MiB reached the agent's temp file
+    const listing = (await runShell(d, id, "ls -a /root")).out;
+    release();
+    expect((await write).size).toBe(BigInt(2 * MiB));
+    expect(listing).not.toContain("vmm-upload");
+    expect(listing).not.toContain("tmpfile.bin");
+    expect((await runShell(d, id, "ls -a /root")).out).not.toContain("vmm-upload");
+    await d.files.removePath({ id, path: "/root/tmpfile.bin" });
+  }, 60_000);
+
+  it("a Watch whose client falls behind ends with RESOURCE_EXHAUSTED once events were lost", async () => {
+    await d.files.makeDir({ id, path: "/tmp/flood", parents: true });
+    const it = d.files.watch({ id, path: "/tmp/flood" })[Symbol.asyncIterator]();
+    const first = it.next(); // starts the call; nothing more is read until the flood is over
+    await sleep(300);
+    // 100,000 creates: more than the kernel's inotify queue (fs.inotify.max_queued_events,
+    // 16,384 by default) plus what the agent, the daemon and HTTP/2 hold.
+    await runShell(d, id, "cd /tmp/flood && seq 1 100000 | xargs touch");
+    let events = 0;
+    const code = await codeOf(async () => {
+      let ev = await first;
+      while (!ev.done) {
+        events++;
+        ev = await it.next();
+      }
+    });
+    expect(code).toBe(Code.ResourceExhausted);
+    expect(events).toBeGreaterThan(0);
+    expect(events).toBeLessThan(100_000);
+    await d.files.removePath({ id, path: "/tmp/flood", recursive: true });
+  }, 120_000);
 
   it("a write larger than the guest's free space: RESOURCE_EXHAUSTED, no partial file, space back", async () => {
     const free = async () =>

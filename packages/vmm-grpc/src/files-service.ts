@@ -48,7 +48,12 @@ export function registerFilesService(router: ConnectRouter, files: FilesApi | un
             makeParents: h.makeParents,
             ...(h.user !== "" && { user: h.user }),
           },
-          dataOf(iterator, ctx.signal, ctx.values.get(requestResetKey)),
+          dataOf(
+            iterator,
+            ctx.signal,
+            ctx.values.get(requestResetKey),
+            h.size === undefined ? undefined : safeNumber("size", h.size),
+          ),
           ctx.signal,
         );
         return fileInfoToProto(info);
@@ -115,16 +120,28 @@ export function registerFilesService(router: ConnectRouter, files: FilesApi | un
  * cleanly when the reset falls between two messages (Node pushes the end of
  * the body on a reset, and aborts the call's signal only once that end was
  * consumed), so the end counts only if the request stream was not reset: a
- * cancelled upload must never be committed as a shorter file.
+ * cancelled upload must never be committed as a shorter file. With the
+ * header's `size` that holds whatever the timing: an end short of it is
+ * refused.
  */
 async function* dataOf(
   iterator: AsyncIterator<pb.WriteFileRequest>,
   signal: AbortSignal,
   wasReset: () => boolean,
+  size: number | undefined,
 ): AsyncGenerator<Uint8Array> {
+  let received = 0;
   for (;;) {
     const next = await iterator.next();
     if (next.done) {
+      if (size !== undefined && received < size) {
+        if (wasReset() || signal.aborted)
+          throw new ConnectError("the upload was cancelled", Code.Canceled);
+        throw new InvalidArgumentError(
+          "size",
+          `the upload ended after ${received} of the ${size} bytes its header announced; nothing was written`,
+        );
+      }
       // connect-es clients end the request stream and then reset it when their signal aborts
       // between two messages: one turn of the event loop lets a reset that follows the end
       // arrive before the upload is committed.
@@ -134,8 +151,16 @@ async function* dataOf(
       return;
     }
     const p = next.value.payload;
-    if (p.case === "data") yield p.value;
-    else
+    if (p.case === "data") {
+      received += p.value.length;
+      if (size !== undefined && received > size) {
+        throw new InvalidArgumentError(
+          "size",
+          `the upload sent more than the ${size} bytes its header announced; nothing was written`,
+        );
+      }
+      yield p.value;
+    } else
       throw new InvalidArgumentError("payload", "only the first WriteFileRequest carries header");
   }
 }

@@ -1,4 +1,4 @@
-import { createReadStream, createWriteStream } from "node:fs";
+import { createReadStream, createWriteStream, statSync } from "node:fs";
 import { rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { finished } from "node:stream/promises";
@@ -89,6 +89,9 @@ export const cpCommand = defineCommand({
       const r = await resolved(ctx, to);
       const data =
         src === "-" ? ctx.io.stdin : createReadStream(src, { highWaterMark: UPLOAD_CHUNK_BYTES });
+      // A regular file's size goes in the header: an upload cut short (Ctrl-C, a file that
+      // shrank) is then never committed as a shorter file.
+      const stat = src === "-" ? undefined : statSync(src, { throwIfNoEntry: false });
       const info = await ctx.clients().files.writeFile(
         (async function* () {
           yield {
@@ -100,6 +103,7 @@ export const cpCommand = defineCommand({
                 mode: parseMode(values.mode),
                 makeParents: values.parents ?? false,
                 user: values.user ?? "",
+                ...(stat?.isFile() && { size: BigInt(stat.size) }),
               },
             },
           };

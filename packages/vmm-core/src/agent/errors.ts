@@ -42,10 +42,14 @@ const kindOf: Record<number, ErrorKind> = {
   [AgentErrorCode.unsupportedVersion]: "failed_precondition",
   [AgentErrorCode.invalidArgument]: "invalid_argument",
   [AgentErrorCode.unsupported]: "unimplemented",
-  [AgentErrorCode.internal]: "internal",
+  // The agent failed inside the guest (an errno it has no better code for): the sandbox
+  // failed to serve the call, not the daemon (INTERNAL is for daemon bugs).
+  [AgentErrorCode.internal]: "unavailable",
   [AgentErrorCode.notFound]: "not_found",
   [AgentErrorCode.failedPrecondition]: "failed_precondition",
   [AgentErrorCode.noSpace]: "resource_exhausted",
+  [AgentErrorCode.exhausted]: "resource_exhausted",
+  [AgentErrorCode.eventsLost]: "resource_exhausted",
 };
 
 /**

@@ -123,6 +123,10 @@ export const AgentErrorCode = {
   failedPrecondition: 7,
   /** Protocol 2: the guest's disk (or quota) is full. */
   noSpace: 8,
+  /** The guest ran out of memory, file descriptors or processes. */
+  exhausted: 9,
+  /** WATCH: the guest's inotify queue overflowed; events were lost and the watch ended. */
+  eventsLost: 10,
 } as const;
 
 /** TLV tags of the file operation requests (one tag space for all of them). */
