@@ -205,12 +205,19 @@ function sendAsset(req: IncomingMessage, res: ServerResponse, asset: ConsoleAsse
     res.writeHead(304).end();
     return;
   }
-  const gzip = asset.gzip !== undefined && acceptsGzip(req);
-  const body = gzip ? asset.gzip! : asset.body;
-  if (gzip) res.setHeader("content-encoding", "gzip");
-  res.setHeader("content-length", body.length);
-  res.writeHead(200);
-  res.end(req.method === "HEAD" ? undefined : body);
+  const send = (gzipped: Buffer | undefined) => {
+    const body = gzipped ?? asset.body;
+    if (gzipped) res.setHeader("content-encoding", "gzip");
+    res.setHeader("content-length", body.length);
+    res.writeHead(200);
+    res.end(req.method === "HEAD" ? undefined : body);
+  };
+  if (!acceptsGzip(req)) {
+    send(undefined);
+    return;
+  }
+  // zlib does not fail on a Buffer; the catch only keeps a bug from becoming a hung request.
+  asset.gzipped().then(send, () => send(undefined));
 }
 
 function acceptsGzip(req: IncomingMessage): boolean {
