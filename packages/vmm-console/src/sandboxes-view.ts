@@ -98,7 +98,9 @@ export class SandboxesView {
         // The first List runs while the stream opens; events from then on trigger new ones.
         const first = this.refresh();
         this.setMode("live");
-        for await (const _event of stream) void this.refresh().catch(() => {});
+        for await (const _event of stream) {
+          this.refresh().catch((err: unknown) => this.options.onError("Listing sandboxes", err));
+        }
         await first;
       } catch (err) {
         if (signal.aborted || isCanceled(err)) return;
