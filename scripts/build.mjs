@@ -5,6 +5,7 @@
 import { chmodSync, existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { build } from "esbuild";
+import { buildConsole } from "../packages/vmm-console/build.mjs";
 
 const root = resolve(import.meta.dirname, "..");
 const entries = [
@@ -15,8 +16,10 @@ const entries = [
   ["packages/fc-sim/src/jailer-main.ts", "packages/fc-sim/dist/jailer-sim.mjs"],
 ];
 
-await Promise.all(
-  entries
+await Promise.all([
+  // The web console's static files (packages/vmm-daemon/dist/console/), served at /ui/.
+  buildConsole(),
+  ...entries
     .filter(([src]) => existsSync(resolve(root, src)))
     .map(([src, out]) =>
       build({
@@ -35,4 +38,4 @@ await Promise.all(
         loader: { ".yaml": "text" },
       }).then(() => chmodSync(resolve(root, out), 0o755)),
     ),
-);
+]);
