@@ -3,7 +3,7 @@ import type { SandboxUsage } from "@vmm/core";
 import { SANDBOX_STATES } from "@vmm/proto/wire";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { MetricsSource } from "./metrics-source.js";
-import { type ProcessStats, readProcessStats } from "./process-stats.js";
+import { ProcessStatReader, type ProcessStats } from "./process-stats.js";
 import { createRpcMetricsInterceptor } from "./rpc-metrics.js";
 
 /** The daemon's Prometheus metrics (docs/operations.md lists each). */
@@ -29,7 +29,8 @@ const CREATE_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
  *
  * Per-sandbox series are rebuilt on every scrape from the live sandboxes:
  * a removed sandbox's series are simply not written again. A scrape reads
- * one /proc/<pid>/stat per running sandbox and nothing else from disk.
+ * one /proc/<pid>/stat per running sandbox (a pread on a descriptor kept
+ * open: ProcessStatReader) and nothing else from disk.
  */
 export function createVmmMetrics(source: MetricsSource): VmmMetrics {
   const registry = new Registry();
@@ -150,6 +151,7 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
   }
 
   let scraping: Promise<void> = Promise.resolve();
+  const procs = new ProcessStatReader();
   const stopObserving = source.observeCreates((o) => {
     if (o.ok) createDuration.observe({ path: o.path }, o.durationMs / 1000);
     else createFailures.inc({ path: o.path });
@@ -169,17 +171,15 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
       );
       return result;
     },
-    close: stopObserving,
+    close() {
+      stopObserving();
+      procs.close();
+    },
   };
 
   async function render(): Promise<{ contentType: string; body: string }> {
     const sandboxes = source.sandboxes();
-    const stats = new Map<string, ProcessStats>();
-    for (const s of sandboxes) {
-      if (s.pid === undefined) continue;
-      const st = readProcessStats(s.pid);
-      if (st) stats.set(s.id, st);
-    }
+    const stats = procs.readAll(sandboxes.map((s) => ({ key: s.id, pid: s.pid })));
     now = { sandboxes, stats };
     return { contentType: registry.contentType, body: await registry.metrics() };
   }
