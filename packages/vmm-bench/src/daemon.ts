@@ -38,6 +38,8 @@ export interface DaemonOptions {
    * instead of a fresh one; the options above are then ignored.
    */
   readonly reuseDir?: string;
+  /** `[http] listen = "127.0.0.1:0"`: the ops HTTP listener (/metrics), no token. Default off. */
+  readonly opsHttp?: boolean;
   /** Extra node options of the daemon process only (not inherited by its children), e.g. --inspect. */
   readonly nodeArgs?: readonly string[];
 }
@@ -138,6 +140,7 @@ function writeConfig(
       ...(limits.length > 0 ? ["[limits]", ...limits] : []),
       "[golden]",
       `enabled = ${options.golden === true}`,
+      ...(options.opsHttp === true ? ["[http]", 'listen = "127.0.0.1:0"'] : []),
       "",
     ].join("\n"),
   );
@@ -148,15 +151,24 @@ function writeConfig(
  * (`listeners: ["unix:…", "tcp:127.0.0.1:PORT"]`); undefined until logged.
  */
 export function tcpAddressFromLog(stderr: string): string | undefined {
+  return listenerFromLog(stderr, "tcp");
+}
+
+/** The ops HTTP listener's "host:port" from the "serving" log line (`http:127.0.0.1:PORT`). */
+export function opsAddressFromLog(stderr: string): string | undefined {
+  return listenerFromLog(stderr, "http");
+}
+
+function listenerFromLog(stderr: string, scheme: string): string | undefined {
   for (const line of stderr.split("\n")) {
     if (!line.includes('"serving"')) continue;
     try {
       const rec = JSON.parse(line) as { msg?: string; listeners?: unknown };
       if (rec.msg !== "serving" || !Array.isArray(rec.listeners)) continue;
-      const tcp = rec.listeners.find(
-        (l): l is string => typeof l === "string" && l.startsWith("tcp:"),
+      const found = rec.listeners.find(
+        (l): l is string => typeof l === "string" && l.startsWith(`${scheme}:`),
       );
-      return tcp?.slice("tcp:".length);
+      return found?.slice(scheme.length + 1);
     } catch {}
   }
   return undefined;

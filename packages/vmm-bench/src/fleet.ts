@@ -60,10 +60,11 @@ export interface TargetCheck {
   readonly met: boolean;
 }
 
-async function startFleetDaemon(
+/** A daemon of its own for a fleet command, with room for `f.sandboxes` (plus a margin). */
+export async function startFleetDaemon(
   o: BenchOptions,
   f: FleetOptions,
-  extra: { tcpAuthToken?: string; nodeArgs?: string[] } = {},
+  extra: { tcpAuthToken?: string; nodeArgs?: string[]; opsHttp?: boolean } = {},
 ): Promise<DaemonProcess> {
   if (o.socket !== undefined)
     throw new Error("this command starts its own daemon; --socket makes no sense here");
@@ -96,7 +97,7 @@ async function pool<T>(
 }
 
 /** Creates `n` sandboxes (network none), `batch` at a time, each awaited until its ready event. */
-async function createFleet(
+export async function createFleet(
   clients: DaemonClients,
   n: number,
   batch: number,
@@ -119,7 +120,7 @@ async function createFleet(
 }
 
 /** Removes `ids` (force), 8 at a time; NOT_FOUND counts as removed. */
-async function removeFleet(clients: DaemonClients, ids: readonly string[]): Promise<void> {
+export async function removeFleet(clients: DaemonClients, ids: readonly string[]): Promise<void> {
   await pool(ids, 8, async (id) => {
     await clients.sandbox.remove({ id, force: true }, { timeoutMs: 30_000 }).catch((err) => {
       if (!/not found/i.test(String(err))) throw err;
@@ -184,12 +185,12 @@ export function processesUnder(dir: string): number[] {
 }
 
 /** The daemon's temp dir afterwards: processes still running under it, and whether it still exists. */
-function leftovers(dir: string): { processes: number[]; dirExists: boolean } {
+export function leftovers(dir: string): { processes: number[]; dirExists: boolean } {
   return { processes: processesUnder(dir), dirExists: existsSync(dir) };
 }
 
 /** Last resort after a failed run: SIGKILL what the bench's daemons left under `dir` (by pid). */
-function killUnder(dir: string): void {
+export function killUnder(dir: string): void {
   for (const pid of processesUnder(dir)) {
     try {
       process.kill(pid, "SIGKILL");
@@ -204,7 +205,8 @@ function fleetNotes(o: BenchOptions, f: FleetOptions): string[] {
   ];
 }
 
-function loadReport(
+/** The vmm-bench/1 document of a fleet command (its parameters and notes added). */
+export function loadReport(
   command: string,
   start: RunStart,
   o: BenchOptions,

@@ -17,6 +17,7 @@ import {
 } from "./commands.js";
 import { apiLoadCommand, idleRssCommand, restartCommand } from "./fleet.js";
 import { DEV_IMAGES_DIR, isSimulated, resolveFirecracker } from "./host.js";
+import { metricsCommand } from "./metrics-scrape.js";
 import { type BenchReport, formatRatios, formatTable } from "./report.js";
 
 const HELP = `vmm-bench: vmm benchmarks. JSON (schema vmm-bench/1) on stdout, a summary on stderr.
@@ -38,6 +39,8 @@ Commands:
   api-load     N sandboxes; h2load (nghttp2-client) List and Inspect over TCP + token; calls/s
   idle-rss     daemon VmRSS with 0 and --steps idle sandboxes; KiB per sandbox
   restart      N sandboxes; SIGKILL the daemon; new daemon → serving, all ready, Run in each
+  metrics      GET /metrics of the ops HTTP listener with 0 and N sandboxes vs GET /healthz
+               (ABAB, --iterations each, default 200; --sandboxes default 200); p50/p99, bytes
 
 Options:
   --iterations N        measured iterations (default 20; run-latency 200: one
@@ -57,7 +60,7 @@ Options:
   --checkpoint-iterations N   restore: checkpoints per guest size (default 3)
   --socket PATH         use the daemon at PATH instead of starting one
   --data-dir PATH       that daemon's data_dir (run-latency with --socket)
-  --sandboxes N         api-load, restart: sandboxes held (default 100)
+  --sandboxes N         api-load, restart: sandboxes held (default 100; metrics 200)
   --create-batch N      api-load, idle-rss, restart: Creates in flight at once (default 4)
   --fc-start-timeout-ms MS  api-load, idle-rss, restart: the daemon's firecracker.start_timeout_ms
                         (default: the daemon's, 3000; raise it on a loaded host where fc-sim starts slowly)
@@ -84,7 +87,7 @@ const COMMANDS = {
   policy: policyCommand,
 } as const;
 
-const FLEET_COMMANDS = ["api-load", "idle-rss", "restart"] as const;
+const FLEET_COMMANDS = ["api-load", "idle-rss", "restart", "metrics"] as const;
 
 class UsageError extends Error {}
 
@@ -166,7 +169,12 @@ function parse(argv: string[], signal: AbortSignal) {
     }
   }
   const options: BenchOptions = {
-    iterations: int("iterations", values.iterations, command === "run-latency" ? 200 : 20, 1),
+    iterations: int(
+      "iterations",
+      values.iterations,
+      command === "run-latency" || command === "metrics" ? 200 : 20,
+      1,
+    ),
     warmup: int("warmup", values.warmup, 1, 0),
     settleMs: int("settle-ms", values["settle-ms"], 25, 0),
     concurrency: int("concurrency", values.concurrency, 1, 1),
@@ -183,7 +191,7 @@ function parse(argv: string[], signal: AbortSignal) {
   const steps = (values.steps ?? "40,100").split(",").map((x) => int("steps", x, 0, 1));
   if (steps.some((x, i) => i > 0 && x <= steps[i - 1]!))
     throw new UsageError(`--steps wants increasing counts, got ${values.steps}`);
-  const sandboxes = int("sandboxes", values.sandboxes, 100, 1);
+  const sandboxes = int("sandboxes", values.sandboxes, command === "metrics" ? 200 : 100, 1);
   return {
     help: false as const,
     command,
@@ -238,7 +246,9 @@ async function main(argv: string[]): Promise<number> {
             ? await idleRssCommand(options, parsed.fleet, parsed.steps, parsed.rssSettleMs)
             : command === "restart"
               ? await restartCommand(options, parsed.fleet)
-              : await COMMANDS[command as keyof typeof COMMANDS](options);
+              : command === "metrics"
+                ? await metricsCommand(options, parsed.fleet)
+                : await COMMANDS[command as keyof typeof COMMANDS](options);
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     const b = result.backend;
     process.stderr.write(

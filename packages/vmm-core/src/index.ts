@@ -33,6 +33,7 @@ export type {
   NetworkManager,
   NetworkManagerOptions,
   NetworkPolicy,
+  NetworkPoolLevels,
   NetworkSlot,
   TapSlot,
 } from "./network/index.js";
@@ -64,6 +65,7 @@ export {
 } from "./sandbox/request-limits.js";
 export type { SandboxDefaults, SandboxManagerOptions } from "./sandbox/sandbox-manager.js";
 export { SandboxManager } from "./sandbox/sandbox-manager.js";
+export type { CreateOutcome, CreatePath, SandboxUsage } from "./sandbox/telemetry.js";
 export type {
   CreatedFrom,
   CreateSandboxSpec,

@@ -22,6 +22,7 @@ import type { FilesApi, SandboxApi, SnapshotApi } from "@vmm/grpc";
 import type { Logger } from "pino";
 import { ConfigError } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
+import type { MetricsSource } from "./http/metrics-source.js";
 import { imageRootsFromConfig } from "./image-roots.js";
 import { portsFromConfig } from "./ports-config.js";
 
@@ -31,6 +32,8 @@ export interface Backend {
   readonly snapshots?: SnapshotApi;
   /** File calls; absent without a sandbox backend (UNIMPLEMENTED). */
   readonly files?: FilesApi;
+  /** What /metrics reads about sandboxes and pools. */
+  readonly metricsSource?: MetricsSource;
   close(): Promise<void>;
 }
 
@@ -286,6 +289,15 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     sandboxes: manager,
     snapshots,
     files: manager.files,
+    metricsSource: {
+      sandboxes: () => manager.usage(),
+      pools: () => ({
+        network: network.levels(),
+        spareClones: cloner.spareCount(),
+        goldenSnapshots: manager.goldenSnapshotCount(),
+      }),
+      observeCreates: (observer) => manager.observeCreates(observer),
+    },
     async close() {
       await manager.close({ stopSandboxes: config.daemon.on_shutdown === "stop" });
       await catalog.then((c) => c.close()).catch(() => {});

@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from "node:crypto";
 import type * as http from "node:http";
 import * as http2 from "node:http2";
 import { Code } from "@connectrpc/connect";
+import type { ListenerKind } from "@vmm/grpc";
 import { rejectCall } from "./early-response.js";
 
 type Request = http.IncomingMessage | http2.Http2ServerRequest;
@@ -39,13 +40,13 @@ export type GateResult = "pass" | "rejected";
  */
 export function createCallGate(
   options: CallGateOptions,
-): (req: Request, res: Response, listener: "unix" | "tcp") => GateResult {
+): (req: Request, res: Response, listener: ListenerKind, pathPrefix?: string) => GateResult {
   const expected =
     options.tcpToken === undefined ? undefined : digest(`Bearer ${options.tcpToken}`);
   const eventsPerConnection = new WeakMap<object, number>();
   let events = 0;
 
-  return (req, res, listener) => {
+  return (req, res, listener, pathPrefix = "") => {
     if (listener === "tcp" && expected !== undefined) {
       const got = req.headers.authorization;
       if (got === undefined) {
@@ -62,7 +63,7 @@ export function createCallGate(
         return "rejected";
       }
     }
-    const path = (req.url ?? "").split("?")[0]!;
+    const path = (req.url ?? "").split("?")[0]!.slice(pathPrefix.length);
     if (path === options.eventsPath) {
       const connection = "stream" in req ? req.stream.session : req.socket;
       const onConnection = eventsPerConnection.get(connection as object) ?? 0;

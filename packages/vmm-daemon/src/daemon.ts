@@ -5,6 +5,7 @@ import {
   createVmmRoutes,
   type FilesApi,
   type HealthStatus,
+  type ListenerKind,
   listenerKey,
   type RedactedPath,
   requestResetKey,
@@ -18,6 +19,10 @@ import { createCallGate } from "./call-gate.js";
 import type { Config } from "./config/schema.js";
 import type { ConnectionLimits } from "./connection-limits.js";
 import { createHostChecker } from "./host-check.js";
+import type { HttpMount } from "./http/http-mount.js";
+import type { MetricsSource } from "./http/metrics-source.js";
+import { API_PREFIX, listenOps } from "./http/ops-listener.js";
+import { createVmmMetrics, type VmmMetrics } from "./http/vmm-metrics.js";
 import { type Listener, listenTcp, listenUnix, type UniversalHandler } from "./listeners.js";
 import { REQUEST_COMPRESSIONS } from "./request-compression.js";
 import { resolveGroup } from "./socket-group.js";
@@ -31,6 +36,14 @@ export interface DaemonOptions {
   readonly snapshots?: SnapshotApi;
   /** File calls; absent without a sandbox backend (UNIMPLEMENTED). */
   readonly files?: FilesApi;
+  /** What /metrics reads about sandboxes and pools; absent = those metrics stay empty. */
+  readonly metricsSource?: MetricsSource;
+  /**
+   * Parts of the ops HTTP listener (`[http] listen`) after its own routes,
+   * offered each authenticated request and upgrade in order (the web console
+   * at /ui/). Ignored when the listener is off.
+   */
+  readonly httpMounts?: readonly HttpMount[];
 }
 
 /** A serving daemon. */
@@ -64,6 +77,12 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     },
     checkHost: createHostChecker(config),
   });
+  const metrics: VmmMetrics | undefined =
+    config.http.listen === ""
+      ? undefined
+      : createVmmMetrics(options.metricsSource ?? EMPTY_METRICS_SOURCE);
+  // Outermost: the metrics see every call with the code its client sees.
+  if (metrics) interceptors.unshift(metrics.rpcInterceptor);
   const g = config.grpc;
   const gate = createCallGate({
     ...(tcpToken !== undefined && { tcpToken }),
@@ -85,10 +104,11 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
   const onConnectionRefused = refusalLogger(logger, g.max_connections);
   let inFlight = 0;
   let idle: (() => void) | undefined;
-  const handlerFor = (kind: "unix" | "tcp"): UniversalHandler => {
+  const handlerFor = (kind: ListenerKind, requestPathPrefix = ""): UniversalHandler => {
     const adapter = connectNodeAdapter({
       routes,
       interceptors,
+      requestPathPrefix,
       readMaxBytes: config.grpc.max_message_bytes,
       acceptCompression: [...REQUEST_COMPRESSIONS],
       shutdownSignal: shutdown.signal,
@@ -98,7 +118,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
           .set(requestResetKey, () => requestWasReset(req)),
     });
     return (req, res) => {
-      if (gate(req, res, kind) === "rejected") return;
+      if (gate(req, res, kind, requestPathPrefix) === "rejected") return;
       inFlight++;
       res.once("close", () => {
         inFlight--;
@@ -135,7 +155,26 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
         }),
       );
     }
+    if (config.http.listen !== "" && metrics) {
+      const api = handlerFor("http", API_PREFIX);
+      listeners.push(
+        await listenOps({
+          address: config.http.listen,
+          ...(config.http.auth_token !== "" && { token: config.http.auth_token }),
+          scrape: () => metrics.scrape(),
+          notReady: () =>
+            health.statusOf("") === healthV1.HealthCheckResponse_ServingStatus.SERVING
+              ? undefined
+              : "the daemon is shutting down",
+          api: (req, res) => api(req, res),
+          ...(options.httpMounts && { mounts: options.httpMounts }),
+          limits,
+          logger: logger.child({ component: "ops-http" }),
+        }),
+      );
+    }
   } catch (err) {
+    metrics?.close();
     await Promise.all(listeners.map((l) => l.close()));
     throw err;
   }
@@ -162,9 +201,21 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       shutdown.abort();
       for (const l of listeners) l.destroy();
       await closed;
+      metrics?.close();
     },
   };
 }
+
+/** Metrics source of a daemon without a sandbox backend: no sandboxes, empty pools. */
+const EMPTY_METRICS_SOURCE: MetricsSource = {
+  sandboxes: () => [],
+  pools: () => ({
+    network: { ready: 0, inUse: 0, target: 0, max: 0 },
+    spareClones: 0,
+    goldenSnapshots: 0,
+  }),
+  observeCreates: () => () => {},
+};
 
 /** The daemon's directories, as clients see them in error messages (grpc.expose_host_details off). */
 function hostPaths(config: Config): RedactedPath[] {

@@ -10,6 +10,8 @@ export type { Config } from "./config/schema.js";
 export { validateConfig } from "./config/validate-config.js";
 export type { Daemon, DaemonOptions } from "./daemon.js";
 export { startDaemon } from "./daemon.js";
+export type { HttpMount } from "./http/http-mount.js";
+export type { MetricsSource, PoolLevels } from "./http/metrics-source.js";
 export type { Listener } from "./listeners.js";
 export type { RootLoggerOptions } from "./logger.js";
 export { createRootLogger } from "./logger.js";

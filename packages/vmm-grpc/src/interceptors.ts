@@ -8,8 +8,12 @@ import {
 import { isInternal, toConnectError } from "./error-mapping.js";
 import type { Logger } from "./logger.js";
 
-/** Which listener a call arrived on; set per listener through the adapter's contextValues. */
-export type ListenerKind = "unix" | "tcp";
+/**
+ * Which listener a call arrived on; set per listener through the adapter's
+ * contextValues. "http" is the ops listener's `/api` (it authenticates with
+ * its own token before the call reaches connect).
+ */
+export type ListenerKind = "unix" | "tcp" | "http";
 export const listenerKey = createContextKey<ListenerKind>("unix", { description: "listener" });
 
 /**

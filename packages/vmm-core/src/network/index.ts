@@ -27,7 +27,12 @@ export {
 } from "./egress-policy.js";
 export type { Logger } from "./logger.js";
 export { silentLogger } from "./logger.js";
-export type { NetworkManager, NetworkManagerOptions, RecoveryReport } from "./network-manager.js";
+export type {
+  NetworkManager,
+  NetworkManagerOptions,
+  NetworkPoolLevels,
+  RecoveryReport,
+} from "./network-manager.js";
 export { createNetworkManager } from "./network-manager.js";
 export type { HostService } from "./nft-rulesets.js";
 export type { NetworkSlot, NoNetworkSlot, TapSlot } from "./slot.js";

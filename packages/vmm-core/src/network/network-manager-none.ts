@@ -35,5 +35,8 @@ export function createNoNetworkManager(): NetworkManager {
     describeCommands(): string[] {
       return [];
     },
+    levels() {
+      return { ready: 0, inUse: 0, target: 0, max: 0 };
+    },
   };
 }

@@ -37,7 +37,12 @@ import {
   slotSetupCommands,
   slotSetupPlan,
 } from "./network-commands.js";
-import type { NetworkManager, NetworkManagerOptions, RecoveryReport } from "./network-manager.js";
+import type {
+  NetworkManager,
+  NetworkManagerOptions,
+  NetworkPoolLevels,
+  RecoveryReport,
+} from "./network-manager.js";
 import type { HostService } from "./nft-rulesets.js";
 import {
   MAX_IFNAME_LENGTH,
@@ -485,5 +490,18 @@ export function createTapNetworkManager(options: NetworkManagerOptions): Network
     return commands.map(formatCommand);
   }
 
-  return { mode: "tap", recover, acquire, release, applyEgressPolicy, close, describeCommands };
+  function levels(): NetworkPoolLevels {
+    return { ready: ready.length, inUse: allocated.size, target: s.poolSize, max: s.maxSlots };
+  }
+
+  return {
+    mode: "tap",
+    recover,
+    acquire,
+    release,
+    applyEgressPolicy,
+    close,
+    describeCommands,
+    levels,
+  };
 }

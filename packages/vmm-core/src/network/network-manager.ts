@@ -34,6 +34,20 @@ export interface NetworkManager {
   close(): Promise<void>;
   /** The commands `recover([])` and the initial pool fill would run (dry-run plan). */
   describeCommands(): string[];
+  /** How full the pool is now (metrics); all zero in mode "none". */
+  levels(): NetworkPoolLevels;
+}
+
+/** The slot pool's levels at one moment. */
+export interface NetworkPoolLevels {
+  /** Namespaces created and waiting for a sandbox. */
+  readonly ready: number;
+  /** Slots held by sandboxes. */
+  readonly inUse: number;
+  /** Namespaces the pool keeps ready (network.pool_size, capped by max). */
+  readonly target: number;
+  /** Slots the address block allows at most (0 in mode "none"). */
+  readonly max: number;
 }
 
 export interface RecoveryReport {

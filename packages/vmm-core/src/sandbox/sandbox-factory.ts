@@ -33,6 +33,7 @@ import { validateCreateRequest, validateLabels, validateProcessSpec } from "./re
 import { Sandbox, type SandboxSpec } from "./sandbox.js";
 import type { SnapshotService } from "./snapshot-service.js";
 import { stableKey } from "./stable-key.js";
+import type { CreateOutcomes, CreatePath } from "./telemetry.js";
 import type { CreateSandboxSpec, NetworkMode, SandboxView } from "./types.js";
 import type { Workloads } from "./workloads.js";
 
@@ -70,6 +71,8 @@ export class SandboxFactory {
       readonly workloads: Workloads;
       readonly golden: () => GoldenPool | undefined;
       readonly policies: NetworkPolicies;
+      /** Told when a user sandbox's Create or Restore ends (metrics). */
+      readonly outcomes: CreateOutcomes;
     },
   ) {}
 
@@ -79,6 +82,7 @@ export class SandboxFactory {
    */
   async create(spec: CreateSandboxSpec, options: { hidden?: boolean } = {}): Promise<SandboxView> {
     const { registry, views } = this.ctx;
+    const called = performance.now();
     if (this.ctx.closing()) throw new UnavailableError("the daemon is shutting down");
     const id = spec.id === undefined ? generateId("sb") : validateId("sandbox_id", spec.id, "id");
     const resolved = this.resolveSpec(spec);
@@ -150,7 +154,9 @@ export class SandboxFactory {
       }),
       spec.networkPolicy,
     );
-    const start = hit.snapshot ? this.bootFromGolden(s, hit.snapshot) : this.boot(s);
+    const start = hit.snapshot
+      ? this.bootFromGolden(s, hit.snapshot, called)
+      : this.boot(s, called);
     this.ctx.tasks.track(start.finally(() => reservation?.settled()));
     if (hit.key !== undefined && !hit.snapshot) golden?.ensure(hit.key, resolved, kernel, rootfs);
     return views.sandbox(s);
@@ -164,6 +170,7 @@ export class SandboxFactory {
    */
   async restore(req: RestoreRequest): Promise<SandboxView> {
     const { registry, views } = this.ctx;
+    const called = performance.now();
     if (this.ctx.closing()) throw new UnavailableError("the daemon is shutting down");
     validateLabels("labels", req.labels);
     const catalog = await this.deps.snapshots.catalog();
@@ -231,9 +238,11 @@ export class SandboxFactory {
           },
         );
         registry.publish(s, "restored", { snapshot_id: snapshotId });
+        this.reportOutcome(s, "restore", true, called);
         void this.ctx.opts.cloner.prepare(snap.paths.rootfs);
         return views.sandbox(s);
       } catch (err) {
+        this.reportOutcome(s, "restore", false, called);
         const p = s.phase.kind;
         const removedMeanwhile =
           p === "stopping" || p === "stopped" || registry.removal(s.id) !== undefined;
@@ -400,7 +409,7 @@ export class SandboxFactory {
   }
 
   /** Boot in the background: clone the disk, start Firecracker, wait for readiness. */
-  private async boot(s: Sandbox): Promise<void> {
+  private async boot(s: Sandbox, called: number): Promise<void> {
     const { agent, runtime, cloner } = this.ctx.opts;
     using deadline = deadlineAfter(agent.bootTimeoutMs);
     const signal = AbortSignal.any([s.lifetime.signal, deadline.signal]);
@@ -440,6 +449,7 @@ export class SandboxFactory {
           rootfs_clone: cloneKind(await rootfsReady),
         },
       );
+      this.reportOutcome(s, "boot", true, called);
       void cloner.prepare(s.spec.rootfs);
       const workload = s.spec.workload;
       if (workload) this.ctx.tasks.track(this.deps.workloads.runInitial(s, workload));
@@ -448,12 +458,13 @@ export class SandboxFactory {
       const reason = deadline.signal.aborted
         ? `boot timed out after ${agent.bootTimeoutMs} ms (agent.boot_timeout_ms): ${errorText(err)}`
         : `boot failed: ${errorText(err)}`;
+      this.reportOutcome(s, "boot", false, called);
       await this.deps.lifecycle.fail(s, reason, {}, err);
     }
   }
 
   /** The golden path of Create: restore, then give the clone its own identity through the agent. */
-  private async bootFromGolden(s: Sandbox, snap: UsableSnapshot): Promise<void> {
+  private async bootFromGolden(s: Sandbox, snap: UsableSnapshot, called: number): Promise<void> {
     const started = performance.now();
     this.deps.golden()?.used(snap.id);
     try {
@@ -478,11 +489,13 @@ export class SandboxFactory {
           identity,
         },
       );
+      this.reportOutcome(s, "golden", true, called);
       void this.ctx.opts.cloner.prepare(snap.paths.rootfs);
       const workload = s.spec.workload;
       if (workload) this.ctx.tasks.track(this.deps.workloads.runInitial(s, workload));
     } catch (err) {
       if (s.phase.kind !== "starting") return;
+      this.reportOutcome(s, "golden", false, called);
       await this.deps.lifecycle.fail(
         s,
         `restore from golden snapshot ${snap.id} failed: ${errorText(err)}`,
@@ -490,6 +503,17 @@ export class SandboxFactory {
         err,
       );
     }
+  }
+
+  /** Tells the outcome observers (metrics) how a user sandbox's Create/Restore ended. */
+  private reportOutcome(s: Sandbox, path: CreatePath, ok: boolean, called: number): void {
+    if (s.spec.hidden) return;
+    this.deps.outcomes.report({
+      sandboxId: s.id,
+      path,
+      ok,
+      durationMs: performance.now() - called,
+    });
   }
 
   /** Restores `snap` into `s`'s directory; resolves with how the rootfs was cloned. */

@@ -18,6 +18,7 @@ import { type RestoreRequest, SandboxFactory } from "./sandbox-factory.js";
 import { SandboxRegistry } from "./sandbox-registry.js";
 import { type CheckpointRequest, SnapshotService } from "./snapshot-service.js";
 import { vmIsAlive } from "./state-machine.js";
+import { type CreateOutcome, CreateOutcomes, type SandboxUsage } from "./telemetry.js";
 import type {
   CreateSandboxSpec,
   EventAction,
@@ -69,6 +70,7 @@ export class SandboxManager {
   /** Golden snapshots (config `[golden]`); absent when off. */
   readonly #golden: GoldenPool | undefined;
   readonly #log: Logger;
+  readonly #outcomes = new CreateOutcomes();
   #closing = false;
 
   constructor(options: SandboxManagerOptions) {
@@ -118,6 +120,7 @@ export class SandboxManager {
       workloads: this.#workloads,
       golden: () => this.#golden,
       policies: this.#policies,
+      outcomes: this.#outcomes,
     });
   }
 
@@ -149,6 +152,40 @@ export class SandboxManager {
     signal: AbortSignal,
   ): AsyncIterable<SandboxEvent> {
     return this.#registry.events(filter, signal);
+  }
+
+  // ── Telemetry (metrics) ────────────────────────────────────────────────
+
+  /**
+   * What every user sandbox holds now: one pass over the registry, no I/O
+   * (a metrics scrape reads this for hundreds of sandboxes).
+   */
+  usage(): SandboxUsage[] {
+    const out: SandboxUsage[] = [];
+    for (const s of this.#registry.all()) {
+      if (s.spec.hidden) continue;
+      out.push({
+        id: s.id,
+        state: s.shownState,
+        pid: s.vm?.pid,
+        diskBytes: s.spec.diskBytes + s.pausedBytes,
+      });
+    }
+    return out;
+  }
+
+  /** Calls `observer` when a user sandbox's Create or Restore ends, until the returned function is called. */
+  observeCreates(observer: (o: CreateOutcome) => void): () => void {
+    return this.#outcomes.observe(observer);
+  }
+
+  /** Golden snapshots on disk now (0 while the catalog is still opening or golden is off). */
+  goldenSnapshotCount(): number {
+    let n = 0;
+    for (const e of this.#snapshots.current?.list({ includeHidden: true }) ?? []) {
+      if (e.meta?.goldenKey !== undefined) n++;
+    }
+    return n;
   }
 
   // ── Lifecycle ──────────────────────────────────────────────────────────

@@ -30,6 +30,8 @@ export interface SpareClonerOptions {
 export interface SpareCloner extends DiskCloner {
   /** Stops making spares, waits for the one in progress, removes them all. */
   close(): Promise<void>;
+  /** Spares ready to be handed out now (metrics). */
+  spareCount(): number;
 }
 
 interface Spare {
@@ -171,6 +173,12 @@ export async function openSpareCloner(options: SpareClonerOptions): Promise<Spar
       const spare = e.spare;
       e.spare = undefined;
       await drop(spare);
+    },
+
+    spareCount() {
+      let n = 0;
+      for (const e of entries.values()) if (e.spare) n++;
+      return n;
     },
 
     async close() {

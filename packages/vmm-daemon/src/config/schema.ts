@@ -237,6 +237,16 @@ export const schema = {
       "On SIGINT/SIGTERM, how long in-flight calls may finish before they are cancelled.",
     ),
   },
+  http: {
+    listen: str(
+      "",
+      'Ops HTTP listener, "host:port": /metrics (Prometheus), /healthz, /readyz, the Connect API under /api and the web console (docs/operations.md); empty = off. Without auth_token it must listen on loopback only (127.0.0.1, [::1] or localhost); anything else is refused at startup.',
+    ),
+    auth_token: str(
+      "",
+      "Bearer token the ops listener requires on every request but /healthz and /readyz (Authorization: Bearer <token>; WebSocket upgrades may instead send the subprotocol vmm.token.<token>), compared in constant time. Required unless listen is loopback only; when set, loopback requests need it too.",
+    ),
+  },
   defaults: {
     vcpus: int(1, 1, 32, "vCPUs of a sandbox that asks for none."),
     memory_mib: int(256, 16, 1 << 20, "Memory of a sandbox that asks for none, MiB."),

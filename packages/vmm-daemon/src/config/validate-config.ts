@@ -1,3 +1,4 @@
+import { isLoopbackHost, parseListenAddress } from "../http/listen-address.js";
 import { resolveGroup } from "../socket-group.js";
 import { ConfigError, type LoadedConfig } from "./load-config.js";
 
@@ -41,6 +42,7 @@ export function validateConfig({ config }: LoadedConfig): void {
       "grpc.max_event_streams_per_connection is larger than grpc.max_event_streams",
     );
   }
+  validateHttp(config.http);
   if (config.firecracker.seccomp_filter !== "" && config.firecracker.no_seccomp) {
     throw new ConfigError(
       "firecracker.seccomp_filter and firecracker.no_seccomp exclude each other",
@@ -61,6 +63,22 @@ export function validateConfig({ config }: LoadedConfig): void {
   if (longest > 107) {
     throw new ConfigError(
       `firecracker.data_dir ${config.firecracker.data_dir} is too long: sandbox socket paths under it could reach ${longest} bytes and Unix sockets are limited to 107; use a shorter data_dir (at most ${107 - (longest - Buffer.byteLength(config.firecracker.data_dir))} bytes)`,
+    );
+  }
+}
+
+/** `[http]`: a parseable address, and a token unless only this machine can connect. */
+function validateHttp(h: LoadedConfig["config"]["http"]): void {
+  if (h.listen === "") return;
+  const addr = parseListenAddress(h.listen);
+  if (addr === undefined) {
+    throw new ConfigError(
+      `http.listen must be "host:port" (IPv6 in brackets, e.g. "[::1]:9090"), got ${JSON.stringify(h.listen)}`,
+    );
+  }
+  if (h.auth_token === "" && !isLoopbackHost(addr.host)) {
+    throw new ConfigError(
+      `http.listen ${JSON.stringify(h.listen)} is not loopback-only and http.auth_token is empty: the ops listener (metrics, Connect API, console) would be open to anyone who can reach it; set http.auth_token (or VMM_HTTP_AUTH_TOKEN), or listen on 127.0.0.1`,
     );
   }
 }

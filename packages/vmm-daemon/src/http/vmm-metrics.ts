@@ -1,0 +1,186 @@
+import type { Interceptor } from "@connectrpc/connect";
+import type { SandboxUsage } from "@vmm/core";
+import { SANDBOX_STATES } from "@vmm/proto/wire";
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import type { MetricsSource } from "./metrics-source.js";
+import { ProcessStatReader, type ProcessStats } from "./process-stats.js";
+import { createRpcMetricsInterceptor } from "./rpc-metrics.js";
+
+/** The daemon's Prometheus metrics (docs/operations.md lists each). */
+export interface VmmMetrics {
+  /** Counts and times every RPC; first in the connect interceptor list of every listener. */
+  readonly rpcInterceptor: Interceptor;
+  /** One scrape: reads the live sandboxes once, then renders every metric. */
+  scrape(): Promise<{ contentType: string; body: string }>;
+  /** Stops observing the backend (daemon shutdown). */
+  close(): void;
+}
+
+/** Seconds; RPCs range from sub-millisecond (Inspect) to long streams (Events, Exec land in +Inf). */
+const RPC_BUCKETS = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+/** Seconds; golden and restore paths take tens of ms, a cold boot up to seconds. */
+const CREATE_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * Builds the metrics over `source` in a registry of their own (never
+ * prom-client's global one, so two daemons in one process do not mix).
+ *
+ * Per-sandbox series are rebuilt on every scrape from the live sandboxes:
+ * a removed sandbox's series are simply not written again. A scrape reads
+ * one /proc/<pid>/stat per running sandbox (a pread on a descriptor kept
+ * open: ProcessStatReader) and nothing else from disk.
+ */
+export function createVmmMetrics(source: MetricsSource): VmmMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+
+  // The snapshot every per-sandbox collector of one scrape reads (taken in scrape()).
+  let now: { sandboxes: readonly SandboxUsage[]; stats: Map<string, ProcessStats> } = {
+    sandboxes: [],
+    stats: new Map(),
+  };
+
+  new Gauge({
+    name: "vmm_sandboxes",
+    help: "Sandboxes by state (every state listed, 0 when none).",
+    labelNames: ["state"],
+    registers: [registry],
+    collect() {
+      const counts = new Map<string, number>(SANDBOX_STATES.map((s) => [s, 0]));
+      for (const s of now.sandboxes) counts.set(s.state, (counts.get(s.state) ?? 0) + 1);
+      for (const [state, n] of counts) this.set({ state }, n);
+    },
+  });
+  new Gauge({
+    name: "vmm_sandbox_memory_bytes",
+    help: "Resident memory (RSS) of each sandbox's Firecracker process, bytes; absent while no VM runs (paused, stopped).",
+    labelNames: ["sandbox_id"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [id, st] of now.stats) this.set({ sandbox_id: id }, st.rssBytes);
+    },
+  });
+  new Counter({
+    name: "vmm_sandbox_cpu_seconds_total",
+    help: "User + system CPU time of each sandbox's Firecracker process (vCPUs and device emulation), seconds since that process started.",
+    labelNames: ["sandbox_id"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [id, st] of now.stats) this.inc({ sandbox_id: id }, st.cpuSeconds);
+    },
+  });
+  new Gauge({
+    name: "vmm_sandbox_disk_bytes",
+    help: "Disk each sandbox takes under data_dir (as SandboxInfo.disk_bytes: writable rootfs plus a paused sandbox's memory and state; apparent sizes), bytes.",
+    labelNames: ["sandbox_id"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const s of now.sandboxes) this.set({ sandbox_id: s.id }, s.diskBytes);
+    },
+  });
+  new Gauge({
+    name: "vmm_network_slots",
+    help: 'Network namespaces (mode tap) by state: "ready" = pre-created in the pool, "in_use" = held by a sandbox.',
+    labelNames: ["state"],
+    registers: [registry],
+    collect() {
+      const n = source.pools().network;
+      this.set({ state: "ready" }, n.ready);
+      this.set({ state: "in_use" }, n.inUse);
+    },
+  });
+  new Gauge({
+    name: "vmm_network_slots_pool_target",
+    help: "Network namespaces the pool keeps ready (network.pool_size; 0 in mode none).",
+    registers: [registry],
+    collect() {
+      this.set(source.pools().network.target);
+    },
+  });
+  new Gauge({
+    name: "vmm_spare_clones",
+    help: "Rootfs clones made ahead of time and ready to be handed out (storage.spare_clones).",
+    registers: [registry],
+    collect() {
+      this.set(source.pools().spareClones);
+    },
+  });
+  new Gauge({
+    name: "vmm_golden_snapshots",
+    help: "Golden snapshots on disk ([golden]).",
+    registers: [registry],
+    collect() {
+      this.set(source.pools().goldenSnapshots);
+    },
+  });
+
+  const rpcRequests = new Counter({
+    name: "vmm_rpc_requests_total",
+    help: 'RPCs finished, by method ("sandbox.v1.SandboxService/Create") and gRPC code ("ok", "not_found", "canceled"…); streams count when they end.',
+    labelNames: ["method", "code"],
+    registers: [registry],
+  });
+  const rpcDuration = new Histogram({
+    name: "vmm_rpc_duration_seconds",
+    help: "RPC duration by method, seconds: until the answer for unary calls, until the stream ended for streaming ones.",
+    labelNames: ["method"],
+    buckets: RPC_BUCKETS,
+    registers: [registry],
+  });
+  const createDuration = new Histogram({
+    name: "vmm_sandbox_create_duration_seconds",
+    help: 'Create/Restore call to state ready, seconds, by path: "boot" (cold boot), "golden" (restored from a golden snapshot), "restore" (Restore RPC).',
+    labelNames: ["path"],
+    buckets: CREATE_BUCKETS,
+    registers: [registry],
+  });
+  const createFailures = new Counter({
+    name: "vmm_sandbox_create_failures_total",
+    help: "Creates/Restores that failed after the sandbox was registered (boot or restore failed, timed out), by path.",
+    labelNames: ["path"],
+    registers: [registry],
+  });
+  for (const path of ["boot", "golden", "restore"]) {
+    createDuration.zero({ path });
+    createFailures.inc({ path }, 0);
+  }
+
+  let scraping: Promise<void> = Promise.resolve();
+  const procs = new ProcessStatReader();
+  const stopObserving = source.observeCreates((o) => {
+    if (o.ok) createDuration.observe({ path: o.path }, o.durationMs / 1000);
+    else createFailures.inc({ path: o.path });
+  });
+
+  return {
+    rpcInterceptor: createRpcMetricsInterceptor((method, code, seconds) => {
+      rpcRequests.inc({ method, code });
+      rpcDuration.observe({ method }, seconds);
+    }),
+    scrape() {
+      // One at a time: the collectors of a scrape all read `now`.
+      const result = scraping.then(render, render);
+      scraping = result.then(
+        () => {},
+        () => {},
+      );
+      return result;
+    },
+    close() {
+      stopObserving();
+      procs.close();
+    },
+  };
+
+  async function render(): Promise<{ contentType: string; body: string }> {
+    const sandboxes = source.sandboxes();
+    const stats = procs.readAll(sandboxes.map((s) => ({ key: s.id, pid: s.pid })));
+    now = { sandboxes, stats };
+    return { contentType: registry.contentType, body: await registry.metrics() };
+  }
+}
