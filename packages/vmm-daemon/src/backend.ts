@@ -24,6 +24,7 @@ import { ConfigError } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
 import { imageRootsFromConfig } from "./image-roots.js";
 import { portsFromConfig } from "./ports-config.js";
+import type { ProxyBackend } from "./proxy/http-proxy.js";
 
 /** The sandbox backend the API serves, and how to release it. */
 export interface Backend {
@@ -31,6 +32,8 @@ export interface Backend {
   readonly snapshots?: SnapshotApi;
   /** File calls; absent without a sandbox backend (UNIMPLEMENTED). */
   readonly files?: FilesApi;
+  /** What the HTTP proxy (`[proxy]`) reaches exposed ports through. */
+  readonly proxyBackend?: ProxyBackend;
   close(): Promise<void>;
 }
 
@@ -286,6 +289,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     sandboxes: manager,
     snapshots,
     files: manager.files,
+    proxyBackend: manager,
     async close() {
       await manager.close({ stopSandboxes: config.daemon.on_shutdown === "stop" });
       await catalog.then((c) => c.close()).catch(() => {});

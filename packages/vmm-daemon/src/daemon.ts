@@ -3,6 +3,7 @@ import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import {
   createVmmRoutes,
+  type ExposedPortUrl,
   type FilesApi,
   type HealthStatus,
   listenerKey,
@@ -31,6 +32,8 @@ export interface DaemonOptions {
   readonly snapshots?: SnapshotApi;
   /** File calls; absent without a sandbox backend (UNIMPLEMENTED). */
   readonly files?: FilesApi;
+  /** ExposePortResponse.url (the HTTP proxy, `[proxy]`); absent = empty. */
+  readonly exposedPortUrl?: ExposedPortUrl;
 }
 
 /** A serving daemon. */
@@ -63,6 +66,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       maxMessageBytes: config.grpc.max_message_bytes,
     },
     checkHost: createHostChecker(config),
+    ...(options.exposedPortUrl && { exposedPortUrl: options.exposedPortUrl }),
   });
   const g = config.grpc;
   const gate = createCallGate({

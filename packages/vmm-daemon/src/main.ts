@@ -7,6 +7,7 @@ import { validateConfig } from "./config/validate-config.js";
 import { startDaemon } from "./daemon.js";
 import { assertSocketFree } from "./listeners.js";
 import { createRootLogger } from "./logger.js";
+import { startConfiguredProxy } from "./proxy/start-proxy.js";
 import { VERSION } from "./version.js";
 
 const HELP = `vmm-daemon ${VERSION}: Firecracker microVM sandboxes over gRPC (sandbox.v1)
@@ -97,13 +98,21 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  const proxy = await startConfiguredProxy(config, backend.proxyBackend, logger).catch(
+    async (err: unknown) => {
+      await backend.close();
+      throw err;
+    },
+  );
   const daemon = await startDaemon({
     config,
     logger,
     sandboxes: backend.sandboxes,
     ...(backend.snapshots && { snapshots: backend.snapshots }),
     ...(backend.files && { files: backend.files }),
+    ...(proxy && { exposedPortUrl: (id: string, port: number) => proxy.urlFor(id, port) }),
   }).catch(async (err: unknown) => {
+    await proxy?.close();
     await backend.close();
     throw err;
   });
@@ -119,6 +128,7 @@ async function main(argv: string[]): Promise<number> {
       logger.info({ signal }, "shutting down");
       void (async () => {
         await daemon.stop(config.grpc.shutdown_grace_ms);
+        await proxy?.close();
         await backend.close();
         logger.info("stopped");
         resolve();
