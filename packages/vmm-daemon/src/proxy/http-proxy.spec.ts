@@ -31,6 +31,10 @@ async function guestServer(): Promise<http.Server> {
       body += d;
     });
     req.on("end", () => {
+      if (req.url === "/keep") {
+        res.end("kept");
+        return;
+      }
       res.setHeader("connection", "close, x-guest-hop");
       res.setHeader("x-guest-hop", "drop me");
       res.setHeader("content-type", "application/json");
@@ -55,6 +59,7 @@ describe("startHttpProxy", () => {
   let proxy: HttpProxy;
   let tokens: AccessTokens;
   let paused = false;
+  let dials = 0;
   const sandboxes = new Map([
     ["sb-1", created],
     ["sb-2", new Date(created.getTime() + 1)],
@@ -72,6 +77,7 @@ describe("startHttpProxy", () => {
         return { createdAt: c };
       },
       async connectExposedPort(id, port) {
+        dials++;
         this.inspect(id);
         if (!exposed.has(`${id}:${port}`))
           throw new NotFound(`exposed port "${port} of sandbox ${id}" not found`);
@@ -233,6 +239,42 @@ describe("startHttpProxy", () => {
     expect((await get(`8080-nobody.${DOMAIN}`, "/", { "x-vmm-access-token": "x" })).status).toBe(
       403,
     );
+  });
+
+  it("reuses one guest connection per keep-alive client connection, and closes it with the client's", async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const before = dials;
+    for (let i = 0; i < 3; i++) {
+      const body = await new Promise<string>((resolve, reject) => {
+        http
+          .get(
+            {
+              host: "127.0.0.1",
+              port: port(),
+              path: "/keep",
+              agent,
+              headers: { host: `8080-sb-1.${DOMAIN}`, "x-vmm-access-token": API_TOKEN },
+            },
+            (r) => {
+              let t = "";
+              r.on("data", (d) => {
+                t += d;
+              });
+              r.on("end", () => resolve(t));
+            },
+          )
+          .on("error", reject);
+      });
+      expect(body).toBe("kept");
+    }
+    expect(dials - before).toBe(1);
+    const count = () => new Promise<number>((r) => guest.getConnections((_e, n) => r(n)));
+    expect(await count()).toBe(1);
+    agent.destroy();
+    const deadline = Date.now() + 3000;
+    while ((await count()) > 0 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    expect(await count()).toBe(0);
   });
 
   it("a paused sandbox that cannot be resumed is 503", async () => {

@@ -47,9 +47,9 @@ type Refusal = { readonly status: number; readonly message: string };
 /**
  * The HTTP reverse proxy for exposed ports (`[proxy]`, docs/networking.md):
  * `Host: <guest port>-<sandbox id>.<domain>` goes to that exposed port of that
- * sandbox over a connection from {@link ProxyBackend.connectExposedPort}, one
- * per request (so every request gets the pause check a new connection gets;
- * clients keep their own connection alive). Bodies stream both ways with
+ * sandbox over a connection from {@link ProxyBackend.connectExposedPort}, kept
+ * alive per client connection (as the TCP forwarder keeps one guest connection
+ * per client connection). Bodies stream both ways with
  * backpressure; an Upgrade (WebSocket) is relayed raw after its request head.
  */
 export async function startHttpProxy(o: HttpProxyOptions): Promise<HttpProxy> {
@@ -119,28 +119,59 @@ export async function startHttpProxy(o: HttpProxyOptions): Promise<HttpProxy> {
       res.end("access token kept in a cookie; redirecting\n");
       return;
     }
-    forward(req, res, route, auth, path).catch((err: unknown) => {
-      logger.error({ err }, "proxy request failed");
-      refuse(res, { status: 500, message: "internal proxy error (logged)" });
-    });
+    forward(req, res, route, auth, path);
   }
 
-  async function forward(
+  /**
+   * One keep-alive agent per (client connection, route), holding at most one
+   * guest connection: requests on one client connection reuse one guest
+   * connection, dialled through the exposure's forwarder like a forwarded
+   * connection (so the pause check runs when it is made, as for the
+   * forwarder), and closed with the client connection.
+   */
+  const agents = new WeakMap<net.Socket, Map<string, http.Agent>>();
+  function agentFor(client: net.Socket, route: ProxyRoute): http.Agent {
+    let byRoute = agents.get(client);
+    if (!byRoute) {
+      const mine = new Map<string, http.Agent>();
+      byRoute = mine;
+      agents.set(client, mine);
+      client.once("close", () => {
+        for (const a of mine.values()) a.destroy();
+      });
+    }
+    const key = `${route.id}:${route.guestPort}`;
+    let agent = byRoute.get(key);
+    if (!agent) {
+      agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      // Node's Agent accepts an asynchronous createConnection that answers through the callback.
+      agent.createConnection = ((
+        _options: unknown,
+        done: (err: Error | null, s?: net.Socket) => void,
+      ) => {
+        backend.connectExposedPort(route.id, route.guestPort).then(
+          (socket) => {
+            track(socket);
+            done(null, socket);
+          },
+          (err: Error) => done(err),
+        );
+        return undefined;
+      }) as unknown as http.Agent["createConnection"];
+      byRoute.set(key, agent);
+    }
+    return agent;
+  }
+
+  function forward(
     req: http.IncomingMessage,
     res: http.ServerResponse,
     route: ProxyRoute,
     auth: Authorization & { ok: true },
     path: string,
-  ): Promise<void> {
-    const socket = await dial(route);
-    if ("status" in socket) return refuse(res, socket);
-    track(socket);
-    if (res.destroyed) {
-      socket.destroy();
-      return;
-    }
+  ): void {
     const upstream = http.request({
-      createConnection: () => socket,
+      agent: agentFor(req.socket, route),
       method: req.method,
       path,
       setHost: false,
@@ -160,17 +191,12 @@ export async function startHttpProxy(o: HttpProxyOptions): Promise<HttpProxy> {
       answer.once("error", () => res.destroy());
     });
     upstream.on("error", (err) => {
-      if (!res.headersSent)
-        refuse(res, {
-          status: 502,
-          message: `guest port ${route.guestPort} of sandbox ${route.id} failed the request: ${errText(err)}`,
-        });
+      if (!res.headersSent) refuse(res, refusalFor(err, route, logger));
       else res.destroy();
     });
     // The client went away mid-request or mid-response: the guest connection goes too.
     res.once("close", () => {
       if (!res.writableFinished) upstream.destroy();
-      socket.destroy();
     });
     const hasBody =
       req.headers["content-length"] !== undefined || req.headers["transfer-encoding"] !== undefined;
