@@ -74,6 +74,11 @@ export const policyCommand = defineCommand({
   },
 });
 
+/** `vmm port`'s table output: the host address, then the proxy URL when the daemon has one. */
+export function portText(res: { hostAddress: string; url: string }): string {
+  return `${res.hostAddress}\n${res.url === "" ? "" : `${res.url}\n`}`;
+}
+
 /** `vmm port ID GUEST_PORT`: a host address forwarding to a guest TCP port. */
 export const portCommand = defineCommand({
   names: ["port"],
@@ -98,6 +103,6 @@ export const portCommand = defineCommand({
       .sandbox.exposePort({ id, guestPort: Number(text), protocol: "tcp" }, { signal: ctx.signal });
     if (format === "json" || format === "yaml")
       return { exitCode: 0, stdout: renderMessage(format, ExposePortResponseSchema, res) };
-    return { exitCode: 0, stdout: `${res.hostAddress}\n${res.url === "" ? "" : `${res.url}\n`}` };
+    return { exitCode: 0, stdout: portText(res) };
   },
 });
