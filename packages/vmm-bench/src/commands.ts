@@ -99,7 +99,7 @@ export function nextId(prefix: string): string {
   return `${prefix}${runTag}-${(seq++).toString(36)}`;
 }
 
-function commonParams(o: BenchOptions): Record<string, unknown> {
+export function commonParams(o: BenchOptions): Record<string, unknown> {
   return {
     iterations: o.iterations,
     warmup: o.warmup,
@@ -162,11 +162,14 @@ export function report(
   };
 }
 
-function prefixed(prefix: string, phases: Record<string, PhaseStats>): Record<string, PhaseStats> {
+export function prefixed(
+  prefix: string,
+  phases: Record<string, PhaseStats>,
+): Record<string, PhaseStats> {
   return Object.fromEntries(Object.entries(phases).map(([k, v]) => [`${prefix}.${k}`, v]));
 }
 
-function ratios(
+export function ratios(
   a: Record<string, PhaseStats>,
   b: Record<string, PhaseStats>,
 ): Record<string, PhaseRatio> {
@@ -841,7 +844,7 @@ export async function policyCommand(o: BenchOptions): Promise<BenchReport> {
   );
 }
 
-async function waitReady(sb: DaemonClients["sandbox"], id: string): Promise<void> {
+export async function waitReady(sb: DaemonClients["sandbox"], id: string): Promise<void> {
   for (let i = 0; i < 600; i++) {
     const info = await sb.inspect({ id });
     if (info.state === "ready") return;
@@ -851,7 +854,7 @@ async function waitReady(sb: DaemonClients["sandbox"], id: string): Promise<void
   throw new Error(`${id} not ready after 30 s`);
 }
 
-type Side = readonly [
+export type Side = readonly [
   run: (samples: Samples, timed: boolean) => Promise<unknown>,
   samples: Samples,
 ];
@@ -863,7 +866,8 @@ type Side = readonly [
  * in the background (the kernel freeing a killed VM's memory, the daemon making a spare
  * rootfs) is not billed to another.
  */
-async function interleave(
+/** @private for the other bench modules */
+export async function interleave(
   sides: readonly Side[],
   o: { warmup: number; iterations: number; settleMs: number; signal: AbortSignal },
 ): Promise<void> {

@@ -42,6 +42,12 @@ export interface DaemonOptions {
   readonly opsHttp?: boolean;
   /** Extra node options of the daemon process only (not inherited by its children), e.g. --inspect. */
   readonly nodeArgs?: readonly string[];
+  /** A command the daemon runs under, e.g. ["ip", "netns", "exec", hostNetns]. */
+  readonly wrapper?: readonly string[];
+  /** Whole TOML tables appended to the config, e.g. ["[proxy]", 'listen = "…"']. */
+  readonly extraToml?: readonly string[];
+  /** Environment added to the daemon's (and so fc-sim's), e.g. FC_SIM_GUEST. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /** gRPC clients of one daemon over its Unix socket; `close()` ends the HTTP/2 session. */
@@ -141,6 +147,7 @@ function writeConfig(
       "[golden]",
       `enabled = ${options.golden === true}`,
       ...(options.opsHttp === true ? ["[http]", 'listen = "127.0.0.1:0"'] : []),
+      ...(options.extraToml ?? []),
       "",
     ].join("\n"),
   );
@@ -187,14 +194,18 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess
   if (options.reuseDir === undefined) writeConfig(config, socket, dataDir, options);
   let stderr = "";
   const spawnedAt = performance.now();
-  const child = spawn(
+  const [command, ...args] = [
+    ...(options.wrapper ?? []),
     process.execPath,
-    [...(options.nodeArgs ?? []), DAEMON_BIN, "--config", config],
-    {
-      env: childEnv(),
-      stdio: ["ignore", "ignore", "pipe"],
-    },
-  );
+    ...(options.nodeArgs ?? []),
+    DAEMON_BIN,
+    "--config",
+    config,
+  ];
+  const child = spawn(command!, args, {
+    env: { ...childEnv(), ...options.env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
   child.stderr?.on("data", (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-65536);
   });

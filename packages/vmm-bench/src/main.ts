@@ -18,6 +18,7 @@ import {
 import { apiLoadCommand, idleRssCommand, restartCommand } from "./fleet.js";
 import { DEV_IMAGES_DIR, isSimulated, resolveFirecracker } from "./host.js";
 import { metricsCommand } from "./metrics-scrape.js";
+import { proxyCommand } from "./proxy-bench.js";
 import { type BenchReport, formatRatios, formatTable } from "./report.js";
 
 const HELP = `vmm-bench: vmm benchmarks. JSON (schema vmm-bench/1) on stdout, a summary on stderr.
@@ -36,6 +37,8 @@ Commands:
   golden       Create → ready with golden snapshots off vs on (two daemons); speed-up
   policy       egress policy cost: Create with vs without a policy, UpdateNetworkPolicy
                latency (root; network mode tap in a private namespace)
+  proxy        HTTP through the [proxy] vs the raw ExposePort forwarder, same guest server:
+               requests/s and latency, interleaved (root; network mode tap in a private namespace)
   api-load     N sandboxes; h2load (nghttp2-client) List and Inspect over TCP + token; calls/s
   idle-rss     daemon VmRSS with 0 and --steps idle sandboxes; KiB per sandbox
   restart      N sandboxes; SIGKILL the daemon; new daemon → serving, all ready, Run in each
@@ -64,11 +67,12 @@ Options:
   --create-batch N      api-load, idle-rss, restart: Creates in flight at once (default 4)
   --fc-start-timeout-ms MS  api-load, idle-rss, restart: the daemon's firecracker.start_timeout_ms
                         (default: the daemon's, 3000; raise it on a loaded host where fc-sim starts slowly)
-  --requests N          api-load: h2load -n per method (default 50000)
+  --requests N          api-load: h2load -n per method (default 50000); proxy: requests per
+                        round and side (default 1000)
   --encoding E          api-load: Connect unary json (default) or proto (binary)
   --cpu-profile DIR     api-load: V8 CPU profile of the daemon during each measured h2load run,
                         written to DIR/api-load-<encoding>-<method>.cpuprofile (profiler on: slower)
-  --clients N           api-load: h2load -c (default 8)
+  --clients N           api-load: h2load -c; proxy: keep-alive connections (default 8)
   --streams N           api-load: h2load -m, streams per connection (default 16)
   --steps N,N           idle-rss: sandbox counts to measure at (default 40,100)
   --rss-settle-ms MS    idle-rss: quiet before each RSS reading (default 3000)
@@ -142,7 +146,8 @@ function parse(argv: string[], signal: AbortSignal) {
   if (
     !(command in COMMANDS) &&
     !(FLEET_COMMANDS as readonly string[]).includes(command) &&
-    command !== "restore"
+    command !== "restore" &&
+    command !== "proxy"
   )
     throw new UsageError(`unknown command ${command}`);
   const firecracker =
@@ -211,6 +216,7 @@ function parse(argv: string[], signal: AbortSignal) {
       clients: int("clients", values.clients, 8, 1),
       maxStreams: int("streams", values.streams, 16, 1),
     },
+    proxyRequests: int("requests", values.requests, 1000, 1),
     steps,
     rssSettleMs: int("rss-settle-ms", values["rss-settle-ms"], 3000, 0),
   };
@@ -240,15 +246,21 @@ async function main(argv: string[]): Promise<number> {
     const result: BenchReport =
       command === "restore"
         ? await restoreCommand(options, parsed.checkpointIterations)
-        : command === "api-load"
-          ? await apiLoadCommand(options, parsed.fleet, parsed.apiLoad)
-          : command === "idle-rss"
-            ? await idleRssCommand(options, parsed.fleet, parsed.steps, parsed.rssSettleMs)
-            : command === "restart"
-              ? await restartCommand(options, parsed.fleet)
-              : command === "metrics"
-                ? await metricsCommand(options, parsed.fleet)
-                : await COMMANDS[command as keyof typeof COMMANDS](options);
+        : command === "proxy"
+          ? await proxyCommand({
+              ...options,
+              requests: parsed.proxyRequests,
+              clients: parsed.apiLoad.clients,
+            })
+          : command === "api-load"
+            ? await apiLoadCommand(options, parsed.fleet, parsed.apiLoad)
+            : command === "idle-rss"
+              ? await idleRssCommand(options, parsed.fleet, parsed.steps, parsed.rssSettleMs)
+              : command === "restart"
+                ? await restartCommand(options, parsed.fleet)
+                : command === "metrics"
+                  ? await metricsCommand(options, parsed.fleet)
+                  : await COMMANDS[command as keyof typeof COMMANDS](options);
     process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
     const b = result.backend;
     process.stderr.write(

@@ -25,6 +25,7 @@ import type { Config } from "./config/schema.js";
 import type { MetricsSource } from "./http/metrics-source.js";
 import { imageRootsFromConfig } from "./image-roots.js";
 import { portsFromConfig } from "./ports-config.js";
+import type { ProxyBackend } from "./proxy/http-proxy.js";
 
 /** The sandbox backend the API serves, and how to release it. */
 export interface Backend {
@@ -34,6 +35,8 @@ export interface Backend {
   readonly files?: FilesApi;
   /** What /metrics reads about sandboxes and pools. */
   readonly metricsSource?: MetricsSource;
+  /** What the HTTP proxy (`[proxy]`) reaches exposed ports through. */
+  readonly proxyBackend?: ProxyBackend;
   close(): Promise<void>;
 }
 
@@ -298,6 +301,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
       }),
       observeCreates: (observer) => manager.observeCreates(observer),
     },
+    proxyBackend: manager,
     async close() {
       await manager.close({ stopSandboxes: config.daemon.on_shutdown === "stop" });
       await catalog.then((c) => c.close()).catch(() => {});

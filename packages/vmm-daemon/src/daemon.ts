@@ -3,6 +3,7 @@ import { createContextValues } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import {
   createVmmRoutes,
+  type ExposedPortUrl,
   type FilesApi,
   type HealthStatus,
   type ListenerKind,
@@ -44,6 +45,8 @@ export interface DaemonOptions {
    * at /ui/). Ignored when the listener is off.
    */
   readonly httpMounts?: readonly HttpMount[];
+  /** ExposePortResponse.url (the HTTP proxy, `[proxy]`); absent = empty. */
+  readonly exposedPortUrl?: ExposedPortUrl;
 }
 
 /** A serving daemon. */
@@ -76,6 +79,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
       maxMessageBytes: config.grpc.max_message_bytes,
     },
     checkHost: createHostChecker(config),
+    ...(options.exposedPortUrl && { exposedPortUrl: options.exposedPortUrl }),
   });
   const metrics: VmmMetrics | undefined =
     config.http.listen === ""

@@ -4,9 +4,11 @@ import { renderExampleConfig } from "./config/example-config.js";
 import { ConfigError, loadConfig } from "./config/load-config.js";
 import { printConfig } from "./config/print-config.js";
 import { validateConfig } from "./config/validate-config.js";
+import { createConsoleMount } from "./console/console-mount.js";
 import { startDaemon } from "./daemon.js";
 import { assertSocketFree } from "./listeners.js";
 import { createRootLogger } from "./logger.js";
+import { startConfiguredProxy } from "./proxy/start-proxy.js";
 import { VERSION } from "./version.js";
 
 const HELP = `vmm-daemon ${VERSION}: Firecracker microVM sandboxes over gRPC (sandbox.v1)
@@ -97,6 +99,12 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  const proxy = await startConfiguredProxy(config, backend.proxyBackend, logger).catch(
+    async (err: unknown) => {
+      await backend.close();
+      throw err;
+    },
+  );
   const daemon = await startDaemon({
     config,
     logger,
@@ -104,7 +112,12 @@ async function main(argv: string[]): Promise<number> {
     ...(backend.snapshots && { snapshots: backend.snapshots }),
     ...(backend.files && { files: backend.files }),
     ...(backend.metricsSource && { metricsSource: backend.metricsSource }),
+    ...(proxy && { exposedPortUrl: (id: string, port: number) => proxy.urlFor(id, port) }),
+    ...(config.http.listen !== "" && {
+      httpMounts: [createConsoleMount({ sandboxes: backend.sandboxes, logger })],
+    }),
   }).catch(async (err: unknown) => {
+    await proxy?.close();
     await backend.close();
     throw err;
   });
@@ -120,6 +133,7 @@ async function main(argv: string[]): Promise<number> {
       logger.info({ signal }, "shutting down");
       void (async () => {
         await daemon.stop(config.grpc.shutdown_grace_ms);
+        await proxy?.close();
         await backend.close();
         logger.info("stopped");
         resolve();

@@ -1,23 +1,12 @@
 // The console's e2e environment: a real daemon (vmm-daemon's own composition, createBackend +
-// startDaemon, over fc-sim) in this process, plus the HTTP server the browser talks to.
-//
-// ┌─ TEST GLUE, until the ops HTTP listener ([http] listen, branch opshttp) is merged ──────────┐
-// │ `serveConsole` below stands in for that listener: a node:http server on 127.0.0.1:0 that    │
-// │ checks the bearer token (header, or subprotocol vmm.token.<t> on upgrades), serves the       │
-// │ Connect API under /api (connectNodeAdapter, requestPathPrefix "/api", the daemon's routes)  │
-// │ and offers everything else to the console mount. To switch to the real listener: start the  │
-// │ daemon with [http] listen = "127.0.0.1:0" and auth_token, pass it the mount as              │
-// │ docs/console.md says, and point `url` at the listener's address.                            │
-// └──────────────────────────────────────────────────────────────────────────────────────────────┘
+// startDaemon, over fc-sim) in this process, its ops HTTP listener ([http] listen on loopback,
+// with a token) serving the console mount and /api, as vmm-daemon's main wires them.
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Client, createClient } from "@connectrpc/connect";
-import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
-import { createVmmRoutes } from "@vmm/grpc";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { SandboxService, SandboxSnapshotService } from "@vmm/proto";
 import { createConsoleMount } from "../src/console/console-mount.js";
 import {
@@ -25,7 +14,6 @@ import {
   createRootLogger,
   loadConfig,
   startDaemon,
-  VERSION,
   validateConfig,
 } from "../src/index.js";
 import { FC_SIM_BIN, IMAGES_DIR, processesMatching } from "./sim-daemon.js";
@@ -77,6 +65,8 @@ export async function startConsoleServer(): Promise<ConsoleServer> {
       VMM_DAEMON_ON_SHUTDOWN: "stop",
       VMM_FIRECRACKER_START_TIMEOUT_MS: "30000",
       VMM_AGENT_BOOT_TIMEOUT_MS: "30000",
+      VMM_HTTP_LISTEN: "127.0.0.1:0",
+      VMM_HTTP_AUTH_TOKEN: token,
     });
     validateConfig(loaded);
     const { config } = loaded;
@@ -89,64 +79,26 @@ export async function startConsoleServer(): Promise<ConsoleServer> {
       for (const pid of left) process.kill(pid, "SIGKILL");
       if (left.length > 0) throw new Error(`processes left under ${dataDir}: ${left}`);
     });
+    const consoleMount = createConsoleMount({ sandboxes: backend.sandboxes, logger });
     const daemon = await startDaemon({
       config,
       logger,
       sandboxes: backend.sandboxes,
       ...(backend.snapshots && { snapshots: backend.snapshots }),
       ...(backend.files && { files: backend.files }),
+      ...(backend.metricsSource && { metricsSource: backend.metricsSource }),
+      httpMounts: [consoleMount],
     });
     cleanups.push(() => daemon.stop(1000));
-
-    // ── TEST GLUE (see the header): the ops listener's part ──
-    const { routes, interceptors } = createVmmRoutes({
-      sandboxes: backend.sandboxes,
-      ...(backend.snapshots && { snapshots: backend.snapshots }),
-      ...(backend.files && { files: backend.files }),
-      logger,
-      version: VERSION,
-    });
-    const api = connectNodeAdapter({ routes, interceptors, requestPathPrefix: "/api" });
-    const consoleMount = createConsoleMount({ sandboxes: backend.sandboxes, logger });
-    const authorized = (headers: NodeJS.Dict<string | string[]>) =>
-      headers.authorization === `Bearer ${token}` ||
-      String(headers["sec-websocket-protocol"] ?? "")
-        .split(",")
-        .some((p) => p.trim() === `vmm.token.${token}`);
-    const server = createServer((req, res) => {
-      // The page itself carries no secret: the browser loads it before the user typed a token.
-      if (!req.url?.startsWith("/ui") && !authorized(req.headers)) {
-        res.writeHead(401, { "content-type": "application/json" });
-        res.end(JSON.stringify({ code: "unauthenticated", message: "missing or wrong token" }));
-        return;
-      }
-      if (consoleMount.handleRequest(req, res)) return;
-      if (req.url?.startsWith("/api/")) return api(req, res);
-      res.writeHead(404).end();
-    });
-    server.on("upgrade", (req, sock, head) => {
-      if (!authorized(req.headers)) {
-        sock.end("HTTP/1.1 401 Unauthorized\r\ncontent-length: 0\r\n\r\n");
-        return;
-      }
-      if (!consoleMount.handleUpgrade?.(req, sock, head)) {
-        sock.end("HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
-      }
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    cleanups.push(async () => {
-      await consoleMount.close?.();
-      server.closeAllConnections();
-      await new Promise((r) => server.close(r));
-    });
-    // ── end of TEST GLUE ──
+    const ops = daemon.listeners.find((l) => l.address.startsWith("http:"));
+    if (!ops) throw new Error("the daemon opened no ops HTTP listener");
 
     const transport = createGrpcTransport({
       baseUrl: "http://localhost",
       nodeOptions: { createConnection: () => net.connect(socket) },
     });
     return {
-      url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/ui/`,
+      url: `${ops.address.replace(/^http:/, "http://")}/ui/`,
       token,
       sandboxes: createClient(SandboxService, transport),
       snapshots: createClient(SandboxSnapshotService, transport),

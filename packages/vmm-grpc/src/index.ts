@@ -13,5 +13,6 @@ export type { RedactedPath } from "./redact-interceptor.js";
 export type { VmmRoutesOptions } from "./routes.js";
 export { createVmmRoutes, SERVICE_NAMES } from "./routes.js";
 export type { SandboxApi } from "./sandbox-api.js";
+export type { ExposedPortUrl } from "./sandbox-service.js";
 export type { SnapshotApi } from "./snapshot-api.js";
 export { createUnbuiltSandboxApi } from "./unbuilt-sandbox-api.js";

@@ -15,7 +15,7 @@ import type { Logger } from "./logger.js";
 import { createRedactInterceptor, type RedactedPath } from "./redact-interceptor.js";
 import { ReflectionIndex, registerReflectionService } from "./reflection-service.js";
 import type { SandboxApi } from "./sandbox-api.js";
-import { registerSandboxService } from "./sandbox-service.js";
+import { type ExposedPortUrl, registerSandboxService } from "./sandbox-service.js";
 import type { SnapshotApi } from "./snapshot-api.js";
 import { registerSnapshotService } from "./snapshot-service.js";
 
@@ -37,6 +37,8 @@ export interface VmmRoutesOptions {
   readonly listPaging?: ListPaging;
   /** Host checks behind HostService.CheckHost; absent = UNIMPLEMENTED. */
   readonly checkHost?: HostChecker;
+  /** ExposePortResponse.url of a guest port (the daemon's HTTP proxy); absent = url stays empty. */
+  readonly exposedPortUrl?: ExposedPortUrl;
 }
 
 /** Every service name the daemon serves, as reflection lists them. */
@@ -71,7 +73,7 @@ export function createVmmRoutes(options: VmmRoutesOptions): {
   );
   return {
     routes: (router) => {
-      registerSandboxService(router, options.sandboxes, options.listPaging);
+      registerSandboxService(router, options.sandboxes, options.listPaging, options.exposedPortUrl);
       registerSnapshotService(router, options.snapshots, options.listPaging);
       registerHostService(router, options.checkHost);
       registerFilesService(router, options.files);

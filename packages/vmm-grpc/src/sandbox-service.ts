@@ -22,11 +22,18 @@ import { listProcesses, signalProcess } from "./process-calls.js";
 import type { SandboxApi } from "./sandbox-api.js";
 import { ViewMessages } from "./view-messages.js";
 
-/** Registers sandbox.v1.SandboxService over `sandboxes`; List pages per `paging`. */
+/** The URL under which a sandbox's exposed guest port is served over HTTP (the daemon's proxy). */
+export type ExposedPortUrl = (id: string, guestPort: number) => string;
+
+/**
+ * Registers sandbox.v1.SandboxService over `sandboxes`; List pages per
+ * `paging`; ExposePort answers a URL when `exposedPortUrl` is given.
+ */
 export function registerSandboxService(
   router: ConnectRouter,
   sandboxes: SandboxApi,
   paging: ListPaging = DEFAULT_LIST_PAGING,
+  exposedPortUrl?: ExposedPortUrl,
 ): void {
   const messages = new ViewMessages();
   router.service(pb.SandboxService, {
@@ -86,7 +93,7 @@ export function registerSandboxService(
     async exposePort(req) {
       requireId(req.id);
       const { hostAddress } = await sandboxes.exposePort(req.id, req.guestPort, req.protocol);
-      return { hostAddress, url: "" };
+      return { hostAddress, url: exposedPortUrl?.(req.id, req.guestPort) ?? "" };
     },
 
     async updateNetworkPolicy(req) {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { UsageError } from "../errors.js";
 import { parseFlags } from "../flags.js";
-import { policyFlags, policyFromFlags } from "./network.js";
+import { policyFlags, policyFromFlags, portText } from "./network.js";
 
 const policyOf = (...argv: string[]) => policyFromFlags(parseFlags(policyFlags, argv).values);
 
@@ -26,5 +26,17 @@ describe("policyFromFlags", () => {
 
   it("rejects a value that is not a boolean", () => {
     expect(() => policyOf("--internet=maybe")).toThrow(UsageError);
+  });
+});
+
+describe("portText", () => {
+  it("prints the host address, and the proxy URL on a second line when there is one", () => {
+    expect(portText({ hostAddress: "127.0.0.1:40001", url: "" })).toBe("127.0.0.1:40001\n");
+    expect(
+      portText({
+        hostAddress: "127.0.0.1:40001",
+        url: "http://8080-sb-1.sb.test:8088/?vmm_access_token=t",
+      }),
+    ).toBe("127.0.0.1:40001\nhttp://8080-sb-1.sb.test:8088/?vmm_access_token=t\n");
   });
 });

@@ -74,6 +74,11 @@ export const policyCommand = defineCommand({
   },
 });
 
+/** `vmm port`'s table output: the host address, then the proxy URL when the daemon has one. */
+export function portText(res: { hostAddress: string; url: string }): string {
+  return `${res.hostAddress}\n${res.url === "" ? "" : `${res.url}\n`}`;
+}
+
 /** `vmm port ID GUEST_PORT`: a host address forwarding to a guest TCP port. */
 export const portCommand = defineCommand({
   names: ["port"],
@@ -81,7 +86,9 @@ export const portCommand = defineCommand({
   usage: "port ID GUEST_PORT",
   description:
     "Prints ip:port on the daemon's host that forwards to GUEST_PORT in the sandbox (the same\n" +
-    "address each time for the same port). It lasts until the sandbox stops or is removed.\n\n" +
+    "address each time for the same port). It lasts until the sandbox stops or is removed.\n" +
+    "When the daemon's HTTP proxy is on ([proxy] listen), a second line prints the port's URL,\n" +
+    "which carries the sandbox's access token: share it only with whoever may use the sandbox.\n\n" +
     "Example:\n  curl http://$(vmm port sb-1 8080)/",
   flags: { output: outputFlag(["table", "json", "yaml"]) },
   args: { positionals: ["ID", "GUEST_PORT"], rest: "none", complete: "sandbox" },
@@ -96,6 +103,6 @@ export const portCommand = defineCommand({
       .sandbox.exposePort({ id, guestPort: Number(text), protocol: "tcp" }, { signal: ctx.signal });
     if (format === "json" || format === "yaml")
       return { exitCode: 0, stdout: renderMessage(format, ExposePortResponseSchema, res) };
-    return { exitCode: 0, stdout: `${res.hostAddress}\n` };
+    return { exitCode: 0, stdout: portText(res) };
   },
 });

@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import * as net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { silentLogger } from "./logger.js";
@@ -105,5 +106,34 @@ describe("openTcpForwarder", () => {
     await expect(
       open({ targetPort: 1, port: (server.address() as net.AddressInfo).port }),
     ).rejects.toThrow(/EADDRINUSE/);
+  });
+
+  it("connect() dials the target after beforeConnect; close() cuts its sockets and refuses more", async () => {
+    const server = await echoServer();
+    const port = (server.address() as net.AddressInfo).port;
+    let prepared = 0;
+    const f = await open({
+      targetPort: port,
+      beforeConnect: async () => {
+        prepared++;
+      },
+    });
+    const s = await f.connect();
+    expect(prepared).toBe(1);
+    s.write("ping");
+    const [echo] = await once(s, "data");
+    expect(String(echo)).toBe("ping");
+    const cut = new Promise<void>((r) => s.once("close", () => r()));
+    await f.close();
+    await cut;
+    await expect(f.connect()).rejects.toMatchObject({ code: "ECONNABORTED" });
+    await new Promise<void>((r) => server.close(() => r()));
+    const dead = await open({ targetPort: port });
+    await expect(dead.connect()).rejects.toMatchObject({ code: "ECONNREFUSED" });
+    const paused = await open({
+      targetPort: port,
+      beforeConnect: () => Promise.reject(new Error("paused")),
+    });
+    await expect(paused.connect()).rejects.toThrow("paused");
   });
 });

@@ -5,7 +5,15 @@ import type { Logger } from "./logger.js";
 export interface TcpForwarder {
   /** Where it listens, `ip:port`. */
   readonly address: string;
-  /** Stops listening and cuts the connections it relays. */
+  /**
+   * Dials the target the way a forwarded connection does (`beforeConnect`
+   * first, the same timeout) for an in-process relay such as the HTTP proxy;
+   * the socket is cut by {@link close} like the forwarder's own. Rejects with
+   * `beforeConnect`'s error, or the dial's (ECONNREFUSED, ETIMEDOUT), and
+   * with ECONNABORTED once closed.
+   */
+  connect(): Promise<net.Socket>;
+  /** Stops listening and cuts the connections it relays and the ones {@link connect} made. */
   close(): Promise<void>;
 }
 
@@ -42,6 +50,34 @@ export async function openTcpForwarder(o: TcpForwarderOptions): Promise<TcpForwa
     client.on("error", () => {});
     void relay(client);
   });
+  let closed = false;
+  /** Connects to the target; the socket is tracked (cut by close). */
+  function dial(): Promise<net.Socket> {
+    return new Promise((resolve, reject) => {
+      if (closed) {
+        reject(Object.assign(new Error("the forwarder is closed"), { code: "ECONNABORTED" }));
+        return;
+      }
+      const upstream = net.connect({ host: o.targetHost, port: o.targetPort });
+      track(upstream);
+      upstream.setTimeout(o.connectTimeoutMs ?? 10_000, () =>
+        upstream.destroy(
+          Object.assign(new Error(`connect to ${o.targetHost}:${o.targetPort} timed out`), {
+            code: "ETIMEDOUT",
+          }),
+        ),
+      );
+      const failed = (err: Error) => reject(err);
+      upstream.once("error", failed);
+      upstream.once("connect", () => {
+        upstream.setTimeout(0);
+        upstream.off("error", failed);
+        // Errors after this surface as "close" to whoever uses the socket; none may crash the daemon.
+        upstream.on("error", () => {});
+        resolve(upstream);
+      });
+    });
+  }
   async function relay(client: net.Socket): Promise<void> {
     try {
       await o.beforeConnect?.();
@@ -51,15 +87,21 @@ export async function openTcpForwarder(o: TcpForwarderOptions): Promise<TcpForwa
       return;
     }
     if (client.destroyed) return;
-    const upstream = net.connect({ host: o.targetHost, port: o.targetPort });
-    track(upstream);
-    upstream.setTimeout(o.connectTimeoutMs ?? 10_000, () => upstream.destroy());
-    upstream.once("connect", () => {
-      upstream.setTimeout(0);
-      client.pipe(upstream);
-      upstream.pipe(client);
-      client.resume();
-    });
+    let upstream: net.Socket;
+    try {
+      upstream = await dial();
+    } catch {
+      // A refused or timed-out dial stays a reset for the client, not a hang.
+      client.resetAndDestroy();
+      return;
+    }
+    if (client.destroyed) {
+      upstream.destroy();
+      return;
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.resume();
     // Either side failing ends both: a reset stays a reset, not a hang.
     upstream.on("error", () => client.resetAndDestroy());
     upstream.once("close", () => client.destroy());
@@ -76,10 +118,15 @@ export async function openTcpForwarder(o: TcpForwarderOptions): Promise<TcpForwa
   const host = bound.family === "IPv6" ? `[${bound.address}]` : bound.address;
   return {
     address: `${host}:${bound.port}`,
+    async connect() {
+      await o.beforeConnect?.();
+      return dial();
+    },
     async close() {
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      closed = true;
+      const stopped = new Promise<void>((resolve) => server.close(() => resolve()));
       for (const socket of sockets) socket.destroy();
-      await closed;
+      await stopped;
     },
   };
 }

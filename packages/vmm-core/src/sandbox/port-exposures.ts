@@ -1,4 +1,10 @@
-import { FailedPreconditionError, InvalidArgumentError, UnimplementedError } from "../errors.js";
+import type * as net from "node:net";
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  UnimplementedError,
+} from "../errors.js";
 import { openTcpForwarder, type TcpForwarder } from "../network/tcp-forwarder.js";
 import { errorText, type SandboxContext } from "./context.js";
 import type { Sandbox } from "./sandbox.js";
@@ -68,6 +74,26 @@ export class PortExposures {
       this.#opening.set(key, opening);
     }
     return opening;
+  }
+
+  /**
+   * Connects to an exposed guest port the way its forwarder does (a paused
+   * sandbox is resumed first when `lifecycle.auto_resume` is on), for an
+   * in-process relay: the HTTP proxy. The socket is cut when the exposure
+   * closes (Stop, failure, Remove). Only ports exposed with ExposePort are
+   * reachable. Throws NotFoundError (no such sandbox, or the port is not
+   * exposed), FailedPreconditionError (stopped, or paused with auto_resume
+   * off), or the dial's error (ECONNREFUSED: nothing listens in the guest).
+   */
+  async connect(id: string, guestPort: number): Promise<net.Socket> {
+    const s = this.ctx.registry.get(id);
+    const exposed = s.ports.get(guestPort);
+    if (!exposed?.forwarder) {
+      if (!s.tap)
+        throw new FailedPreconditionError(`sandbox ${s.id} is ${s.state}: it has no network now`);
+      throw new NotFoundError("exposed port", `${guestPort} of sandbox ${s.id}`);
+    }
+    return exposed.forwarder.connect();
   }
 
   /** Reopens the exposures a restarted daemon read from the record (same address when free). */

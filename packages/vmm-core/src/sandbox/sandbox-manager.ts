@@ -1,3 +1,4 @@
+import type { Socket } from "node:net";
 import { BackgroundTasks, type Logger } from "../internal/index.js";
 import type { NetworkPolicy } from "../network/index.js";
 import { Admission, type CommittedUsage } from "./admission.js";
@@ -254,6 +255,15 @@ export class SandboxManager {
   /** A host address forwarding TCP to `guestPort` (the same one for a repeated call). */
   exposePort(id: string, guestPort: number, protocol: string): Promise<PortExposure> {
     return this.#ports.expose(id, guestPort, protocol);
+  }
+
+  /**
+   * A connection to a guest port exposed with ExposePort, through its
+   * forwarder's path (resumes a paused sandbox when auto_resume is on); cut
+   * when the exposure closes. For the daemon's HTTP proxy.
+   */
+  connectExposedPort(id: string, guestPort: number): Promise<Socket> {
+    return this.#ports.connect(id, guestPort);
   }
 
   // ── Snapshots ──────────────────────────────────────────────────────────

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { renderExampleConfig } from "./example-config.js";
 import { ConfigError, lineOf, loadConfig } from "./load-config.js";
 import { envName, type KeySpec, schema } from "./schema.js";
+import { validateConfig } from "./validate-config.js";
 
 const repo = resolve(import.meta.dirname, "../../../..");
 let dir: string | undefined;
@@ -103,6 +104,25 @@ describe("loadConfig", () => {
       g.http2_connection_window_bytes,
       g.http2_max_frame_bytes,
     ]).toEqual([4 << 20, 16 << 20, 1 << 20]);
+  });
+
+  it.each([
+    ['[proxy]\nlisten = "127.0.0.1:8088"\n', "proxy.listen is set but proxy.domain is empty"],
+    ['[proxy]\ndomain = "sb.example.com"\n', "proxy.domain is set but proxy.listen is empty"],
+    ['[proxy]\nlisten = "localhost:8088"\ndomain = "sb.test"\n', 'proxy.listen must be "ip:port"'],
+    ['[proxy]\nlisten = "127.0.0.1:70000"\ndomain = "sb.test"\n', 'proxy.listen must be "ip:port"'],
+    ['[proxy]\nlisten = "127.0.0.1"\ndomain = "sb.test"\n', 'proxy.listen must be "ip:port"'],
+    ['[proxy]\nlisten = "127.0.0.1:80"\ndomain = "sb_x.test"\n', "proxy.domain must be a DNS name"],
+    ['[proxy]\nlisten = "127.0.0.1:80"\ndomain = ".test"\n', "proxy.domain must be a DNS name"],
+    ['[proxy]\nurl_scheme = "ftp"\n', 'proxy.url_scheme must be one of "http"'],
+    ["[proxy]\nurl_port = 65536\n", "proxy.url_port must be an integer from 0 to 65535"],
+  ])("refuses the bad [proxy] %j at load", (toml, message) => {
+    expect(() => validateConfig(loadConfig(file(toml), {}))).toThrow(message);
+  });
+
+  it("accepts a [proxy] with listen and domain", () => {
+    const toml = '[proxy]\nlisten = "[::1]:8088"\ndomain = "Sb.Example.com."\n';
+    expect(() => validateConfig(loadConfig(file(toml), {}))).not.toThrow();
   });
 
   it("names env variables by section and key", () => {

@@ -360,6 +360,33 @@ export const schema = {
       "Address ExposePort's TCP forwarders listen on (each on an ephemeral port); 0.0.0.0 makes exposed guest ports reachable from other machines. docs/networking.md.",
     ),
   },
+  proxy: {
+    listen: str(
+      "",
+      'HTTP reverse proxy for exposed ports, "ip:port" (e.g. "127.0.0.1:8088", "0.0.0.0:80"); empty = off. It routes Host <guest port>-<sandbox id>.<domain> to that port of the sandbox, only for ports exposed with ExposePort, and requires the API token (grpc.auth_token) or the sandbox\'s access token. docs/networking.md, "HTTP proxy".',
+    ),
+    domain: str(
+      "",
+      'Domain under which sandbox ports are named (required with listen), e.g. "sandbox.example.com": a wildcard DNS record *.sandbox.example.com must point at this host.',
+    ),
+    url_scheme: oneOf(
+      "http",
+      ["http", "https"],
+      'Scheme of the URLs ExposePort answers: "https" when a TLS terminator in front of the proxy serves them (the proxy itself speaks plain HTTP/1.1).',
+    ),
+    url_port: int(
+      0,
+      0,
+      65535,
+      "Port in the URLs ExposePort answers (left out when it is the scheme's default); 0 = the proxy's listen port with http, 443 with https.",
+    ),
+    max_connections: int(
+      4096,
+      1,
+      1_000_000,
+      "Client connections the proxy holds at once (WebSockets included); more are closed at once.",
+    ),
+  },
   lifecycle: {
     auto_pause_seconds: int(
       0,

@@ -1,4 +1,5 @@
 import { isLoopbackHost, parseListenAddress } from "../http/listen-address.js";
+import { proxyFromConfig } from "../proxy/proxy-config.js";
 import { resolveGroup } from "../socket-group.js";
 import { ConfigError, type LoadedConfig } from "./load-config.js";
 
@@ -54,6 +55,7 @@ export function validateConfig({ config }: LoadedConfig): void {
   if (config.defaults.memory_mib > config.limits.max_memory_mib_per_sandbox) {
     throw new ConfigError("defaults.memory_mib is larger than limits.max_memory_mib_per_sandbox");
   }
+  proxyFromConfig(config);
   // <data_dir>/sandboxes/<id, at most 48 chars>/vsock.sock_<agent port> must fit in sun_path.
   const longest =
     Buffer.byteLength(config.firecracker.data_dir) +

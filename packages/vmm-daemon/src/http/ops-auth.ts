@@ -1,5 +1,6 @@
 import { createHash, timingSafeEqual } from "node:crypto";
 import type { IncomingMessage } from "node:http";
+import { isLoopbackHost } from "./listen-address.js";
 
 /** WebSocket subprotocol prefix that carries the token (browsers cannot set headers on upgrades). */
 export const TOKEN_SUBPROTOCOL_PREFIX = "vmm.token.";
@@ -18,11 +19,14 @@ export interface OpsAuth {
  * offered subprotocols. Comparisons take constant time (SHA-256 of both
  * sides, then timingSafeEqual): the token's length and prefix do not leak.
  * Without a token (config refuses that unless the listener is loopback-only)
- * everything is allowed.
+ * every request whose `Host` is a loopback name is allowed, and no other: a
+ * web page the user visits could otherwise point its own DNS name at
+ * 127.0.0.1 (DNS rebinding) and drive the API from the user's browser.
  */
 export function createOpsAuth(token: string | undefined): OpsAuth {
   if (token === undefined || token === "") {
-    return { allowsRequest: () => true, allowsUpgrade: () => true };
+    const local = (req: IncomingMessage) => isLoopbackHost(hostnameOf(req.headers.host ?? ""));
+    return { allowsRequest: local, allowsUpgrade: local };
   }
   const expected = digest(token);
   const matches = (candidate: string) => timingSafeEqual(digest(candidate), expected);
@@ -47,6 +51,13 @@ export function createOpsAuth(token: string | undefined): OpsAuth {
       return ok;
     },
   };
+}
+
+/** The host name of a Host header: `[::1]:80` → `::1`, `localhost:80` → `localhost`. */
+function hostnameOf(host: string): string {
+  const bracketed = /^\[([^\]]*)\](?::\d*)?$/.exec(host);
+  if (bracketed) return bracketed[1]!;
+  return host.replace(/:\d*$/, "").toLowerCase();
 }
 
 function digest(s: string): Buffer {

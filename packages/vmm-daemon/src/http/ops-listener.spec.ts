@@ -12,6 +12,9 @@ const limits = {
   idleTimeoutMs: 5000,
   requestTimeoutMs: 5000,
   maxConcurrentStreams: 16,
+  streamWindowBytes: 65_535,
+  connectionWindowBytes: 65_535,
+  maxFrameBytes: 16_384,
 };
 
 /** A mount that takes /ui/… requests and /ui/ws upgrades, and records what reached it. */
@@ -121,7 +124,8 @@ describe("listenOps", () => {
   it("offers only authenticated requests to the mounts, in order, and 404s what none takes", async () => {
     const m = testMount();
     const base = await start({ token: TOKEN, mounts: [m.mount] });
-    expect((await fetch(`${base}/ui/`)).status).toBe(401);
+    expect((await fetch(`${base}/elsewhere`)).status).toBe(401);
+    expect((await fetch(`${base}/ui/`, { method: "POST" })).status).toBe(401);
     expect(m.seen).toEqual([]);
     const ok = await fetch(`${base}/ui/`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect([ok.status, await ok.text()]).toEqual([200, "console"]);
@@ -130,6 +134,36 @@ describe("listenOps", () => {
     });
     expect(other.status).toBe(404);
     expect(m.seen).toEqual(["request /ui/", "request /elsewhere"]);
+  });
+
+  it("serves the console's page (GET /ui/…) without a token: it holds no secret", async () => {
+    const m = testMount();
+    const base = await start({ token: TOKEN, mounts: [m.mount] });
+    const page = await fetch(`${base}/ui/`);
+    expect([page.status, await page.text()]).toEqual([200, "console"]);
+    expect((await fetch(`${base}/ui/x.js`, { method: "HEAD" })).status).toBe(200);
+    expect(await upgrade(base, "/ui/ws", {})).toBe(401); // the terminal is not public
+  });
+
+  it("without a token, refuses a Host that is not a loopback name (DNS rebinding)", async () => {
+    const m = testMount();
+    const base = await start({ mounts: [m.mount] });
+    const port = new URL(base).port;
+    const status = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        http
+          .get(`${base}/metrics`, { headers: { host } }, (res) => {
+            res.resume();
+            resolve(res.statusCode!);
+          })
+          .on("error", reject);
+      });
+    expect(await status(`localhost:${port}`)).toBe(200);
+    expect(await status(`127.0.0.1:${port}`)).toBe(200);
+    expect(await status(`[::1]:${port}`)).toBe(200);
+    expect(await status(`attacker.example:${port}`)).toBe(401);
+    expect(await status(`127.0.0.1.attacker.example`)).toBe(401);
+    expect(await upgrade(base, "/ui/ws", { host: "attacker.example" })).toBe(401);
   });
 
   it("authenticates upgrades by header or subprotocol before a mount sees them", async () => {

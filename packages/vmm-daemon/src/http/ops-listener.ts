@@ -29,6 +29,17 @@ export interface OpsListenOptions {
   readonly logger: Logger;
 }
 
+/**
+ * The console's page and assets load without a token: the browser needs the
+ * page to ask the user for one, and it holds no secret (every API call and
+ * the terminal's WebSocket are authenticated).
+ */
+function isPublicPage(req: http.IncomingMessage, path: string): boolean {
+  return (
+    (req.method === "GET" || req.method === "HEAD") && (path === "/ui" || path.startsWith("/ui/"))
+  );
+}
+
 const UNAUTHORIZED_BODY =
   "missing or invalid bearer token: send Authorization: Bearer <http.auth_token>\n";
 
@@ -54,7 +65,7 @@ export async function listenOps(options: OpsListenOptions): Promise<Listener> {
       text(res, why === undefined ? 200 : 503, why === undefined ? "ok\n" : `not ready: ${why}\n`);
       return;
     }
-    if (!auth.allowsRequest(req)) {
+    if (!auth.allowsRequest(req) && !isPublicPage(req, path)) {
       res.setHeader("www-authenticate", 'Bearer realm="vmm"');
       text(res, 401, UNAUTHORIZED_BODY);
       return;

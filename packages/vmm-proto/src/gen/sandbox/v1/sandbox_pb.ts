@@ -489,7 +489,10 @@ export type ExposePortResponse = Message<"sandbox.v1.ExposePortResponse"> & {
   hostAddress: string;
 
   /**
-   * url is set when the HTTP proxy is on (not in this daemon yet: empty).
+   * url is set when the daemon's HTTP proxy is on ([proxy] listen):
+   * <scheme>://<guest_port>-<id>.<domain>[:port]/?vmm_access_token=<token>,
+   * the token being the sandbox's access token (docs/networking.md); empty
+   * when the proxy is off.
    *
    * @generated from field: string url = 2;
    */
