@@ -64,9 +64,10 @@ export interface JailerLauncher extends FirecrackerLauncher {
 /**
  * Launches Firecracker under the jailer (chroot, uid/gid, cgroups, netns). The API socket and every
  * relative API path resolve in the chroot root `<chrootBaseDir>/<exec basename>/<id>/root`
- * (`FirecrackerProcess.rootDir`); place files there with `linkIntoJail`. Without daemonize/new-pid-ns
- * the jailer execs Firecracker in place (our child is Firecracker); otherwise the pid comes from
- * `<root>/<exec>.pid` and is watched by polling /proc. A stale jail (no live process, no live API
+ * (`FirecrackerProcess.rootDir`); place files there with `linkIntoJail`. Without new-pid-ns the
+ * jailer execs Firecracker in place, also with daemonize (our child is Firecracker); with new-pid-ns
+ * the pid comes from `<root>/<exec>.pid`, the only case the jailer writes it, and is watched by
+ * polling /proc. A stale jail (no live process, no live API
  * socket) is removed before launch; a live one is refused. Cleanup removes the jail dir and the
  * VM's cgroup dir.
  */
@@ -140,7 +141,9 @@ export function createJailerLauncher(options: JailerLauncherOptions): JailerLaun
               : resolve(workDir, launch.consoleLogPath),
           consoleLogMaxBytes: launch.consoleLogMaxBytes ?? 1024 * 1024,
           startTimeoutMs: launch.startTimeoutMs ?? 3000,
-          pidFile: options.daemonize || options.newPidNs ? pidFile : undefined,
+          // jailer v1.0.0 writes the pid file only for --new-pid-ns (its parent exits there); with
+          // --daemonize alone it calls setsid() and execs in place.
+          pidFile: options.newPidNs ? pidFile : undefined,
           recordedPidFile: pidFile,
           sigtermWorks: !options.newPidNs,
           // The real jailer's --daemonize calls setsid() and aborts when that fails (EPERM for a
