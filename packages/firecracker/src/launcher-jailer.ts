@@ -1,4 +1,4 @@
-import { readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { basename, isAbsolute, resolve } from "node:path";
 import { FirecrackerLaunchError } from "./errors.js";
 import { adoptProcess } from "./internal/adopt-process.js";
@@ -93,6 +93,8 @@ export function createJailerLauncher(options: JailerLauncherOptions): JailerLaun
       checkUnixSocketPath(apiSocketPath, `API socket of jailed firecracker ${launch.id}`);
       const pidFile = resolve(rootDir, `${exec}.pid`);
       await removeStaleJail(jailDir, pidFile, apiSocketPath, launch.id);
+      // jailer v1.0.0 panics (SIGABRT, "Failed to canonicalize path") on a missing base dir.
+      await mkdir(chrootBaseDir, { recursive: true, mode: 0o700 });
 
       const cgroups = { ...options.cgroups, ...launch.cgroups };
       const args = [

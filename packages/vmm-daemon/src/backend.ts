@@ -229,6 +229,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     runtime: {
       launcher,
       apiTimeoutMs: f.api_timeout_ms,
+      ...(j.enabled && { jailOwner: { uid: j.uid, gid: j.gid } }),
       launchDefaults: {
         binaryPath: fc.path,
         env: firecrackerEnv(fc.simulated),
