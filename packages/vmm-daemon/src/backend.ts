@@ -311,9 +311,10 @@ async function firecrackerVersion(binary: string): Promise<string> {
   return m[1]!;
 }
 
-function chooseJailer(binary: string): string {
+/** Resolves `firecracker.jailer.binary` (a path or PATH name). @throws ConfigError when absent */
+export function chooseJailer(binary: string): string {
   const path = isAbsolute(binary) ? binary : findOnPath(binary);
-  if (!path)
+  if (!path || !existsSync(path))
     throw new ConfigError(
       `firecracker.jailer.binary ${JSON.stringify(binary)} not found; install the jailer of the same Firecracker release`,
     );
