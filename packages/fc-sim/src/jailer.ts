@@ -68,8 +68,9 @@ function applyCgroups(a: ReturnType<typeof parseJailerArgs>, execName: string): 
  * Runs the jailer stand-in (see README.md): builds the jail layout, then runs the
  * exec file (fc-sim) with cwd = the jail root (no chroot), as uid:gid when node is
  * reachable for that uid, inside `--netns` via nsenter, with limits via prlimit.
- * Without --daemonize/--new-pid-ns it behaves like `exec`: inherits stdio, forwards
- * signals and mirrors the child's exit code or signal.
+ * Without --new-pid-ns it behaves like `exec` (as the real jailer does, also with --daemonize,
+ * which only redirects stdio): forwards signals and mirrors the child's exit code or signal.
+ * With --new-pid-ns it writes the child's pid to `<root>/<exec>.pid` and exits.
  */
 export async function runJailer(argv: readonly string[]): Promise<void> {
   let a: ReturnType<typeof parseJailerArgs>;
@@ -107,7 +108,7 @@ export async function runJailer(argv: readonly string[]): Promise<void> {
     dirname(resolve(a.execFile)),
     "../../../guest/agent/build/vmm-agent",
   );
-  env.FC_SIM_EXIT_WITH_PARENT = a.daemonize || a.newPidNs ? "0" : "1";
+  env.FC_SIM_EXIT_WITH_PARENT = a.newPidNs ? "0" : "1";
   const limits = a.resourceLimits.length > 0 ? a.resourceLimits : ["no-file=2048"];
   let cmd: string[] = [
     jailedExec,
@@ -125,7 +126,7 @@ export async function runJailer(argv: readonly string[]): Promise<void> {
       `node (${process.execPath}) is not reachable for uid ${a.uid}; running as the current user`,
     );
   }
-  const detach = a.daemonize || a.newPidNs;
+  const detach = a.newPidNs;
   const child = spawn(cmd[0] ?? "", cmd.slice(1), {
     cwd: root,
     env,

@@ -38,8 +38,8 @@ export {
   FirecrackerError,
   FirecrackerLaunchError,
 } from "./errors.js";
-export type { JailFile, JailPaths } from "./jail-files.js";
-export { jailPaths, linkIntoJail } from "./jail-files.js";
+export type { JailExport, JailFile, JailPaths } from "./jail-files.js";
+export { jailPaths, linkIntoJail, linkOutOfJail } from "./jail-files.js";
 // Launchers: start Firecracker directly or under the jailer.
 export type {
   AdoptTarget,

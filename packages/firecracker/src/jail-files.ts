@@ -1,4 +1,4 @@
-import { chmod, chown, constants, copyFile, link, lstat, mkdir } from "node:fs/promises";
+import { chmod, chown, constants, copyFile, link, lstat, mkdir, realpath } from "node:fs/promises";
 import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
 import { FirecrackerLaunchError } from "./errors.js";
 
@@ -65,6 +65,56 @@ export async function linkIntoJail(
       await chown(target, owner.uid, owner.gid);
       const mode = (await lstat(target)).mode;
       if ((mode & 0o077) !== 0) await chmod(target, mode & 0o700);
+    }
+  }
+}
+
+/** One file to take out of a jail. */
+export interface JailExport {
+  /** Path inside the jail, relative to its root (e.g. `vmstate`, `snap/mem`). */
+  source: string;
+  /** Host path it is placed at (its directory must exist). */
+  target: string;
+}
+
+/**
+ * Takes files Firecracker wrote in a jail (snapshot vmstate and memory) out to host paths: hard
+ * link when the jail and the target share a filesystem, else a reflink-or-copy, never through a
+ * symlink. A jailed Firecracker is untrusted: a source that is not a regular file, or whose real
+ * path leaves the jail root (a symlinked directory), is refused, so it cannot make the daemon
+ * link or copy a host file. With `owner`, the target is chowned to it and made owner-only
+ * (a hard link shares its inode: the jail's name changes owner too; take files out only after
+ * Firecracker is done with them).
+ */
+export async function linkOutOfJail(
+  rootDir: string,
+  files: readonly JailExport[],
+  owner?: { uid: number; gid: number },
+): Promise<void> {
+  const realRoot = await realpath(rootDir);
+  for (const f of files) {
+    const source = resolve(rootDir, f.source);
+    const rel = relative(rootDir, source);
+    if (isAbsolute(f.source) || rel.startsWith("..") || rel === "") {
+      throw new FirecrackerLaunchError(
+        `jail file source ${JSON.stringify(f.source)} must be a path relative to the jail root ${rootDir}`,
+      );
+    }
+    const real = await realpath(source);
+    const st = await lstat(source);
+    if (!st.isFile() || relative(realRoot, real).startsWith("..")) {
+      throw new FirecrackerLaunchError(
+        `jail file ${source} is not a regular file inside the jail (a symlink or special file written by the jailed Firecracker?); refusing to take it out`,
+      );
+    }
+    await link(real, f.target).catch(async (err: NodeJS.ErrnoException) => {
+      if (err.code !== "EXDEV" && err.code !== "EPERM") throw err;
+      await copyFile(real, f.target, constants.COPYFILE_FICLONE);
+    });
+    if (owner) {
+      await chown(f.target, owner.uid, owner.gid);
+      const mode = (await lstat(f.target)).mode;
+      if ((mode & 0o077) !== 0) await chmod(f.target, mode & 0o700);
     }
   }
 }

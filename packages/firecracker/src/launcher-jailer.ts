@@ -1,4 +1,4 @@
-import { readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { basename, isAbsolute, resolve } from "node:path";
 import { FirecrackerLaunchError } from "./errors.js";
 import { adoptProcess } from "./internal/adopt-process.js";
@@ -64,9 +64,10 @@ export interface JailerLauncher extends FirecrackerLauncher {
 /**
  * Launches Firecracker under the jailer (chroot, uid/gid, cgroups, netns). The API socket and every
  * relative API path resolve in the chroot root `<chrootBaseDir>/<exec basename>/<id>/root`
- * (`FirecrackerProcess.rootDir`); place files there with `linkIntoJail`. Without daemonize/new-pid-ns
- * the jailer execs Firecracker in place (our child is Firecracker); otherwise the pid comes from
- * `<root>/<exec>.pid` and is watched by polling /proc. A stale jail (no live process, no live API
+ * (`FirecrackerProcess.rootDir`); place files there with `linkIntoJail`. Without new-pid-ns the
+ * jailer execs Firecracker in place, also with daemonize (our child is Firecracker); with new-pid-ns
+ * the pid comes from `<root>/<exec>.pid`, the only case the jailer writes it, and is watched by
+ * polling /proc. A stale jail (no live process, no live API
  * socket) is removed before launch; a live one is refused. Cleanup removes the jail dir and the
  * VM's cgroup dir.
  */
@@ -92,6 +93,8 @@ export function createJailerLauncher(options: JailerLauncherOptions): JailerLaun
       checkUnixSocketPath(apiSocketPath, `API socket of jailed firecracker ${launch.id}`);
       const pidFile = resolve(rootDir, `${exec}.pid`);
       await removeStaleJail(jailDir, pidFile, apiSocketPath, launch.id);
+      // jailer v1.0.0 panics (SIGABRT, "Failed to canonicalize path") on a missing base dir.
+      await mkdir(chrootBaseDir, { recursive: true, mode: 0o700 });
 
       const cgroups = { ...options.cgroups, ...launch.cgroups };
       const args = [
@@ -140,7 +143,9 @@ export function createJailerLauncher(options: JailerLauncherOptions): JailerLaun
               : resolve(workDir, launch.consoleLogPath),
           consoleLogMaxBytes: launch.consoleLogMaxBytes ?? 1024 * 1024,
           startTimeoutMs: launch.startTimeoutMs ?? 3000,
-          pidFile: options.daemonize || options.newPidNs ? pidFile : undefined,
+          // jailer v1.0.0 writes the pid file only for --new-pid-ns (its parent exits there); with
+          // --daemonize alone it calls setsid() and execs in place.
+          pidFile: options.newPidNs ? pidFile : undefined,
           recordedPidFile: pidFile,
           sigtermWorks: !options.newPidNs,
           // The real jailer's --daemonize calls setsid() and aborts when that fails (EPERM for a

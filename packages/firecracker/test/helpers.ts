@@ -1,6 +1,14 @@
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { copyFileSync, existsSync, linkSync, mkdtempSync, rmSync } from "node:fs";
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  linkSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+} from "node:fs";
 import { delimiter, dirname, join, resolve } from "node:path";
 import { onTestFinished } from "vitest";
 import { type FirecrackerProcess, MINIMAL_FIRECRACKER_ENV } from "../src/index.js";
@@ -89,3 +97,16 @@ export function uniqueId(prefix = "t"): string {
 }
 
 export const isRoot = process.getuid?.() === 0;
+
+/**
+ * True when /dev/kvm cannot be opened read-write: then a real Firecracker's InstanceStart (and
+ * snapshot load) fails with "Kvm error"; everything before it works.
+ */
+export function kvmUnusable(): boolean {
+  try {
+    closeSync(openSync("/dev/kvm", "r+"));
+    return false;
+  } catch {
+    return true;
+  }
+}

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseCLI } from "./cli.js";
+import { clientVersion } from "./commands/version.js";
 import { UsageError } from "./errors.js";
 
 function command(argv: string[]) {
@@ -51,6 +52,11 @@ describe("parseCLI", () => {
     ]) {
       expect(parseCLI(argv).kind).toBe("help");
     }
+  });
+  it("prints the client's version for --version, without a daemon", () => {
+    expect(parseCLI(["--version"])).toEqual({ kind: "help", text: `vmm ${clientVersion}\n` });
+    expect(clientVersion).toMatch(/^\d+\.\d+\.\d+/);
+    expect(() => parseCLI(["--version", "--bogus"])).toThrow(UsageError);
   });
   it("does not take -h after -- as help", () => {
     expect(command(["run", "id", "--", "ls", "-h"]).args.rest).toEqual(["ls", "-h"]);

@@ -7,6 +7,7 @@ import {
 } from "./client.js";
 import type { CommandContext, CommandDefinition, CommandResult, Io } from "./command.js";
 import { commands } from "./commands/index.js";
+import { clientVersion } from "./commands/version.js";
 import { globalFlags } from "./common-flags.js";
 import { UsageError } from "./errors.js";
 import { describeError, ExitCode } from "./exit-codes.js";
@@ -53,6 +54,9 @@ export function parseCLI(argv: readonly string[]): ParsedCommandLine {
 
   if (words.length === 0) {
     if (restArgv.length === 0 || wantsHelp) return { kind: "help", text: topHelp() };
+    // `vmm --version`: the client's version only, without calling the daemon (`vmm version` does).
+    if (restArgv.length === 1 && restArgv[0] === "--version")
+      return { kind: "help", text: `vmm ${clientVersion}\n` };
     // Only flags: still check them, so "vmm --bogus" is a usage error.
     parseFlags(globalFlags, restArgv);
     throw new UsageError("missing command");
@@ -248,7 +252,8 @@ ${rows.map(([n, s]) => `  ${n.padEnd(width)}   ${s}`).join("\n")}
 Global flags:
 ${formatFlagHelp(globalFlags)}
 
-Ids may be given as a unique prefix. Run 'vmm COMMAND --help' for a command's flags.
+Ids may be given as a unique prefix. Run 'vmm COMMAND --help' for a command's flags;
+'vmm --version' prints this client's version, 'vmm version' the daemon's too.
 
 ${exitCodeHelp}
 `;

@@ -22,7 +22,7 @@ export {
   UnimplementedError,
   VmmError,
 } from "./errors.js";
-export type { HostCheck, HostCheckInputs, KvmProbe } from "./host/index.js";
+export type { HostCheck, HostCheckInputs, JailerCheckInputs, KvmProbe } from "./host/index.js";
 export { probeKvm, runHostChecks } from "./host/index.js";
 export type { Logger } from "./internal/index.js";
 /** Longest sandbox or snapshot id the daemon accepts. */

@@ -235,6 +235,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     runtime: {
       launcher,
       apiTimeoutMs: f.api_timeout_ms,
+      ...(j.enabled && { jailOwner: { uid: j.uid, gid: j.gid } }),
       launchDefaults: {
         binaryPath: fc.path,
         env: firecrackerEnv(fc.simulated),
@@ -326,9 +327,10 @@ async function firecrackerVersion(binary: string): Promise<string> {
   return m[1]!;
 }
 
-function chooseJailer(binary: string): string {
+/** Resolves `firecracker.jailer.binary` (a path or PATH name). @throws ConfigError when absent */
+export function chooseJailer(binary: string): string {
   const path = isAbsolute(binary) ? binary : findOnPath(binary);
-  if (!path)
+  if (!path || !existsSync(path))
     throw new ConfigError(
       `firecracker.jailer.binary ${JSON.stringify(binary)} not found; install the jailer of the same Firecracker release`,
     );

@@ -1,6 +1,6 @@
 import { dirname } from "node:path";
 import { type HostCheck, type HostCheckInputs, resolveImage, runHostChecks } from "@vmm/core";
-import { chooseFirecracker } from "./backend.js";
+import { chooseFirecracker, chooseJailer } from "./backend.js";
 import type { Config } from "./config/schema.js";
 import { imageRootsFromConfig } from "./image-roots.js";
 
@@ -23,7 +23,20 @@ export async function hostCheckInputs(config: Config): Promise<HostCheckInputs> 
   const j = config["firecracker.jailer"];
   return {
     firecracker: fc,
-    ...(j.enabled && { jailer: j.binary }),
+    ...(j.enabled && {
+      jailer: {
+        binary: (() => {
+          try {
+            return { path: chooseJailer(j.binary) };
+          } catch (err) {
+            return { error: (err as Error).message };
+          }
+        })(),
+        chrootBaseDir: j.chroot_base_dir,
+        uid: j.uid,
+        gid: j.gid,
+      },
+    }),
     kernel: await image(config.defaults.kernel, "defaults.kernel"),
     rootfs: await image(config.defaults.rootfs, "defaults.rootfs"),
     init: /(?:^|\s)init=(\S+)/.exec(config.defaults.boot_args)?.[1] ?? "/sbin/init",
@@ -47,6 +60,7 @@ export async function checkHost(
   const swaps: Array<[string, string]> = [
     [imagesDir, "<images_dir>"],
     [config.firecracker.data_dir, "<data_dir>"],
+    [config["firecracker.jailer"].chroot_base_dir, "<chroot_base_dir>"],
     ...("path" in inputs.firecracker
       ? [[dirname(inputs.firecracker.path), "<bin>"] as [string, string]]
       : []),

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -68,6 +68,35 @@ describe("host checks", () => {
     );
     expect(stdout).toMatch(
       /^\d+ check\(s\) failed: sandboxes cannot run as configured on this host$/m,
+    );
+  });
+
+  it("--check-host says whether the jailer is configured and usable", async () => {
+    const jailerBin = process.env.JAILER_BIN ?? join(dir, "jailer");
+    if (!process.env.JAILER_BIN) {
+      writeFileSync(jailerBin, "#!/bin/sh\necho 'Jailer v1.14.2'\n", { mode: 0o755 });
+    }
+    const off = await checkHost(env);
+    expect(off.stdout).toMatch(/^ok {4}jailer: not enabled \(fc-sim/m);
+    const jailed = {
+      ...env,
+      VMM_FIRECRACKER_JAILER_ENABLED: "true",
+      VMM_FIRECRACKER_JAILER_BINARY: jailerBin,
+      VMM_FIRECRACKER_JAILER_CHROOT_BASE_DIR: join(dir, "jail"),
+    };
+    const on = await checkHost(jailed);
+    const line = new RegExp(
+      `^(ok|WARN) +jailer: ${jailerBin}: jailer \\d+\\.\\d+\\.\\d+, uid/gid 10000/10000, chroot_base_dir ${join(dir, "jail")}`,
+      "m",
+    );
+    expect(on.stdout).toMatch(line);
+    const missing = await checkHost({
+      ...jailed,
+      VMM_FIRECRACKER_JAILER_BINARY: join(dir, "no-jailer"),
+    });
+    expect(missing.code).toBe(1);
+    expect(missing.stdout).toMatch(
+      /^FAIL {2}jailer: firecracker\.jailer\.binary .*no-jailer" not found/m,
     );
   });
 

@@ -61,6 +61,7 @@ describe("runHostChecks", () => {
     expect(checks.map((c) => c.name)).toEqual([
       "kvm",
       "firecracker",
+      "jailer",
       "kernel",
       "rootfs",
       "network tools",
@@ -78,6 +79,11 @@ describe("runHostChecks", () => {
     expect(byName(checks, "firecracker")).toMatchObject({
       status: "ok",
       detail: expect.stringMatching(/1\.14\.2/),
+    });
+    // Off with a real Firecracker: the production recommendation, as a warning.
+    expect(byName(checks, "jailer")).toMatchObject({
+      status: "warn",
+      detail: expect.stringMatching(/^not enabled/),
     });
     expect(byName(checks, "kernel")?.status).toBe("ok");
     expect(byName(checks, "rootfs")).toMatchObject({

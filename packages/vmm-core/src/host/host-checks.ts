@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { access, constants, readFile, statfs } from "node:fs/promises";
+import { access, readFile, statfs } from "node:fs/promises";
 import { dirname } from "node:path";
 import { promisify } from "node:util";
 import { generateId, ID_MAX_LENGTH } from "../internal/ids.js";
@@ -11,6 +11,7 @@ import {
   MAX_SOCKET_PATH_BYTES,
   maxSandboxIdLength,
 } from "../storage/sandbox-dir.js";
+import { checkJailer, type JailerCheckInputs } from "./jailer-check.js";
 import { probeKvm } from "./kvm-probe.js";
 
 const run = promisify(execFile);
@@ -30,8 +31,8 @@ export interface HostCheckInputs {
   readonly firecracker:
     | { readonly path: string; readonly simulated: boolean }
     | { readonly error: string };
-  /** The jailer binary, when the jailer is enabled. */
-  readonly jailer?: string;
+  /** `[firecracker.jailer]`, when the jailer is enabled. */
+  readonly jailer?: JailerCheckInputs;
   /** The default kernel and rootfs images, resolved; undefined when they do not resolve (`error`). */
   readonly kernel: { readonly path?: string; readonly error?: string };
   readonly rootfs: { readonly path?: string; readonly error?: string };
@@ -59,7 +60,7 @@ export async function runHostChecks(inputs: HostCheckInputs): Promise<HostCheck[
   const checks: Array<[string, () => Promise<Omit<HostCheck, "name">>]> = [
     ["kvm", () => kvm(inputs)],
     ["firecracker", () => firecracker(inputs)],
-    ...(inputs.jailer ? [jailerCheck(inputs.jailer)] : []),
+    ["jailer", () => jailer(inputs)],
     ["kernel", () => kernel(inputs)],
     ["rootfs", () => rootfs(inputs)],
     ["network tools", () => networkTools(inputs.network)],
@@ -160,14 +161,17 @@ async function firecracker(inputs: HostCheckInputs): Promise<Finding> {
   return { status: "ok", detail: `${path}: Firecracker ${version}` };
 }
 
-const jailerCheck = (path: string): [string, () => Promise<Finding>] => [
-  "jailer",
-  () => jailer(path),
-];
-
-async function jailer(path: string): Promise<Finding> {
-  await access(path, constants.X_OK);
-  return { status: "ok", detail: `${path}: jailer ${await versionOf(path)}` };
+async function jailer(inputs: HostCheckInputs): Promise<Finding> {
+  const fc = inputs.firecracker;
+  const sim = simulated(inputs);
+  return checkJailer({
+    jailer: inputs.jailer,
+    firecrackerVersion:
+      "path" in fc && !sim ? await versionOf(fc.path).catch(() => undefined) : undefined,
+    simulated: sim,
+    dataDir: inputs.dataDir,
+    kernelPath: inputs.kernel.path,
+  });
 }
 
 async function versionOf(path: string): Promise<string> {

@@ -10,6 +10,14 @@ import type {
 import type { TapSlot } from "../network/index.js";
 import type { SandboxDir } from "../storage/index.js";
 import { firecrackerCallError } from "./firecracker-errors.js";
+import {
+  isJailed,
+  JAILED_KERNEL,
+  type JailOwner,
+  snapshotOutOfJail,
+  stageDiskFiles,
+  stageKernel,
+} from "./jail-staging.js";
 
 /** What to boot: everything Firecracker needs, with paths relative to the sandbox dir. */
 export interface BootSpec {
@@ -52,6 +60,11 @@ export interface VmmRuntime {
   readonly launchDefaults: Omit<LaunchOptions, "workDir" | "id" | "netns" | "cleanupPaths">;
   /** Deadline of one Firecracker API call, ms. */
   readonly apiTimeoutMs: number;
+  /**
+   * The jail uid/gid when `launcher` is the jailer: the files Firecracker opens are then staged
+   * into its chroot (hard links owned by it) and snapshots taken out (jail-staging.ts).
+   */
+  readonly jailOwner?: JailOwner;
 }
 
 /** What the VM was doing when it was adopted. */
@@ -103,6 +116,8 @@ export class MicroVm {
     /** The sandbox it belongs to (named in errors). */
     readonly sandboxId: string,
     private readonly apiTimeoutMs: number,
+    /** Set when Firecracker is jailed: where snapshots are taken out to. */
+    private readonly jailedDir?: SandboxDir,
   ) {
     void fc.exited.then(() => {
       this.#exited = true;
@@ -123,6 +138,7 @@ export class MicroVm {
   static async boot(runtime: VmmRuntime, spec: BootSpec, signal: AbortSignal): Promise<MicroVm> {
     const rel = spec.dir.relative;
     const fc = await runtime.launcher.launch(launchOptions(runtime, spec.dir, spec.net), signal);
+    const owner = jailOwnerOf(runtime, fc, spec.dir);
     return settleProcess(fc, spec.dir.id, async () => {
       const call = { signal, timeoutMs: runtime.apiTimeoutMs };
       const api = fc.client;
@@ -130,13 +146,15 @@ export class MicroVm {
         { vcpu_count: spec.vcpus, mem_size_mib: spec.memoryMib },
         call,
       );
-      // The kernel is a read-only base image outside the sandbox dir: absolute.
+      if (owner) await stageKernel(fc, spec.kernelPath, owner);
+      // The kernel is a read-only base image outside the sandbox dir: absolute (jailed: linked in).
       await api.putGuestBootSource(
-        { kernel_image_path: spec.kernelPath, boot_args: spec.bootArgs },
+        { kernel_image_path: owner ? JAILED_KERNEL : spec.kernelPath, boot_args: spec.bootArgs },
         call,
       );
       // Firecracker opens the file at this call: the clone must be complete.
       await spec.rootfsReady;
+      if (owner) await stageDiskFiles(fc, spec.dir, [spec.dir.relative.rootfs], owner);
       await api.putGuestDriveByID(
         { drive_id: "rootfs", path_on_host: rel.rootfs, is_root_device: true, is_read_only: false },
         call,
@@ -149,7 +167,7 @@ export class MicroVm {
       }
       await api.putGuestVsock({ guest_cid: spec.vsockCid, uds_path: rel.vsockSocket }, call);
       await api.createSyncAction({ action_type: "InstanceStart" }, call);
-      return new MicroVm(fc, spec.dir.id, runtime.apiTimeoutMs);
+      return new MicroVm(fc, spec.dir.id, runtime.apiTimeoutMs, owner && spec.dir);
     });
   }
 
@@ -172,10 +190,17 @@ export class MicroVm {
         await spec.filesReady.catch(() => {}); // never leave a copy writing into a dir being removed
         throw err;
       });
+    const owner = jailOwnerOf(runtime, fc, spec.dir);
     return settleProcess(fc, spec.dir.id, async () => {
       await spec.filesReady;
+      if (owner) {
+        const { load } = spec;
+        const mem = load.mem_backend?.backend_path ?? load.mem_file_path;
+        const files = [load.snapshot_path, spec.dir.relative.rootfs, ...(mem ? [mem] : [])];
+        await stageDiskFiles(fc, spec.dir, files, owner);
+      }
       await fc.client.loadSnapshot(spec.load, { signal, timeoutMs: spec.loadTimeoutMs });
-      return new MicroVm(fc, spec.dir.id, runtime.apiTimeoutMs);
+      return new MicroVm(fc, spec.dir.id, runtime.apiTimeoutMs, owner && spec.dir);
     });
   }
 
@@ -199,7 +224,12 @@ export class MicroVm {
     );
     return settleProcess<{ vm: MicroVm; state: AdoptedVmState }>(fc, spec.dir.id, async () => {
       const call = { signal, timeoutMs: runtime.apiTimeoutMs };
-      const vm = new MicroVm(fc, spec.dir.id, runtime.apiTimeoutMs);
+      const vm = new MicroVm(
+        fc,
+        spec.dir.id,
+        runtime.apiTimeoutMs,
+        jailOwnerOf(runtime, fc, spec.dir) && spec.dir,
+      );
       const info = await fc.client.describeInstance(call);
       if (info.state === "Not started") return { vm, state: "not-started" };
       if (info.state === "Paused") {
@@ -249,12 +279,7 @@ export class MicroVm {
   ): Promise<void> {
     await this.pause(call);
     try {
-      await this.api(() =>
-        this.fc.client.createSnapshot(
-          { snapshot_type: "Full", snapshot_path: target.vmstate, mem_file_path: target.mem },
-          call,
-        ),
-      );
+      await this.createSnapshot(target, call);
       await whilePaused();
     } finally {
       await this.resume(call).catch(onResumeError);
@@ -273,12 +298,7 @@ export class MicroVm {
   ): Promise<void> {
     await this.pause(call);
     try {
-      await this.api(() =>
-        this.fc.client.createSnapshot(
-          { snapshot_type: "Full", snapshot_path: target.vmstate, mem_file_path: target.mem },
-          call,
-        ),
-      );
+      await this.createSnapshot(target, call);
     } catch (err) {
       await this.resume(call).catch(() => {});
       throw err;
@@ -317,6 +337,22 @@ export class MicroVm {
     this.fc.detach();
   }
 
+  /** A Full `snapshot/create` to `target`; jailed, written in the jail and taken out by hard link. */
+  private async createSnapshot(
+    target: { readonly vmstate: string; readonly mem: string },
+    call: CallOptions,
+  ): Promise<void> {
+    const create = (t: { readonly vmstate: string; readonly mem: string }) =>
+      this.api(() =>
+        this.fc.client.createSnapshot(
+          { snapshot_type: "Full", snapshot_path: t.vmstate, mem_file_path: t.mem },
+          call,
+        ),
+      );
+    if (this.jailedDir) await snapshotOutOfJail(this.fc, this.jailedDir, target, create);
+    else await create(target);
+  }
+
   private call(): CallOptions {
     return { timeoutMs: this.apiTimeoutMs };
   }
@@ -328,4 +364,13 @@ export class MicroVm {
       throw firecrackerCallError(err, this.sandboxId);
     }
   }
+}
+
+/** The jail owner when `fc` runs jailed (the runtime names one and its root is not the dir). */
+function jailOwnerOf(
+  runtime: VmmRuntime,
+  fc: FirecrackerProcess,
+  dir: SandboxDir,
+): JailOwner | undefined {
+  return runtime.jailOwner && isJailed(fc, dir) ? runtime.jailOwner : undefined;
 }

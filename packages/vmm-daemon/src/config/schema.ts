@@ -103,10 +103,16 @@ export const schema = {
   "firecracker.jailer": {
     enabled: bool(
       false,
-      "Run every Firecracker under the jailer (chroot, uid/gid, cgroups, new PID namespace).",
+      "Run every Firecracker under the jailer (chroot, uid/gid, cgroups, new PID namespace). Recommended in production (the daemon then runs as root; scripts/install.sh's service config enables it); off by default so a development machine needs no jailer. `--check-host` says whether it is usable.",
     ),
-    binary: str("jailer", "Path or PATH name of the jailer binary (same release as firecracker)."),
-    chroot_base_dir: path("/srv/jailer", "Jail root base (keep it short: socket path limits)."),
+    binary: str(
+      "jailer",
+      "Path or PATH name of the jailer binary (same release as firecracker; tested: jailer v1.0.0 with Firecracker v1.14.2, docs/install.md).",
+    ),
+    chroot_base_dir: path(
+      "/srv/jailer",
+      "Jail root base (keep it short: socket path limits). Put it on data_dir's filesystem: disks, kernel and snapshots are hard-linked into each jail, copied otherwise.",
+    ),
     uid: int(10000, 1, MAX_U32, "uid Firecracker runs as."),
     gid: int(10000, 1, MAX_U32, "gid Firecracker runs as."),
     cgroup_version: int(2, 1, 2, "cgroup version the jailer uses."),
