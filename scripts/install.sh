@@ -87,6 +87,15 @@ for b in "${bundles[@]}"; do
   install -d -m 0755 "$lib/$(dirname "$b")"
   install -m 0755 "$repo/$b" "$lib/$b"
 done
+# The web console's assets (served at /ui/ by the ops HTTP listener) sit beside the daemon bundle.
+console="packages/vmm-daemon/dist/console"
+rm -rf "$lib/$console"
+if [ -d "$repo/$console" ]; then
+  install -d -m 0755 "$lib/$console"
+  install -m 0644 "$repo/$console"/* "$lib/$console/"
+else
+  log "no $console (node scripts/build.mjs): the web console will not be served"
+fi
 agent="guest/agent/build/vmm-agent"
 if [ -x "$repo/$agent" ]; then
   install -d -m 0755 "$lib/$(dirname "$agent")"

@@ -69,6 +69,10 @@ describe("scripts/install.sh into a temp prefix", () => {
       `${process.version}\n`,
     );
     expect(existsSync(join(prefix, "lib/vmm/packages/fc-sim/dist/fc-sim.mjs"))).toBe(true);
+    // The web console's assets, beside the daemon bundle where the console mount looks.
+    expect(existsSync(join(prefix, "lib/vmm/packages/vmm-daemon/dist/console/index.html"))).toBe(
+      true,
+    );
   });
 
   it("installs the systemd unit: config path, restart, KillMode=process, capabilities, /run/vmm", () => {

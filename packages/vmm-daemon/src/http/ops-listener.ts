@@ -40,6 +40,10 @@ function isPublicPage(req: http.IncomingMessage, path: string): boolean {
   );
 }
 
+function isApiPath(path: string): boolean {
+  return path === API_PREFIX || path.startsWith(`${API_PREFIX}/`);
+}
+
 const UNAUTHORIZED_BODY =
   "missing or invalid bearer token: send Authorization: Bearer <http.auth_token>\n";
 
@@ -67,7 +71,14 @@ export async function listenOps(options: OpsListenOptions): Promise<Listener> {
     }
     if (!auth.allowsRequest(req) && !isPublicPage(req, path)) {
       res.setHeader("www-authenticate", 'Bearer realm="vmm"');
-      text(res, 401, UNAUTHORIZED_BODY);
+      if (isApiPath(path)) {
+        // The Connect protocol's error body, so Connect clients (the console) see code
+        // `unauthenticated` with the message rather than a bare HTTP status.
+        res.writeHead(401, { "content-type": "application/json" });
+        res.end(JSON.stringify({ code: "unauthenticated", message: UNAUTHORIZED_BODY.trim() }));
+      } else {
+        text(res, 401, UNAUTHORIZED_BODY);
+      }
       return;
     }
     if (path === "/metrics") {
@@ -84,7 +95,7 @@ export async function listenOps(options: OpsListenOptions): Promise<Listener> {
       );
       return;
     }
-    if (path === API_PREFIX || path.startsWith(`${API_PREFIX}/`)) {
+    if (isApiPath(path)) {
       options.api(req, res);
       return;
     }
