@@ -8,6 +8,12 @@ export { OciLayoutImageSource, writeOciLayoutImage } from "./oci-layout-source.j
 export type { ImageRootfs, ImageRootfsBuilderOptions } from "./rootfs-builder.js";
 export { ImageRootfsBuilder } from "./rootfs-builder.js";
 export type {
+  ImagePullPolicy,
+  ResolvedSandboxImage,
+  SandboxImagesOptions,
+} from "./sandbox-images.js";
+export { IMAGE_REFERENCE_MAX_BYTES, SandboxImages } from "./sandbox-images.js";
+export type {
   ImagePullProgress,
   ImageSource,
   OciDescriptor,
