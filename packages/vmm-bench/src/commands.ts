@@ -46,7 +46,7 @@ export class UnimplementedRpcError extends Error {
 }
 
 /** A daemon the bench talks to: its own (stopped at the end) or one at --socket. */
-interface DaemonHandle extends AsyncDisposable {
+export interface DaemonHandle extends AsyncDisposable {
   readonly clients: DaemonClients;
   /** The daemon's Unix socket. */
   readonly socket: string;
@@ -54,7 +54,7 @@ interface DaemonHandle extends AsyncDisposable {
   readonly process: DaemonProcess | undefined;
 }
 
-async function openDaemon(
+export async function openDaemon(
   o: BenchOptions,
   extra: { golden?: boolean; network?: readonly string[] } = {},
 ): Promise<DaemonHandle> {
@@ -99,7 +99,7 @@ export function nextId(prefix: string): string {
   return `${prefix}${runTag}-${(seq++).toString(36)}`;
 }
 
-function commonParams(o: BenchOptions): Record<string, unknown> {
+export function commonParams(o: BenchOptions): Record<string, unknown> {
   return {
     iterations: o.iterations,
     warmup: o.warmup,
@@ -851,7 +851,7 @@ async function waitReady(sb: DaemonClients["sandbox"], id: string): Promise<void
   throw new Error(`${id} not ready after 30 s`);
 }
 
-type Side = readonly [
+export type Side = readonly [
   run: (samples: Samples, timed: boolean) => Promise<unknown>,
   samples: Samples,
 ];
@@ -863,7 +863,7 @@ type Side = readonly [
  * in the background (the kernel freeing a killed VM's memory, the daemon making a spare
  * rootfs) is not billed to another.
  */
-async function interleave(
+export async function interleave(
   sides: readonly Side[],
   o: { warmup: number; iterations: number; settleMs: number; signal: AbortSignal },
 ): Promise<void> {

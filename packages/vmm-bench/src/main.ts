@@ -17,6 +17,7 @@ import {
 } from "./commands.js";
 import { apiLoadCommand, idleRssCommand, restartCommand } from "./fleet.js";
 import { DEV_IMAGES_DIR, isSimulated, resolveFirecracker } from "./host.js";
+import { imageCreateCommand } from "./image-create.js";
 import { type BenchReport, formatRatios, formatTable } from "./report.js";
 
 const HELP = `vmm-bench: vmm benchmarks. JSON (schema vmm-bench/1) on stdout, a summary on stderr.
@@ -38,6 +39,8 @@ Commands:
   api-load     N sandboxes; h2load (nghttp2-client) List and Inspect over TCP + token; calls/s
   idle-rss     daemon VmRSS with 0 and --steps idle sandboxes; KiB per sandbox
   restart      N sandboxes; SIGKILL the daemon; new daemon → serving, all ready, Run in each
+  image-create OCI image → rootfs conversion of a ~50 MB image (cold, cached); Create from
+               the cached image vs from the plain rootfs, ABAB (root, umoci, e2fsprogs)
 
 Options:
   --iterations N        measured iterations (default 20; run-latency 200: one
@@ -82,6 +85,7 @@ const COMMANDS = {
   "compare-restore": compareRestoreCommand,
   golden: goldenCommand,
   policy: policyCommand,
+  "image-create": imageCreateCommand,
 } as const;
 
 const FLEET_COMMANDS = ["api-load", "idle-rss", "restart"] as const;
