@@ -46,7 +46,7 @@ export class UnimplementedRpcError extends Error {
 }
 
 /** A daemon the bench talks to: its own (stopped at the end) or one at --socket. */
-interface DaemonHandle extends AsyncDisposable {
+export interface DaemonHandle extends AsyncDisposable {
   readonly clients: DaemonClients;
   /** The daemon's Unix socket. */
   readonly socket: string;
@@ -54,7 +54,7 @@ interface DaemonHandle extends AsyncDisposable {
   readonly process: DaemonProcess | undefined;
 }
 
-async function openDaemon(
+export async function openDaemon(
   o: BenchOptions,
   extra: { golden?: boolean; network?: readonly string[] } = {},
 ): Promise<DaemonHandle> {
@@ -866,7 +866,6 @@ export type Side = readonly [
  * in the background (the kernel freeing a killed VM's memory, the daemon making a spare
  * rootfs) is not billed to another.
  */
-/** @private for the other bench modules */
 export async function interleave(
   sides: readonly Side[],
   o: { warmup: number; iterations: number; settleMs: number; signal: AbortSignal },

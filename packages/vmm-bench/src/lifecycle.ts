@@ -60,6 +60,8 @@ export async function daemonIteration(
   samples: Samples,
   signal: AbortSignal,
   afterReady?: (id: string) => Promise<void>,
+  /** Extra Create fields, e.g. `{ image }`. */
+  createFields: { readonly image?: string } = {},
 ): Promise<void> {
   const sub = new AbortController();
   const onAbort = () => sub.abort(signal.reason);
@@ -69,7 +71,7 @@ export async function daemonIteration(
   try {
     const ready = waitReadyEvent(clients, id, sub.signal);
     const t0 = performance.now();
-    await clients.sandbox.create({ id, network: { mode: "none" } }, { signal });
+    await clients.sandbox.create({ id, network: { mode: "none" }, ...createFields }, { signal });
     created = true;
     const tReady = await ready;
     sub.abort();

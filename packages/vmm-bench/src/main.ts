@@ -17,6 +17,7 @@ import {
 } from "./commands.js";
 import { apiLoadCommand, idleRssCommand, restartCommand } from "./fleet.js";
 import { DEV_IMAGES_DIR, isSimulated, resolveFirecracker } from "./host.js";
+import { imageCreateCommand } from "./image-create.js";
 import { metricsCommand } from "./metrics-scrape.js";
 import { proxyCommand } from "./proxy-bench.js";
 import { type BenchReport, formatRatios, formatTable } from "./report.js";
@@ -44,6 +45,8 @@ Commands:
   restart      N sandboxes; SIGKILL the daemon; new daemon → serving, all ready, Run in each
   metrics      GET /metrics of the ops HTTP listener with 0 and N sandboxes vs GET /healthz
                (ABAB, --iterations each, default 200; --sandboxes default 200); p50/p99, bytes
+  image-create OCI image → rootfs conversion of a ~50 MB image (cold, cached); Create from
+               the cached image vs from the plain rootfs, ABAB (root, umoci, e2fsprogs)
 
 Options:
   --iterations N        measured iterations (default 20; run-latency 200: one
@@ -89,6 +92,7 @@ const COMMANDS = {
   "compare-restore": compareRestoreCommand,
   golden: goldenCommand,
   policy: policyCommand,
+  "image-create": imageCreateCommand,
 } as const;
 
 const FLEET_COMMANDS = ["api-load", "idle-rss", "restart", "metrics"] as const;

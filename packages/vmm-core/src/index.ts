@@ -24,6 +24,29 @@ export {
 } from "./errors.js";
 export type { HostCheck, HostCheckInputs, JailerCheckInputs, KvmProbe } from "./host/index.js";
 export { probeKvm, runHostChecks } from "./host/index.js";
+export type {
+  AgentBinarySource,
+  ImageProcessDefaults,
+  ImagePullPolicy,
+  ImagePullProgress,
+  ImageRootfs,
+  ImageRootfsBuilderOptions,
+  ImageSource,
+  LayerBlob,
+  OciDescriptor,
+  OciImageConfig,
+  PulledImage,
+  ResolvedSandboxImage,
+  SandboxImagesOptions,
+} from "./images/index.js";
+export {
+  IMAGE_REFERENCE_MAX_BYTES,
+  ImageRootfsBuilder,
+  OciLayoutImageSource,
+  SandboxImages,
+  SUPPORTED_LAYER_MEDIA_TYPES,
+  writeOciLayoutImage,
+} from "./images/index.js";
 export type { Logger } from "./internal/index.js";
 /** Longest sandbox or snapshot id the daemon accepts. */
 /** @private for vmm-grpc: a client value cut short for an error message. */

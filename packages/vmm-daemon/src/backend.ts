@@ -26,6 +26,7 @@ import type { MetricsSource } from "./http/metrics-source.js";
 import { imageRootsFromConfig } from "./image-roots.js";
 import { portsFromConfig } from "./ports-config.js";
 import type { ProxyBackend } from "./proxy/http-proxy.js";
+import { sandboxImagesFromEnv } from "./sandbox-images.js";
 
 /** The sandbox backend the API serves, and how to release it. */
 export interface Backend {
@@ -215,7 +216,15 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     maxSpares: config.storage.spare_clones,
     onError: (err, src) => logger.warn({ err, image: src }, "making a spare rootfs clone failed"),
   });
+  const ociImages = sandboxImagesFromEnv({
+    env: process.env,
+    dataDir: f.data_dir,
+    imagesDir: images.imagesDir,
+    defaultRootfs: config.defaults.rootfs,
+    logger: logger.child({ component: "images" }),
+  });
   const manager = new SandboxManager({
+    ...(ociImages && { images: ociImages }),
     catalog,
     ...(config.golden.enabled && {
       golden: {

@@ -17,16 +17,14 @@ const seconds = (d: Date | undefined): bigint => (d ? BigInt(Math.floor(d.getTim
 
 /** Proto → domain for Create. Validation that needs no daemon state happens here, naming the field. */
 export function createSpecFromProto(req: pb.CreateSandboxRequest): CreateSandboxSpec {
-  if (req.image !== "") {
-    throw new UnimplementedError(
-      "image: OCI images are not supported by this daemon; pass kernel and rootfs (or leave them empty for the defaults)",
-    );
-  }
   if (req.mounts.length > 0) {
     throw new UnimplementedError("mounts: host mounts are not supported by this daemon yet");
   }
+  // With an image, env/working_dir/user without cmd apply to the image's Entrypoint + Cmd.
+  const hasProcessFields =
+    Object.keys(req.env).length > 0 || req.workingDir !== "" || req.user !== "";
   const workload =
-    req.cmd.length > 0
+    req.cmd.length > 0 || (req.image !== "" && hasProcessFields)
       ? processSpecFromProto({
           cmd: req.cmd,
           env: req.env,
@@ -36,7 +34,7 @@ export function createSpecFromProto(req: pb.CreateSandboxRequest): CreateSandbox
           timeoutSeconds: 0,
         })
       : undefined;
-  if (workload === undefined && (Object.keys(req.env).length > 0 || req.workingDir || req.user)) {
+  if (workload === undefined && hasProcessFields) {
     throw new InvalidArgumentError(
       "cmd",
       "env, working_dir and user describe the initial workload; give cmd too",
@@ -47,6 +45,7 @@ export function createSpecFromProto(req: pb.CreateSandboxRequest): CreateSandbox
     labels: req.labels,
     ...(req.kernel !== "" && { kernel: req.kernel }),
     ...(req.rootfs !== "" && { rootfs: req.rootfs }),
+    ...(req.image !== "" && { image: req.image }),
     ...(req.bootArgs !== "" && { bootArgs: req.bootArgs }),
     ...(req.limits && req.limits.vcpus !== 0 && { vcpus: req.limits.vcpus }),
     ...(req.limits &&
@@ -87,7 +86,7 @@ export function processSpecFromProto(req: {
   timeoutSeconds: number;
   tag?: string;
 }): ProcessSpec {
-  if (req.cmd.length === 0) throw new InvalidArgumentError("cmd", "must not be empty");
+  // An empty cmd is refused by vmm-core unless the sandbox's image supplies one.
   return {
     cmd: req.cmd,
     env: req.env,
@@ -134,6 +133,8 @@ export function sandboxInfoToProto(v: SandboxView): pb.SandboxInfo {
       guestPort: p.guestPort,
       hostAddress: p.hostAddress,
     })),
+    image: v.image ?? "",
+    imageDigest: v.imageDigest ?? "",
   });
 }
 

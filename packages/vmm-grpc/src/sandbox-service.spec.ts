@@ -35,6 +35,8 @@ function view(id: string, over: Partial<SandboxView> = {}): SandboxView {
     diskBytes: 0,
     networkPolicy: undefined,
     exposedPorts: [],
+    image: undefined,
+    imageDigest: undefined,
     ...over,
   } satisfies SandboxView);
 }

@@ -91,5 +91,6 @@ function snapshotSummaryToProto(s: SnapshotView): Omit<pb.SnapshotSummary, "$typ
     usable: s.usable,
     unusableReason: s.unusableReason ?? "",
     sizeBytes: BigInt(s.sizeBytes),
+    imageDigest: s.imageDigest ?? "",
   };
 }

@@ -18,7 +18,8 @@ export const createCommand = defineCommand({
     "Prints the new sandbox's id (-o json|yaml: the CreateSandbox response). The words after --\n" +
     "are the initial workload, started once the sandbox is ready. With --wait, waits for the\n" +
     "sandbox to become ready (a spinner on stderr when it is a terminal) and exits 1 if it failed.\n\n" +
-    "Example:\n  vmm create --vcpus 2 --memory 1G --label team=ci --ttl 1h --wait -- python3 -m http.server",
+    "Example:\n  vmm create --vcpus 2 --memory 1G --label team=ci --ttl 1h --wait -- python3 -m http.server\n" +
+    "  vmm create --image docker.io/library/python:3.12-slim --wait",
   flags: {
     id: { type: "string", value: "ID", description: "choose the id (makes create idempotent)" },
     vcpus: { type: "string", value: "N", description: "virtual CPUs (default: the daemon's)" },
@@ -36,6 +37,12 @@ export const createCommand = defineCommand({
       type: "string",
       value: "PATH",
       description: "base root filesystem image (path or name)",
+    },
+    image: {
+      type: "string",
+      value: "REF",
+      description:
+        "boot an OCI image instead of a rootfs (pulled on first use; its env, workdir, user and command are the defaults)",
     },
     "boot-args": { type: "string", value: "ARGS", description: "kernel command line" },
     label: labelFlag("add a label"),
@@ -79,9 +86,16 @@ export const createCommand = defineCommand({
   async handler(ctx, { values, rest }) {
     const format = parseOutputFormat(values.output, ["table", "json", "yaml"]);
     const cmd = rest ?? [];
+    if (values.image !== undefined && values.rootfs !== undefined) {
+      throw new UsageError(
+        "--image and --rootfs are exclusive: the image's rootfs is built from its layers",
+      );
+    }
+    // With --image, --env/--workdir/--user may apply to the image's own command.
     if (
       (values.env.length > 0 || values.workdir !== undefined || values.user !== undefined) &&
-      cmd.length === 0
+      cmd.length === 0 &&
+      values.image === undefined
     ) {
       throw new UsageError(
         "--env, --workdir and --user apply to the initial workload: give it after --",
@@ -92,6 +106,7 @@ export const createCommand = defineCommand({
       labels: parseKeyValues("label", values.label),
       kernel: values.kernel ?? "",
       rootfs: values.rootfs ?? "",
+      image: values.image ?? "",
       bootArgs: values["boot-args"] ?? "",
       limits: {
         vcpus: values.vcpus === undefined ? 0 : parseCount("vcpus", values.vcpus),

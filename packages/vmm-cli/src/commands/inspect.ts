@@ -56,6 +56,7 @@ export function sandboxInfoFields(info: SandboxInfo): [string, string][] {
     ["Snapshot", info.snapshotId],
     ["Kernel", info.kernel],
     ["Rootfs", info.rootfs],
+    ["Image", info.image === "" ? "" : `${info.image} (${info.imageDigest})`],
     ["Boot args", info.bootArgs],
     ["PID", info.pid === 0n ? "" : String(info.pid)],
     ["Egress", formatPolicy(info.networkPolicy)],

@@ -1,3 +1,4 @@
+import type { SandboxImages } from "../images/sandbox-images.js";
 import type { Logger } from "../internal/index.js";
 import type { HostResolver, NetworkManager } from "../network/index.js";
 import type { SnapshotCatalog } from "../snapshot/index.js";
@@ -78,4 +79,10 @@ export interface SandboxManagerOptions {
   readonly ports?: { readonly listenHost: string } | { readonly unavailable: string };
   /** Resolves host names of egress policies. Default: the system resolver. */
   readonly resolveHost?: HostResolver;
+  /**
+   * OCI images for Create's `image` (docs/images.md): the image store, the
+   * rootfs builder and the pull policy. Absent = Create with `image` answers
+   * UNIMPLEMENTED.
+   */
+  readonly images?: SandboxImages;
 }

@@ -268,6 +268,7 @@ function sandboxFromRecord(f: FoundSandbox, slot: NetworkSlot | undefined, log: 
       diskBytes: apparentSize(dir.absolute.rootfs),
       hidden: record.hidden ?? false,
       autoPauseSeconds: record.autoPauseSeconds ?? 0,
+      image: record.image,
     },
     {
       dir,

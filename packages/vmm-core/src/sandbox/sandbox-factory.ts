@@ -5,7 +5,13 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   UnavailableError,
+  UnimplementedError,
 } from "../errors.js";
+import {
+  type ImageProcessDefaults,
+  imageProcessDefaults,
+  withImageDefaults,
+} from "../images/image-defaults.js";
 import { deadlineAfter, generateId, validateId } from "../internal/index.js";
 import type {
   NetworkPolicy,
@@ -30,11 +36,11 @@ import type { SandboxLifecycle } from "./lifecycle.js";
 import type { NetworkPolicies } from "./network-policies.js";
 import type { SandboxDefaults } from "./options.js";
 import { validateCreateRequest, validateLabels, validateProcessSpec } from "./request-limits.js";
-import { Sandbox, type SandboxSpec } from "./sandbox.js";
+import { Sandbox, type SandboxImage, type SandboxSpec } from "./sandbox.js";
 import type { SnapshotService } from "./snapshot-service.js";
 import { stableKey } from "./stable-key.js";
 import type { CreateOutcomes, CreatePath } from "./telemetry.js";
-import type { CreateSandboxSpec, NetworkMode, SandboxView } from "./types.js";
+import type { CreateSandboxSpec, NetworkMode, ProcessSpec, SandboxView } from "./types.js";
 import type { Workloads } from "./workloads.js";
 
 /** What Restore is asked for. */
@@ -61,6 +67,8 @@ export class SandboxFactory {
   #nextCid = 3;
   readonly #kernelCheck = new KernelConfigCheck();
   readonly #initCheck = new RootfsInitCheck();
+  /** Manifest digest → Creates between resolving that image and registering their sandbox. */
+  readonly #imageCreates = new Map<string, number>();
 
   constructor(
     private readonly ctx: SandboxContext,
@@ -85,7 +93,7 @@ export class SandboxFactory {
     const called = performance.now();
     if (this.ctx.closing()) throw new UnavailableError("the daemon is shutting down");
     const id = spec.id === undefined ? generateId("sb") : validateId("sandbox_id", spec.id, "id");
-    const resolved = this.resolveSpec(spec);
+    let resolved = this.resolveSpec(spec);
     const requestKey = stableKey({ ...spec, id: undefined });
     const existing = registry.find(id);
     if (existing) {
@@ -95,7 +103,16 @@ export class SandboxFactory {
     // Request values are confined to the image roots; config defaults and the daemon's own (hidden) creates are trusted.
     const trusted = (v: string | undefined) => ({ trusted: v === undefined || !!options.hidden });
     const kernel = await this.image(resolved.kernel, "kernel", trusted(spec.kernel));
-    const rootfs = await this.image(resolved.rootfs, "rootfs", trusted(spec.rootfs));
+    // An OCI image: pulled if need be, its rootfs built once per digest (the daemon's own file).
+    const fromImage = spec.image === undefined ? undefined : await this.ociImage(spec.image);
+    using _imageLease = fromImage && this.leaseImage(fromImage.image.manifestDigest);
+    if (fromImage) resolved = { ...resolved, rootfs: fromImage.rootfsPath };
+    const rootfs = await this.image(resolved.rootfs, "rootfs", {
+      trusted: fromImage !== undefined || trusted(spec.rootfs).trusted,
+    });
+    const workload = fromImage
+      ? imageWorkload(spec.workload, fromImage.image.defaults)
+      : spec.workload;
     await this.requireGuestKernel(kernel);
     await this.requireAgentInit(rootfs, resolved.bootArgs);
     if (registry.taken(id)) {
@@ -142,7 +159,7 @@ export class SandboxFactory {
         memoryMib: resolved.memoryMib,
         network: resolved.network,
         ttlSeconds: spec.ttlSeconds,
-        workload: spec.workload,
+        workload,
         createdFrom: hit.snapshot ? "golden" : "boot",
         snapshotId: hit.snapshot?.id,
         createdAt: new Date(),
@@ -151,6 +168,7 @@ export class SandboxFactory {
         autoPauseSeconds: options.hidden
           ? 0
           : spec.autoPauseSeconds || (this.ctx.opts.lifecycle?.autoPauseSeconds ?? 0),
+        image: fromImage?.image,
       }),
       spec.networkPolicy,
     );
@@ -222,6 +240,7 @@ export class SandboxFactory {
           diskBytes: meta.files.rootfs.size,
           hidden: false,
           autoPauseSeconds: this.ctx.opts.lifecycle?.autoPauseSeconds ?? 0,
+          image: meta.image,
         }),
         networkPolicy,
       );
@@ -295,7 +314,17 @@ export class SandboxFactory {
       );
     }
     validateCreateRequest(spec);
-    if (spec.workload) validateProcessSpec(spec.workload);
+    if (spec.image !== undefined && spec.rootfs !== undefined) {
+      throw new InvalidArgumentError(
+        "image",
+        "image and rootfs are exclusive: the image's rootfs is built from its layers",
+        { hint: "give either image or rootfs" },
+      );
+    }
+    // With an image, an empty cmd means the image's Entrypoint + Cmd: checked once merged.
+    if (spec.workload && !(spec.image !== undefined && spec.workload.cmd.length === 0)) {
+      validateProcessSpec(spec.workload);
+    }
     const bootArgs = spec.bootArgs ?? d.bootArgs;
     if (bootArgs.length > 1500) {
       throw new InvalidArgumentError(
@@ -312,6 +341,41 @@ export class SandboxFactory {
       rootfs: spec.rootfs ?? d.rootfs,
       bootArgs,
       network: spec.network ?? d.network,
+    };
+  }
+
+  /** Create's `image`: stored (or pulled), its rootfs built or reused; UNIMPLEMENTED without images. */
+  private async ociImage(reference: string): Promise<{ image: SandboxImage; rootfsPath: string }> {
+    const images = this.ctx.opts.images;
+    if (!images) {
+      throw new UnimplementedError("image: OCI images are not enabled on this daemon", {
+        hint: "pass kernel and rootfs (or leave them empty for the defaults)",
+      });
+    }
+    const { image, rootfs } = await images.resolve(reference);
+    return {
+      image: {
+        reference: image.reference,
+        manifestDigest: image.manifestDigest,
+        defaults: imageProcessDefaults(image.config),
+      },
+      rootfsPath: rootfs.path,
+    };
+  }
+
+  /** True while a Create is between resolving this image and registering its sandbox. */
+  creatingFromImage(manifestDigest: string): boolean {
+    return (this.#imageCreates.get(manifestDigest) ?? 0) > 0;
+  }
+
+  private leaseImage(digest: string): Disposable {
+    this.#imageCreates.set(digest, (this.#imageCreates.get(digest) ?? 0) + 1);
+    return {
+      [Symbol.dispose]: () => {
+        const n = (this.#imageCreates.get(digest) ?? 1) - 1;
+        if (n > 0) this.#imageCreates.set(digest, n);
+        else this.#imageCreates.delete(digest);
+      },
     };
   }
 
@@ -584,6 +648,27 @@ export class SandboxFactory {
     this.#nextCid = this.#nextCid >= 0xfffffff0 ? 3 : this.#nextCid + 1;
     return cid;
   }
+}
+
+/**
+ * The initial workload of a sandbox from an image: the request's, filled in
+ * with the image's defaults; the image's Entrypoint + Cmd when the request
+ * gave no cmd; none when neither has a command.
+ */
+function imageWorkload(
+  requested: ProcessSpec | undefined,
+  defaults: ImageProcessDefaults,
+): ProcessSpec | undefined {
+  const merged = withImageDefaults(
+    requested ?? { cmd: [], env: {}, tty: false, timeoutSeconds: 0 },
+    defaults,
+  );
+  if (merged.cmd.length === 0) {
+    if (requested === undefined) return undefined;
+    throw new InvalidArgumentError("cmd", "must not be empty (the image has no Entrypoint or Cmd)");
+  }
+  validateProcessSpec(merged);
+  return merged;
 }
 
 /** The `rootfs_clone` event attribute: how the sandbox's writable disk was made. */

@@ -394,6 +394,25 @@ export class SandboxManager {
     await this.#tasks.drain();
   }
 
+  /**
+   * Who uses the image with this manifest digest, for RemoveImage: `sandbox
+   * <id>` (any state until removed), `snapshot <id>` (its Restores boot from
+   * the image's defaults), `a Create in progress`, or undefined when nothing
+   * does. Golden snapshots do not count: they are rebuilt when needed.
+   */
+  isImageInUse(manifestDigest: string): string | undefined {
+    for (const s of this.#registry.all()) {
+      if (!s.spec.hidden && s.spec.image?.manifestDigest === manifestDigest)
+        return `sandbox ${s.id}`;
+    }
+    for (const e of this.#snapshots.current?.list() ?? []) {
+      if (!e.meta?.hidden && e.meta?.image?.manifestDigest === manifestDigest)
+        return `snapshot ${e.id}`;
+    }
+    if (this.#factory.creatingFromImage(manifestDigest)) return "a Create in progress";
+    return undefined;
+  }
+
   /** What registered sandboxes and committed snapshots hold (golden ones have their own budget). */
   private committedUsage(): CommittedUsage {
     let sandboxes = 0;

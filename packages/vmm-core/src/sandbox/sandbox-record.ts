@@ -1,5 +1,5 @@
 import type { NetworkPolicy } from "../network/index.js";
-import type { Sandbox } from "./sandbox.js";
+import type { Sandbox, SandboxImage } from "./sandbox.js";
 import type { CreatedFrom, NetworkMode, ProcessSpec, SandboxStateName } from "./types.js";
 
 /**
@@ -47,6 +47,8 @@ export interface SandboxRecord {
   readonly networkPolicy?: NetworkPolicy | undefined;
   /** Exposed ports, reopened on the same host address (if free) by a restarted daemon. */
   readonly exposedPorts?: readonly { guestPort: number; hostAddress: string }[] | undefined;
+  /** The OCI image it was created from and its process defaults; absent for a plain rootfs. */
+  readonly image?: SandboxImage | undefined;
 }
 
 /** Parses a record read from disk; returns undefined for anything that is not one. */
@@ -89,6 +91,7 @@ export function recordOf(s: Sandbox): SandboxRecord {
     pausedAt: s.pausedAt?.toISOString(),
     autoPauseSeconds: spec.autoPauseSeconds,
     ...(s.networkPolicy && { networkPolicy: s.networkPolicy }),
+    ...(spec.image && { image: spec.image }),
     ...(s.ports.size > 0 && {
       exposedPorts: [...s.ports.values()].map((p) => ({
         guestPort: p.guestPort,

@@ -1,4 +1,5 @@
 import type { AgentClient } from "../agent/index.js";
+import type { ImageProcessDefaults } from "../images/image-defaults.js";
 import type { Logger, LongTimeout } from "../internal/index.js";
 import type { NetworkPolicy, NetworkSlot, TapSlot } from "../network/index.js";
 import type { SandboxDir } from "../storage/index.js";
@@ -99,6 +100,17 @@ export interface SandboxSpec {
   readonly hidden: boolean;
   /** Pause after this many seconds without a workload; 0 = never. */
   readonly autoPauseSeconds: number;
+  /** The OCI image it was created from, with the process defaults of its config; undefined for a plain rootfs. */
+  readonly image?: SandboxImage | undefined;
+}
+
+/** The OCI image a sandbox (or the sandbox a snapshot was taken of) was created from. */
+export interface SandboxImage {
+  /** The reference as resolved by the image store (e.g. `docker.io/library/busybox:latest`). */
+  readonly reference: string;
+  readonly manifestDigest: string;
+  /** Defaults of Run, Exec and the initial command (image-defaults.ts). */
+  readonly defaults: ImageProcessDefaults;
 }
 
 /** Timestamps and results a restarted daemon reads back from the record. */

@@ -130,6 +130,17 @@ export class SnapshotService {
         ...(req.hidden !== undefined && { hidden: req.hidden }),
         ...(req.goldenKey !== undefined && { goldenKey: req.goldenKey }),
         ...(s.networkPolicy && { networkPolicy: s.networkPolicy }),
+        ...(spec.image && {
+          image: {
+            reference: spec.image.reference,
+            manifestDigest: spec.image.manifestDigest,
+            defaults: {
+              ...spec.image.defaults,
+              cmd: [...spec.image.defaults.cmd],
+              env: { ...spec.image.defaults.env },
+            },
+          },
+        }),
       });
       const rel = await pending.relativePathsFrom(s.dir.path);
       // Firecracker writes where it is told, relative to its cwd (the sandbox dir).

@@ -29,6 +29,12 @@ export interface CreateSandboxSpec {
   readonly sshPublicKey?: string;
   /** Egress policy (mode tap); absent = internet on, nothing denied. */
   readonly networkPolicy?: NetworkPolicy;
+  /**
+   * OCI image reference to boot from instead of a rootfs (never both): its
+   * rootfs is built once per manifest digest, and its config gives the
+   * defaults of the sandbox's processes (docs/images.md).
+   */
+  readonly image?: string;
 }
 
 /** A process to start in a sandbox's guest. */
@@ -83,6 +89,10 @@ export interface SandboxView {
   readonly networkPolicy: NetworkPolicy | undefined;
   /** Exposed guest ports and their host addresses, by guest port. */
   readonly exposedPorts: readonly { readonly guestPort: number; readonly hostAddress: string }[];
+  /** The OCI image reference it was created from (Create `image`); undefined for a plain rootfs. */
+  readonly image: string | undefined;
+  /** The image's manifest digest (`sha256:…`); undefined for a plain rootfs. */
+  readonly imageDigest: string | undefined;
 }
 
 /** One lifecycle event. */
@@ -124,4 +134,6 @@ export interface SnapshotView {
   readonly usable: boolean;
   readonly unusableReason: string | undefined;
   readonly sizeBytes: number;
+  /** Manifest digest of the OCI image the origin sandbox was created from; undefined otherwise. */
+  readonly imageDigest: string | undefined;
 }

@@ -36,6 +36,7 @@ export class Views {
       usable: e.state === "usable",
       unusableReason: e.state === "unusable" ? e.reason : undefined,
       sizeBytes: snapshotBytes(e),
+      imageDigest: meta?.image?.manifestDigest,
     };
   }
 
@@ -90,6 +91,8 @@ export class Views {
       exposedPorts: [...s.ports.values()]
         .map((p) => ({ guestPort: p.guestPort, hostAddress: p.hostAddress }))
         .sort((a, b) => a.guestPort - b.guestPort),
+      image: spec.image?.reference,
+      imageDigest: spec.image?.manifestDigest,
       expiresAt:
         spec.ttlSeconds > 0
           ? new Date(spec.createdAt.getTime() + spec.ttlSeconds * 1000)
@@ -104,7 +107,10 @@ export class Views {
   private imageName(path: string): string {
     if (this.opts.exposeHostDetails) return path;
     const rel = relative(this.opts.imagesDir, path);
-    return rel !== "" && !rel.startsWith("..") && !isAbsolute(rel) ? rel : path;
+    if (rel !== "" && !rel.startsWith("..") && !isAbsolute(rel)) return rel;
+    // An image's cached rootfs lives under data_dir: named like snapshot dirs, relative to it.
+    const inData = relative(this.opts.dataDir, path);
+    return inData !== "" && !inData.startsWith("..") && !isAbsolute(inData) ? inData : path;
   }
 }
 

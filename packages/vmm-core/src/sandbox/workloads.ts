@@ -1,6 +1,7 @@
 import { constants as osConstants } from "node:os";
 import type { AgentClient, AgentProcess } from "../agent/index.js";
 import { FailedPreconditionError } from "../errors.js";
+import { withImageDefaults } from "../images/image-defaults.js";
 import type { SandboxContext } from "./context.js";
 import { type TrackedProcess, validateTag } from "./process-table.js";
 import { validateProcessSpec } from "./request-limits.js";
@@ -54,6 +55,8 @@ export class Workloads {
     signal: AbortSignal,
     mode: { exclusive: boolean; stdin: boolean },
   ): Promise<ProcessSession> {
+    // The sandbox's image config fills what the request left out (docs/images.md).
+    spec = withImageDefaults(spec, s.spec.image?.defaults);
     validateProcessSpec(spec);
     if (spec.tag !== undefined) validateTag(spec.tag);
     await this.awake(s);

@@ -219,6 +219,7 @@ export class SnapshotCatalog {
       hidden: spec.hidden ?? false,
       ...(spec.goldenKey === undefined ? {} : { goldenKey: spec.goldenKey }),
       ...(spec.networkPolicy === undefined ? {} : { networkPolicy: spec.networkPolicy }),
+      ...(spec.image === undefined ? {} : { image: spec.image }),
     };
     this.#pending.add(id);
     const tmp = join(this.dir, `${TMP_PREFIX}${id}`);

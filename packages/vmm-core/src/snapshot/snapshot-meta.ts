@@ -77,6 +77,24 @@ export interface SnapshotMeta {
    * (absent in older metas and for sandboxes without one: the default).
    */
   networkPolicy?: NetworkPolicy;
+  /**
+   * The OCI image the origin sandbox was created from (reference, manifest
+   * digest, process defaults): a Restore carries it to the new sandbox, and
+   * RemoveImage refuses while a snapshot names it. Absent otherwise.
+   */
+  image?: SnapshotImage;
+}
+
+/** The image of a snapshot's origin sandbox (see {@link SnapshotMeta.image}). */
+export interface SnapshotImage {
+  reference: string;
+  manifestDigest: string;
+  defaults: {
+    cmd: string[];
+    env: Record<string, string>;
+    workingDir?: string;
+    user?: string;
+  };
 }
 
 /** What the caller describes when beginning a snapshot; the catalog fills in the rest. */
@@ -130,6 +148,14 @@ export function parseSnapshotMeta(value: unknown): SnapshotMeta {
   }
   if (typeof m.hidden !== "boolean") throw new Error("hidden: expected a boolean");
   if (m.goldenKey !== undefined) str(m.goldenKey, "goldenKey");
+  if (m.image !== undefined) {
+    const i = obj(m.image, "image");
+    str(i.reference, "image.reference");
+    str(i.manifestDigest, "image.manifestDigest");
+    const d = obj(i.defaults, "image.defaults");
+    if (!Array.isArray(d.cmd)) throw new Error("image.defaults.cmd: expected an array");
+    for (const v of Object.values(obj(d.env, "image.defaults.env"))) str(v, "image.defaults.env");
+  }
   if (m.networkPolicy !== undefined) {
     const p = obj(m.networkPolicy, "networkPolicy");
     for (const list of ["allowOut", "denyOut"] as const) {
