@@ -12,11 +12,13 @@ export { AgentClient, AgentFiles } from "./agent/index.js";
 export type { ErrorKind } from "./errors.js";
 export {
   AlreadyExistsError,
+  DataLossError,
   DeadlineExceededError,
   FailedPreconditionError,
   InvalidArgumentError,
   isVmmError,
   NotFoundError,
+  PermissionDeniedError,
   ResourceExhaustedError,
   UnavailableError,
   UnimplementedError,
@@ -24,6 +26,19 @@ export {
 } from "./errors.js";
 export type { HostCheck, HostCheckInputs, KvmProbe } from "./host/index.js";
 export { probeKvm, runHostChecks } from "./host/index.js";
+export type {
+  ImageInUse,
+  ImagePullProgress,
+  ImageReference,
+  ImageSource,
+  ImageStoreOptions,
+  OciDescriptor,
+  OciImageConfig,
+  PulledImage,
+  RegistryClientOptions,
+  RegistryCredentials,
+} from "./images/index.js";
+export { DEFAULT_MAX_LAYER_BYTES, ImageStore, parseImageReference } from "./images/index.js";
 export type { Logger } from "./internal/index.js";
 /** Longest sandbox or snapshot id the daemon accepts. */
 /** @private for vmm-grpc: a client value cut short for an error message. */
