@@ -129,6 +129,7 @@ export async function startInProcessDaemon(): Promise<InProcessDaemon> {
       sandboxes: counted.api,
       ...(backend.snapshots && { snapshots: backend.snapshots }),
       ...(backend.files && { files: backend.files }),
+      ...(backend.images && { images: backend.images }),
     });
     cleanups.push(() => daemon.stop(1000));
     const tcp = daemon.listeners.find((l) => l.address.startsWith("tcp:"));

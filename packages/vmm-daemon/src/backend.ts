@@ -7,6 +7,7 @@ import {
   createDiskCloner,
   createDryRunCommandRunner,
   createNetworkManager,
+  ImageStore,
   openSpareCloner,
   prepareDataDir,
   SandboxManager,
@@ -18,11 +19,12 @@ import {
   type FirecrackerLauncher,
   MINIMAL_FIRECRACKER_ENV,
 } from "@vmm/firecracker";
-import type { FilesApi, SandboxApi, SnapshotApi } from "@vmm/grpc";
+import type { FilesApi, ImageApi, SandboxApi, SnapshotApi } from "@vmm/grpc";
 import type { Logger } from "pino";
 import { ConfigError } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
 import { imageRootsFromConfig } from "./image-roots.js";
+import { imageStoreOptionsFromConfig } from "./images-config.js";
 import { portsFromConfig } from "./ports-config.js";
 
 /** The sandbox backend the API serves, and how to release it. */
@@ -31,6 +33,8 @@ export interface Backend {
   readonly snapshots?: SnapshotApi;
   /** File calls; absent without a sandbox backend (UNIMPLEMENTED). */
   readonly files?: FilesApi;
+  /** The OCI image store (ImageService). */
+  readonly images?: ImageApi;
   close(): Promise<void>;
 }
 
@@ -209,6 +213,12 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     maxSpares: config.storage.spare_clones,
     onError: (err, src) => logger.warn({ err, image: src }, "making a spare rootfs clone failed"),
   });
+  const imageStore = await ImageStore.open({
+    ...imageStoreOptionsFromConfig(config),
+    logger: logger.child({ component: "images" }),
+    // Nothing uses images until Create.image lands: it will answer from sandboxes and snapshots.
+    isInUse: () => undefined,
+  });
   const manager = new SandboxManager({
     catalog,
     ...(config.golden.enabled && {
@@ -286,6 +296,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     sandboxes: manager,
     snapshots,
     files: manager.files,
+    images: imageStore,
     async close() {
       await manager.close({ stopSandboxes: config.daemon.on_shutdown === "stop" });
       await catalog.then((c) => c.close()).catch(() => {});

@@ -5,6 +5,7 @@ import {
   createVmmRoutes,
   type FilesApi,
   type HealthStatus,
+  type ImageApi,
   listenerKey,
   type RedactedPath,
   requestResetKey,
@@ -31,6 +32,8 @@ export interface DaemonOptions {
   readonly snapshots?: SnapshotApi;
   /** File calls; absent without a sandbox backend (UNIMPLEMENTED). */
   readonly files?: FilesApi;
+  /** The image store; absent = ImageService answers UNIMPLEMENTED. */
+  readonly images?: ImageApi;
 }
 
 /** A serving daemon. */
@@ -54,6 +57,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     sandboxes: options.sandboxes,
     ...(options.snapshots && { snapshots: options.snapshots }),
     ...(options.files && { files: options.files }),
+    ...(options.images && { images: options.images }),
     logger,
     version: VERSION,
     ...(tcpToken !== undefined && { tcpToken }),
@@ -196,6 +200,7 @@ function clientStreamingPaths(): ReadonlySet<string> {
     pb.SandboxService,
     pb.SandboxSnapshotService,
     pb.SandboxFilesService,
+    pb.ImageService,
     healthV1.Health,
     reflectionV1.ServerReflection,
     reflectionV1alpha.ServerReflection,

@@ -103,6 +103,7 @@ async function main(argv: string[]): Promise<number> {
     sandboxes: backend.sandboxes,
     ...(backend.snapshots && { snapshots: backend.snapshots }),
     ...(backend.files && { files: backend.files }),
+    ...(backend.images && { images: backend.images }),
   }).catch(async (err: unknown) => {
     await backend.close();
     throw err;

@@ -5,6 +5,8 @@ import type { FilesApi } from "./files-api.js";
 import { registerFilesService } from "./files-service.js";
 import { HealthStatus, registerHealthService } from "./health-service.js";
 import { type HostChecker, registerHostService } from "./host-service.js";
+import type { ImageApi } from "./image-api.js";
+import { registerImageService } from "./image-service.js";
 import {
   createAuthInterceptor,
   createErrorAndLogInterceptor,
@@ -37,6 +39,8 @@ export interface VmmRoutesOptions {
   readonly listPaging?: ListPaging;
   /** Host checks behind HostService.CheckHost; absent = UNIMPLEMENTED. */
   readonly checkHost?: HostChecker;
+  /** The image store behind ImageService; absent = UNIMPLEMENTED. */
+  readonly images?: ImageApi;
 }
 
 /** Every service name the daemon serves, as reflection lists them. */
@@ -45,6 +49,7 @@ export const SERVICE_NAMES: readonly string[] = [
   pb.SandboxSnapshotService.typeName,
   pb.HostService.typeName,
   pb.SandboxFilesService.typeName,
+  pb.ImageService.typeName,
   healthV1.Health.typeName,
   reflectionV1.ServerReflection.typeName,
   reflectionV1alpha.ServerReflection.typeName,
@@ -75,6 +80,7 @@ export function createVmmRoutes(options: VmmRoutesOptions): {
       registerSnapshotService(router, options.snapshots, options.listPaging);
       registerHostService(router, options.checkHost);
       registerFilesService(router, options.files);
+      registerImageService(router, options.images);
       registerHealthService(router, health);
       registerReflectionService(router, reflection);
     },
