@@ -17,6 +17,7 @@ import {
 } from "./commands.js";
 import { apiLoadCommand, idleRssCommand, restartCommand } from "./fleet.js";
 import { DEV_IMAGES_DIR, isSimulated, resolveFirecracker } from "./host.js";
+import { imagePullCommand } from "./image-pull.js";
 import { type BenchReport, formatRatios, formatTable } from "./report.js";
 
 const HELP = `vmm-bench: vmm benchmarks. JSON (schema vmm-bench/1) on stdout, a summary on stderr.
@@ -38,6 +39,8 @@ Commands:
   api-load     N sandboxes; h2load (nghttp2-client) List and Inspect over TCP + token; calls/s
   idle-rss     daemon VmRSS with 0 and --steps idle sandboxes; KiB per sandbox
   restart      N sandboxes; SIGKILL the daemon; new daemon → serving, all ready, Run in each
+  image-pull   PullImage of a ~50 MB image from docker-registry on loopback vs a plain fetch
+               of its blobs and skopeo copy, interleaved; MB/s (use --iterations 5)
 
 Options:
   --iterations N        measured iterations (default 20; run-latency 200: one
@@ -82,6 +85,7 @@ const COMMANDS = {
   "compare-restore": compareRestoreCommand,
   golden: goldenCommand,
   policy: policyCommand,
+  "image-pull": imagePullCommand,
 } as const;
 
 const FLEET_COMMANDS = ["api-load", "idle-rss", "restart"] as const;
