@@ -246,38 +246,50 @@ export async function startOciRegistry(options: { auth?: FrontAuth } = {}): Prom
       const headers = { ...req.headers };
       delete headers.authorization;
       if (digest && faults.ignoreRange) delete headers.range;
-      const up = http.request(`${backend}${req.url}`, { method: req.method, headers }, (upRes) => {
-        record(upRes.statusCode ?? 0);
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-        if (!digest || req.method !== "GET") {
-          upRes.pipe(res);
-          return;
-        }
-        const cut = faults.cutAfter.get(digest);
-        if (cut !== undefined) faults.cutAfter.delete(digest);
-        let sent = 0;
-        let flipped = false;
-        upRes.on("data", (chunk: Buffer) => {
-          let out = chunk;
-          if (faults.corrupt.has(digest) && !flipped && out.length > 0) {
-            out = Buffer.from(out);
-            out[out.length - 1]! ^= 0xff;
-            flipped = true;
-          }
-          if (cut !== undefined && sent + out.length >= cut) {
-            res.write(out.subarray(0, cut - sent));
-            sent = cut;
-            upRes.destroy();
-            // Let the bytes reach the client, then drop the connection mid-body.
-            setTimeout(() => res.socket?.destroy(), 50);
+      const up = http.request(
+        `${backend}${req.url}`,
+        { method: req.method, headers, agent: false },
+        (upRes) => {
+          record(upRes.statusCode ?? 0);
+          res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+          if (!digest || req.method !== "GET") {
+            upRes.pipe(res);
             return;
           }
-          sent += out.length;
-          res.write(out);
-        });
-        upRes.on("end", () => res.end());
+          const cut = faults.cutAfter.get(digest);
+          if (cut !== undefined) faults.cutAfter.delete(digest);
+          let sent = 0;
+          let flipped = false;
+          let cutDone = false;
+          upRes.on("data", (chunk: Buffer) => {
+            if (cutDone) return;
+            let out = chunk;
+            if (faults.corrupt.has(digest) && !flipped && out.length > 0) {
+              out = Buffer.from(out);
+              out[out.length - 1]! ^= 0xff;
+              flipped = true;
+            }
+            if (cut !== undefined && sent + out.length >= cut) {
+              // Drop the connection mid-body once these bytes are out: never a clean end.
+              cutDone = true;
+              const socket = res.socket;
+              res.write(out.subarray(0, cut - sent), () => setTimeout(() => socket?.destroy(), 20));
+              sent = cut;
+              upRes.destroy();
+              return;
+            }
+            sent += out.length;
+            res.write(out);
+          });
+          upRes.on("end", () => {
+            if (!cutDone) res.end();
+          });
+        },
+      );
+      up.on("error", () => {
+        // The upstream of a cut was destroyed on purpose: the cut drops the client itself.
+        if (!res.writableEnded) setTimeout(() => res.destroy(), 20);
       });
-      up.on("error", () => res.destroy());
       req.pipe(up);
     });
     await new Promise<void>((r) => front!.listen(0, "127.0.0.1", r));

@@ -100,7 +100,7 @@ export class RegistryClient {
         `the manifest of ${ref.normalized} is ${declared} bytes, more than the ${MAX_MANIFEST_BYTES} accepted`,
       );
     }
-    const bytes = Buffer.from(await res.arrayBuffer());
+    const bytes = await readLimited(res, MAX_MANIFEST_BYTES + 1);
     if (bytes.length > MAX_MANIFEST_BYTES) {
       throw new ResourceExhaustedError(
         `the manifest of ${ref.normalized} is more than the ${MAX_MANIFEST_BYTES} bytes accepted`,
@@ -239,7 +239,7 @@ export class RegistryClient {
     }
     let body: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
-      body = (await res.json()) as typeof body;
+      body = JSON.parse((await readLimited(res, MAX_SMALL_BODY)).toString("utf8")) as typeof body;
     } catch (err) {
       throw new UnavailableError(
         `the token service ${realm.origin} of registry ${ref.registry} sent no JSON`,
@@ -329,10 +329,35 @@ export class RegistryClient {
   }
 }
 
+/** Largest token or error response read, bytes: a registry cannot make us buffer more. */
+const MAX_SMALL_BODY = 64 << 10;
+
+/** Reads at most `max` bytes of a response body, then cancels the rest. */
+async function readLimited(res: Response, max: number): Promise<Buffer> {
+  if (!res.body) return Buffer.alloc(0);
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let n = 0;
+  try {
+    while (n < max) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      n += value.length;
+    }
+  } finally {
+    if (n >= max) await reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+  return Buffer.concat(chunks).subarray(0, max);
+}
+
 /** The distribution error codes of an error response body (`{"errors":[{"code":…}]}`). */
 async function errorCodes(res: Response): Promise<string[]> {
   try {
-    const body = (await res.json()) as { errors?: { code?: unknown }[] };
+    const body = JSON.parse((await readLimited(res, MAX_SMALL_BODY)).toString("utf8")) as {
+      errors?: { code?: unknown }[];
+    };
     return (body.errors ?? []).map((e) => String(e.code));
   } catch {
     return [];
@@ -341,7 +366,7 @@ async function errorCodes(res: Response): Promise<string[]> {
 
 async function errorDetail(res: Response): Promise<string> {
   try {
-    const text = (await res.text()).slice(0, 2000);
+    const text = (await readLimited(res, MAX_SMALL_BODY)).toString("utf8");
     const body = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] };
     const first = body.errors?.[0];
     return first ? `: ${String(first.code)} ${String(first.message ?? "")}`.trimEnd() : "";
