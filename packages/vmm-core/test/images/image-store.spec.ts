@@ -132,11 +132,12 @@ describe("ImageStore.pull", () => {
     expect(registry.requests.slice(before).filter((r) => r.path.includes("/blobs/"))).toEqual([]);
   });
 
-  // Retried: in about one full-file run in four the resumed 206 response reaches the client
-  // empty or cut ("ended after 1048576" / "terminated"); not diagnosed yet (fixture front or
-  // registry under load); a retry pull resumes again and passes. The store's side is safe:
-  // such a pull fails UNAVAILABLE and nothing unverified is kept.
-  it("resumes an interrupted blob download with a Range request", { retry: 2 }, async () => {
+  // KNOWN FLAKE (open): in about one full-file run in three the resumed 206 response reaches
+  // the client empty or cut ("ended after 1048576" / "terminated"), and then on every retry in
+  // that run (so no retry option); never when this test runs alone. Not diagnosed: the fixture
+  // front, or distribution's Range serving. A failed resume is UNAVAILABLE and keeps nothing
+  // unverified, so the store stays correct either way.
+  it("resumes an interrupted blob download with a Range request", async () => {
     const store = await openStore();
     const layer = big.layers[1]!;
     registry.faults.cutAfter.set(layer.digest, 1 << 20);
