@@ -56,7 +56,7 @@ export interface DaemonHandle extends AsyncDisposable {
 
 export async function openDaemon(
   o: BenchOptions,
-  extra: { golden?: boolean; network?: readonly string[] } = {},
+  extra: { golden?: boolean; network?: readonly string[]; images?: readonly string[] } = {},
 ): Promise<DaemonHandle> {
   if (o.socket !== undefined) {
     const clients = connectDaemon(o.socket);
@@ -74,6 +74,7 @@ export async function openDaemon(
     readiness: o.readiness,
     ...(extra.golden !== undefined && { golden: extra.golden }),
     ...(extra.network !== undefined && { network: extra.network }),
+    ...(extra.images !== undefined && { images: extra.images }),
     kernel: o.kernel,
     rootfs: o.rootfs,
     vcpus: o.vcpus,

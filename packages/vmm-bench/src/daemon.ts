@@ -5,7 +5,13 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
-import { healthV1, SandboxFilesService, SandboxService, SandboxSnapshotService } from "@vmm/proto";
+import {
+  healthV1,
+  ImageService,
+  SandboxFilesService,
+  SandboxService,
+  SandboxSnapshotService,
+} from "@vmm/proto";
 import { childEnv, DAEMON_BIN } from "./host.js";
 
 /** What a daemon started by the bench boots sandboxes with. */
@@ -31,6 +37,8 @@ export interface DaemonOptions {
   readonly maxConcurrentCreates?: number;
   /** TOML lines of `[network]` (without the header). Default `mode = "none"`. */
   readonly network?: readonly string[];
+  /** TOML lines of `[images]` (without the header). Default none. */
+  readonly images?: readonly string[];
   /** `firecracker.start_timeout_ms`. Default: the daemon's. */
   readonly firecrackerStartTimeoutMs?: number;
   /**
@@ -56,6 +64,7 @@ export interface DaemonClients {
   readonly snapshot: Client<typeof SandboxSnapshotService>;
   readonly files: Client<typeof SandboxFilesService>;
   readonly health: Client<typeof healthV1.Health>;
+  readonly image: Client<typeof ImageService>;
   close(): void;
 }
 
@@ -75,6 +84,7 @@ export function connectDaemon(socket: string): DaemonClients {
     snapshot: createClient(SandboxSnapshotService, transport),
     files: createClient(SandboxFilesService, transport),
     health: createClient(healthV1.Health, transport),
+    image: createClient(ImageService, transport),
     close: () => sessionManager.abort(),
   };
 }
@@ -148,6 +158,7 @@ function writeConfig(
       `enabled = ${options.golden === true}`,
       ...(options.opsHttp === true ? ["[http]", 'listen = "127.0.0.1:0"'] : []),
       ...(options.extraToml ?? []),
+      ...(options.images !== undefined ? ["[images]", ...options.images] : []),
       "",
     ].join("\n"),
   );

@@ -5,7 +5,8 @@
  * rootfs (cold builds, each in a fresh cache) and a cache hit, in-process
  * with the daemon's ImageRootfsBuilder, and (2) Create → ready → first Run →
  * Remove from the cached image vs from the plain dev rootfs, interleaved
- * (ABAB) on one daemon serving the image from an OCI layout.
+ * (ABAB) on one daemon that pulled the image from docker-registry on
+ * loopback (the first, untimed Create pulls and converts it).
  */
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -13,6 +14,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSyn
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { ImageRootfsBuilder, OciLayoutImageSource, writeOciLayoutImage } from "@vmm/core";
+import { startOciRegistry } from "../../../test/oci-registry.js";
 import {
   type BenchOptions,
   commonParams,
@@ -31,8 +33,8 @@ const REF = "bench/image:1";
 const CONTENT_MIB = 48;
 const CONVERT_ITERATIONS = 3;
 
-/** Writes the benchmark image into an OCI layout at `layout`; returns its compressed size. */
-function buildImage(dir: string, layout: string): Promise<number> {
+/** Writes the benchmark image into an OCI layout at `layout`; returns its gzip'd layers. */
+async function buildImage(dir: string, layout: string): Promise<Buffer[]> {
   const base = join(dir, "base");
   mkdirSync(join(base, "bin"), { recursive: true });
   copyFileSync("/bin/busybox", join(base, "bin/busybox"));
@@ -61,9 +63,8 @@ function buildImage(dir: string, layout: string): Promise<number> {
     },
     { data: gzipSync(tar(top)), mediaType: "application/vnd.oci.image.layer.v1.tar+gzip" },
   ];
-  return writeOciLayoutImage(layout, REF, layers, { Env: ["PATH=/bin"] }).then(() =>
-    layers.reduce((n, l) => n + l.data.length, 0),
-  );
+  await writeOciLayoutImage(layout, REF, layers, { Env: ["PATH=/bin"] });
+  return layers.map((l) => l.data);
 }
 
 /** Runs the benchmark (see the module comment). */
@@ -74,7 +75,8 @@ export async function imageCreateCommand(o: BenchOptions): Promise<BenchReport> 
   const dir = mkdtempSync("/tmp/vb-img-");
   try {
     const layout = join(dir, "layout");
-    const imageBytes = await buildImage(dir, layout);
+    const layers = await buildImage(dir, layout);
+    const imageBytes = layers.reduce((n, l) => n + l.length, 0);
     const source = new OciLayoutImageSource(layout);
     const image = await source.lookup(REF);
     if (!image) throw new Error("the benchmark image is missing from its layout");
@@ -96,14 +98,19 @@ export async function imageCreateCommand(o: BenchOptions): Promise<BenchReport> 
       rmSync(dataDir, { recursive: true, force: true });
     }
 
-    process.env.VMM_IMAGE_LAYOUT = layout; // the daemon's interim image source (sandbox-images.ts)
+    // The same image in a registry, for the daemon: Create pulls it on first use.
+    await using registry = await startOciRegistry();
+    await registry.pushImage("bench/image", "1", { layers, env: ["PATH=/bin"], cmd: [] });
+    const ref = `${registry.host}/bench/image:1`;
     const plain = new Samples();
     const fromImage = new Samples();
     {
-      await using d = await openDaemon(o);
+      await using d = await openDaemon(o, {
+        images: [`insecure_registries = [${JSON.stringify(registry.host)}]`],
+      });
       // First Create builds the daemon's own cache entry (untimed).
       await daemonIteration(d.clients, nextId("w"), false, new Samples(), o.signal, undefined, {
-        image: REF,
+        image: ref,
       });
       const runFirst = o.readiness === "agent";
       await interleave(
@@ -112,7 +119,7 @@ export async function imageCreateCommand(o: BenchOptions): Promise<BenchReport> 
           [
             (s, _timed) =>
               daemonIteration(d.clients, nextId("i"), runFirst, s, o.signal, undefined, {
-                image: REF,
+                image: ref,
               }),
             fromImage,
           ],

@@ -18,6 +18,7 @@ import {
 import { apiLoadCommand, idleRssCommand, restartCommand } from "./fleet.js";
 import { DEV_IMAGES_DIR, isSimulated, resolveFirecracker } from "./host.js";
 import { imageCreateCommand } from "./image-create.js";
+import { imagePullCommand } from "./image-pull.js";
 import { metricsCommand } from "./metrics-scrape.js";
 import { proxyCommand } from "./proxy-bench.js";
 import { type BenchReport, formatRatios, formatTable } from "./report.js";
@@ -47,6 +48,8 @@ Commands:
                (ABAB, --iterations each, default 200; --sandboxes default 200); p50/p99, bytes
   image-create OCI image → rootfs conversion of a ~50 MB image (cold, cached); Create from
                the cached image vs from the plain rootfs, ABAB (root, umoci, e2fsprogs)
+  image-pull   PullImage of a ~50 MB image from docker-registry on loopback vs a plain fetch
+               of its blobs and skopeo copy, interleaved; MB/s (use --iterations 5)
 
 Options:
   --iterations N        measured iterations (default 20; run-latency 200: one
@@ -93,6 +96,7 @@ const COMMANDS = {
   golden: goldenCommand,
   policy: policyCommand,
   "image-create": imageCreateCommand,
+  "image-pull": imagePullCommand,
 } as const;
 
 const FLEET_COMMANDS = ["api-load", "idle-rss", "restart", "metrics"] as const;

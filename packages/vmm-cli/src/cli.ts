@@ -64,16 +64,17 @@ export function parseCLI(argv: readonly string[]): ParsedCommandLine {
   if (words[0] === "help") {
     const topic = words.slice(1).join(" ");
     if (topic === "") return { kind: "help", text: topHelp() };
-    if (topic === "snapshot") return { kind: "help", text: snapshotHelp() };
+    if (isGroup(topic)) return { kind: "help", text: groupHelp(topic) };
     const cmd = findCommand(topic);
     if (!cmd) throw new UsageError(`unknown command "${topic}"`);
     return { kind: "help", text: commandHelp(cmd) };
   }
-  if (words[0] === "snapshot" && words.length === 1) {
-    if (wantsHelp) return { kind: "help", text: snapshotHelp() };
+  if (isGroup(words[0]!) && words.length === 1) {
+    const group = words[0]!;
+    if (wantsHelp) return { kind: "help", text: groupHelp(group) };
     throw new UsageError(
-      "snapshot needs a subcommand: create, list, restore or delete",
-      "see 'vmm snapshot --help'",
+      `${group} needs a subcommand: ${GROUPS[group].subcommands}`,
+      `see 'vmm ${group} --help'`,
     );
   }
   const name = words.join(" ");
@@ -143,8 +144,7 @@ function locateCommand(argv: readonly string[]): {
       if (valueFlagsBeforeCommand.has(a)) i++;
       continue;
     }
-    if (wordIdx.length === 1 && argv[wordIdx[0]!] !== "snapshot" && argv[wordIdx[0]!] !== "help")
-      break;
+    if (wordIdx.length === 1 && !isGroup(argv[wordIdx[0]!]!) && argv[wordIdx[0]!] !== "help") break;
     wordIdx.push(i);
   }
   const words = wordIdx.map((i) => argv[i]!);
@@ -238,9 +238,16 @@ const exitCodeHelp = `Exit codes:
 /** `vmm --help`. */
 export function topHelp(): string {
   const rows = commands
-    .filter((c) => !c.names[0]!.startsWith("snapshot "))
+    .filter((c) => !isGroup(c.names[0]!.split(" ")[0]!))
     .map((c) => [c.names.join(", "), c.summary] as const);
-  rows.splice(rows.length - 2, 0, ["snapshot", "Manage snapshots (create, list, restore, delete)"]);
+  rows.splice(
+    rows.length - 2,
+    0,
+    ...Object.entries(GROUPS).map(
+      ([g, d]) =>
+        [g, `${d.title.replace(/\.$/, "")} (${d.subcommands.replace(" or", ",")})`] as const,
+    ),
+  );
   const width = Math.max(...rows.map(([n]) => n.length));
   return `vmm: run code in Firecracker microVM sandboxes (client of the vmm daemon, sandbox.v1)
 
@@ -259,22 +266,38 @@ ${exitCodeHelp}
 `;
 }
 
+/** Command groups: `vmm GROUP COMMAND`. */
+const GROUPS = {
+  snapshot: { title: "Manage snapshots.", subcommands: "create, list, restore or delete" },
+  image: { title: "Manage OCI images in the daemon's store.", subcommands: "pull, list or remove" },
+} as const;
+
+function isGroup(word: string): word is keyof typeof GROUPS {
+  return Object.hasOwn(GROUPS, word);
+}
+
 /** `vmm snapshot --help`. */
 export function snapshotHelp(): string {
-  const subs = commands.filter((c) => c.names[0]!.startsWith("snapshot "));
-  const width = Math.max(...subs.map((c) => c.names.join(", ").length));
-  return `Usage: vmm snapshot COMMAND [flags] [ARGS]
+  return groupHelp("snapshot");
+}
 
-Manage snapshots.
+/** `vmm GROUP --help`: the group's commands. */
+export function groupHelp(group: keyof typeof GROUPS): string {
+  const prefix = `${group} `;
+  const subs = commands.filter((c) => c.names[0]!.startsWith(prefix));
+  const width = Math.max(...subs.map((c) => c.names.join(", ").length));
+  return `Usage: vmm ${group} COMMAND [flags] [ARGS]
+
+${GROUPS[group].title}
 
 Commands:
 ${subs
   .map(
     (c) =>
       `  ${c.names
-        .map((n) => n.slice(9))
+        .map((n) => n.slice(prefix.length))
         .join(", ")
-        .padEnd(width - 9)}   ${c.summary}`,
+        .padEnd(width - prefix.length)}   ${c.summary}`,
   )
   .join("\n")}
 `;

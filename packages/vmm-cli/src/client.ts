@@ -4,6 +4,7 @@ import { type Client, createClient, type Interceptor, type Transport } from "@co
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   HostService,
+  ImageService,
   SandboxFilesService,
   SandboxService,
   SandboxSnapshotService,
@@ -112,6 +113,7 @@ export interface Clients {
   readonly snapshot: Client<typeof SandboxSnapshotService>;
   readonly host: Client<typeof HostService>;
   readonly files: Client<typeof SandboxFilesService>;
+  readonly image: Client<typeof ImageService>;
 }
 
 /** Creates the service clients for a transport. */
@@ -121,5 +123,6 @@ export function createClients(transport: Transport): Clients {
     snapshot: createClient(SandboxSnapshotService, transport),
     host: createClient(HostService, transport),
     files: createClient(SandboxFilesService, transport),
+    image: createClient(ImageService, transport),
   };
 }

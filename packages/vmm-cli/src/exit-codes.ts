@@ -104,6 +104,11 @@ export function describeError(err: unknown, ctx: ErrorContext = {}): ErrorReport
   const code = sys !== undefined ? Code.Unavailable : ce.code;
   const message = sys !== undefined ? describeUnreachable(sys, ctx) : ce.rawMessage;
   const line = `vmm: ${grpcCodeName(code)}: ${message}`;
+  // The daemon answered, but about a registry: its message says what to do, the daemon hints do not apply.
+  if (sys === undefined && ctx.command?.startsWith("image ")) {
+    if (code === Code.Unavailable) return { exitCode: ExitCode.unavailable, lines: [line] };
+    if (code === Code.PermissionDenied) return { exitCode: ExitCode.error, lines: [line] };
+  }
   switch (code) {
     case Code.InvalidArgument:
       return {

@@ -63,8 +63,10 @@ export interface InProcessDaemon extends AsyncDisposable {
   createReady(id: string, labels?: Record<string, string>): Promise<SandboxInfo>;
 }
 
-/** Starts the daemon on a fresh temp dir (socket, data_dir, images, log). */
-export async function startInProcessDaemon(): Promise<InProcessDaemon> {
+/** Starts the daemon on a fresh temp dir (socket, data_dir, images, log); `env` adds config (VMM_*). */
+export async function startInProcessDaemon(
+  options: { env?: Readonly<Record<string, string>> } = {},
+): Promise<InProcessDaemon> {
   const dir = mkdtempSync(join(tmpdir(), "vmm-cli-"));
   const cleanups: (() => Promise<void> | void)[] = [
     () => rmSync(dir, { recursive: true, force: true }),
@@ -109,6 +111,7 @@ export async function startInProcessDaemon(): Promise<InProcessDaemon> {
       // (3 s) are for a real Firecracker.
       VMM_FIRECRACKER_START_TIMEOUT_MS: "30000",
       VMM_AGENT_BOOT_TIMEOUT_MS: "30000",
+      ...options.env,
     });
     validateConfig(loaded);
     const { config } = loaded;
@@ -129,6 +132,7 @@ export async function startInProcessDaemon(): Promise<InProcessDaemon> {
       sandboxes: counted.api,
       ...(backend.snapshots && { snapshots: backend.snapshots }),
       ...(backend.files && { files: backend.files }),
+      ...(backend.images && { images: backend.images }),
     });
     cleanups.push(() => daemon.stop(1000));
     const tcp = daemon.listeners.find((l) => l.address.startsWith("tcp:"));

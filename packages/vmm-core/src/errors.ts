@@ -15,6 +15,8 @@ export type ErrorKind =
   | "deadline_exceeded"
   | "cancelled"
   | "unimplemented"
+  | "permission_denied"
+  | "data_loss"
   | "internal";
 
 /**
@@ -93,6 +95,20 @@ export class UnavailableError extends VmmError {
 export class UnimplementedError extends VmmError {
   constructor(message: string, options?: { hint?: string }) {
     super("unimplemented", message, options);
+  }
+}
+
+/** A third party (an image registry) refused our credentials or has none for us. */
+export class PermissionDeniedError extends VmmError {
+  constructor(message: string, options?: ErrorOptions & { hint?: string }) {
+    super("permission_denied", message, options);
+  }
+}
+
+/** Data arrived corrupted (a blob whose digest does not match); nothing of it was kept. */
+export class DataLossError extends VmmError {
+  constructor(message: string, options?: ErrorOptions & { hint?: string }) {
+    super("data_loss", message, options);
   }
 }
 

@@ -7,6 +7,8 @@ import {
   createDiskCloner,
   createDryRunCommandRunner,
   createNetworkManager,
+  type ImagePullPolicy,
+  ImageStore,
   openSpareCloner,
   prepareDataDir,
   SandboxManager,
@@ -18,15 +20,16 @@ import {
   type FirecrackerLauncher,
   MINIMAL_FIRECRACKER_ENV,
 } from "@vmm/firecracker";
-import type { FilesApi, SandboxApi, SnapshotApi } from "@vmm/grpc";
+import type { FilesApi, ImageApi, SandboxApi, SnapshotApi } from "@vmm/grpc";
 import type { Logger } from "pino";
 import { ConfigError } from "./config/load-config.js";
 import type { Config } from "./config/schema.js";
 import type { MetricsSource } from "./http/metrics-source.js";
 import { imageRootsFromConfig } from "./image-roots.js";
+import { imageStoreOptionsFromConfig } from "./images-config.js";
 import { portsFromConfig } from "./ports-config.js";
 import type { ProxyBackend } from "./proxy/http-proxy.js";
-import { sandboxImagesFromEnv } from "./sandbox-images.js";
+import { imageApiWithRootfs, sandboxImagesFromConfig } from "./sandbox-images.js";
 
 /** The sandbox backend the API serves, and how to release it. */
 export interface Backend {
@@ -38,6 +41,8 @@ export interface Backend {
   readonly metricsSource?: MetricsSource;
   /** What the HTTP proxy (`[proxy]`) reaches exposed ports through. */
   readonly proxyBackend?: ProxyBackend;
+  /** The OCI image store (ImageService). */
+  readonly images?: ImageApi;
   close(): Promise<void>;
 }
 
@@ -216,15 +221,23 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     maxSpares: config.storage.spare_clones,
     onError: (err, src) => logger.warn({ err, image: src }, "making a spare rootfs clone failed"),
   });
-  const ociImages = sandboxImagesFromEnv({
-    env: process.env,
+  // RemoveImage refuses while a sandbox or snapshot uses the image: the manager answers, once built.
+  let imageUser: (manifestDigest: string) => string | undefined = () => undefined;
+  const imageStore = await ImageStore.open({
+    ...imageStoreOptionsFromConfig(config),
+    logger: logger.child({ component: "images" }),
+    isInUse: (digest) => imageUser(digest),
+  });
+  const ociImages = sandboxImagesFromConfig({
+    source: imageStore,
     dataDir: f.data_dir,
     imagesDir: images.imagesDir,
     defaultRootfs: config.defaults.rootfs,
+    pull: config.images.pull as ImagePullPolicy,
     logger: logger.child({ component: "images" }),
   });
   const manager = new SandboxManager({
-    ...(ociImages && { images: ociImages }),
+    images: ociImages,
     catalog,
     ...(config.golden.enabled && {
       golden: {
@@ -288,6 +301,8 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
     logger: logger.child({ component: "sandboxes" }),
     ...(fc.simulated && { onCreate: warnSimulated }),
   });
+  imageUser = (digest) => manager.isImageInUse(digest);
+  const imageApi = imageApiWithRootfs(imageStore, ociImages.builder);
   // Re-adopts what an earlier daemon left running, and starts the network manager.
   await manager.recover();
   // Built in the background: Create never waits for it.
@@ -312,6 +327,7 @@ export async function createBackend(config: Config, logger: Logger): Promise<Bac
       observeCreates: (observer) => manager.observeCreates(observer),
     },
     proxyBackend: manager,
+    images: imageApi,
     async close() {
       await manager.close({ stopSandboxes: config.daemon.on_shutdown === "stop" });
       await catalog.then((c) => c.close()).catch(() => {});

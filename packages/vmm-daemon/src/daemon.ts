@@ -6,6 +6,7 @@ import {
   type ExposedPortUrl,
   type FilesApi,
   type HealthStatus,
+  type ImageApi,
   type ListenerKind,
   listenerKey,
   type RedactedPath,
@@ -47,6 +48,8 @@ export interface DaemonOptions {
   readonly httpMounts?: readonly HttpMount[];
   /** ExposePortResponse.url (the HTTP proxy, `[proxy]`); absent = empty. */
   readonly exposedPortUrl?: ExposedPortUrl;
+  /** The image store; absent = ImageService answers UNIMPLEMENTED. */
+  readonly images?: ImageApi;
 }
 
 /** A serving daemon. */
@@ -70,6 +73,7 @@ export async function startDaemon(options: DaemonOptions): Promise<Daemon> {
     sandboxes: options.sandboxes,
     ...(options.snapshots && { snapshots: options.snapshots }),
     ...(options.files && { files: options.files }),
+    ...(options.images && { images: options.images }),
     logger,
     version: VERSION,
     ...(tcpToken !== undefined && { tcpToken }),
@@ -254,6 +258,7 @@ function clientStreamingPaths(): ReadonlySet<string> {
     pb.SandboxService,
     pb.SandboxSnapshotService,
     pb.SandboxFilesService,
+    pb.ImageService,
     healthV1.Health,
     reflectionV1.ServerReflection,
     reflectionV1alpha.ServerReflection,

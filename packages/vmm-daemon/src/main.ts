@@ -116,6 +116,7 @@ async function main(argv: string[]): Promise<number> {
     ...(config.http.listen !== "" && {
       httpMounts: [createConsoleMount({ sandboxes: backend.sandboxes, logger })],
     }),
+    ...(backend.images && { images: backend.images }),
   }).catch(async (err: unknown) => {
     await proxy?.close();
     await backend.close();

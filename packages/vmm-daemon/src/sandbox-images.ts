@@ -1,47 +1,57 @@
 /**
- * Create with `image` for the daemon's SandboxManager. The rootfs builder
- * takes the guest agent from the default rootfs (built by
- * guest/rootfs/build-rootfs.sh), so image sandboxes run the agent plain ones
- * do. Interim source of images, until the registry image store is wired in:
- * an OCI image layout directory named by VMM_IMAGE_LAYOUT (images found by
- * their `org.opencontainers.image.ref.name`), with the pull policy in
- * VMM_IMAGE_PULL (`missing`, `always`, `never`; default `missing`). Without
- * VMM_IMAGE_LAYOUT, Create with `image` answers UNIMPLEMENTED.
+ * Create with `image` for the daemon's SandboxManager: the registry image
+ * store as the source, the rootfs builder (which takes the guest agent from
+ * the default rootfs, built by guest/rootfs/build-rootfs.sh, so image
+ * sandboxes run the agent plain ones do) and `[images] pull`.
  */
 import { isAbsolute, join } from "node:path";
 import {
   type ImagePullPolicy,
   ImageRootfsBuilder,
+  type ImageStore,
   type Logger,
-  OciLayoutImageSource,
   SandboxImages,
 } from "@vmm/core";
+import type { ImageApi } from "@vmm/grpc";
 
-/** SandboxImages from the environment (see the module comment), or undefined when off. */
-export function sandboxImagesFromEnv(options: {
-  readonly env: NodeJS.ProcessEnv;
+/** SandboxImages over the image store. */
+export function sandboxImagesFromConfig(options: {
+  readonly source: ImageStore;
   readonly dataDir: string;
   readonly imagesDir: string;
   /** `[defaults] rootfs`: the agent is copied out of it. */
   readonly defaultRootfs: string;
+  readonly pull: ImagePullPolicy;
   readonly logger: Logger;
-}): SandboxImages | undefined {
-  const layout = options.env.VMM_IMAGE_LAYOUT;
-  if (!layout) return undefined;
-  const pull = options.env.VMM_IMAGE_PULL ?? "missing";
-  if (pull !== "missing" && pull !== "always" && pull !== "never") {
-    throw new Error(`VMM_IMAGE_PULL must be missing, always or never, got ${JSON.stringify(pull)}`);
-  }
+}): SandboxImages {
   const rootfs = isAbsolute(options.defaultRootfs)
     ? options.defaultRootfs
     : join(options.imagesDir, options.defaultRootfs);
   return new SandboxImages({
-    source: new OciLayoutImageSource(layout),
+    source: options.source,
     builder: new ImageRootfsBuilder({
       dataDir: options.dataDir,
       agent: { fromRootfs: rootfs },
       logger: options.logger,
     }),
-    pull: pull as ImagePullPolicy,
+    pull: options.pull,
   });
+}
+
+/**
+ * ImageService's view of the store: RemoveImage also drops the image's
+ * cached rootfs once no other reference names the same manifest (the store
+ * itself refuses while a sandbox or snapshot uses it).
+ */
+export function imageApiWithRootfs(store: ImageStore, builder: ImageRootfsBuilder): ImageApi {
+  return {
+    pull: (reference, options) => store.pull(reference, options),
+    list: () => store.list(),
+    async remove(reference) {
+      const removed = await store.remove(reference);
+      const still = (await store.list()).some((i) => i.manifestDigest === removed.manifestDigest);
+      if (!still) await builder.remove(removed.manifestDigest);
+      return removed;
+    },
+  };
 }

@@ -62,6 +62,7 @@ describe("vmm-daemon serving over its Unix socket", () => {
         "grpc.reflection.v1.ServerReflection",
         "grpc.reflection.v1alpha.ServerReflection",
         "sandbox.v1.HostService",
+        "sandbox.v1.ImageService",
         "sandbox.v1.SandboxFilesService",
         "sandbox.v1.SandboxService",
         "sandbox.v1.SandboxSnapshotService",

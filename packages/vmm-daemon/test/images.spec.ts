@@ -5,18 +5,20 @@ import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { ConnectError } from "@connectrpc/connect";
-import { writeOciLayoutImage } from "@vmm/core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type OciRegistry, REGISTRY_BIN, startOciRegistry } from "../../../test/oci-registry.js";
 import { type SimDaemon, startSimDaemon, waitForState } from "./sim-daemon.js";
 
 // Create with `image` end to end: images built here (busybox-static layers, a whiteout, an
-// image config), served from an OCI layout (VMM_IMAGE_LAYOUT), converted by the daemon, booted
-// by fc-sim with the guest inside its disk — what the image holds is what Run sees.
+// image config), pushed to a real registry (Debian's docker-registry on loopback), pulled by
+// the daemon on first use, converted, booted by fc-sim with the guest inside its disk — what
+// the image holds is what Run sees.
 
 const canRun =
   process.geteuid?.() === 0 &&
   existsSync("/dev/loop-control") &&
   existsSync("/bin/busybox") &&
+  existsSync(REGISTRY_BIN) &&
   ["umoci", "debugfs", "mkfs.ext4"].every((t) => {
     try {
       execFileSync("sh", ["-c", `command -v ${t}`], { stdio: "ignore" });
@@ -30,7 +32,7 @@ const sections = "[limits]\nmax_concurrent_creates = 16\n[agent]\nboot_timeout_m
 const APPLETS = ["sh", "cat", "env", "pwd", "id", "test", "ls", "echo", "true"];
 
 /** Layers of a small busybox image: base (busybox, passwd, files), then a whiteout and /app. */
-async function buildImage(dir: string, layout: string): Promise<void> {
+async function buildImage(dir: string, registry: OciRegistry): Promise<void> {
   const base = join(dir, "base");
   await mkdir(join(base, "bin"), { recursive: true });
   await copyFile("/bin/busybox", join(base, "bin/busybox"));
@@ -55,18 +57,18 @@ async function buildImage(dir: string, layout: string): Promise<void> {
   execFileSync("chown", ["-R", "1000:1000", join(top, "app")]);
   const tar = (d: string) =>
     execFileSync("tar", ["--numeric-owner", "-C", d, "-cf", "-", "."], { maxBuffer: 64 << 20 });
-  const layers = [
-    { data: tar(base) },
-    { data: gzipSync(tar(top)), mediaType: "application/vnd.oci.image.layer.v1.tar+gzip" },
-  ];
-  await writeOciLayoutImage(layout, "local/busybox:1", layers, {
-    Env: ["PATH=/bin", "IMAGE_VAR=from-image"],
-    WorkingDir: "/app",
-    User: "app",
+  const layers = [gzipSync(tar(base)), gzipSync(tar(top))];
+  await registry.pushImage("local/busybox", "1", {
+    layers,
+    env: ["PATH=/bin", "IMAGE_VAR=from-image"],
+    cmd: [],
+    workingDir: "/app",
+    user: "app",
   });
-  await writeOciLayoutImage(layout, "local/busybox-cmd:1", layers, {
-    Env: ["PATH=/bin"],
-    Cmd: ["cat", "/etc/release"],
+  await registry.pushImage("local/busybox-cmd", "1", {
+    layers,
+    env: ["PATH=/bin"],
+    cmd: ["cat", "/etc/release"],
   });
 }
 
@@ -95,26 +97,29 @@ async function code(p: Promise<unknown>): Promise<string> {
 
 describe.skipIf(!canRun)("Create with image (fc-sim, guest inside its disk)", () => {
   let dir: string;
-  let layout: string;
+  let registry: OciRegistry;
   let d: SimDaemon;
+  let ref: (name: string) => string;
   beforeAll(async () => {
     dir = await mkdtemp(join(tmpdir(), "vmm-images-e2e-"));
-    layout = join(dir, "layout");
-    await buildImage(dir, layout);
+    registry = await startOciRegistry();
+    ref = (name) => `${registry.host}/${name}`;
+    await buildImage(dir, registry);
     d = await startSimDaemon({
-      sections,
-      env: { VMM_FIRECRACKER_START_TIMEOUT_MS: "60000", VMM_IMAGE_LAYOUT: layout },
+      sections: `${sections}\n[images]\ninsecure_registries = ["${registry.host}"]`,
+      env: { VMM_FIRECRACKER_START_TIMEOUT_MS: "60000" },
     });
   }, 120_000);
   afterAll(async () => {
     await d?.[Symbol.asyncDispose]();
+    await registry?.stop();
     await rm(dir, { recursive: true, force: true });
   });
 
   it("boots the image: its files, Env, WorkingDir and User; a whiteout honoured; the request overrides", async () => {
-    await d.sandboxes.create({ id: "img-a", image: "local/busybox:1" });
+    await d.sandboxes.create({ id: "img-a", image: ref("local/busybox:1") });
     const created = await d.sandboxes.inspect({ id: "img-a" });
-    expect(created.image).toBe("local/busybox:1");
+    expect(created.image).toBe(ref("local/busybox:1"));
     expect(created.imageDigest).toMatch(/^sha256:[0-9a-f]{64}$/);
     // Under data_dir (named relative to it unless host details are exposed, as in this suite).
     expect(created.rootfs).toMatch(/(^|\/)images\/rootfs\/[0-9a-f]{64}\.ext4$/);
@@ -154,7 +159,7 @@ describe.skipIf(!canRun)("Create with image (fc-sim, guest inside its disk)", ()
     const first = await d.sandboxes.inspect({ id: "img-a" });
     const cached = isAbsolute(first.rootfs) ? first.rootfs : join(d.dataDir, first.rootfs);
     const before = statSync(cached);
-    await d.sandboxes.create({ id: "img-b", image: "local/busybox:1" });
+    await d.sandboxes.create({ id: "img-b", image: ref("local/busybox:1") });
     await waitForState(d, "img-b", "ready", 60_000);
     const after = statSync(cached);
     expect([after.ino, after.mtimeMs]).toEqual([before.ino, before.mtimeMs]);
@@ -165,7 +170,7 @@ describe.skipIf(!canRun)("Create with image (fc-sim, guest inside its disk)", ()
 
     // Same layers, other config: the same rootfs content, its own cache entry; its Cmd runs
     // as the initial workload and as Run's default.
-    await d.sandboxes.create({ id: "img-c", image: "local/busybox-cmd:1" });
+    await d.sandboxes.create({ id: "img-c", image: ref("local/busybox-cmd:1") });
     await waitForState(d, "img-c", "ready", 60_000);
     for (let i = 0; ; i++) {
       const s = await d.sandboxes.inspect({ id: "img-c" });
@@ -193,39 +198,32 @@ describe.skipIf(!canRun)("Create with image (fc-sim, guest inside its disk)", ()
 
   it("bad inputs: image with rootfs, an unknown image", async () => {
     expect(
-      await code(d.sandboxes.create({ image: "local/busybox:1", rootfs: "rootfs.ext4" })),
+      await code(d.sandboxes.create({ image: ref("local/busybox:1"), rootfs: "rootfs.ext4" })),
     ).toBe("3"); // INVALID_ARGUMENT
-    expect(await code(d.sandboxes.create({ image: "local/none:1" }))).toBe("5"); // NOT_FOUND
+    expect(await code(d.sandboxes.create({ image: ref("local/none:1") }))).toBe("5"); // NOT_FOUND
     expect(await code(d.sandboxes.create({ image: "bad ref" }))).toBe("3");
   });
 });
 
 describe.skipIf(!canRun)("Create with image, [images] pull = never", () => {
-  let dir: string;
   let d: SimDaemon;
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), "vmm-images-never-"));
-    await writeOciLayoutImage(join(dir, "layout"), "local/other:1", [], {});
-    d = await startSimDaemon({
-      sections,
-      env: { VMM_IMAGE_LAYOUT: join(dir, "layout"), VMM_IMAGE_PULL: "never" },
-    });
+    d = await startSimDaemon({ sections, env: { VMM_IMAGES_PULL: "never" } });
   });
   afterAll(async () => {
     await d?.[Symbol.asyncDispose]();
-    await rm(dir, { recursive: true, force: true });
   });
 
   it("an image never pulled fails fast with FAILED_PRECONDITION and the pull command", async () => {
-    const err = await d.sandboxes
-      .create({ image: "local/busybox:1" })
-      .catch((e: unknown) => ConnectError.from(e));
+    // No registry listens there: "never" must not try one.
+    const image = "127.0.0.1:9/local/busybox:1";
+    const err = await d.sandboxes.create({ image }).catch((e: unknown) => ConnectError.from(e));
     expect(err).toBeInstanceOf(ConnectError);
     expect((err as ConnectError).code).toBe(9); // FAILED_PRECONDITION
     expect((err as ConnectError).rawMessage).toContain("not pulled");
     expect(
       JSON.stringify((err as ConnectError).details) + (err as ConnectError).rawMessage,
-    ).toMatch(/vmm image pull local\/busybox:1/);
+    ).toContain(`vmm image pull ${image}`);
     expect((await d.sandboxes.list({})).sandboxes).toEqual([]);
   });
 });

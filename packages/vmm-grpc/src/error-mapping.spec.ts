@@ -1,10 +1,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
   AlreadyExistsError,
+  DataLossError,
   DeadlineExceededError,
   FailedPreconditionError,
   InvalidArgumentError,
   NotFoundError,
+  PermissionDeniedError,
   ResourceExhaustedError,
   UnavailableError,
   UnimplementedError,
@@ -26,6 +28,8 @@ describe("toConnectError", () => {
     [new DeadlineExceededError("boot"), Code.DeadlineExceeded, "boot"],
     [new UnavailableError("shutdown"), Code.Unavailable, "shutdown"],
     [new UnimplementedError("image"), Code.Unimplemented, "image"],
+    [new PermissionDeniedError("registry"), Code.PermissionDenied, "registry"],
+    [new DataLossError("blob"), Code.DataLoss, "blob"],
   ])("maps %o to its code and keeps the message", (err, code, message) => {
     const mapped = toConnectError(err);
     expect(mapped.code).toBe(code);

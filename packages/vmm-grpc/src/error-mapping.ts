@@ -11,6 +11,8 @@ const codeByKind: Record<ErrorKind, Code> = {
   deadline_exceeded: Code.DeadlineExceeded,
   cancelled: Code.Canceled,
   unimplemented: Code.Unimplemented,
+  permission_denied: Code.PermissionDenied,
+  data_loss: Code.DataLoss,
   internal: Code.Internal,
 };
 

@@ -4,6 +4,7 @@ export type { FilesApi } from "./files-api.js";
 export { requestResetKey } from "./files-service.js";
 export { HealthStatus } from "./health-service.js";
 export type { HostChecker } from "./host-service.js";
+export type { ImageApi } from "./image-api.js";
 export type { ListenerKind } from "./interceptors.js";
 export { listenerKey } from "./interceptors.js";
 export type { ListPaging } from "./list-page.js";

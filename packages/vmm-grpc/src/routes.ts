@@ -5,6 +5,8 @@ import type { FilesApi } from "./files-api.js";
 import { registerFilesService } from "./files-service.js";
 import { HealthStatus, registerHealthService } from "./health-service.js";
 import { type HostChecker, registerHostService } from "./host-service.js";
+import type { ImageApi } from "./image-api.js";
+import { registerImageService } from "./image-service.js";
 import {
   createAuthInterceptor,
   createErrorAndLogInterceptor,
@@ -39,6 +41,8 @@ export interface VmmRoutesOptions {
   readonly checkHost?: HostChecker;
   /** ExposePortResponse.url of a guest port (the daemon's HTTP proxy); absent = url stays empty. */
   readonly exposedPortUrl?: ExposedPortUrl;
+  /** The image store behind ImageService; absent = UNIMPLEMENTED. */
+  readonly images?: ImageApi;
 }
 
 /** Every service name the daemon serves, as reflection lists them. */
@@ -47,6 +51,7 @@ export const SERVICE_NAMES: readonly string[] = [
   pb.SandboxSnapshotService.typeName,
   pb.HostService.typeName,
   pb.SandboxFilesService.typeName,
+  pb.ImageService.typeName,
   healthV1.Health.typeName,
   reflectionV1.ServerReflection.typeName,
   reflectionV1alpha.ServerReflection.typeName,
@@ -77,6 +82,7 @@ export function createVmmRoutes(options: VmmRoutesOptions): {
       registerSnapshotService(router, options.snapshots, options.listPaging);
       registerHostService(router, options.checkHost);
       registerFilesService(router, options.files);
+      registerImageService(router, options.images);
       registerHealthService(router, health);
       registerReflectionService(router, reflection);
     },

@@ -5,6 +5,7 @@ import { doctorCommand } from "./doctor.js";
 import { eventsCommand } from "./events.js";
 import { execCommand } from "./exec.js";
 import { cpCommand, watchCommand } from "./files.js";
+import { imageListCommand, imagePullCommand, imageRemoveCommand } from "./image.js";
 import { inspectCommand } from "./inspect.js";
 import { listCommand } from "./list.js";
 import { policyCommand, portCommand } from "./network.js";
@@ -43,6 +44,9 @@ export const commands: readonly CommandDefinition[] = [
   snapshotListCommand,
   snapshotRestoreCommand,
   snapshotDeleteCommand,
+  imagePullCommand,
+  imageListCommand,
+  imageRemoveCommand,
   versionCommand,
   doctorCommand,
   createCompletionCommand(() => commands),

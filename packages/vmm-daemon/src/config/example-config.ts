@@ -27,5 +27,6 @@ export function renderExampleConfig(): string {
 
 function toToml(v: KeySpec["default"]): string {
   if (Array.isArray(v)) return `[${v.map((s) => JSON.stringify(s)).join(", ")}]`;
+  if (typeof v === "object") return "{}";
   return typeof v === "string" ? JSON.stringify(v) : String(v);
 }

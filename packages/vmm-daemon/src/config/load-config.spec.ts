@@ -71,6 +71,13 @@ describe("loadConfig", () => {
     ["[storage]\nspare_clones = -1\n", "storage.spare_clones must be an integer from 0 to 1024"],
     ["[storage]\nspare_clones = 2000\n", "storage.spare_clones must be an integer from 0 to 1024"],
     ['[storage]\nspare_clones = "4"\n', "storage.spare_clones must be an integer"],
+    ['[images]\npull = "sometimes"\n', 'images.pull must be one of "missing"'],
+    ['[images.registries."r.io"]\nuser = "x"\n', 'unknown key images.registries."r.io".user'],
+    [
+      '[images.registries."r.io"]\npassword = 1\n',
+      'images.registries."r.io".password must be a string',
+    ],
+    ['[images]\nregistries = { "r.io" = 1 }\n', 'images.registries."r.io" must be a table'],
   ])("rejects %j", (toml, message) => {
     expect(() => loadConfig(file(toml), {})).toThrow(ConfigError);
     expect(() => loadConfig(file(toml), {})).toThrow(message);
@@ -123,6 +130,21 @@ describe("loadConfig", () => {
   it("accepts a [proxy] with listen and domain", () => {
     const toml = '[proxy]\nlisten = "[::1]:8088"\ndomain = "Sb.Example.com."\n';
     expect(() => validateConfig(loadConfig(file(toml), {}))).not.toThrow();
+  });
+
+  it('reads [images.registries."host"] tables, and the whole table as JSON from the environment', () => {
+    const f = file(
+      '[images]\ninsecure_registries = ["127.0.0.1:5000"]\n[images.registries."127.0.0.1:5000"]\nusername = "u"\npassword = "p"\n[images.registries."ghcr.io"]\ntoken = "t"\n',
+    );
+    const { config } = loadConfig(f, {});
+    expect(config.images.insecure_registries).toEqual(["127.0.0.1:5000"]);
+    expect(config.images.registries).toEqual({
+      "127.0.0.1:5000": { username: "u", password: "p" },
+      "ghcr.io": { token: "t" },
+    });
+    const fromEnv = loadConfig(f, { VMM_IMAGES_REGISTRIES: '{"quay.io":{"token":"x"}}' });
+    expect(fromEnv.config.images.registries).toEqual({ "quay.io": { token: "x" } });
+    expect(() => loadConfig(f, { VMM_IMAGES_REGISTRIES: "{" })).toThrow(/VMM_IMAGES_REGISTRIES/);
   });
 
   it("names env variables by section and key", () => {

@@ -146,6 +146,8 @@ function describe(spec: KeySpec): string {
       return `one of ${t.values.map((v) => JSON.stringify(v)).join(", ")}`;
     case "strings":
       return "an array of strings";
+    case "tables":
+      return `tables of strings with the keys ${t.keys.join(", ")}`;
     default:
       return "a string";
   }
@@ -176,6 +178,21 @@ function check(value: unknown, spec: KeySpec, name: string, where: string): unkn
     case "strings":
       if (!Array.isArray(value) || value.some((v) => typeof v !== "string")) fail();
       return value;
+    case "tables":
+      if (!isTable(value)) fail();
+      for (const [entry, inner] of Object.entries(value)) {
+        const at = `${name}.${JSON.stringify(entry)}`;
+        if (!isTable(inner)) throw new ConfigError(`${where}: ${at} must be a table`);
+        for (const [k, v] of Object.entries(inner)) {
+          if (!t.keys.includes(k)) {
+            throw new ConfigError(
+              `${where}: unknown key ${at}.${k}; known keys: ${t.keys.join(", ")}`,
+            );
+          }
+          if (typeof v !== "string") throw new ConfigError(`${where}: ${at}.${k} must be a string`);
+        }
+      }
+      return value;
     default:
       if (typeof value !== "string") fail();
       return value;
@@ -204,6 +221,15 @@ function fromEnv(raw: string, spec: KeySpec, name: string): unknown {
         .filter((s) => s !== "");
     case "path":
       return raw !== "" && !isAbsolute(raw) ? resolve(raw) : raw;
+    case "tables": {
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(raw);
+      } catch {
+        throw new ConfigError(`${where} must be a JSON object of objects, got invalid JSON`);
+      }
+      return check(parsed, spec, name, where);
+    }
     default:
       return check(raw, spec, name, where);
   }

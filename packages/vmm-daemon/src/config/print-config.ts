@@ -15,9 +15,31 @@ export function printConfig(loaded: LoadedConfig): string {
       ];
       const source = loaded.sources.get(`${section}.${key}`);
       const from = source === "env" ? `env ${envName(section, key)}` : source;
-      const shown = key.includes("token") && value !== "" ? '"<redacted>"' : JSON.stringify(value);
+      const shown =
+        key.includes("token") && value !== ""
+          ? '"<redacted>"'
+          : (keys as Record<string, KeySpec>)[key]!.type.t === "tables"
+            ? JSON.stringify(redactSecrets(value as Record<string, Record<string, string>>))
+            : JSON.stringify(value);
       out.push(`${key} = ${shown}  # ${from}`);
     }
   }
   return `${out.join("\n")}\n`;
+}
+
+/** A table of string tables with every password and token value replaced. */
+function redactSecrets(
+  tables: Record<string, Record<string, string>>,
+): Record<string, Record<string, string>> {
+  return Object.fromEntries(
+    Object.entries(tables).map(([name, t]) => [
+      name,
+      Object.fromEntries(
+        Object.entries(t).map(([k, v]) => [
+          k,
+          (k === "password" || k === "token") && v !== "" ? "<redacted>" : v,
+        ]),
+      ),
+    ]),
+  );
 }

@@ -10,11 +10,18 @@ export type KeyType =
   | { readonly t: "int"; readonly min: number; readonly max: number }
   | { readonly t: "bool" }
   | { readonly t: "enum"; readonly values: readonly string[] }
-  | { readonly t: "strings" };
+  | { readonly t: "strings" }
+  /** A table of tables of strings (`[section.key."name"]`), each with only these keys. */
+  | { readonly t: "tables"; readonly keys: readonly string[] };
 
 export interface KeySpec {
   readonly type: KeyType;
-  readonly default: string | number | boolean | readonly string[];
+  readonly default:
+    | string
+    | number
+    | boolean
+    | readonly string[]
+    | Readonly<Record<string, Readonly<Record<string, string>>>>;
   readonly doc: string;
 }
 
@@ -34,6 +41,12 @@ const oneOf = <const V extends readonly string[]>(def: V[number], values: V, doc
 const strings = (def: readonly string[], doc: string) => ({
   type: { t: "strings" as const },
   default: def,
+  doc,
+});
+
+const tables = (keys: readonly string[], doc: string) => ({
+  type: { t: "tables" as const, keys },
+  default: {} as Readonly<Record<string, Readonly<Record<string, string>>>>,
   doc,
 });
 
@@ -405,6 +418,27 @@ export const schema = {
       "Run and Exec on a paused sandbox resume it first; off = they fail with FAILED_PRECONDITION until Resume.",
     ),
   },
+  images: {
+    pull: oneOf(
+      "missing",
+      ["missing", "never", "always"],
+      'When Create with an image pulls it: "missing" (only when not in the store), "never" (fail unless stored), "always" (ask the registry on every Create). docs/images.md.',
+    ),
+    insecure_registries: strings(
+      [],
+      'Registries (host[:port], as written in references, e.g. "127.0.0.1:5000") spoken to over plain HTTP instead of HTTPS.',
+    ),
+    max_layer_bytes: int(
+      4 * 2 ** 30,
+      1,
+      2 ** 50,
+      "Largest image layer (compressed) a pull accepts, bytes; a bigger one fails with RESOURCE_EXHAUSTED before it is downloaded.",
+    ),
+    registries: tables(
+      ["username", "password", "password_file", "token", "token_file"],
+      'Credentials per registry: replace this line with one table per registry, e.g. [images.registries."ghcr.io"] with username + password (HTTP basic, or sent to the registry\'s token service), or token (a bearer token). Secrets can be read from files instead (password_file, token_file: absolute paths, read at startup, trailing newline dropped), or the whole table given as JSON in the environment variable. docs/images.md.',
+    ),
+  },
 } as const satisfies Record<string, Record<string, KeySpec>>;
 
 export type Schema = typeof schema;
@@ -416,9 +450,11 @@ type ValueOf<K extends KeySpec> = K["type"] extends { t: "int" }
     ? boolean
     : K["type"] extends { t: "strings" }
       ? readonly string[]
-      : K["type"] extends { t: "enum"; values: readonly (infer V)[] }
-        ? V
-        : string;
+      : K["type"] extends { t: "tables" }
+        ? Readonly<Record<string, Readonly<Record<string, string>>>>
+        : K["type"] extends { t: "enum"; values: readonly (infer V)[] }
+          ? V
+          : string;
 
 /** The typed configuration: one readonly object per section. */
 export type Config = {

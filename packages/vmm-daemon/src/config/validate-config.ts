@@ -1,4 +1,5 @@
 import { isLoopbackHost, parseListenAddress } from "../http/listen-address.js";
+import { registryCredentialsFromConfig } from "../images-config.js";
 import { proxyFromConfig } from "../proxy/proxy-config.js";
 import { resolveGroup } from "../socket-group.js";
 import { ConfigError, type LoadedConfig } from "./load-config.js";
@@ -49,6 +50,8 @@ export function validateConfig({ config }: LoadedConfig): void {
       "firecracker.seccomp_filter and firecracker.no_seccomp exclude each other",
     );
   }
+  // Reads the secret files too: a missing one is a startup error, not a failed pull later.
+  registryCredentialsFromConfig(config);
   if (config.defaults.vcpus > config.limits.max_vcpus_per_sandbox) {
     throw new ConfigError("defaults.vcpus is larger than limits.max_vcpus_per_sandbox");
   }
