@@ -196,6 +196,29 @@ describe.skipIf(!canRun)("Create with image (fc-sim, guest inside its disk)", ()
     });
   });
 
+  it("ListImages shows the pulled image; RemoveImage is refused while sandboxes and snapshots use it, then frees its cached rootfs", async () => {
+    const listed = await d.images.listImages({});
+    const mine = listed.images.find((i) => i.reference === ref("local/busybox:1"));
+    expect(mine?.digest).toBe((await d.sandboxes.inspect({ id: "img-a" })).imageDigest);
+    const refused = await d.images
+      .removeImage({ reference: ref("local/busybox:1") })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect((refused as ConnectError).code).toBe(9); // FAILED_PRECONDITION
+    expect((refused as ConnectError).rawMessage).toMatch(/sandbox img-|snapshot /);
+    // busybox-cmd shares the layers but not the manifest: once nothing uses it, it goes.
+    const cmdInfo = await d.sandboxes.inspect({ id: "img-c" });
+    const cached = isAbsolute(cmdInfo.rootfs) ? cmdInfo.rootfs : join(d.dataDir, cmdInfo.rootfs);
+    expect(existsSync(cached)).toBe(true);
+    await d.sandboxes.remove({ id: "img-c" });
+    await d.images.removeImage({ reference: ref("local/busybox-cmd:1") });
+    expect(existsSync(cached)).toBe(false);
+    expect(
+      (await d.images.listImages({})).images
+        .map((i) => i.reference)
+        .includes(ref("local/busybox-cmd:1")),
+    ).toBe(false);
+  });
+
   it("bad inputs: image with rootfs, an unknown image", async () => {
     expect(
       await code(d.sandboxes.create({ image: ref("local/busybox:1"), rootfs: "rootfs.ext4" })),

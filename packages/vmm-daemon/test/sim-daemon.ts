@@ -5,7 +5,12 @@ import { resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { SandboxFilesService, SandboxService, SandboxSnapshotService } from "@vmm/proto";
+import {
+  ImageService,
+  SandboxFilesService,
+  SandboxService,
+  SandboxSnapshotService,
+} from "@vmm/proto";
 import { type DaemonProcess, startDaemonProcess } from "./daemon-process.js";
 
 const repo = resolve(import.meta.dirname, "../../..");
@@ -17,6 +22,7 @@ export interface SimDaemon extends DaemonProcess {
   readonly sandboxes: Client<typeof SandboxService>;
   readonly snapshots: Client<typeof SandboxSnapshotService>;
   readonly files: Client<typeof SandboxFilesService>;
+  readonly images: Client<typeof ImageService>;
   readonly dataDir: string;
 }
 
@@ -65,6 +71,7 @@ export async function startSimDaemon(
     sandboxes: createClient(SandboxService, transport),
     snapshots: createClient(SandboxSnapshotService, transport),
     files: createClient(SandboxFilesService, transport),
+    images: createClient(ImageService, transport),
     [Symbol.asyncDispose]: d[Symbol.asyncDispose].bind(d),
   };
 }
