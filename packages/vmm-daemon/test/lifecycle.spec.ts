@@ -189,7 +189,12 @@ describe("sandbox lifecycle over gRPC with fc-sim", () => {
       [() => d.sandboxes.create({ id: "../etc" }), "InvalidArgument", /id/],
       [() => d.sandboxes.create({ id: "A".repeat(3) }), "InvalidArgument", /id/],
       [() => d.sandboxes.create({ id: "x".repeat(200) }), "InvalidArgument", /id/],
-      [() => d.sandboxes.create({ image: "docker.io/library/alpine" }), "Unimplemented", /image/],
+      [() => d.sandboxes.create({ image: "Bad Ref" }), "InvalidArgument", /image/],
+      [
+        () => d.sandboxes.create({ image: "127.0.0.1:9/a:1", rootfs: "rootfs.ext4" }),
+        "InvalidArgument",
+        /image/,
+      ],
       [
         () => d.sandboxes.create({ network: { mode: "bridge" } }),
         "InvalidArgument",
