@@ -179,7 +179,7 @@ function check(value: unknown, spec: KeySpec, name: string, where: string): unkn
       if (!Array.isArray(value) || value.some((v) => typeof v !== "string")) fail();
       return value;
     case "tables":
-      if (!isTable(value)) fail();
+      if (!isTable(value)) return fail();
       for (const [entry, inner] of Object.entries(value)) {
         const at = `${name}.${JSON.stringify(entry)}`;
         if (!isTable(inner)) throw new ConfigError(`${where}: ${at} must be a table`);
