@@ -1,4 +1,5 @@
 // The image store against a real registry (docker-registry on loopback, test/oci-registry.ts).
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -186,6 +187,31 @@ describe("ImageStore.pull", () => {
     expect(existsSync(store.blobPath(big.manifestDigest))).toBe(false);
     expect(await store.list()).toEqual([]);
   });
+
+  it.skipIf(process.geteuid?.() !== 0)(
+    "a full disk is RESOURCE_EXHAUSTED and leaves nothing of the blob behind",
+    async () => {
+      // A 2 MiB tmpfs for the store: the 3 MiB layer cannot fit.
+      const dir = mkdtempSync(join(tmpdir(), "vmm-images-full-"));
+      execFileSync("mount", ["-t", "tmpfs", "-o", "size=2m", "tmpfs", dir]);
+      try {
+        const store = await ImageStore.open({
+          dir: join(dir, "oci"),
+          registry: { insecureRegistries: [registry.host] },
+        });
+        await expect(store.pull(`${registry.host}/test/big:v1`)).rejects.toMatchObject({
+          kind: "resource_exhausted",
+        });
+        expect(existsSync(store.blobPath(big.layers[1]!.digest))).toBe(false);
+        expect(partials(store)).toEqual([]);
+        expect(await store.lookup(`${registry.host}/test/big:v1`)).toBeUndefined();
+        expect(await store.list()).toEqual([]);
+      } finally {
+        execFileSync("umount", [dir]);
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+  );
 
   it("a layer bigger than max_layer_bytes fails before any blob is downloaded", async () => {
     const store = await openStore({ maxLayerBytes: 1 << 20 });
