@@ -1,6 +1,6 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { renderExampleConfig } from "./example-config.js";
 import { ConfigError, lineOf, loadConfig } from "./load-config.js";
@@ -8,13 +8,13 @@ import { envName, type KeySpec, schema } from "./schema.js";
 import { validateConfig } from "./validate-config.js";
 
 const repo = resolve(import.meta.dirname, "../../../..");
-let dir: string | undefined;
+const dirs: string[] = [];
 afterEach(() => {
-  if (dir) rmSync(dir, { recursive: true, force: true });
-  dir = undefined;
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 const file = (toml: string) => {
-  dir = mkdtempSync(join(tmpdir(), "vmmcfg-"));
+  const dir = mkdtempSync(join(tmpdir(), "vmmcfg-"));
+  dirs.push(dir);
   const f = join(dir, "c.toml");
   writeFileSync(f, toml);
   return f;
@@ -45,7 +45,7 @@ describe("loadConfig", () => {
     const { config } = loadConfig(f, {});
     expect(config["firecracker.jailer"].enabled).toBe(true);
     expect(config["firecracker.jailer"].uid).toBe(123);
-    expect(config.firecracker.data_dir).toBe(join(dir!, "data"));
+    expect(config.firecracker.data_dir).toBe(join(dirname(f), "data"));
   });
 
   it("lets VMM_<SECTION>_<KEY> override the file and records the source", () => {
