@@ -1,6 +1,6 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
-import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
+import { copyFile, link, mkdir, mkdtemp, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { isAbsolute, join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -44,6 +44,7 @@ async function buildImage(dir: string, registry: OciRegistry): Promise<void> {
   );
   await writeFile(join(base, "etc/group"), "root:x:0:\napp:x:1000:\n");
   await writeFile(join(base, "etc/release"), "image-release\n");
+  await link(join(base, "etc/release"), join(base, "etc/release-link")); // a hard link in the layer
   await writeFile(join(base, "etc/gone"), "whited out\n");
   await mkdir(join(base, "sbin"));
   await writeFile(join(base, "sbin/init"), "#!/bin/sh\necho the image's own init\n", {
@@ -124,6 +125,16 @@ describe.skipIf(!canRun)("Create with image (fc-sim, guest inside its disk)", ()
     // Under data_dir (named relative to it unless host details are exposed, as in this suite).
     expect(created.rootfs).toMatch(/(^|\/)images\/rootfs\/[0-9a-f]{64}\.ext4$/);
     await waitForState(d, "img-a", "ready", 60_000);
+    // The layer's hard link is still one inode with two names.
+    const inodes = await run(d, "img-a", {
+      cmd: ["ls", "-i", "/etc/release", "/etc/release-link"],
+    });
+    const [i1, i2] = inodes.out
+      .trim()
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/)[0]);
+    expect(i1).toMatch(/^\d+$/);
+    expect(i2).toBe(i1);
     expect(await run(d, "img-a", { cmd: ["cat", "/etc/release", "/app/data.txt"] })).toEqual({
       out: "image-release\napp data\n",
       exit: 0,
@@ -136,7 +147,7 @@ describe.skipIf(!canRun)("Create with image (fc-sim, guest inside its disk)", ()
         cmd: ["sh", "-c", "pwd; id -u; test -e /etc/gone; echo $?; ls -a /etc"],
       }),
     ).toEqual({
-      out: "/app\n1000\n1\n.\n..\ngroup\npasswd\nrelease\nresolv.conf\n",
+      out: "/app\n1000\n1\n.\n..\ngroup\npasswd\nrelease\nrelease-link\nresolv.conf\n",
       exit: 0,
     });
     // The agent is init: the image's own /sbin/init was replaced.
