@@ -1,6 +1,5 @@
 import { execFile } from "node:child_process";
-import { access, readFile, statfs } from "node:fs/promises";
-import { dirname } from "node:path";
+import { readFile, statfs } from "node:fs/promises";
 import { promisify } from "node:util";
 import { generateId, ID_MAX_LENGTH } from "../internal/ids.js";
 import { missingGuestKernelOptions, readKernelConfig } from "../storage/kernel-config.js";
@@ -11,6 +10,7 @@ import {
   MAX_SOCKET_PATH_BYTES,
   maxSandboxIdLength,
 } from "../storage/sandbox-dir.js";
+import { existingAncestor } from "./existing-ancestor.js";
 import { checkJailer, type JailerCheckInputs } from "./jailer-check.js";
 import { probeKvm } from "./kvm-probe.js";
 
@@ -90,20 +90,6 @@ type Finding = Omit<HostCheck, "name">;
 
 const simulated = (inputs: HostCheckInputs) =>
   "simulated" in inputs.firecracker && inputs.firecracker.simulated;
-
-/** `dir`, or the nearest directory above it that exists (a host where the daemon never ran). */
-async function existingAncestor(dir: string): Promise<string> {
-  for (let d = dir; ; d = dirname(d)) {
-    if (
-      await access(d).then(
-        () => true,
-        () => false,
-      )
-    )
-      return d;
-    if (d === dirname(d)) return d;
-  }
-}
 
 /** How a finding names data_dir: itself, or the parent checked in its place. */
 const where = (dir: string, dataDir: string) =>

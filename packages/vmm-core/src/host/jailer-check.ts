@@ -1,7 +1,7 @@
 import { execFile } from "node:child_process";
 import { access, constants, stat } from "node:fs/promises";
-import { dirname } from "node:path";
 import { promisify } from "node:util";
+import { existingAncestor } from "./existing-ancestor.js";
 
 const run = promisify(execFile);
 
@@ -88,7 +88,9 @@ export async function checkJailer(options: {
     fixes.push("use the jailer from the same release tarball as firecracker");
   }
   const [baseDev, dataDev] = await Promise.all(
-    [j.chrootBaseDir, options.dataDir].map(async (d) => (await stat(await existing(d))).dev),
+    [j.chrootBaseDir, options.dataDir].map(
+      async (d) => (await stat(await existingAncestor(d))).dev,
+    ),
   );
   if (baseDev !== dataDev) {
     warns.push(
@@ -109,18 +111,4 @@ export async function checkJailer(options: {
     };
   }
   return { status: "ok", detail: `${summary} (same filesystem as data_dir)` };
-}
-
-/** `dir`, or the nearest directory above it that exists. */
-async function existing(dir: string): Promise<string> {
-  for (let d = dir; ; d = dirname(d)) {
-    if (
-      await access(d).then(
-        () => true,
-        () => false,
-      )
-    )
-      return d;
-    if (d === dirname(d)) return d;
-  }
 }
