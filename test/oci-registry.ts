@@ -33,6 +33,8 @@ export interface Faults {
   readonly cutAfter: Map<string, number>;
   /** Answer Range requests with the whole blob (200), as some registries do. */
   ignoreRange: boolean;
+  /** Blobs whose GET sends headers and then no body until the client goes away. */
+  readonly stall: Set<string>;
 }
 
 /** One request the front saw. */
@@ -78,6 +80,8 @@ export interface OciRegistry extends AsyncDisposable {
   ): Promise<{ indexDigest: string; images: PushedImage[] }>;
   /** GET requests the front answered for a blob. */
   blobGets(digest: string): SeenRequest[];
+  /** Stalled responses (faults.stall) whose client has not gone away yet. */
+  openStalls(): number;
   stop(): Promise<void>;
 }
 
@@ -199,7 +203,13 @@ export async function startOciRegistry(options: { auth?: FrontAuth } = {}): Prom
     }
     let auth: FrontAuth = options.auth ?? { kind: "none" };
     const requests: SeenRequest[] = [];
-    const faults: Faults = { corrupt: new Set(), cutAfter: new Map(), ignoreRange: false };
+    const faults: Faults = {
+      corrupt: new Set(),
+      cutAfter: new Map(),
+      ignoreRange: false,
+      stall: new Set(),
+    };
+    let openStalls = 0;
     const tokens = new Set<string>();
     front = http.createServer((req, res) => {
       const url = new URL(req.url ?? "/", "http://x");
@@ -256,6 +266,16 @@ export async function startOciRegistry(options: { auth?: FrontAuth } = {}): Prom
           res.writeHead(upRes.statusCode ?? 502, upRes.headers);
           if (!digest || req.method !== "GET") {
             upRes.pipe(res);
+            return;
+          }
+          if (faults.stall.has(digest)) {
+            openStalls++;
+            upRes.pause();
+            res.flushHeaders();
+            res.on("close", () => {
+              openStalls--;
+              upRes.destroy();
+            });
             return;
           }
           const cut = faults.cutAfter.get(digest);
@@ -421,6 +441,7 @@ export async function startOciRegistry(options: { auth?: FrontAuth } = {}): Prom
       blobGets(digest) {
         return requests.filter((r) => r.method === "GET" && r.path.endsWith(`/blobs/${digest}`));
       },
+      openStalls: () => openStalls,
       stop,
       [Symbol.asyncDispose]: stop,
     };

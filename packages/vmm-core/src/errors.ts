@@ -86,7 +86,7 @@ export class DeadlineExceededError extends VmmError {
 
 /** The daemon cannot serve the call now (shutting down). */
 export class UnavailableError extends VmmError {
-  constructor(message: string, options?: ErrorOptions) {
+  constructor(message: string, options?: ErrorOptions & { hint?: string }) {
     super("unavailable", message, options);
   }
 }

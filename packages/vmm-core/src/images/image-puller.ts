@@ -93,8 +93,11 @@ export async function pullImage(
     lastEmitMs = now;
     emit({ status: "downloading", currentBytes, totalBytes, digest: currentDigest, done: false });
   };
-  const fetchBlob = async (d: OciDescriptor) => {
+  const fetchBlob = async (d: OciDescriptor, blobSignal: AbortSignal) => {
+    // Every blob is announced when it starts, so a small layer fetched between two
+    // timed reports still shows up in the client's progress.
     currentDigest = d.digest;
+    report(true);
     await deps.blobs.fetch(
       d.digest,
       d.size,
@@ -104,13 +107,13 @@ export async function pullImage(
         currentDigest = d.digest;
         report(false);
       },
-      signal,
+      blobSignal,
     );
+    currentDigest = d.digest;
     report(true);
   };
 
-  report(true);
-  await fetchBlob(configDescriptor);
+  await fetchBlob(configDescriptor, signal);
   const config = await readConfig(deps.blobs.path(configDescriptor.digest), ref);
   if (config.os !== SANDBOX_PLATFORM.os || config.architecture !== SANDBOX_PLATFORM.architecture) {
     throw wrongPlatform(ref.normalized, [`${config.os}/${config.architecture}`]);
@@ -120,12 +123,7 @@ export async function pullImage(
       `image ${ref.normalized}: its config lists ${config.rootfs?.diff_ids?.length ?? 0} layer diff_ids but its manifest ${layers.length} layers`,
     );
   }
-  const queue = [...layers];
-  await Promise.all(
-    Array.from({ length: Math.min(LAYER_CONCURRENCY, queue.length) }, async () => {
-      for (let d = queue.shift(); d; d = queue.shift()) await fetchBlob(d);
-    }),
-  );
+  await fetchLayers(layers, (d, s) => fetchBlob(d, s), signal);
   // Manifests last: a manifest in the store means its blobs are there too.
   await deps.blobs.putBytes(manifest.digest, manifest.bytes);
   if (indexDigest !== undefined) await deps.blobs.putBytes(indexDigest, top.bytes);
@@ -141,6 +139,38 @@ export async function pullImage(
     sizeBytes: totalBytes,
     pulledAtMs: Date.now(),
   };
+}
+
+/**
+ * Downloads `layers`, LAYER_CONCURRENCY at a time. The first failure stops the
+ * others and is thrown once every download has settled, so a failed pull
+ * leaves nothing running that could still write a partial file a retry is
+ * about to resume.
+ */
+async function fetchLayers(
+  layers: readonly OciDescriptor[],
+  fetchOne: (d: OciDescriptor, signal: AbortSignal) => Promise<void>,
+  signal: AbortSignal,
+): Promise<void> {
+  const stop = new AbortController();
+  const layerSignal = AbortSignal.any([signal, stop.signal]);
+  const queue = [...layers];
+  let firstError: { err: unknown } | undefined;
+  await Promise.all(
+    Array.from({ length: Math.min(LAYER_CONCURRENCY, queue.length) }, async () => {
+      for (let d = queue.shift(); d && !layerSignal.aborted; d = queue.shift()) {
+        try {
+          await fetchOne(d, layerSignal);
+        } catch (err) {
+          firstError ??= { err };
+          stop.abort(err);
+          return;
+        }
+      }
+    }),
+  );
+  if (firstError) throw firstError.err;
+  signal.throwIfAborted();
 }
 
 interface VerifiedManifest extends FetchedManifest {

@@ -31,7 +31,10 @@ export interface RegistryClientOptions {
   readonly insecureRegistries?: readonly string[];
   /** Credentials per registry host[:port] (as written in references; `docker.io` for Docker Hub). */
   readonly credentials?: ReadonlyMap<string, RegistryCredentials>;
-  /** Deadline of a manifest or token request, and of a blob request's response headers; default 30 000. */
+  /**
+   * Deadline of a manifest or token request, of a blob request's response headers, and the
+   * longest silence inside a blob's body; default 30 000.
+   */
   readonly requestTimeoutMs?: number;
   /** Sent as User-Agent. */
   readonly userAgent?: string;
@@ -150,7 +153,27 @@ export class RegistryClient {
       await this.throwUnlessOk(ref, res, `blob ${digest}`);
       if (!res.body)
         throw new UnavailableError(`registry ${ref.registry} sent no body for ${digest}`);
-      return { body: res.body, partial: res.status === 206 };
+      if (res.status === 206 && contentRangeStart(res.headers.get("content-range")) !== offset) {
+        // A 206 for other bytes than asked (a proxy's own range logic): cannot be appended.
+        await res.body.cancel();
+        if (offset === 0)
+          throw new UnavailableError(
+            `registry ${ref.registry} answered a plain GET of ${digest} with a partial response (${res.headers.get("content-range")})`,
+          );
+        return this.openBlob(ref, digest, 0, signal);
+      }
+      return {
+        body: idleLimited(
+          res.body,
+          this.timeoutMs,
+          () =>
+            new UnavailableError(
+              `registry ${ref.registry} sent no bytes of blob ${digest} for ${this.timeoutMs} ms; what arrived is kept for resuming`,
+              { hint: "pull again; a later pull continues where this one stopped" },
+            ),
+        ),
+        partial: res.status === 206,
+      };
     } finally {
       clearTimeout(timer);
     }
@@ -384,4 +407,46 @@ function causeCode(err: unknown): string {
     e = e.cause;
   }
   return err instanceof Error ? err.message : String(err);
+}
+
+/** The first byte of a `Content-Range: bytes <first>-<last>/<total>` header, or undefined. */
+function contentRangeStart(header: string | null): number | undefined {
+  const m = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(header?.trim() ?? "");
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * `body`, erroring with `stalled()` when no chunk arrives for `ms`: a registry
+ * that stops sending mid-blob must not hold a pull (and its client) forever.
+ */
+function idleLimited(
+  body: ReadableStream<Uint8Array>,
+  ms: number,
+  stalled: () => Error,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let timer: NodeJS.Timeout | undefined;
+        const idle = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(stalled()), ms);
+        });
+        try {
+          const r = await Promise.race([reader.read(), idle]);
+          if (r.done) controller.close();
+          else controller.enqueue(r.value);
+        } catch (err) {
+          reader.cancel(err).catch(() => {});
+          controller.error(err);
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      cancel(reason) {
+        return reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }

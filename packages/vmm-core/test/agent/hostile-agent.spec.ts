@@ -81,8 +81,9 @@ describe("frame reassembly", () => {
     expect(events.at(-1)).toEqual({ exit: { code: 0, timedOut: false } });
     // Before: ~105 s of CPU (the partial frame was copied on every chunk); with a linear
     // decoder but no small-read budget, ~7 s (one event-loop turn per byte). Measured with
-    // the budget: ~0.3–1.5 s depending on the machine's load (vitest's own idle cost included).
-    expect(cpuSeconds).toBeLessThan(2);
+    // the budget: ~0.3–1.5 s on a quiet host, 2.2 s once in CI under a full parallel run
+    // (process.cpuUsage counts the whole worker). 4 s still fails both regressions.
+    expect(cpuSeconds).toBeLessThan(4);
     console.info(
       `1 MiB in 1-byte writes: ${cpuSeconds.toFixed(3)} s CPU, ${((performance.now() - t0) / 1000).toFixed(1)} s wall`,
     );
