@@ -3,8 +3,9 @@ import type { SandboxUsage } from "@vmm/core";
 import { SANDBOX_STATES } from "@vmm/proto/wire";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { MetricsSource } from "./metrics-source.js";
-import { ProcessStatReader, type ProcessStats } from "./process-stats.js";
+import { ProcessStatReader } from "./process-stats.js";
 import { createRpcMetricsInterceptor } from "./rpc-metrics.js";
+import { renderSandboxSeries } from "./sandbox-series.js";
 
 /** The daemon's Prometheus metrics (docs/operations.md lists each). */
 export interface VmmMetrics {
@@ -27,8 +28,9 @@ const CREATE_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
  * Builds the metrics over `source` in a registry of their own (never
  * prom-client's global one, so two daemons in one process do not mix).
  *
- * Per-sandbox series are rebuilt on every scrape from the live sandboxes:
- * a removed sandbox's series are simply not written again. A scrape reads
+ * Per-sandbox series are written on every scrape from the live sandboxes
+ * (renderSandboxSeries): a removed sandbox's series are simply not written
+ * again. A scrape reads
  * one /proc/<pid>/stat per running sandbox (a pread on a descriptor kept
  * open: ProcessStatReader) and nothing else from disk.
  */
@@ -36,11 +38,8 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
-  // The snapshot every per-sandbox collector of one scrape reads (taken in scrape()).
-  let now: { sandboxes: readonly SandboxUsage[]; stats: Map<string, ProcessStats> } = {
-    sandboxes: [],
-    stats: new Map(),
-  };
+  // The sandboxes the collectors of one scrape read (taken in scrape()).
+  let now: readonly SandboxUsage[] = [];
 
   new Gauge({
     name: "vmm_sandboxes",
@@ -49,38 +48,8 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
     registers: [registry],
     collect() {
       const counts = new Map<string, number>(SANDBOX_STATES.map((s) => [s, 0]));
-      for (const s of now.sandboxes) counts.set(s.state, (counts.get(s.state) ?? 0) + 1);
+      for (const s of now) counts.set(s.state, (counts.get(s.state) ?? 0) + 1);
       for (const [state, n] of counts) this.set({ state }, n);
-    },
-  });
-  new Gauge({
-    name: "vmm_sandbox_memory_bytes",
-    help: "Resident memory (RSS) of each sandbox's Firecracker process, bytes; absent while no VM runs (paused, stopped).",
-    labelNames: ["sandbox_id"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [id, st] of now.stats) this.set({ sandbox_id: id }, st.rssBytes);
-    },
-  });
-  new Counter({
-    name: "vmm_sandbox_cpu_seconds_total",
-    help: "User + system CPU time of each sandbox's Firecracker process (vCPUs and device emulation), seconds since that process started.",
-    labelNames: ["sandbox_id"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const [id, st] of now.stats) this.inc({ sandbox_id: id }, st.cpuSeconds);
-    },
-  });
-  new Gauge({
-    name: "vmm_sandbox_disk_bytes",
-    help: "Disk each sandbox takes under data_dir (as SandboxInfo.disk_bytes: writable rootfs plus a paused sandbox's memory and state; apparent sizes), bytes.",
-    labelNames: ["sandbox_id"],
-    registers: [registry],
-    collect() {
-      this.reset();
-      for (const s of now.sandboxes) this.set({ sandbox_id: s.id }, s.diskBytes);
     },
   });
   new Gauge({
@@ -180,7 +149,11 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
   async function render(): Promise<{ contentType: string; body: string }> {
     const sandboxes = source.sandboxes();
     const stats = procs.readAll(sandboxes.map((s) => ({ key: s.id, pid: s.pid })));
-    now = { sandboxes, stats };
-    return { contentType: registry.contentType, body: await registry.metrics() };
+    now = sandboxes;
+    const body = await registry.metrics();
+    return {
+      contentType: registry.contentType,
+      body: `${body}${body.endsWith("\n") ? "" : "\n"}${renderSandboxSeries(sandboxes, stats)}`,
+    };
   }
 }
