@@ -16,6 +16,8 @@ describe("parseStat", () => {
     expect(s!.rssBytes % 2560).toBe(0);
     expect(s!.rssBytes).toBeGreaterThanOrEqual(2560 * 4096);
     expect(parseStat("garbage")).toBeUndefined();
+    expect(parseStat("42 (fc) S 1 1")).toBeUndefined(); // cut short
+    expect(parseStat(`42 (fc) ${rest.replace(" 250 ", " 2x0 ")}`)).toBeUndefined();
   });
 });
 
