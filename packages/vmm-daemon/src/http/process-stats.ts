@@ -51,11 +51,23 @@ export class ProcessStatReader {
   readAll(
     processes: Iterable<{ key: string; pid: number | undefined }>,
   ): Map<string, ProcessStats> {
+    const asked = [...processes];
+    const out = this.readSome(asked);
+    const keep = new Set(asked.map((p) => p.key));
+    for (const key of this.#open.keys()) if (!keep.has(key)) this.#forget(key);
+    return out;
+  }
+
+  /** As readAll, but keeps the descriptors of keys not asked for this time. */
+  readSome(
+    processes: Iterable<{ key: string; pid: number | undefined }>,
+  ): Map<string, ProcessStats> {
     const out = new Map<string, ProcessStats>();
-    const seen = new Set<string>();
     for (const { key, pid } of processes) {
-      if (pid === undefined) continue;
-      seen.add(key);
+      if (pid === undefined) {
+        this.#forget(key);
+        continue;
+      }
       let entry = this.#open.get(key);
       if (entry !== undefined && entry.pid !== pid) {
         this.#forget(key);
@@ -80,7 +92,6 @@ export class ProcessStatReader {
       if (stats) out.set(key, stats);
       else this.#forget(key);
     }
-    for (const key of this.#open.keys()) if (!seen.has(key)) this.#forget(key);
     return out;
   }
 

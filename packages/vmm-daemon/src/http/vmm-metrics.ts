@@ -3,7 +3,7 @@ import type { SandboxUsage } from "@vmm/core";
 import { SANDBOX_STATES } from "@vmm/proto/wire";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { MetricsSource } from "./metrics-source.js";
-import { ProcessStatReader } from "./process-stats.js";
+import { ProcessStatSampler } from "./process-stat-sampler.js";
 import { createRpcMetricsInterceptor } from "./rpc-metrics.js";
 import { renderSandboxSeries } from "./sandbox-series.js";
 
@@ -17,6 +17,10 @@ export interface VmmMetrics {
   close(): void;
 }
 
+/** How old a sandbox's memory and CPU figures may be in a scrape, ms. */
+const STATS_INTERVAL_MS = 1000;
+/** Background sampling stops after this long without a scrape, ms (Prometheus' default interval is 1 min). */
+const STATS_IDLE_AFTER_MS = 5 * 60_000;
 /** Seconds; RPCs range from sub-millisecond (Inspect) to long streams (Events, Exec land in +Inf). */
 const RPC_BUCKETS = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -30,9 +34,10 @@ const CREATE_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
  *
  * Per-sandbox series are written on every scrape from the live sandboxes
  * (renderSandboxSeries): a removed sandbox's series are simply not written
- * again. A scrape reads
- * one /proc/<pid>/stat per running sandbox (a pread on a descriptor kept
- * open: ProcessStatReader) and nothing else from disk.
+ * again. Memory and CPU time of each sandbox's process come from a sample
+ * taken in the background once a second while the daemon is being scraped
+ * (ProcessStatSampler), so a scrape reads nothing from disk except for
+ * sandboxes new since the last sample.
  */
 export function createVmmMetrics(source: MetricsSource): VmmMetrics {
   const registry = new Registry();
@@ -120,7 +125,11 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
   }
 
   let scraping: Promise<void> = Promise.resolve();
-  const procs = new ProcessStatReader();
+  const procs = new ProcessStatSampler({
+    processes: () => source.sandboxes().map((s) => ({ key: s.id, pid: s.pid })),
+    intervalMs: STATS_INTERVAL_MS,
+    idleAfterMs: STATS_IDLE_AFTER_MS,
+  });
   const stopObserving = source.observeCreates((o) => {
     if (o.ok) createDuration.observe({ path: o.path }, o.durationMs / 1000);
     else createFailures.inc({ path: o.path });
@@ -148,7 +157,7 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
 
   async function render(): Promise<{ contentType: string; body: string }> {
     const sandboxes = source.sandboxes();
-    const stats = procs.readAll(sandboxes.map((s) => ({ key: s.id, pid: s.pid })));
+    const stats = procs.stats(sandboxes.map((s) => ({ key: s.id, pid: s.pid })));
     now = sandboxes;
     const body = await registry.metrics();
     return {
