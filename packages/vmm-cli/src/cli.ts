@@ -6,6 +6,7 @@ import {
   resolveEndpoint,
 } from "./client.js";
 import type { CommandContext, CommandDefinition, CommandResult, Io } from "./command.js";
+import { COMMAND_GROUPS, type CommandGroup, isCommandGroup } from "./command-groups.js";
 import { commands } from "./commands/index.js";
 import { clientVersion } from "./commands/version.js";
 import { globalFlags } from "./common-flags.js";
@@ -64,16 +65,16 @@ export function parseCLI(argv: readonly string[]): ParsedCommandLine {
   if (words[0] === "help") {
     const topic = words.slice(1).join(" ");
     if (topic === "") return { kind: "help", text: topHelp() };
-    if (isGroup(topic)) return { kind: "help", text: groupHelp(topic) };
+    if (isCommandGroup(topic)) return { kind: "help", text: groupHelp(topic) };
     const cmd = findCommand(topic);
     if (!cmd) throw new UsageError(`unknown command "${topic}"`);
     return { kind: "help", text: commandHelp(cmd) };
   }
-  if (isGroup(words[0]!) && words.length === 1) {
+  if (isCommandGroup(words[0]!) && words.length === 1) {
     const group = words[0]!;
     if (wantsHelp) return { kind: "help", text: groupHelp(group) };
     throw new UsageError(
-      `${group} needs a subcommand: ${GROUPS[group].subcommands}`,
+      `${group} needs a subcommand: ${COMMAND_GROUPS[group].subcommands}`,
       `see 'vmm ${group} --help'`,
     );
   }
@@ -144,7 +145,8 @@ function locateCommand(argv: readonly string[]): {
       if (valueFlagsBeforeCommand.has(a)) i++;
       continue;
     }
-    if (wordIdx.length === 1 && !isGroup(argv[wordIdx[0]!]!) && argv[wordIdx[0]!] !== "help") break;
+    if (wordIdx.length === 1 && !isCommandGroup(argv[wordIdx[0]!]!) && argv[wordIdx[0]!] !== "help")
+      break;
     wordIdx.push(i);
   }
   const words = wordIdx.map((i) => argv[i]!);
@@ -238,12 +240,12 @@ const exitCodeHelp = `Exit codes:
 /** `vmm --help`. */
 export function topHelp(): string {
   const rows = commands
-    .filter((c) => !isGroup(c.names[0]!.split(" ")[0]!))
+    .filter((c) => !isCommandGroup(c.names[0]!.split(" ")[0]!))
     .map((c) => [c.names.join(", "), c.summary] as const);
   rows.splice(
     rows.length - 2,
     0,
-    ...Object.entries(GROUPS).map(
+    ...Object.entries(COMMAND_GROUPS).map(
       ([g, d]) =>
         [g, `${d.title.replace(/\.$/, "")} (${d.subcommands.replace(" or", ",")})`] as const,
     ),
@@ -266,29 +268,19 @@ ${exitCodeHelp}
 `;
 }
 
-/** Command groups: `vmm GROUP COMMAND`. */
-const GROUPS = {
-  snapshot: { title: "Manage snapshots.", subcommands: "create, list, restore or delete" },
-  image: { title: "Manage OCI images in the daemon's store.", subcommands: "pull, list or remove" },
-} as const;
-
-function isGroup(word: string): word is keyof typeof GROUPS {
-  return Object.hasOwn(GROUPS, word);
-}
-
 /** `vmm snapshot --help`. */
 export function snapshotHelp(): string {
   return groupHelp("snapshot");
 }
 
 /** `vmm GROUP --help`: the group's commands. */
-export function groupHelp(group: keyof typeof GROUPS): string {
+export function groupHelp(group: CommandGroup): string {
   const prefix = `${group} `;
   const subs = commands.filter((c) => c.names[0]!.startsWith(prefix));
   const width = Math.max(...subs.map((c) => c.names.join(", ").length));
   return `Usage: vmm ${group} COMMAND [flags] [ARGS]
 
-${GROUPS[group].title}
+${COMMAND_GROUPS[group].title}
 
 Commands:
 ${subs

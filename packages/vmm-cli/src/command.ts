@@ -57,7 +57,7 @@ export interface ArgsSpec {
   /** Words after `--`: "none", "optional" or "required" (run/exec). */
   readonly rest: "none" | "optional" | "required";
   /** What the first positional completes to in shell completion. */
-  readonly complete?: "sandbox" | "snapshot" | readonly string[];
+  readonly complete?: "sandbox" | "snapshot" | "image" | readonly string[];
 }
 
 /**

@@ -22,7 +22,7 @@ describe("completion scripts", () => {
         "bash",
         [
           "-c",
-          `${script}\nCOMP_WORDS=(${line}); COMP_CWORD=$((\${#COMP_WORDS[@]}-1)); _vmm; printf '%s\\n' "\${COMPREPLY[@]}"`,
+          `${script}\nvmm() { [[ "$*" == "image list -q" ]] && echo FAKE_IMAGE_LS_CALLED; }\nCOMP_WORDS=(${line}); COMP_CWORD=$((\${#COMP_WORDS[@]}-1)); _vmm; printf '%s\\n' "\${COMPREPLY[@]}"`,
         ],
         {
           encoding: "utf8",
@@ -30,6 +30,12 @@ describe("completion scripts", () => {
       );
     expect(complete(`vmm sn`).trim()).toBe("snapshot");
     expect(complete(`vmm snapshot re`).trim()).toBe("restore");
+    expect(complete(`vmm im`).trim()).toBe("image");
+    expect(complete(`vmm image p`).trim()).toBe("pull");
+    expect(complete(`vmm image r`).trim().split("\n")).toEqual(["remove", "rm"]);
+    expect(complete(`vmm image pull --`).split("\n")).toContain("--socket");
+    // The reference of `image rm` is asked from the daemon: a stub vmm on PATH answers here.
+    expect(complete(`vmm image rm ''`)).toContain("FAKE_IMAGE_LS_CALLED");
     expect(complete(`vmm list --state r`).split("\n")).toEqual(["ready", "running", ""]);
     expect(complete(`vmm create --net`).trim()).toBe("--network");
     expect(complete(`vmm completion ''`).trim().split("\n")).toEqual(["bash", "zsh", "fish"]);

@@ -1,5 +1,6 @@
 import type { CommandDefinition } from "../command.js";
 import { defineCommand } from "../command.js";
+import { COMMAND_GROUPS, type CommandGroup, isCommandGroup } from "../command-groups.js";
 import { globalFlags } from "../common-flags.js";
 import { UsageError } from "../errors.js";
 import type { FlagTable } from "../flags.js";
@@ -22,7 +23,7 @@ export function createCompletionCommand(all: () => readonly CommandDefinition[])
       "  bash:  source <(vmm completion bash)\n" +
       "  zsh:   source <(vmm completion zsh)\n" +
       "  fish:  vmm completion fish | source\n" +
-      "Sandbox and snapshot ids complete by asking the daemon (vmm list -q).",
+      "Sandbox and snapshot ids and image references complete by asking the daemon (vmm list -q).",
     flags: {},
     args: { positionals: ["SHELL"], rest: "none", complete: completionShells },
     offline: true,
@@ -45,7 +46,7 @@ interface Entry {
   readonly valueFlags: readonly string[];
   /** Choices of a flag's value, by flag ("--state" → states). */
   readonly choices: Readonly<Record<string, readonly string[]>>;
-  readonly arg: "sandbox" | "snapshot" | readonly string[] | undefined;
+  readonly arg: "sandbox" | "snapshot" | "image" | readonly string[] | undefined;
 }
 
 function entries(all: readonly CommandDefinition[]): Entry[] {
@@ -80,15 +81,33 @@ const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 function argWords(arg: Entry["arg"]): string {
   if (arg === "sandbox") return "$(vmm list -q 2>/dev/null)";
   if (arg === "snapshot") return "$(vmm snapshot list -q 2>/dev/null)";
+  if (arg === "image") return "$(vmm image list -q 2>/dev/null)";
   return arg ? arg.join(" ") : "";
 }
+
+const GROUP_NAMES = Object.keys(COMMAND_GROUPS) as CommandGroup[];
+
+/** A group's title as a one-line description ("Manage snapshots"). */
+const groupSummary = (g: CommandGroup) => COMMAND_GROUPS[g].title.replace(/\.$/, "");
+
+/** The group a command belongs to, or undefined for a top-level command. */
+function groupOf(name: string): CommandGroup | undefined {
+  const first = name.split(" ")[0]!;
+  return name.includes(" ") && isCommandGroup(first) ? first : undefined;
+}
+
+/** Shell test "$var" is one of the groups: `[[ "$p" == snapshot || "$p" == image ]]`. */
+const isGroupTest = (v: string) => GROUP_NAMES.map((g) => `"$${v}" == ${g}`).join(" || ");
 
 function topWords(es: readonly Entry[]): string[] {
   return [...new Set(es.map((e) => e.path.split(" ")[0]!)), "help"];
 }
 
 function bashScript(es: readonly Entry[]): string {
-  const subs = es.filter((e) => e.path.startsWith("snapshot ")).map((e) => e.path.slice(9));
+  const groupCases = GROUP_NAMES.map((g) => {
+    const subs = es.filter((e) => groupOf(e.path) === g).map((e) => e.path.slice(g.length + 1));
+    return `    ${g}) COMPREPLY=($(compgen -W ${q(subs.join(" "))} -- "$cur")) ;;`;
+  }).join("\n");
   const cases = es
     .map((e) => {
       const choiceCases = Object.entries(e.choices)
@@ -123,14 +142,14 @@ _vmm() {
       -*) ;;
       *)
         if [[ -z "$path" ]]; then path="$w"
-        elif [[ "$path" == snapshot ]]; then path="snapshot $w"
+        elif [[ ${isGroupTest("path")} ]]; then path="$path $w"
         else break
         fi ;;
     esac
   done
   case "$path" in
     "") COMPREPLY=($(compgen -W ${q(topWords(es).join(" "))} -- "$cur")) ;;
-    snapshot) COMPREPLY=($(compgen -W ${q(subs.join(" "))} -- "$cur")) ;;
+${groupCases}
     help) COMPREPLY=($(compgen -W ${q(topWords(es).join(" "))} -- "$cur")) ;;
 ${cases}
   esac
@@ -140,13 +159,20 @@ complete -F _vmm vmm
 }
 
 function zshScript(es: readonly Entry[], all: readonly CommandDefinition[]): string {
+  const describe = (c: CommandDefinition, n: string) => `${n}:${c.summary.replace(/[:']/g, " ")}`;
   const top = all
-    .filter((c) => !c.names[0]!.startsWith("snapshot "))
-    .flatMap((c) => c.names.map((n) => `${n}:${c.summary.replace(/[:']/g, " ")}`));
-  top.push("snapshot:Manage snapshots", "help:Show help");
-  const subs = all
-    .filter((c) => c.names[0]!.startsWith("snapshot "))
-    .flatMap((c) => c.names.map((n) => `${n.slice(9)}:${c.summary.replace(/[:']/g, " ")}`));
+    .filter((c) => groupOf(c.names[0]!) === undefined)
+    .flatMap((c) => c.names.map((n) => describe(c, n)));
+  top.push(...GROUP_NAMES.map((g) => `${g}:${groupSummary(g)}`), "help:Show help");
+  const subArrays = GROUP_NAMES.map((g) => {
+    const subs = all
+      .filter((c) => groupOf(c.names[0]!) === g)
+      .flatMap((c) => c.names.map((n) => describe(c, n.slice(g.length + 1))));
+    return `  local -a subs_${g}\n  subs_${g}=(${subs.map(q).join(" ")})`;
+  }).join("\n");
+  const groupCases = GROUP_NAMES.map((g) => `    ${g}) _describe '${g} command' subs_${g} ;;`).join(
+    "\n",
+  );
   const cases = es
     .map((e) => {
       const choiceCases = Object.entries(e.choices)
@@ -170,9 +196,9 @@ function zshScript(es: readonly Entry[], all: readonly CommandDefinition[]): str
 _vmm() {
   local cur="\${words[CURRENT]}" prev="\${words[CURRENT-1]}"
   local path_="" i w skip=""
-  local -a top subs
+  local -a top
   top=(${top.map(q).join(" ")})
-  subs=(${subs.map(q).join(" ")})
+${subArrays}
   for ((i = 2; i < CURRENT; i++)); do
     w="\${words[i]}"
     if [[ -n "$skip" ]]; then skip=""; continue; fi
@@ -182,14 +208,14 @@ _vmm() {
       -*) ;;
       *)
         if [[ -z "$path_" ]]; then path_="$w"
-        elif [[ "$path_" == snapshot ]]; then path_="snapshot $w"
+        elif [[ ${isGroupTest("path_")} ]]; then path_="$path_ $w"
         else break
         fi ;;
     esac
   done
   case "$path_" in
     "") _describe 'command' top ;;
-    snapshot) _describe 'snapshot command' subs ;;
+${groupCases}
     help) _describe 'command' top ;;
 ${cases}
   esac
@@ -203,25 +229,23 @@ function fishScript(es: readonly Entry[], all: readonly CommandDefinition[]): st
     "# fish completion for vmm (generated by 'vmm completion fish')",
     "complete -c vmm -f",
   ];
-  const tops = all.filter((c) => !c.names[0]!.startsWith("snapshot "));
-  const topNames = [...tops.flatMap((c) => c.names), "snapshot", "help"];
+  const tops = all.filter((c) => groupOf(c.names[0]!) === undefined);
+  const topNames = [...tops.flatMap((c) => c.names), ...GROUP_NAMES, "help"];
+  const atTop = `not __fish_seen_subcommand_from ${topNames.join(" ")}`;
   for (const c of tops) {
-    for (const n of c.names) {
-      lines.push(
-        `complete -c vmm -n "not __fish_seen_subcommand_from ${topNames.join(" ")}" -a ${q(n)} -d ${q(c.summary)}`,
-      );
-    }
+    for (const n of c.names)
+      lines.push(`complete -c vmm -n "${atTop}" -a ${q(n)} -d ${q(c.summary)}`);
   }
-  lines.push(
-    `complete -c vmm -n "not __fish_seen_subcommand_from ${topNames.join(" ")}" -a snapshot -d 'Manage snapshots'`,
-  );
-  const snaps = all.filter((c) => c.names[0]!.startsWith("snapshot "));
-  const subNames = snaps.flatMap((c) => c.names.map((n) => n.slice(9)));
-  for (const c of snaps) {
-    for (const n of c.names) {
-      lines.push(
-        `complete -c vmm -n "__fish_seen_subcommand_from snapshot; and not __fish_seen_subcommand_from ${subNames.join(" ")}" -a ${q(n.slice(9))} -d ${q(c.summary)}`,
-      );
+  for (const g of GROUP_NAMES) {
+    lines.push(`complete -c vmm -n "${atTop}" -a ${g} -d ${q(groupSummary(g))}`);
+    const members = all.filter((c) => groupOf(c.names[0]!) === g);
+    const subNames = members.flatMap((c) => c.names.map((n) => n.slice(g.length + 1)));
+    for (const c of members) {
+      for (const n of c.names) {
+        lines.push(
+          `complete -c vmm -n "__fish_seen_subcommand_from ${g}; and not __fish_seen_subcommand_from ${subNames.join(" ")}" -a ${q(n.slice(g.length + 1))} -d ${q(c.summary)}`,
+        );
+      }
     }
   }
   for (const e of es) {

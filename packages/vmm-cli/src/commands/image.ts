@@ -88,7 +88,7 @@ export const imageRemoveCommand = defineCommand({
     "Prints the reference once removed. Fails (FAILED_PRECONDITION) while a sandbox or snapshot\n" +
     "uses the image.",
   flags: {},
-  args: { positionals: ["REF"], rest: "none" },
+  args: { positionals: ["REF"], rest: "none", complete: "image" },
   async handler(ctx, { positionals }) {
     const reference = positionals[0]!;
     await ctx.clients().image.removeImage({ reference }, { signal: ctx.signal });
