@@ -39,7 +39,8 @@ const REF = "rootfs";
  * Unpacks `image`'s layers into `rootfs` (created; must not exist), using
  * `work` (an empty directory) for the decompressed layers. Throws
  * InvalidArgumentError("image", …) naming the layer and entry when a layer
- * breaks a path rule (nothing is unpacked then), FailedPreconditionError for
+ * breaks a path rule, or naming the layer when its uncompressed digest is
+ * not the config's diff_id (nothing is unpacked then), FailedPreconditionError for
  * a layer media type it cannot read, ResourceExhaustedError on a full disk.
  */
 export async function unpackLayers(
@@ -54,10 +55,21 @@ export async function unpackLayers(
   const guard = new LayerPathGuard();
   const layers: { mediaType: string; digest: string; size: number }[] = [];
   try {
-    for (const layer of image.layers) {
+    for (const [i, layer] of image.layers.entries()) {
       signal?.throwIfAborted();
       guard.nextLayer();
-      layers.push(await plainLayer(image, layer, source.blobPath(layer.digest), blobs, guard));
+      const plain = await plainLayer(image, layer, source.blobPath(layer.digest), blobs, guard);
+      const diffId = image.config.rootfs.diff_ids[i];
+      if (plain.digest !== diffId) {
+        // The blob matched its digest, but not what the config says it unpacks to: the
+        // config describes other content (a tampered or mis-assembled image).
+        throw new InvalidArgumentError(
+          "image",
+          `${image.reference}: layer ${i} (${layer.digest}) decompresses to ${plain.digest} but the image config lists diff_id ${diffId ?? "(none)"}; the image is rejected (nothing was unpacked)`,
+          { hint: "rebuild and push the image again; its config does not match its layers" },
+        );
+      }
+      layers.push(plain);
     }
     const config = await blob(blobs, {
       architecture: image.config.architecture,

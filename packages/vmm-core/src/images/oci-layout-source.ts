@@ -9,6 +9,7 @@
 import { createHash } from "node:crypto";
 import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { gunzipSync, zstdDecompressSync } from "node:zlib";
 import { NotFoundError } from "../errors.js";
 import type { ImageSource, OciDescriptor, OciImageConfig, PulledImage } from "./types.js";
 
@@ -64,6 +65,18 @@ export interface LayerBlob {
   readonly data: Uint8Array;
   /** Default `application/vnd.oci.image.layer.v1.tar`. */
   readonly mediaType?: string;
+  /** The config's diff_id for it; default the sha256 of the uncompressed tar (as it must be). */
+  readonly diffId?: string;
+}
+
+/** sha256 of a layer's uncompressed tar (its diff_id); the blob's own digest for media types not known here. */
+function diffIdOf(data: Uint8Array, mediaType: string): string {
+  const plain = mediaType.endsWith("gzip")
+    ? gunzipSync(data)
+    : mediaType.endsWith("zstd")
+      ? zstdDecompressSync(data)
+      : data;
+  return `sha256:${createHash("sha256").update(plain).digest("hex")}`;
 }
 
 /**
@@ -84,11 +97,11 @@ export async function writeOciLayoutImage(
     return { digest: `sha256:${hex}`, size: data.length };
   };
   const layerDescs: OciDescriptor[] = [];
+  const diffIds: string[] = [];
   for (const l of layers) {
-    layerDescs.push({
-      mediaType: l.mediaType ?? "application/vnd.oci.image.layer.v1.tar",
-      ...(await put(l.data)),
-    });
+    const mediaType = l.mediaType ?? "application/vnd.oci.image.layer.v1.tar";
+    layerDescs.push({ mediaType, ...(await put(l.data)) });
+    diffIds.push(l.diffId ?? diffIdOf(l.data, mediaType));
   }
   const cfg = await put(
     Buffer.from(
@@ -96,8 +109,7 @@ export async function writeOciLayoutImage(
         architecture: "amd64",
         os: "linux",
         config,
-        // Not the diff_ids of compressed layers; the builder does not check them.
-        rootfs: { type: "layers", diff_ids: layerDescs.map((l) => l.digest) },
+        rootfs: { type: "layers", diff_ids: diffIds },
       }),
     ),
   );

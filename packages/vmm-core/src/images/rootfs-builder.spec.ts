@@ -213,6 +213,30 @@ describe.skipIf(!canBuild)("ImageRootfsBuilder (root, umoci, e2fsprogs)", () => 
     expect((err as Error).message).toContain("application/vnd.oci.image.layer.v1.tar+bzip2");
   });
 
+  it("rejects a layer whose uncompressed digest is not the config's diff_id, naming both", async () => {
+    const tree = await mkdtemp(join(tmpdir(), "rootfs-builder-diff-"));
+    try {
+      await writeFile(join(tree, "hello"), "world");
+      const tar = tarOf(tree);
+      const forged = `sha256:${"ab".repeat(32)}`;
+      await writeOciLayoutImage(layout, "local/forged:1", [
+        { data: gzipSync(tar), mediaType: "application/vnd.oci.image.layer.v1.tar+gzip" },
+        { data: tar, diffId: forged },
+      ]);
+      const image = await source.lookup("local/forged:1");
+      if (!image) throw new Error("fixture image missing");
+      const err = await builder.rootfs(image, source).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidArgumentError);
+      expect((err as Error).message).toMatch(
+        new RegExp(
+          `layer 1 .* decompresses to sha256:[0-9a-f]{64} but the image config lists diff_id ${forged}`,
+        ),
+      );
+    } finally {
+      await rm(tree, { recursive: true, force: true });
+    }
+  });
+
   describe("hostile layers: the whole image is rejected, nothing is written outside it", () => {
     let hostDir: string;
     let passwdHash: string;
