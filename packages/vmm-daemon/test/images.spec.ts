@@ -230,6 +230,34 @@ describe.skipIf(!canRun)("Create with image (fc-sim, guest inside its disk)", ()
     ).toBe(false);
   });
 
+  it("a Create whose caller goes away stops the pull it waits for; the next Create pulls and registers", async () => {
+    const img = await registry.pushImage("local/slow", "1", {
+      layers: [gzipSync(Buffer.alloc(10_240))],
+      env: ["PATH=/bin"],
+    });
+    const layer = img.layers[0]!.digest;
+    registry.faults.stall.add(layer);
+    try {
+      const ac = new AbortController();
+      const create = d.sandboxes.create(
+        { id: "img-slow", image: ref("local/slow:1") },
+        { signal: ac.signal },
+      );
+      await expect.poll(() => registry.openStalls(), { timeout: 20_000 }).toBe(1);
+      ac.abort();
+      expect(await code(create)).toBe("1"); // CANCELED
+      // The daemon abandoned the download (its only waiter left): the stalled response is closed.
+      await expect.poll(() => registry.openStalls(), { timeout: 10_000 }).toBe(0);
+      expect((await d.sandboxes.list({})).sandboxes.map((s) => s.id)).not.toContain("img-slow");
+    } finally {
+      registry.faults.stall.delete(layer);
+    }
+    // Not bootable (no busybox), but the pull and conversion go through and the sandbox registers.
+    await d.sandboxes.create({ id: "img-slow", image: ref("local/slow:1") });
+    expect((await d.sandboxes.inspect({ id: "img-slow" })).imageDigest).toBe(img.manifestDigest);
+    await d.sandboxes.remove({ id: "img-slow", force: true });
+  });
+
   it("bad inputs: image with rootfs, an unknown image", async () => {
     expect(
       await code(d.sandboxes.create({ image: ref("local/busybox:1"), rootfs: "rootfs.ext4" })),

@@ -13,7 +13,8 @@ import type {
 
 /** What the SandboxService needs from vmm-core (SandboxManager implements it). */
 export interface SandboxApi {
-  create(spec: CreateSandboxSpec): Promise<SandboxView>;
+  /** `signal`: the caller went away; stops a pull the Create is waiting for (nothing else). */
+  create(spec: CreateSandboxSpec, options?: { signal?: AbortSignal }): Promise<SandboxView>;
   run(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession>;
   exec(id: string, spec: ProcessSpec, signal: AbortSignal): Promise<ProcessSession>;
   stop(id: string, timeoutSeconds: number): Promise<void>;

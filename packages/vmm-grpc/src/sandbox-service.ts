@@ -37,8 +37,8 @@ export function registerSandboxService(
 ): void {
   const messages = new ViewMessages();
   router.service(pb.SandboxService, {
-    async create(req) {
-      const view = await sandboxes.create(createSpecFromProto(req));
+    async create(req, ctx) {
+      const view = await sandboxes.create(createSpecFromProto(req), { signal: ctx.signal });
       return { id: view.id, ipAddress: view.network?.ipAddress ?? "", state: view.state };
     },
 

@@ -88,7 +88,10 @@ export class SandboxFactory {
    * Registers a sandbox in state `starting` (network slot and directory
    * taken) and boots it in the background. Idempotent by caller id.
    */
-  async create(spec: CreateSandboxSpec, options: { hidden?: boolean } = {}): Promise<SandboxView> {
+  async create(
+    spec: CreateSandboxSpec,
+    options: { hidden?: boolean; signal?: AbortSignal } = {},
+  ): Promise<SandboxView> {
     const { registry, views } = this.ctx;
     const called = performance.now();
     if (this.ctx.closing()) throw new UnavailableError("the daemon is shutting down");
@@ -104,7 +107,8 @@ export class SandboxFactory {
     const trusted = (v: string | undefined) => ({ trusted: v === undefined || !!options.hidden });
     const kernel = await this.image(resolved.kernel, "kernel", trusted(spec.kernel));
     // An OCI image: pulled if need be, its rootfs built once per digest (the daemon's own file).
-    const fromImage = spec.image === undefined ? undefined : await this.ociImage(spec.image);
+    const fromImage =
+      spec.image === undefined ? undefined : await this.ociImage(spec.image, options.signal);
     using _imageLease = fromImage && this.leaseImage(fromImage.image.manifestDigest);
     if (fromImage) resolved = { ...resolved, rootfs: fromImage.rootfsPath };
     const rootfs = await this.image(resolved.rootfs, "rootfs", {
@@ -345,14 +349,17 @@ export class SandboxFactory {
   }
 
   /** Create's `image`: stored (or pulled), its rootfs built or reused; UNIMPLEMENTED without images. */
-  private async ociImage(reference: string): Promise<{ image: SandboxImage; rootfsPath: string }> {
+  private async ociImage(
+    reference: string,
+    signal: AbortSignal | undefined,
+  ): Promise<{ image: SandboxImage; rootfsPath: string }> {
     const images = this.ctx.opts.images;
     if (!images) {
       throw new UnimplementedError("image: OCI images are not enabled on this daemon", {
         hint: "pass kernel and rootfs (or leave them empty for the defaults)",
       });
     }
-    const { image, rootfs } = await images.resolve(reference);
+    const { image, rootfs } = await images.resolve(reference, signal);
     return {
       image: {
         reference: image.reference,

@@ -195,8 +195,8 @@ export class SandboxManager {
    * Registers a sandbox in state `starting` (network slot and directory
    * taken) and boots it in the background. Idempotent by caller id.
    */
-  create(spec: CreateSandboxSpec): Promise<SandboxView> {
-    return this.#factory.create(spec);
+  create(spec: CreateSandboxSpec, options: { signal?: AbortSignal } = {}): Promise<SandboxView> {
+    return this.#factory.create(spec, options);
   }
 
   /** Graceful stop (Ctrl-Alt-Del), then SIGKILL after `timeoutSeconds`. Idempotent. */
