@@ -6,7 +6,7 @@ import {
   type Interceptor,
 } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
-import { SandboxService, SandboxSnapshotService } from "@vmm/proto";
+import { ImageService, SandboxService, SandboxSnapshotService } from "@vmm/proto";
 
 const TOKEN_KEY = "vmm.token";
 
@@ -25,6 +25,7 @@ export const token = {
 export interface Api {
   readonly sandboxes: Client<typeof SandboxService>;
   readonly snapshots: Client<typeof SandboxSnapshotService>;
+  readonly images: Client<typeof ImageService>;
 }
 
 const bearer: Interceptor = (next) => (req) => {
@@ -43,6 +44,7 @@ export function createApi(): Api {
   return {
     sandboxes: createClient(SandboxService, transport),
     snapshots: createClient(SandboxSnapshotService, transport),
+    images: createClient(ImageService, transport),
   };
 }
 

@@ -15,8 +15,9 @@ export interface CreateFormOptions {
 
 /**
  * The Create form: id, labels, limits (vCPUs, memory) and image. The image field sends
- * CreateSandboxRequest.image (wire field 7) as typed; which images exist is the daemon's
- * business (its answer, or its error, is shown).
+ * CreateSandboxRequest.image (wire field 7) as typed and suggests the images the daemon has
+ * pulled (ListImages, asked each time the field gets focus); any other reference is pulled
+ * by the Create itself, and the daemon's answer, or its error, is shown.
  */
 export class CreateForm {
   readonly el: HTMLFormElement;
@@ -37,8 +38,16 @@ export class CreateForm {
       min: "1",
       placeholder: "default",
     }),
-    image: h("input", { id: "create-image", name: "image", placeholder: "default rootfs" }),
+    image: h("input", {
+      id: "create-image",
+      name: "image",
+      placeholder: "default rootfs",
+      list: "create-image-list",
+      autocomplete: "off",
+      onfocus: () => void this.suggestImages(),
+    }),
   };
+  private readonly imageList = h("datalist", { id: "create-image-list" });
   private readonly options: CreateFormOptions;
 
   constructor(options: CreateFormOptions) {
@@ -60,6 +69,7 @@ export class CreateForm {
       field("vCPUs", this.fields.vcpus),
       field("Memory (MiB)", this.fields.memory),
       field("Image", this.fields.image),
+      this.imageList,
       h("button", { type: "submit" }, "Create"),
     );
   }
@@ -84,6 +94,19 @@ export class CreateForm {
         limits: { vcpus: vcpus ?? 0, memoryMib: BigInt(memory ?? 0) },
       }),
     });
+  }
+
+  /** Fills the image suggestions with the pulled images (none when the daemon has no image store). */
+  private async suggestImages(): Promise<void> {
+    try {
+      const { images } = await this.options.api.images.listImages({});
+      this.imageList.replaceChildren(
+        ...images.map((i) => h("option", { value: i.reference, label: i.digest.slice(0, 19) })),
+      );
+    } catch {
+      // UNIMPLEMENTED (images off) or unreachable: typing a reference still works.
+      this.imageList.replaceChildren();
+    }
   }
 
   private async submit(): Promise<void> {

@@ -5,6 +5,12 @@ import { existsSync, mkdirSync } from "node:fs";
 import { resolve } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import {
+  type OciRegistry,
+  REGISTRY_BIN,
+  startOciRegistry,
+  tarLayer,
+} from "../../../test/oci-registry.js";
 import { type ConsoleServer, startConsoleServer } from "./console-test-server.js";
 
 const CHROMIUM = process.env.VMM_CHROMIUM ?? "/usr/bin/chromium";
@@ -26,13 +32,18 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
   let server: ConsoleServer;
   let browser: Browser;
   let page: Page;
+  let registry: OciRegistry | undefined;
   const pageErrors: string[] = [];
   const id = `console-e2e-${process.pid}`;
   const restoredId = `${id}-restored`;
 
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    server = await startConsoleServer();
+    // A registry for the image suggestions (when docker-registry is installed).
+    if (existsSync(REGISTRY_BIN)) registry = await startOciRegistry();
+    server = await startConsoleServer({
+      env: registry ? { VMM_IMAGES_INSECURE_REGISTRIES: registry.host } : {},
+    });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -55,6 +66,7 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     }
     await browser?.close().catch(() => {});
     await server?.[Symbol.asyncDispose]();
+    await registry?.stop();
   }, 120_000);
 
   it("asks for the token, then shows the sandbox list live over Events", async () => {
@@ -76,6 +88,28 @@ describe.skipIf(!HAVE_CHROMIUM)(title, () => {
     expect(await page.locator("#error .message").textContent()).toMatch(/^id: /);
     await page.locator("#error .dismiss").click();
   });
+
+  it.skipIf(!existsSync(REGISTRY_BIN))(
+    "suggests the pulled images in the Create form's image field",
+    async () => {
+      const reference = `${registry!.host}/console/app:v1`;
+      await registry!.pushImage("console/app", "v1", { layers: [tarLayer({ hello: "world" })] });
+      for await (const _ of server.images.pullImage({ reference }));
+      await page.locator("#create-image").focus();
+      await expect
+        .poll(
+          () =>
+            page
+              .locator("#create-image-list option")
+              .evaluateAll((os) => os.map((o) => o.getAttribute("value"))),
+          {
+            timeout: 10_000,
+          },
+        )
+        .toEqual([reference]);
+      await page.locator("#create-id").focus();
+    },
+  );
 
   it("creates a sandbox, which turns ready in the table through Events", async () => {
     await page.locator("#create-id").fill(id);

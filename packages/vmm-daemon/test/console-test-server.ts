@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Client, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { SandboxService, SandboxSnapshotService } from "@vmm/proto";
+import { ImageService, SandboxService, SandboxSnapshotService } from "@vmm/proto";
 import { createConsoleMount } from "../src/console/console-mount.js";
 import {
   createBackend,
@@ -26,12 +26,15 @@ export interface ConsoleServer extends AsyncDisposable {
   /** A client on the daemon's Unix socket, to check what the browser did. */
   readonly sandboxes: Client<typeof SandboxService>;
   readonly snapshots: Client<typeof SandboxSnapshotService>;
+  readonly images: Client<typeof ImageService>;
   /** The daemon's log so far (JSON lines), for failure messages. */
   log(): string;
 }
 
 /** Starts the daemon and the console server on a fresh temp dir. */
-export async function startConsoleServer(): Promise<ConsoleServer> {
+export async function startConsoleServer(
+  options: { env?: Record<string, string> } = {},
+): Promise<ConsoleServer> {
   const dir = mkdtempSync(join(tmpdir(), "vmm-console-e2e-"));
   const dataDir = join(dir, "d");
   const socket = join(dir, "vmm.sock");
@@ -67,6 +70,7 @@ export async function startConsoleServer(): Promise<ConsoleServer> {
       VMM_AGENT_BOOT_TIMEOUT_MS: "30000",
       VMM_HTTP_LISTEN: "127.0.0.1:0",
       VMM_HTTP_AUTH_TOKEN: token,
+      ...options.env,
     });
     validateConfig(loaded);
     const { config } = loaded;
@@ -87,6 +91,7 @@ export async function startConsoleServer(): Promise<ConsoleServer> {
       ...(backend.snapshots && { snapshots: backend.snapshots }),
       ...(backend.files && { files: backend.files }),
       ...(backend.metricsSource && { metricsSource: backend.metricsSource }),
+      ...(backend.images && { images: backend.images }),
       httpMounts: [consoleMount],
     });
     cleanups.push(() => daemon.stop(1000));
@@ -102,6 +107,7 @@ export async function startConsoleServer(): Promise<ConsoleServer> {
       token,
       sandboxes: createClient(SandboxService, transport),
       snapshots: createClient(SandboxSnapshotService, transport),
+      images: createClient(ImageService, transport),
       log: () => {
         try {
           return readFileSync(logFile, "utf8");
