@@ -33,6 +33,8 @@ export interface Faults {
   readonly cutAfter: Map<string, number>;
   /** Answer Range requests with the whole blob (200), as some registries do. */
   ignoreRange: boolean;
+  /** Ask upstream for one byte earlier than a Range request said (a 206 for other bytes). */
+  shiftRange: boolean;
   /** Blobs whose GET sends headers and then no body until the client goes away. */
   readonly stall: Set<string>;
 }
@@ -207,6 +209,7 @@ export async function startOciRegistry(options: { auth?: FrontAuth } = {}): Prom
       corrupt: new Set(),
       cutAfter: new Map(),
       ignoreRange: false,
+      shiftRange: false,
       stall: new Set(),
     };
     let openStalls = 0;
@@ -258,6 +261,10 @@ export async function startOciRegistry(options: { auth?: FrontAuth } = {}): Prom
       const headers = { ...req.headers };
       delete headers.authorization;
       if (digest && faults.ignoreRange) delete headers.range;
+      const from = /^bytes=(\d+)-$/.exec(headers.range ?? "")?.[1];
+      if (digest && faults.shiftRange && from !== undefined && Number(from) > 0) {
+        headers.range = `bytes=${Number(from) - 1}-`;
+      }
       const up = http.request(
         `${backend}${req.url}`,
         { method: req.method, headers, agent: false },

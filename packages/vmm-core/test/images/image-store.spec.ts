@@ -222,6 +222,25 @@ describe("ImageStore.pull", () => {
     expect(statSync(store.blobPath(layer.digest)).size).toBe(layer.size);
   });
 
+  it("refetches from byte 0 when a 206 starts elsewhere than the Range asked", async () => {
+    const store = await openStore();
+    const layer = big.layers[1]!;
+    registry.faults.cutAfter.set(layer.digest, 1 << 20);
+    await expect(store.pull(`${registry.host}/test/big:v1`)).rejects.toMatchObject({
+      kind: "unavailable",
+    });
+    registry.faults.shiftRange = true;
+    try {
+      await store.pull(`${registry.host}/test/big:v1`);
+    } finally {
+      registry.faults.shiftRange = false;
+    }
+    const gets = registry.blobGets(layer.digest).slice(-2);
+    expect(gets[0]).toMatchObject({ status: 206 }); // answered for the wrong bytes: not appended
+    expect(gets[1]).toMatchObject({ range: undefined, status: 200 });
+    expect(statSync(store.blobPath(layer.digest)).size).toBe(layer.size);
+  });
+
   it("a corrupted blob is DATA_LOSS and nothing of it is cached", async () => {
     const store = await openStore();
     const layer = big.layers[1]!;
