@@ -968,7 +968,10 @@ export async function filesCommand(o: BenchOptions): Promise<BenchReport> {
       );
       const t1 = performance.now();
       let n = 0;
-      for await (const c of (await files.readFile("/tmp/bench-d.bin", {}, o.signal)).chunks)
+      // reuseChunks as the daemon's ReadFile: only lengths are kept.
+      for await (const c of (
+        await files.readFile("/tmp/bench-d.bin", { reuseChunks: true }, o.signal)
+      ).chunks)
         n += c.length;
       const t2 = performance.now();
       if (n !== FILES_BENCH_BYTES) throw new Error(`direct download returned ${n} bytes`);

@@ -24,7 +24,7 @@ export interface FilesApi {
   ): Promise<FileInfo>;
   readFile(
     id: string,
-    range: { path: string; offset: number; length: number },
+    range: { path: string; offset: number; length: number; reuseChunks?: boolean },
     signal: AbortSignal,
   ): Promise<AsyncIterable<Uint8Array>>;
   watch(

@@ -15,9 +15,9 @@ export const requestResetKey = createContextKey<() => boolean>(() => false, {
 
 /**
  * Registers sandbox.v1.SandboxFilesService (docs/files.md). Bytes stream
- * through without collecting: WriteFile pulls the next request message only
- * once the guest took the previous chunk, ReadFile reads the next chunk from
- * the guest only once the previous message was written, so a slow client or
+ * through without collecting: WriteFile pulls the next request message while
+ * less than FILE_IN_FLIGHT_BYTES (1 MiB) wait for the guest's socket, ReadFile
+ * reads at most that far ahead of the messages written, so a slow client or
  * guest holds the daemon at a few chunks per call. Without a FilesApi every
  * method answers UNIMPLEMENTED.
  */
@@ -67,6 +67,8 @@ export function registerFilesService(router: ConnectRouter, files: FilesApi | un
             path: req.path,
             offset: safeNumber("offset", req.offset),
             length: safeNumber("length", req.length),
+            // connect serializes (copies) each yielded message before it asks for the next.
+            reuseChunks: true,
           },
           ctx.signal,
         );

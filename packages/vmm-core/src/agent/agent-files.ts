@@ -12,6 +12,7 @@ import { decodeTlv, encodeFrame, type Frame, readUint, TlvWriter } from "./frame
 import {
   AgentErrorCode,
   FILE_DATA_CHUNK_BYTES,
+  FILE_IN_FLIGHT_BYTES,
   FILES_PROTOCOL_VERSION,
   FileEventTag,
   FileInfoTag,
@@ -58,6 +59,22 @@ export interface WriteFileOptions {
   readonly user?: string;
 }
 
+/** Options of AgentFiles.readFile. */
+export interface ReadFileOptions {
+  /** First byte to read. Default 0. */
+  readonly offset?: number;
+  /** Bytes to read; 0 or absent = to the end. */
+  readonly length?: number;
+  /**
+   * Each chunk is valid only until the next one is requested: its memory is
+   * reused instead of allocating a fresh buffer per chunk (~256 KiB each,
+   * the largest cost of a download). For a consumer that copies or sends a
+   * chunk before it asks for the next (the gRPC ReadFile serializes each
+   * message first); never for one that keeps chunks. Default false.
+   */
+  readonly reuseChunks?: boolean;
+}
+
 /** Bound of a FILE_INFO / FILE_EVENT path as the host keeps it, bytes (the agent's limit + a name). */
 const GUEST_PATH_MAX_BYTES = 4096 + 256;
 const TYPES: readonly FileType[] = ["file", "dir", "symlink", "other"];
@@ -67,8 +84,9 @@ const KINDS: readonly FileEventKind[] = ["create", "write", "remove", "rename", 
  * File operations of agent protocol 2 (docs/agent-protocol.md, "File
  * operations"), over an AgentClient: each call is one connection. Paths are
  * passed as given (validate them first: vmm-core's SandboxFiles does). Data
- * moves one frame at a time in both directions, each write awaiting the
- * socket and each frame read on demand, so neither side buffers a file.
+ * moves with at most FILE_IN_FLIGHT_BYTES in flight per direction (writes
+ * not yet taken by the socket; bytes read ahead of the consumer), so neither
+ * side buffers a file, and the guest and the caller work at the same time.
  * Errors: AgentTooOldError (agent protocol 1), AgentError with kind
  * not_found / failed_precondition / resource_exhausted / invalid_argument for
  * what the guest refused, AgentProtocolError for a misbehaving guest.
@@ -144,12 +162,12 @@ export class AgentFiles {
   /**
    * Opens `path` for reading: resolves with its FILE_INFO once the agent
    * opened it, and `chunks`, the bytes from `offset` (`length` bytes, 0 = to
-   * the end), read from the guest only as fast as they are consumed. Ending
-   * the iteration early closes the connection.
+   * the end), read from the guest only as fast as they are consumed (at most
+   * FILE_IN_FLIGHT_BYTES ahead). Ending the iteration early closes the connection.
    */
   async readFile(
     path: string,
-    options: { offset?: number; length?: number },
+    options: ReadFileOptions,
     signal: AbortSignal,
   ): Promise<{ info: FileInfo; chunks: AsyncIterable<Uint8Array> }> {
     const w = request(path);
@@ -164,6 +182,8 @@ export class AgentFiles {
       conn.close();
       throw err;
     }
+    conn.setReadAhead(FILE_IN_FLIGHT_BYTES);
+    if (options.reuseChunks) conn.reuseFrameBuffers();
     const limit = options.length || Number.POSITIVE_INFINITY;
     async function* chunks(): AsyncGenerator<Uint8Array> {
       try {
@@ -186,11 +206,13 @@ export class AgentFiles {
 
   /**
    * Writes `data` to `path` atomically (temp file + rename in the guest) and
-   * returns the new file's info. Each frame is written once the socket took
-   * the previous one, and `data` is pulled only then, so a slow guest slows
-   * the producer. An ERROR from the guest (e.g. its disk is full) ends the
-   * upload at once; leaving early (an exception from `data`, `signal`) closes
-   * the connection, and the agent removes the temp file.
+   * returns the new file's info. `data` is pulled while fewer than
+   * FILE_IN_FLIGHT_BYTES wait to be taken by the socket, so a slow guest
+   * slows the producer; the chunks are written as given (not copied), so a
+   * producer must not change a chunk it yielded. An ERROR from the guest
+   * (e.g. its disk is full) ends the upload at once; leaving early (an
+   * exception from `data`, `signal`) closes the connection, and the agent
+   * removes the temp file.
    */
   async writeFile(
     path: string,
@@ -216,17 +238,28 @@ export class AgentFiles {
       });
       refused.catch(() => {});
       const send = (frame: Uint8Array) => Promise.race([conn.write(frame), refused]);
-      // Header and payload as two writes: the payload is not copied (100 MB moved = no 100 MB of garbage).
-      const sendData = (payload: Uint8Array) =>
-        Promise.race([
-          Promise.all([conn.write(dataHeader(payload.length)), conn.write(payload)]),
-          refused,
-        ]);
+      // Writes the socket has not taken yet, oldest first (their callbacks come in order).
+      const inFlight: { taken: Promise<unknown>; bytes: number }[] = [];
+      let inFlightBytes = 0;
+      const awaitOldest = async () => {
+        const oldest = inFlight.shift()!;
+        inFlightBytes -= oldest.bytes;
+        await Promise.race([oldest.taken, refused]);
+      };
       for await (const chunk of data) {
         for (let off = 0; off < chunk.length; off += FILE_DATA_CHUNK_BYTES) {
-          await sendData(chunk.subarray(off, off + FILE_DATA_CHUNK_BYTES));
+          const payload = chunk.subarray(off, off + FILE_DATA_CHUNK_BYTES);
+          while (inFlight.length > 0 && inFlightBytes + payload.length > FILE_IN_FLIGHT_BYTES) {
+            await awaitOldest();
+          }
+          // Header and payload as two writes: the payload is not copied (100 MB moved = no 100 MB of garbage).
+          const taken = Promise.all([conn.write(dataHeader(payload.length)), conn.write(payload)]);
+          taken.catch(() => {});
+          inFlight.push({ taken, bytes: payload.length });
+          inFlightBytes += payload.length;
         }
       }
+      while (inFlight.length > 0) await awaitOldest();
       // An aborted caller's data may just end: commit only an upload nobody cancelled.
       signal.throwIfAborted();
       finishing = true;

@@ -21,8 +21,8 @@ const scratch = Buffer.alloc(64 * 1024);
  * `attach(socket)`.
  *
  * - **Backpressure:** the socket reads from the kernel only while fewer than
- *   {@link READ_QUEUE_MAX_BYTES} wait for `read`, so a slow consumer slows the
- *   peer down instead of growing memory.
+ *   {@link READ_QUEUE_MAX_BYTES} (or the read-ahead set) wait for `read`, so
+ *   a slow consumer slows the peer down instead of growing memory.
  * - **Small-read budget:** every kernel read costs the event loop the same
  *   ~10–20 µs however few bytes it returns, so a peer sending 1-byte writes
  *   could keep a core busy. Reads shorter than {@link SMALL_READ_BYTES} draw
@@ -32,6 +32,8 @@ const scratch = Buffer.alloc(64 * 1024);
  *   meanwhile into the next read. That bounds a session's read rate (and so
  *   its CPU) whatever the peer does. Bulk transfers (long reads) and
  *   interactive use (a few small reads) never meet the limit.
+ * - **Read-ahead** ({@link setReadAhead}, for file transfers): a larger
+ *   bound, so the peer keeps sending while the consumer forwards what it got.
  *
  * Read errors (including a destroy's reason) reject `read`.
  */
@@ -47,9 +49,19 @@ export class ByteReader {
   private tokens = SMALL_READ_BURST;
   private refilledAt = performance.now();
   private throttle: NodeJS.Timeout | undefined;
+  private readAheadBytes = READ_QUEUE_MAX_BYTES;
 
   constructor() {
     this.onread = { buffer: scratch, callback: (n, buf) => this.received(buf, n) };
+  }
+
+  /**
+   * Lets up to `bytes` (at least {@link READ_QUEUE_MAX_BYTES}) wait for
+   * `read`: the memory bound of the connection's reading.
+   */
+  setReadAhead(bytes: number): void {
+    this.readAheadBytes = Math.max(READ_QUEUE_MAX_BYTES, bytes);
+    this.resumeIfRoom();
   }
 
   /** Binds the reader to the socket created with its `onread`. */
@@ -91,7 +103,7 @@ export class ByteReader {
     this.wake();
     const spent = n < SMALL_READ_BYTES && this.spendSmallRead();
     // pause() (not the callback's `false`) so that isPaused() tells resumeIfRoom to resume.
-    if (spent || this.queued >= READ_QUEUE_MAX_BYTES) this.socket?.pause();
+    if (spent || this.queued >= this.readAheadBytes) this.socket?.pause();
     return true;
   }
 
@@ -113,7 +125,7 @@ export class ByteReader {
 
   private resumeIfRoom(): void {
     const s = this.socket;
-    if (!s || s.destroyed || this.throttle || this.queued >= READ_QUEUE_MAX_BYTES) return;
+    if (!s || s.destroyed || this.throttle || this.queued >= this.readAheadBytes) return;
     if (s.isPaused()) s.resume();
   }
 

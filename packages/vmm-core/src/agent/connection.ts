@@ -209,6 +209,24 @@ export class AgentConnection {
     });
   }
 
+  /**
+   * From now on lets up to `bytes` (instead of 64 KiB) wait to be read: for a
+   * bulk transfer (a file's bytes), so the guest keeps sending while the
+   * caller forwards what it got.
+   */
+  setReadAhead(bytes: number): void {
+    this.reader.setReadAhead(bytes);
+  }
+
+  /**
+   * From now on a frame's payload is valid only until the next `readFrame`:
+   * frames split over several socket reads are assembled in two reused
+   * buffers instead of a fresh one each (FrameDecoder.reuseBuffers).
+   */
+  reuseFrameBuffers(): void {
+    this.decoder.reuseBuffers();
+  }
+
   /** Ends the start phase: from now on only the lifetime signal closes the connection. */
   markStarted(): void {
     this.started();

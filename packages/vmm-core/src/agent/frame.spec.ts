@@ -92,6 +92,56 @@ describe("FrameDecoder", () => {
     expect(() => d.end()).not.toThrow();
   });
 
+  it("with reuseBuffers, a payload is intact until the next push (seeded random cuts)", () => {
+    let seed = 7;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed % n;
+    };
+    const sent = Array.from({ length: 300 }, (_, i) =>
+      new Uint8Array(rand(3000)).map((_, j) => (i * 3 + j) & 0xff),
+    );
+    const wire = Buffer.concat(sent.map((p) => encodeFrame(0x90, p)));
+    const d = new FrameDecoder();
+    d.reuseBuffers();
+    let got = 0;
+    for (let off = 0; off < wire.length; ) {
+      const n = 1 + rand(rand(4) === 0 ? 5000 : 20);
+      d.push(new Uint8Array(wire.subarray(off, off + n)));
+      off += n;
+      // The consumer's side of the contract: each payload is checked before the next push.
+      for (let f = d.next(); f; f = d.next()) {
+        expect(Buffer.from(f.payload).equals(Buffer.from(sent[got]!))).toBe(true);
+        got++;
+      }
+    }
+    expect(got).toBe(sent.length);
+    expect(() => d.end()).not.toThrow();
+  });
+
+  it("with reuseBuffers, assembles 256 KiB frames split over reads in two buffers", () => {
+    const frames = Array.from({ length: 40 }, (_, i) => new Uint8Array(256 * 1024).fill(i + 1));
+    const wire = Buffer.concat(frames.map((p) => encodeFrame(0x91, p)));
+    const d = new FrameDecoder();
+    d.reuseBuffers();
+    const pushed = new Set<ArrayBufferLike>();
+    const assembled = new Set<ArrayBufferLike>();
+    let got = 0;
+    // 64 KiB + 3 bytes per read: frames never line up with reads.
+    for (let off = 0; off < wire.length; off += 65539) {
+      const chunk = new Uint8Array(wire.subarray(off, off + 65539));
+      pushed.add(chunk.buffer);
+      d.push(chunk);
+      for (let f = d.next(); f; f = d.next()) {
+        expect(f.payload.every((b) => b === got + 1)).toBe(true);
+        if (!pushed.has(f.payload.buffer)) assembled.add(f.payload.buffer);
+        got++;
+      }
+    }
+    expect(got).toBe(frames.length);
+    expect(assembled.size).toBeLessThanOrEqual(2);
+  });
+
   it("reports a stream truncated inside a frame", () => {
     const d = new FrameDecoder();
     d.push(encodeFrame(0x90, bytes(1, 2, 3)).subarray(0, 6));

@@ -33,7 +33,8 @@ export function encodeFrame(type: number, payload: Uint8Array = new Uint8Array(0
  * writes costs ~1 MiB of copying, not ~2^39 bytes). It holds at most one
  * partial frame (≤ 4 + `maxLength` bytes) plus the rest of the last chunk.
  * Bytes handed out in a frame are never written again (payloads may be kept
- * by the caller), so a grown buffer is always a new allocation.
+ * by the caller), so a grown buffer is always a new allocation — unless
+ * {@link reuseBuffers} was called.
  */
 export class FrameDecoder {
   readonly maxLength: number;
@@ -42,10 +43,25 @@ export class FrameDecoder {
   private head = 0;
   private tail = 0;
   private owned = false;
+  /** With reuseBuffers: the assembly buffer before `buf`, free for the next frame. */
+  private spare: Uint8Array | undefined;
+  private reuse = false;
 
   /** @param maxLength largest accepted length field, bytes (default 1 MiB). */
   constructor(maxLength: number = MAX_FRAME_LENGTH) {
     this.maxLength = maxLength;
+  }
+
+  /**
+   * From now on a payload assembled from several pushes is valid only until
+   * the second `push` after it was returned: the buffers it was assembled in
+   * are reused (two, alternately) instead of allocating one per frame. For a
+   * bulk transfer whose consumer is done with a payload before it asks for the
+   * next: fresh memory per 256 KiB frame was the largest cost of a download.
+   * Each reused buffer is rounded up to a power of two (≤ 2 × (4 + maxLength)).
+   */
+  reuseBuffers(): void {
+    this.reuse = true;
   }
 
   /** Bytes received but not yet returned as frames. */
@@ -73,7 +89,14 @@ export class FrameDecoder {
         const len = new DataView(this.buf.buffer, this.buf.byteOffset + this.head, 4).getUint32(0);
         if (len <= this.maxLength) size = Math.max(live + chunk.length, 4 + len);
       }
-      const grown = new Uint8Array(size);
+      const spare = this.spare;
+      // Reused buffers are rounded up to a power of two, so the next frame of about the
+      // same size fits whatever the read boundaries (≤ 2 × (4 + maxLength) each).
+      const grown =
+        spare !== undefined && spare.length >= size
+          ? spare
+          : new Uint8Array(this.reuse ? 2 ** Math.ceil(Math.log2(size)) : size);
+      if (this.reuse) this.spare = this.owned ? this.buf : undefined;
       grown.set(this.buf.subarray(this.head, this.tail));
       this.buf = grown;
       this.head = 0;
@@ -100,7 +123,9 @@ export class FrameDecoder {
     };
     this.head += 4 + len;
     if (this.head === this.tail) {
-      // Drop the reference: the next push starts afresh (and never writes into handed-out bytes).
+      // Drop the reference: the next push starts afresh (and never writes into handed-out
+      // bytes, unless reusing: then the buffer waits as `spare`).
+      if (this.reuse && this.owned) this.spare = this.buf;
       this.buf = new Uint8Array(0);
       this.head = this.tail = 0;
       this.owned = false;

@@ -14,6 +14,7 @@ export type {
   FileEventKind,
   FileInfo,
   FileType,
+  ReadFileOptions,
   WriteFileOptions,
 } from "./agent-files.js";
 export { AgentFiles, TooManyEntriesError } from "./agent-files.js";

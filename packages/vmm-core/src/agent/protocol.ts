@@ -161,3 +161,12 @@ export const FileEventTag = {
 
 /** Largest FILE_DATA payload the client sends, bytes. */
 export const FILE_DATA_CHUNK_BYTES = 512 * 1024;
+
+/**
+ * File bytes in flight per transfer and direction on the host's side of the
+ * agent connection: an upload's writes not yet taken by the socket, a
+ * download's bytes read ahead of the consumer. A few chunks, so the guest and
+ * the caller work at the same time instead of in turns; the bound on what a
+ * transfer holds in memory there.
+ */
+export const FILE_IN_FLIGHT_BYTES = 1024 * 1024;

@@ -92,11 +92,11 @@ export class SandboxFiles {
   /**
    * Reads a file: resolves once it is open (errors such as NotFound come
    * here), with its bytes as they are consumed. The call counts as activity
-   * until the iteration ends.
+   * until the iteration ends. `reuseChunks`: see ReadFileOptions.
    */
   async readFile(
     id: string,
-    range: { path: string; offset: number; length: number },
+    range: { path: string; offset: number; length: number; reuseChunks?: boolean },
     signal: AbortSignal,
   ): Promise<AsyncIterable<Uint8Array>> {
     checkPath(range.path);

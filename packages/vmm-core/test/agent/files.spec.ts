@@ -1,5 +1,5 @@
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
+import { createServer, type Socket } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,6 +12,7 @@ import {
   FrameDecoder,
   FrameType,
 } from "../../src/agent/index.js";
+import { FILE_IN_FLIGHT_BYTES } from "../../src/agent/protocol.js";
 import { type AgentUnderTest, startAgent } from "./agent-fixture.js";
 
 // The agent's file operations (protocol 2) against the ASan/UBSan build in `--unix` mode: a host
@@ -144,6 +145,62 @@ describe("file operations", () => {
         "remove ",
       ]),
     );
+  });
+});
+
+describe("an upload to a guest that stops reading", () => {
+  it("pulls the data only FILE_IN_FLIGHT_BYTES (plus the socket's buffers) ahead", async () => {
+    const path = join(agent.dir, "stalled-agent.sock");
+    const sockets: Socket[] = [];
+    const server = createServer((s) => {
+      sockets.push(s);
+      const d = new FrameDecoder();
+      const onData = (chunk: Buffer) => {
+        d.push(new Uint8Array(chunk));
+        for (let f = d.next(); f; f = d.next()) {
+          if (f.type === FrameType.hello) {
+            s.write(encodeFrame(FrameType.helloReply, Uint8Array.of(0, 2)));
+          } else if (f.type === FrameType.writeFile) {
+            s.write(encodeFrame(FrameType.ok));
+            // The guest's disk is stuck: nothing more is read from the connection.
+            s.off("data", onData);
+            s.pause();
+            return;
+          }
+        }
+      };
+      s.on("data", onData);
+    });
+    await new Promise<void>((r) => server.listen(path, () => r()));
+    const ac = new AbortController();
+    try {
+      const stalled = new AgentFiles(new AgentClient({ endpoint: { kind: "unix", path } }));
+      let pulled = 0;
+      const data = async function* () {
+        for (;;) {
+          pulled += 64 * 1024;
+          yield new Uint8Array(64 * 1024);
+        }
+      };
+      const upload = stalled.writeFile("/x", {}, data(), ac.signal);
+      upload.catch(() => {});
+      let before = -1;
+      for (let i = 0; i < 100 && pulled !== before; i++) {
+        before = pulled;
+        await sleep(100);
+      }
+      // More than one chunk in flight (the guest and the producer do not take turns), and
+      // never more than the bound plus what the kernel's socket buffers took.
+      expect(pulled).toBeGreaterThanOrEqual(FILE_IN_FLIGHT_BYTES);
+      expect(pulled).toBeLessThanOrEqual(FILE_IN_FLIGHT_BYTES + 2 * 1024 * 1024);
+      ac.abort(new Error("test over"));
+      await expect(upload).rejects.toThrow("test over");
+    } finally {
+      ac.abort();
+      // A paused socket never sees the client go: close it, or server.close() waits forever.
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });
 
