@@ -130,9 +130,14 @@ describe.skipIf(!canLoopMount)("SandboxFilesService (fc-sim disk guest, real age
       console.log(
         `daemon RSS growth: upload ${upGrowth / MiB} MiB, download ${downGrowth / MiB} MiB`,
       );
-      // Streaming, not collecting: each 100 MB transfer grows the daemon's RSS by far less than
-      // the file (measured 24-37 MiB each on this host, mostly garbage not yet collected).
-      expect(upGrowth).toBeLessThan(64 * MiB);
+      // Streaming, not collecting: a transfer's RSS growth does not follow the file's size. What
+      // grows is garbage: the buffers of received messages, dead but not yet freed. V8 frees
+      // them at its next GC, which a stream allocating few JS objects per MiB mostly reaches
+      // through V8's external-memory soft limit (64 MiB more than after the last GC), so the
+      // upload's peak sits at 20-65 MiB since the transfer got faster (measured 38.6, 50.8,
+      // 65.1 MiB on 2026-11-30; 24-37 MiB before); downloads 0-25 MiB. The bound leaves
+      // room for that limit plus the stream's own windows, still under the 100 MiB file.
+      expect(upGrowth).toBeLessThan(90 * MiB);
       expect(downGrowth).toBeLessThan(64 * MiB);
     } finally {
       clearInterval(sampler);
