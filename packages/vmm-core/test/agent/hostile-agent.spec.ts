@@ -36,7 +36,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   client?.close();
-  if (agent && agent.exitCode === null) {
+  if (agent && agent.exitCode === null && agent.signalCode === null) {
     const exited = new Promise((r) => agent.once("exit", r));
     agent.kill("SIGKILL");
     await exited;

@@ -143,7 +143,7 @@ export async function createTestHost(): Promise<TestHost> {
     },
     async dispose() {
       for (const child of servers) {
-        if (child.exitCode === null) {
+        if (child.exitCode === null && child.signalCode === null) {
           child.kill("SIGKILL");
           await once(child, "exit");
         }
