@@ -11,6 +11,7 @@ import { mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { gunzipSync, zstdDecompressSync } from "node:zlib";
 import { NotFoundError } from "../errors.js";
+import { layerCompression } from "./layer-media.js";
 import type { ImageSource, OciDescriptor, OciImageConfig, PulledImage } from "./types.js";
 
 const REF_ANNOTATION = "org.opencontainers.image.ref.name";
@@ -71,11 +72,13 @@ export interface LayerBlob {
 
 /** sha256 of a layer's uncompressed tar (its diff_id); the blob's own digest for media types not known here. */
 function diffIdOf(data: Uint8Array, mediaType: string): string {
-  const plain = mediaType.endsWith("gzip")
-    ? gunzipSync(data)
-    : mediaType.endsWith("zstd")
-      ? zstdDecompressSync(data)
-      : data;
+  const compression = layerCompression(mediaType);
+  const plain =
+    compression === "gzip"
+      ? gunzipSync(data)
+      : compression === "zstd"
+        ? zstdDecompressSync(data)
+        : data;
   return `sha256:${createHash("sha256").update(plain).digest("hex")}`;
 }
 

@@ -3,7 +3,7 @@ import type { SandboxUsage } from "@vmm/core";
 import { SANDBOX_STATES } from "@vmm/proto/wire";
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
 import type { MetricsSource } from "./metrics-source.js";
-import { ProcessStatSampler } from "./process-stat-sampler.js";
+import { ProcessStatSampler, type SampledProcess } from "./process-stat-sampler.js";
 import { createRpcMetricsInterceptor } from "./rpc-metrics.js";
 import { renderSandboxSeries } from "./sandbox-series.js";
 
@@ -126,7 +126,7 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
 
   let scraping: Promise<void> = Promise.resolve();
   const procs = new ProcessStatSampler({
-    processes: () => source.sandboxes().map((s) => ({ key: s.id, pid: s.pid })),
+    processes: () => processesOf(source.sandboxes()),
     intervalMs: STATS_INTERVAL_MS,
     idleAfterMs: STATS_IDLE_AFTER_MS,
   });
@@ -157,7 +157,7 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
 
   async function render(): Promise<{ contentType: string; body: string }> {
     const sandboxes = source.sandboxes();
-    const stats = procs.stats(sandboxes.map((s) => ({ key: s.id, pid: s.pid })));
+    const stats = procs.stats(processesOf(sandboxes));
     now = sandboxes;
     const body = await registry.metrics();
     return {
@@ -165,4 +165,9 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
       body: `${body}${body.endsWith("\n") ? "" : "\n"}${renderSandboxSeries(sandboxes, stats)}`,
     };
   }
+}
+
+/** The Firecracker process of each sandbox, keyed by sandbox id. */
+function processesOf(sandboxes: readonly SandboxUsage[]): SampledProcess[] {
+  return sandboxes.map((s) => ({ key: s.id, pid: s.pid }));
 }
