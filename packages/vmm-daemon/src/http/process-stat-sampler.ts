@@ -1,4 +1,5 @@
 import { ProcessStatReader, type ProcessStats } from "./process-stats.js";
+import { RoundsWhileAsked } from "./rounds-while-asked.js";
 
 /** A process to sample: `key` names it in the answer; `pid` undefined = no process now. */
 export interface SampledProcess {
@@ -30,19 +31,26 @@ export interface ProcessStatSamplerOptions {
 export class ProcessStatSampler {
   readonly #reader = new ProcessStatReader();
   readonly #options: ProcessStatSamplerOptions;
-  readonly #now: () => number;
+  readonly #rounds: RoundsWhileAsked;
   #sample = new Map<string, ProcessStats & { readonly pid: number }>();
-  #lastAskedMs = Number.NEGATIVE_INFINITY;
-  #timer: NodeJS.Timeout | undefined;
 
   constructor(options: ProcessStatSamplerOptions) {
     this.#options = options;
-    this.#now = options.now ?? Date.now;
+    this.#rounds = new RoundsWhileAsked({
+      round: () => this.#round(),
+      onIdle: () => {
+        // Nobody scrapes: forget the sample (a later scrape reads afresh) and close every descriptor.
+        this.#sample = new Map();
+        this.#reader.readAll([]);
+      },
+      intervalMs: options.intervalMs,
+      idleAfterMs: options.idleAfterMs,
+      ...(options.now !== undefined && { now: options.now }),
+    });
   }
 
   /** Stats of each of `processes` (those with a live process), from the last round or read now. */
   stats(processes: readonly SampledProcess[]): Map<string, ProcessStats> {
-    this.#lastAskedMs = this.#now();
     const out = new Map<string, ProcessStats>();
     const missing: SampledProcess[] = [];
     for (const p of processes) {
@@ -62,31 +70,14 @@ export class ProcessStatSampler {
         out.set(p.key, sampled);
       }
     }
-    this.#schedule();
+    this.#rounds.asked();
     return out;
   }
 
   /** Stops sampling and closes every descriptor. */
   close(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.#rounds.close();
     this.#reader.close();
-  }
-
-  #schedule(): void {
-    if (this.#timer !== undefined) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      if (this.#now() - this.#lastAskedMs > this.#options.idleAfterMs) {
-        // Nobody scrapes: forget the sample (a later scrape reads afresh) and stop.
-        this.#sample = new Map();
-        this.#reader.readAll([]);
-        return;
-      }
-      this.#round();
-      this.#schedule();
-    }, this.#options.intervalMs);
-    this.#timer.unref();
   }
 
   #round(): void {

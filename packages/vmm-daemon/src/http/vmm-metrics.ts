@@ -1,10 +1,11 @@
 import type { Interceptor } from "@connectrpc/connect";
 import type { SandboxUsage } from "@vmm/core";
 import { SANDBOX_STATES } from "@vmm/proto/wire";
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { MetricsSource } from "./metrics-source.js";
 import { ProcessStatSampler, type SampledProcess } from "./process-stat-sampler.js";
 import { createRpcMetricsInterceptor } from "./rpc-metrics.js";
+import { RuntimeMetrics } from "./runtime-metrics.js";
 import { renderSandboxSeries } from "./sandbox-series.js";
 
 /** The daemon's Prometheus metrics (docs/operations.md lists each). */
@@ -17,7 +18,7 @@ export interface VmmMetrics {
   close(): void;
 }
 
-/** How old a sandbox's memory and CPU figures may be in a scrape, ms. */
+/** How old a sandbox's memory and CPU figures, and the daemon's own process metrics, may be in a scrape, ms. */
 const STATS_INTERVAL_MS = 1000;
 /** Background sampling stops after this long without a scrape, ms (Prometheus' default interval is 1 min). */
 const STATS_IDLE_AFTER_MS = 5 * 60_000;
@@ -37,11 +38,15 @@ const CREATE_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60
  * again. Memory and CPU time of each sandbox's process come from a sample
  * taken in the background once a second while the daemon is being scraped
  * (ProcessStatSampler), so a scrape reads nothing from disk except for
- * sandboxes new since the last sample.
+ * sandboxes new since the last sample; the daemon's own process metrics are
+ * rendered on the same schedule (RuntimeMetrics).
  */
 export function createVmmMetrics(source: MetricsSource): VmmMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  const runtime = new RuntimeMetrics({
+    intervalMs: STATS_INTERVAL_MS,
+    idleAfterMs: STATS_IDLE_AFTER_MS,
+  });
 
   // The sandboxes the collectors of one scrape read (taken in scrape()).
   let now: readonly SandboxUsage[] = [];
@@ -152,6 +157,7 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
     close() {
       stopObserving();
       procs.close();
+      runtime.close();
     },
   };
 
@@ -159,10 +165,10 @@ export function createVmmMetrics(source: MetricsSource): VmmMetrics {
     const sandboxes = source.sandboxes();
     const stats = procs.stats(processesOf(sandboxes));
     now = sandboxes;
-    const body = await registry.metrics();
+    const ours = await registry.metrics();
     return {
       contentType: registry.contentType,
-      body: `${body}${body.endsWith("\n") ? "" : "\n"}${renderSandboxSeries(sandboxes, stats)}`,
+      body: `${await runtime.text()}${ours}${ours.endsWith("\n") ? "" : "\n"}${renderSandboxSeries(sandboxes, stats)}`,
     };
   }
 }
