@@ -14,6 +14,33 @@
 #include "request.h"
 
 #define REQUEST_TIMEOUT_MS 10000
+/* How long a finished RUN session waits for the host to close after EXIT. */
+#define LINGER_MS 1000
+
+/*
+ * Ends a RUN session without a reset: half-closes our side (the host reads EOF
+ * right after EXIT), then drops what the host still sends (a STDIN end or a
+ * SIGNAL that crossed the EXIT) until it closes or LINGER_MS pass. Closing a
+ * socket with unread bytes resets the connection (ECONNRESET at a Unix-socket
+ * peer, RST on vsock), and a relay that sees the reset before it forwarded our
+ * last frames drops them: the host would see the session end without EXIT.
+ */
+static void linger_close(int fd) {
+  shutdown(fd, SHUT_WR);
+  int64_t until = now_ms() + LINGER_MS;
+  char sink[4096];
+  for (;;) {
+    int64_t left = until - now_ms();
+    if (left <= 0) break;
+    struct pollfd p = {fd, POLLIN, 0};
+    int n = poll(&p, 1, (int)left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    ssize_t got = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+    if (got < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+    if (got <= 0) break;
+  }
+}
 
 int send_all(int fd, buf_t *b, int timeout_ms) {
   int64_t deadline = now_ms() + timeout_ms;
@@ -139,6 +166,7 @@ void session_serve(int fd) {
       buf_consume(&in, used);
       run_session(fd, &in, &req);
       run_req_free(&req);
+      linger_close(fd);
       goto out;
     }
     case T_SET_IDENTITY:
