@@ -1,6 +1,6 @@
 export interface RoundsWhileAskedOptions {
-  /** One background round; the next is scheduled `intervalMs` after it settled. */
-  readonly round: () => void | Promise<void>;
+  /** One background round (a returned promise is awaited); the next is scheduled `intervalMs` after it settled. */
+  readonly round: () => unknown;
   /** Called instead of a round once nobody asked for `idleAfterMs`; rounds stop until the next ask. */
   readonly onIdle: () => void;
   /** Time between two rounds, ms. */
@@ -21,9 +21,11 @@ export class RoundsWhileAsked {
   readonly #options: RoundsWhileAskedOptions;
   readonly #now: () => number;
   #lastAskedMs = Number.NEGATIVE_INFINITY;
-  #timer: NodeJS.Timeout | undefined;
-  #running = false;
-  #closed = false;
+  #state:
+    | { readonly kind: "idle" }
+    | { readonly kind: "scheduled"; readonly timer: NodeJS.Timeout }
+    | { readonly kind: "running" }
+    | { readonly kind: "closed" } = { kind: "idle" };
 
   constructor(options: RoundsWhileAskedOptions) {
     this.#options = options;
@@ -33,37 +35,33 @@ export class RoundsWhileAsked {
   /** Somebody wants the rounds' results now: keep (or start) running them. */
   asked(): void {
     this.#lastAskedMs = this.#now();
-    this.#schedule();
+    if (this.#state.kind === "idle") this.#schedule();
   }
 
   /** Stops for good: no round runs after this returns. */
   close(): void {
-    this.#closed = true;
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    if (this.#state.kind === "scheduled") clearTimeout(this.#state.timer);
+    this.#state = { kind: "closed" };
   }
 
   #schedule(): void {
-    if (this.#closed || this.#timer !== undefined || this.#running) return;
-    this.#timer = setTimeout(() => void this.#tick(), this.#options.intervalMs);
-    this.#timer.unref();
+    const timer = setTimeout(() => void this.#tick(), this.#options.intervalMs);
+    timer.unref();
+    this.#state = { kind: "scheduled", timer };
   }
 
   async #tick(): Promise<void> {
-    this.#timer = undefined;
-    if (this.#closed) return;
     if (this.#now() - this.#lastAskedMs > this.#options.idleAfterMs) {
+      this.#state = { kind: "idle" };
       this.#options.onIdle();
       return;
     }
-    this.#running = true;
+    this.#state = { kind: "running" };
     try {
       await this.#options.round();
     } catch {
       // The next round tries again; what a round reads is best-effort by nature.
-    } finally {
-      this.#running = false;
     }
-    this.#schedule();
+    if (this.#state.kind === "running") this.#schedule();
   }
 }

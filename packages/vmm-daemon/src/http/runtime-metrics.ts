@@ -40,9 +40,7 @@ export class RuntimeMetrics {
       });
     }
     this.#rounds = new RoundsWhileAsked({
-      round: async () => {
-        this.#text = await this.#registry.metrics();
-      },
+      round: () => this.#render(),
       onIdle: () => {
         this.#text = undefined;
       },
@@ -54,8 +52,13 @@ export class RuntimeMetrics {
   /** The default metrics in Prometheus text format, at most one interval old; ends with a line feed. */
   async text(): Promise<string> {
     this.#rounds.asked();
-    if (this.#text === undefined) this.#text = await this.#registry.metrics();
-    return this.#text.endsWith("\n") ? this.#text : `${this.#text}\n`;
+    return this.#text ?? (await this.#render());
+  }
+
+  async #render(): Promise<string> {
+    const text = await this.#registry.metrics();
+    this.#text = text.endsWith("\n") ? text : `${text}\n`;
+    return this.#text;
   }
 
   close(): void {
