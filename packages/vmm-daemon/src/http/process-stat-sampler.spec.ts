@@ -1,15 +1,18 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
-import { readdirSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { ProcessStatSampler, type SampledProcess } from "./process-stat-sampler.js";
 
 const openFds = () => readdirSync("/proc/self/fd").length;
 const children: ChildProcess[] = [];
-const sleeper = () => {
+/** A `sleep 30` that has started sleeping: read earlier, a just-exec'd process can show 0 bytes RSS. */
+const sleeper = async () => {
   const c = spawn("sleep", ["30"], { stdio: "ignore" });
   children.push(c);
+  const state = () => readFileSync(`/proc/${c.pid}/stat`, "latin1").split(") ")[1]?.[0];
+  await expect.poll(state, { timeout: 5000 }).toBe("S");
   return c;
 };
 afterEach(() => {
@@ -18,7 +21,7 @@ afterEach(() => {
 
 describe("ProcessStatSampler", () => {
   it("reads a new process at once, then serves the background sample until the next round", async () => {
-    const a = sleeper();
+    const a = await sleeper();
     const procs: SampledProcess[] = [
       { key: "a", pid: a.pid },
       { key: "none", pid: undefined },
@@ -35,7 +38,7 @@ describe("ProcessStatSampler", () => {
       // Within the interval: the same sample, nothing read again.
       expect(sampler.stats(procs).get("a")).toBe(first.get("a"));
       // A process added since the round is read on the spot.
-      const b = sleeper();
+      const b = await sleeper();
       const withB = [...procs, { key: "b", pid: b.pid }];
       const second = sampler.stats(withB);
       expect(second.get("a")).toBe(first.get("a"));
@@ -54,9 +57,9 @@ describe("ProcessStatSampler", () => {
     }
   });
 
-  it("a reused key with another pid is read afresh, not served from the old process", () => {
-    const a = sleeper();
-    const b = sleeper();
+  it("a reused key with another pid is read afresh, not served from the old process", async () => {
+    const a = await sleeper();
+    const b = await sleeper();
     const sampler = new ProcessStatSampler({
       processes: () => [],
       intervalMs: 10_000,
@@ -74,7 +77,7 @@ describe("ProcessStatSampler", () => {
 
   it("stops sampling and closes its descriptors when nobody asks, and on close", async () => {
     const before = openFds();
-    const a = sleeper();
+    const a = await sleeper();
     const procs = [{ key: "a", pid: a.pid }];
     let rounds = 0;
     const sampler = new ProcessStatSampler({
