@@ -80,7 +80,7 @@ Options:
                         written to DIR/api-load-<encoding>-<method>.cpuprofile (profiler on: slower)
   --clients N           api-load: h2load -c; proxy: keep-alive connections (default 8)
   --streams N           api-load: h2load -m, streams per connection (default 16)
-  --steps N,N           idle-rss: sandbox counts to measure at (default 40,100)
+  --steps N,N           idle-rss: sandbox counts to measure at (default 50,100,150,200)
   --rss-settle-ms MS    idle-rss: quiet before each RSS reading (default 3000)
 
 Exit codes: 0 ok, 1 failure, 2 usage, 3 the daemon does not implement the RPCs (restore).`;
@@ -201,7 +201,7 @@ function parse(argv: string[], signal: AbortSignal) {
     dataDir: values["data-dir"] === undefined ? undefined : resolve(values["data-dir"]),
     signal,
   };
-  const steps = (values.steps ?? "40,100").split(",").map((x) => int("steps", x, 0, 1));
+  const steps = (values.steps ?? "50,100,150,200").split(",").map((x) => int("steps", x, 0, 1));
   if (steps.some((x, i) => i > 0 && x <= steps[i - 1]!))
     throw new UsageError(`--steps wants increasing counts, got ${values.steps}`);
   const sandboxes = int("sandboxes", values.sandboxes, command === "metrics" ? 200 : 100, 1);

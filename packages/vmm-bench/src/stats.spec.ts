@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { percentile, ratio, Samples, summarize } from "./stats.js";
+import { percentile, ratio, Samples, slope, summarize } from "./stats.js";
 
 describe("percentile (nearest rank)", () => {
   const xs = Array.from({ length: 100 }, (_, i) => i + 1); // 1..100
@@ -56,5 +56,39 @@ describe("Samples", () => {
     expect(out.b_ms?.n).toBe(2);
     expect(out.b_ms?.mean).toBe(3);
     expect(s.get("missing")).toEqual([]);
+  });
+});
+
+describe("slope (least squares)", () => {
+  it("is the exact rate on a line, whatever the intercept", () => {
+    expect(
+      slope([
+        [50, 1000],
+        [100, 3000],
+        [200, 7000],
+      ]),
+    ).toBeCloseTo(40, 9);
+  });
+
+  it("fits noisy points instead of taking the last difference", () => {
+    // Last difference is 10, first 70; the fit weighs all four points.
+    expect(
+      slope([
+        [0, 0],
+        [1, 70],
+        [2, 110],
+        [3, 120],
+      ]),
+    ).toBeCloseTo(40, 9);
+  });
+
+  it("rejects fewer than two distinct x", () => {
+    expect(() => slope([[5, 1]])).toThrow(RangeError);
+    expect(() =>
+      slope([
+        [5, 1],
+        [5, 2],
+      ]),
+    ).toThrow(RangeError);
   });
 });

@@ -15,6 +15,24 @@ export function roundMs(ms: number): number {
 }
 
 /**
+ * Least-squares slope of y over x: the growth per unit of x that fits all the
+ * points, rather than the difference of two of them. Needs two distinct x.
+ */
+export function slope(points: ReadonlyArray<readonly [x: number, y: number]>): number {
+  const n = points.length;
+  const mx = points.reduce((a, [x]) => a + x, 0) / n;
+  const my = points.reduce((a, [, y]) => a + y, 0) / n;
+  let sxy = 0;
+  let sxx = 0;
+  for (const [x, y] of points) {
+    sxy += (x - mx) * (y - my);
+    sxx += (x - mx) ** 2;
+  }
+  if (!(sxx > 0)) throw new RangeError("slope needs at least two distinct x");
+  return sxy / sxx;
+}
+
+/**
  * Nearest-rank percentile of ascending `sorted` (p in 0..100): the smallest
  * sample with at least p% of the samples at or below it. Never interpolates,
  * so every reported percentile is a measured value.

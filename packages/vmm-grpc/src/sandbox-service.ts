@@ -1,3 +1,4 @@
+import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
   DEFAULT_NETWORK_POLICY,
@@ -17,6 +18,7 @@ import {
   processSpecFromProto,
   sandboxEventToProto,
 } from "./convert.js";
+import { ListAnswers } from "./list-answers.js";
 import { DEFAULT_LIST_PAGING, type ListPaging, takePage } from "./list-page.js";
 import { listProcesses, signalProcess } from "./process-calls.js";
 import type { SandboxApi } from "./sandbox-api.js";
@@ -36,6 +38,7 @@ export function registerSandboxService(
   exposedPortUrl?: ExposedPortUrl,
 ): void {
   const messages = new ViewMessages();
+  const listAnswers = new ListAnswers<SandboxView, pb.ListSandboxesResponse>();
   router.service(pb.SandboxService, {
     async create(req, ctx) {
       const view = await sandboxes.create(createSpecFromProto(req), { signal: ctx.signal });
@@ -137,10 +140,15 @@ export function registerSandboxService(
         },
         paging,
       );
-      return {
-        sandboxes: page.items.map((v) => messages.summary(v).message),
-        nextPageToken: page.nextPageToken,
-      };
+      const key = JSON.stringify([req.state, req.labels, req.pageSize, req.pageToken]);
+      return listAnswers.answer(key, page, (p) => {
+        const answer = create(pb.ListSandboxesResponseSchema, {
+          sandboxes: p.items.map((v) => messages.summary(v).message),
+          nextPageToken: p.nextPageToken,
+        });
+        Object.freeze(answer.sandboxes);
+        return answer;
+      });
     },
 
     async *events(req, ctx) {
