@@ -281,6 +281,26 @@ describe("big output and backpressure", () => {
     expect(growthWhilePaused).toBeLessThan(4 * 1024 * 1024);
   });
 
+  it("delivers output still in the pipe at exit to a consumer that paused past the drain window", async () => {
+    // The process ends while its last bytes sit in the pipe and the agent's send buffer is
+    // full (nobody reads): the agent must keep draining once the consumer resumes, not take
+    // the pause for a quiet pipe held open by a background child (it closed it after 50 ms).
+    for (const bytes of [400_000, 700_000, 1_000_000, 1_500_000]) {
+      const proc = await client.run({ argv: ["sh", "-c", `head -c ${bytes} /dev/zero; exit 7`] });
+      await sleep(300);
+      let total = 0;
+      let code: number | undefined;
+      for await (const ev of proc) {
+        if ("exit" in ev) {
+          code = ev.exit.code;
+          break;
+        }
+        total += ev.data.length;
+      }
+      expect({ bytes, total, code }).toEqual({ bytes, total: bytes, code: 7 });
+    }
+  });
+
   it("stops the process while the consumer does not read", async () => {
     const marker = join(agent.dir, "wrote-all");
     const proc = await client.run({
