@@ -289,7 +289,7 @@ describe("big output and backpressure", () => {
       const proc = await client.run({ argv: ["sh", "-c", `head -c ${bytes} /dev/zero; exit 7`] });
       await sleep(300);
       let total = 0;
-      let code: number | undefined;
+      let code: number | null | undefined;
       for await (const ev of proc) {
         if ("exit" in ev) {
           code = ev.exit.code;
