@@ -104,7 +104,7 @@ else
   log "no $agent (make -C guest/agent): fc-sim sandboxes will have no agent"
 fi
 
-write_wrapper() { # name, bundle
+write_wrapper() { # name, bundle, node options
   local tmp="$prefix/bin/.$1.new"
   cat >"$tmp" <<EOF
 #!/bin/sh
@@ -114,13 +114,15 @@ write_wrapper() { # name, bundle
 self="\$0"
 if r="\$(readlink -f -- "\$self" 2>/dev/null)"; then self="\$r"; fi
 lib="\${self%/*}/../lib/vmm"
-exec "\$lib/bin/node" "\$lib/$2" "\$@"
+exec "\$lib/bin/node" $3"\$lib/$2" "\$@"
 EOF
   chmod 0755 "$tmp"
   mv -f "$tmp" "$prefix/bin/$1"
 }
-write_wrapper vmm packages/vmm-cli/dist/vmm.mjs
-write_wrapper vmm-daemon packages/vmm-daemon/dist/vmm-daemon.mjs
+# The daemon's Node options, from its package.json (docs/operations.md, "Node options").
+daemon_node_args="$("$node_bin" -p 'require(process.argv[1]).vmm.nodeArgs.map((a) => a + " ").join("")' "$repo/packages/vmm-daemon/package.json")"
+write_wrapper vmm packages/vmm-cli/dist/vmm.mjs ""
+write_wrapper vmm-daemon packages/vmm-daemon/dist/vmm-daemon.mjs "$daemon_node_args"
 
 install -d -m 0755 "$(dirname "$unit")"
 sed -e "s|@PREFIX@|$prefix|g" -e "s|@SYSCONFDIR@|$sysconfdir|g" \

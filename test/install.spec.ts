@@ -59,6 +59,14 @@ describe("scripts/install.sh into a temp prefix", () => {
     expect(runInstalled(join(prefix, "bin/vmm-daemon"), ["--version"])).toMatch(
       /^vmm-daemon \d+\.\d+\.\d+\n$/,
     );
+    // The daemon runs with its Node options (package.json vmm.nodeArgs), the CLI without.
+    const daemonArgs: string[] = JSON.parse(
+      readFileSync(join(repo, "packages/vmm-daemon/package.json"), "utf8"),
+    ).vmm.nodeArgs;
+    expect(daemonArgs.length).toBeGreaterThan(0);
+    const wrapper = readFileSync(join(prefix, "bin/vmm-daemon"), "utf8");
+    for (const a of daemonArgs) expect(wrapper).toContain(`/bin/node" ${a} `);
+    expect(readFileSync(join(prefix, "bin/vmm"), "utf8")).not.toContain(daemonArgs[0]);
     // Through a symlink elsewhere (ln -s /usr/local/bin/vmm ~/bin/vmm) too.
     symlinkSync(join(prefix, "bin/vmm"), join(dir, "vmm-link"));
     expect(

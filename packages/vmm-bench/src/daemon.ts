@@ -12,7 +12,7 @@ import {
   SandboxService,
   SandboxSnapshotService,
 } from "@vmm/proto";
-import { childEnv, DAEMON_BIN } from "./host.js";
+import { childEnv, DAEMON_BIN, DAEMON_NODE_ARGS } from "./host.js";
 
 /** What a daemon started by the bench boots sandboxes with. */
 export interface DaemonOptions {
@@ -208,6 +208,7 @@ export async function startDaemon(options: DaemonOptions): Promise<DaemonProcess
   const [command, ...args] = [
     ...(options.wrapper ?? []),
     process.execPath,
+    ...DAEMON_NODE_ARGS,
     ...(options.nodeArgs ?? []),
     DAEMON_BIN,
     "--config",

@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
 import { availableParallelism, loadavg, release, totalmem } from "node:os";
 import { delimiter, dirname, join, resolve } from "node:path";
 import type { BackendInfo, HostInfo } from "./report.js";
@@ -7,6 +7,10 @@ import type { BackendInfo, HostInfo } from "./report.js";
 /** The repository root: this file is at packages/vmm-bench/{src,dist}/. */
 export const REPO_ROOT = resolve(import.meta.dirname, "../../..");
 export const DAEMON_BIN = join(REPO_ROOT, "packages/vmm-daemon/dist/vmm-daemon.mjs");
+/** The Node options every launcher gives the daemon (packages/vmm-daemon/package.json, `vmm.nodeArgs`). */
+export const DAEMON_NODE_ARGS: readonly string[] = JSON.parse(
+  readFileSync(join(REPO_ROOT, "packages/vmm-daemon/package.json"), "utf8"),
+).vmm.nodeArgs;
 export const FC_SIM_BIN = join(REPO_ROOT, "packages/fc-sim/dist/fc-sim.mjs");
 /** Where scripts/dev-images.sh puts vmlinux and rootfs.ext4. */
 export const DEV_IMAGES_DIR = join(REPO_ROOT, ".dev/data/images");

@@ -1,10 +1,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 
 export const DAEMON_BIN = resolve(import.meta.dirname, "../dist/vmm-daemon.mjs");
+/** The Node options every launcher gives the daemon (package.json `vmm.nodeArgs`). */
+export const DAEMON_NODE_ARGS: readonly string[] = JSON.parse(
+  readFileSync(resolve(import.meta.dirname, "../package.json"), "utf8"),
+).vmm.nodeArgs;
 const FC_SIM = resolve(import.meta.dirname, "../../fc-sim/dist/fc-sim.mjs");
 
 /** A daemon started from the built binary for a test, with its own temp dir and socket. */
@@ -36,7 +40,7 @@ export async function startDaemonProcess(
   const network = toml.includes("[network]") ? "" : '[network]\nmode = "none"\n';
   writeFileSync(config, `[grpc]\nunix_socket = "${socket}"\n${toml}\n${network}`);
   let stderr = "";
-  const argv = [...wrapper, process.execPath, DAEMON_BIN, "--config", config];
+  const argv = [...wrapper, process.execPath, ...DAEMON_NODE_ARGS, DAEMON_BIN, "--config", config];
   const child = spawn(argv[0]!, argv.slice(1), {
     env: {
       ...process.env,
