@@ -8,7 +8,7 @@
 import { formatIpv4Cidr, type Ipv4Cidr } from "./ipv4.js";
 import { GUEST_IP, GUEST_SUBNET, type TapSlot } from "./slot.js";
 
-/** A host service sandboxes may reach (everything else on the host is dropped). */
+/** A host service sandboxes may reach (everything else on the host is refused). */
 export interface HostService {
   readonly protocol: "tcp" | "udp";
   readonly port: number;
@@ -26,7 +26,10 @@ export interface HostRulesetOptions {
   readonly blockedCidrs: readonly string[];
 }
 
-/** Host namespace: isolation between sandboxes, host services, metadata; egress masquerade. */
+/**
+ * Host namespace: isolation between sandboxes, host services, metadata; egress
+ * masquerade. What a sandbox may not reach is refused (reset / ICMP), not dropped.
+ */
 export function hostRuleset(o: HostRulesetOptions): string {
   const veths = `iifname "${o.vethHostPattern}"`;
   const allow = o.allowHostServices.map(
@@ -34,9 +37,7 @@ export function hostRuleset(o: HostRulesetOptions): string {
       `    ${veths}${s.address === undefined ? "" : ` ip daddr ${s.address}`} ${s.protocol} dport ${s.port} accept`,
   );
   const blocked =
-    o.blockedCidrs.length === 0
-      ? []
-      : [`    ${veths} ip daddr { ${o.blockedCidrs.join(", ")} } drop`];
+    o.blockedCidrs.length === 0 ? [] : refuse(`${veths} ip daddr { ${o.blockedCidrs.join(", ")} }`);
   const egress = o.uplink === undefined ? [] : [`    ${veths} oifname "${o.uplink}" accept`];
   const masquerade =
     o.uplink === undefined
@@ -50,15 +51,15 @@ export function hostRuleset(o: HostRulesetOptions): string {
     "    type filter hook input priority filter; policy accept;",
     `    ${veths} ct state established,related accept`,
     ...allow,
-    `    ${veths} drop`,
+    ...refuse(veths),
     "  }",
     "  chain forward {",
     "    type filter hook forward priority filter; policy accept;",
     ...blocked,
     `    ${veths} ct state established,related accept`,
-    `    ${veths} oifname "${o.vethHostPattern}" drop`,
+    ...refuse(`${veths} oifname "${o.vethHostPattern}"`),
     ...egress,
-    `    ${veths} drop`,
+    ...refuse(veths),
     "  }",
     "  chain postrouting {",
     "    type nat hook postrouting priority srcnat; policy accept;",
@@ -67,6 +68,18 @@ export function hostRuleset(o: HostRulesetOptions): string {
     "}",
     "",
   ].join("\n");
+}
+
+/**
+ * Refuses what `match` selects, fast: a TCP reset (the guest sees ECONNREFUSED at
+ * once), ICMP admin-prohibited for anything else. Never a silent drop, which would
+ * leave a sandbox's connect hanging until its own timeout.
+ */
+function refuse(match: string): string[] {
+  return [
+    `    ${match} meta l4proto tcp reject with tcp reset`,
+    `    ${match} reject with icmpx admin-prohibited`,
+  ];
 }
 
 /** Removes the table; succeeds whether or not it exists. */
