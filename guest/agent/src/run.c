@@ -296,10 +296,6 @@ static void pump(run_t *r) {
         r->killed = 1;
       }
     }
-    int room = r->disconnected || buf_size(&r->out) < OUT_HIGH;
-    /* Not polling the pipes (the host reads slowly) is not a quiet pipe: the drain window
-     * starts again once there is room, else output still in the pipe at exit is dropped. */
-    if (!room) r->last_output = now;
     if (r->exited && (r->out_fd >= 0 || r->err_fd >= 0) && now - r->last_output >= DRAIN_QUIET_MS) {
       close_output(r, &r->out_fd);
       close_output(r, &r->err_fd);
@@ -318,6 +314,7 @@ static void pump(run_t *r) {
       isock = n;
       p[n++] = (struct pollfd){r->sock, ev, 0};
     }
+    int room = r->disconnected || buf_size(&r->out) < OUT_HIGH;
     if (r->out_fd >= 0 && room) iout = n, p[n++] = (struct pollfd){r->out_fd, POLLIN, 0};
     if (r->err_fd >= 0 && room) ierr = n, p[n++] = (struct pollfd){r->err_fd, POLLIN, 0};
     if (r->in_fd >= 0 && buf_size(&r->stdin_q)) iin = n, p[n++] = (struct pollfd){r->in_fd, POLLOUT, 0};
@@ -332,13 +329,17 @@ static void pump(run_t *r) {
     if (!r->exited && r->deadline && !r->timed_out) MIN_TIMEOUT(r->deadline - now);
     if (r->disconnected && !r->killed) MIN_TIMEOUT(r->kill_at - now);
     if (r->exited && room && (r->out_fd >= 0 || r->err_fd >= 0)) MIN_TIMEOUT(r->last_output + DRAIN_QUIET_MS - now);
-    if (poll(p, (nfds_t)n, (int)timeout) < 0) {
+    int polled = poll(p, (nfds_t)n, (int)timeout);
+    /* Not polling the pipes (the host reads slowly) is not a quiet pipe: the drain window
+     * starts again once there is room, else output still in the pipe at exit is dropped.
+     * (The output that filled the buffer was read just before, so the window had not run.) */
+    if (!room) r->last_output = now_ms();
+    if (polled < 0) {
       if (errno == EINTR) continue;
       logf_err("poll failed: %s", strerror(errno));
       kill(-r->pid, SIGKILL);
       return;
     }
-    if (!room) r->last_output = now_ms(); /* the wait above was not quiet either */
     if (p[0].revents) read_signals(r);
     if (isock >= 0 && !r->disconnected) {
       short rev = p[isock].revents;

@@ -485,13 +485,18 @@ function perSandbox(
       );
     }
   }
-  const loaded = steps.slice(1);
-  if (loaded.length >= 2) {
-    out[`marginal_${loaded[0]!.sandboxes}_to_${loaded.at(-1)!.sandboxes}`] = roundMs(
-      slope(loaded.map((r) => [r.sandboxes, r[key]] as const)),
-    );
+  const marginal = marginalKey(steps);
+  if (marginal !== undefined) {
+    out[marginal] = roundMs(slope(steps.slice(1).map((r) => [r.sandboxes, r[key]] as const)));
   }
   return out;
+}
+
+/** `marginal_A_to_B`, the slope over the loaded steps A..B, when there are two or more. */
+function marginalKey(steps: readonly RssStep[]): string | undefined {
+  return steps.length >= 3
+    ? `marginal_${steps[1]!.sandboxes}_to_${steps.at(-1)!.sandboxes}`
+    : undefined;
 }
 
 export async function idleRssCommand(
@@ -554,9 +559,8 @@ export async function idleRssCommand(
   // slope from the first step on): the first sandboxes after start also grow the daemon by
   // one-time amounts (thread-pool malloc arenas, JIT code, V8 heap pages) that further
   // sandboxes do not repeat. 0_to_N, which includes them, stays in the report.
-  const marginalKey =
-    rss.length >= 3 ? `marginal_${rss[1]!.sandboxes}_to_${last.sandboxes}` : undefined;
-  const headlineKey = marginalKey ?? `0_to_${last.sandboxes}`;
+  const marginal = marginalKey(rss);
+  const headlineKey = marginal ?? `0_to_${last.sandboxes}`;
   const headline = perRss[headlineKey]!;
   return loadReport(
     "idle-rss",
@@ -569,7 +573,7 @@ export async function idleRssCommand(
       "rssKiB: the daemon's node process VmRSS (/proc/<pid>/status), median of 5 readings 400 ms apart after settleMs of quiet; then a full GC through the inspector (HeapProfiler.collectGarbage) and rssAfterGcKiB, heapUsedKiB (Runtime.getHeapUsage)",
       "the daemon runs with --inspect=127.0.0.1:0 (same at every step); baseline (0 sandboxes) taken after one sandbox was created and removed, so code loaded on first use is not charged to the sandboxes",
       "perSandboxKiB: growth / sandboxes between two steps (0_to_N from the baseline); marginal_A_to_B: least-squares slope over the steps A..B (not 0): what each further idle sandbox adds once the daemon has created its first ones",
-      `the target is judged on rss ${headlineKey}${marginalKey === undefined ? "" : " (0_to_N also counts one-time growth of the first creates: thread-pool malloc arenas, JIT code, V8 heap pages)"}`,
+      `the target is judged on rss ${headlineKey}${marginal === undefined ? "" : " (0_to_N also counts one-time growth of the first creates: thread-pool malloc arenas, JIT code, V8 heap pages)"}`,
       "heapGrowthByConstructor: live objects (heap snapshot) with all sandboxes minus after removing them all; count and self bytes (not retained size), for the largest 15",
       "heapGrowthWhileIdle: the same with all sandboxes, a snapshot 20 s later minus the first one (growth with time rather than with count)",
     ],

@@ -20,7 +20,7 @@
 import { lookup } from "node:dns/promises";
 import { InvalidArgumentError } from "../errors.js";
 import { formatIpv4, parseIpv4, parseIpv4Cidr } from "./ipv4.js";
-import type { HostService } from "./nft-rulesets.js";
+import { type HostService, REFUSE_CHAIN } from "./nft-rulesets.js";
 import { GUEST_IP, type TapSlot } from "./slot.js";
 
 /** The policy as the caller gave it (and as it is persisted and shown). */
@@ -248,10 +248,7 @@ export function egressRuleset(
     ...setOf("deny_out", policy.deny),
     ...setOf("blocked", blocked),
     ...setOf("allow_out", policy.allow),
-    "  chain refuse {",
-    "    meta l4proto tcp reject with tcp reset",
-    "    reject with icmpx admin-prohibited",
-    "  }",
+    ...REFUSE_CHAIN,
     "  chain egress {",
     // Replies to connections made to the guest (sandbox IP, exposed ports), and ICMP errors.
     "    ct direction reply accept",

@@ -37,7 +37,9 @@ export function hostRuleset(o: HostRulesetOptions): string {
       `    ${veths}${s.address === undefined ? "" : ` ip daddr ${s.address}`} ${s.protocol} dport ${s.port} accept`,
   );
   const blocked =
-    o.blockedCidrs.length === 0 ? [] : refuse(`${veths} ip daddr { ${o.blockedCidrs.join(", ")} }`);
+    o.blockedCidrs.length === 0
+      ? []
+      : [`    ${veths} ip daddr { ${o.blockedCidrs.join(", ")} } goto refuse`];
   const egress = o.uplink === undefined ? [] : [`    ${veths} oifname "${o.uplink}" accept`];
   const masquerade =
     o.uplink === undefined
@@ -47,19 +49,20 @@ export function hostRuleset(o: HostRulesetOptions): string {
     `table inet ${o.table}`,
     `delete table inet ${o.table}`,
     `table inet ${o.table} {`,
+    ...REFUSE_CHAIN,
     "  chain input {",
     "    type filter hook input priority filter; policy accept;",
     `    ${veths} ct state established,related accept`,
     ...allow,
-    ...refuse(veths),
+    `    ${veths} goto refuse`,
     "  }",
     "  chain forward {",
     "    type filter hook forward priority filter; policy accept;",
     ...blocked,
     `    ${veths} ct state established,related accept`,
-    ...refuse(`${veths} oifname "${o.vethHostPattern}"`),
+    `    ${veths} oifname "${o.vethHostPattern}" goto refuse`,
     ...egress,
-    ...refuse(veths),
+    `    ${veths} goto refuse`,
     "  }",
     "  chain postrouting {",
     "    type nat hook postrouting priority srcnat; policy accept;",
@@ -71,16 +74,17 @@ export function hostRuleset(o: HostRulesetOptions): string {
 }
 
 /**
- * Refuses what `match` selects, fast: a TCP reset (the guest sees ECONNREFUSED at
- * once), ICMP admin-prohibited for anything else. Never a silent drop, which would
- * leave a sandbox's connect hanging until its own timeout.
+ * The `refuse` chain of a vmm table: rules `goto refuse` for what a sandbox may
+ * not reach. A TCP reset (the guest sees ECONNREFUSED at once), ICMP
+ * admin-prohibited for anything else; never a silent drop, which would leave a
+ * sandbox's connect hanging until its own timeout.
  */
-function refuse(match: string): string[] {
-  return [
-    `    ${match} meta l4proto tcp reject with tcp reset`,
-    `    ${match} reject with icmpx admin-prohibited`,
-  ];
-}
+export const REFUSE_CHAIN: readonly string[] = [
+  "  chain refuse {",
+  "    meta l4proto tcp reject with tcp reset",
+  "    reject with icmpx admin-prohibited",
+  "  }",
+];
 
 /** Removes the table; succeeds whether or not it exists. */
 export function deleteTableRuleset(table: string): string {
